@@ -1,0 +1,81 @@
+"""`flir-stream`: one command with a subcommand per stage, plus `run` for all three."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Optional, Sequence
+
+from . import __version__, config as configuration, logs
+
+# subcommand -> module with DESCRIPTION, add_arguments(parser) and run(config, args) -> exit status
+COMMANDS = {
+    "capture": "capture.app",
+    "encoder": "encoder.app",
+    "server": "server.app",
+    "run": "flirstream.supervise",
+}
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="PATH",
+                        help="server.conf to read (default: ./server.conf if it exists, "
+                             "else the packaged default)")
+    parser.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[],
+                        dest="overrides",
+                        help="override one server.conf value, e.g. --set server.port=8081 "
+                             "(repeatable)")
+    parser.add_argument("--log-level", choices=logs.LEVELS, default="info",
+                        help="how much to log (default: info)")
+
+
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flir-stream",
+        description="Stream a FLIR Lepton thermal camera to web browsers: capture -> encoder -> "
+                    "server, joined by ZeroMQ.")
+    parser.add_argument("--version", action="version", version=f"flir-stream {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=module.DESCRIPTION, description=module.DESCRIPTION,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        _common(p)
+        module.add_arguments(p)
+        p.set_defaults(module=module)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Import only the chosen stage's module: a stage never loads another stage's code.
+    only = argv[0] if argv and argv[0] in COMMANDS else None
+    args = build_parser(only).parse_args(argv)
+    logs.setup(args.command, args.log_level)
+    try:
+        cfg = configuration.load(args.config, args.overrides)
+    except configuration.ConfigError as exc:
+        print(f"flir-stream {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.module.run(cfg, args) or 0)
+    except configuration.ConfigError as exc:  # a stage's own check of a setting
+        print(f"flir-stream {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    except Exception:
+        logging.getLogger(args.command).exception("stopped by an unexpected error")
+        return 1
+
+
+def stage_main(stage: str) -> None:
+    """Entry point of `python -m capture` etc."""
+    sys.exit(main([stage, *sys.argv[1:]]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

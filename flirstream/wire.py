@@ -1,0 +1,226 @@
+"""The wire format between stages: the one place that knows how messages look on ZeroMQ.
+
+Every message is multipart. Part 0 is the topic, part 1 a small UTF-8 JSON header that always carries
+`"v": VERSION`; the bulk data follows as raw parts, sent without copies (a numpy buffer is handed to
+ZeroMQ as it is).
+
+capture -> encoder, topic b"raw" (RawFrame):
+    [b"raw", header, pixels]
+    header: v, seq, t (capture time, Unix seconds), sensor ("lepton2"/"lepton3"), shape [rows, cols],
+            tlinear (pixels are kelvin / kelvin_per_count), kelvin_per_count (0.01 or 0.1),
+            telemetry (dict or null), counters (capture's own: frames, discards, crc_errors, ...)
+    pixels: rows*cols uint16, little-endian, C order.
+
+encoder -> server, topic b"image" (ImageFrame):
+    [b"image", header, jpeg, pixels]
+    header: v, seq, t, t_encoded, sensor, tlinear, kelvin_per_count, shape (of pixels), width, height
+            (of the JPEG), palette, agc, unit ("C" when tlinear, else "counts"), range [lo, hi] in unit
+            (the values mapped to the palette's ends), stats {min, max, mean, centre, min_xy, max_xy} in
+            unit with (x, y) positions in `pixels`, telemetry, counters {"capture": {...}, "encoder": {...}}
+    jpeg: the encoded image.
+    pixels: the radiometric frame, rotated/flipped exactly like the JPEG (so pixel (x, y) of it lies
+            under the same point of the picture), little-endian uint16.
+
+server -> encoder control (DEALER -> ROUTER), one JSON part each way:
+    request  {"v": 1, "op": "set", "settings": {"palette": "jet", ...}}   (values as in server.conf)
+             {"v": 1, "op": "get"}
+             {"v": 1, "op": "viewers", "count": N}                     (N = 0 lets the encoder idle)
+    reply    {"v": 1, "ok": true, "settings": {...}}  or  {"v": 1, "ok": false, "error": "reason"}
+
+A peer that receives a message of another version, a malformed header or a part of the wrong size
+raises WireError and drops that one message.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+VERSION = 1
+RAW_TOPIC = b"raw"
+IMAGE_TOPIC = b"image"
+
+Buffer = Union[bytes, memoryview, bytearray]
+MAX_HEADER_BYTES = 64 * 1024
+MAX_SIDE = 4096
+
+
+class WireError(ValueError):
+    """A message that does not follow this format."""
+
+
+@dataclass
+class RawFrame:
+    seq: int
+    t: float
+    sensor: str
+    pixels: np.ndarray  # (rows, cols) uint16
+    tlinear: bool = True
+    kelvin_per_count: float = 0.01
+    telemetry: Optional[dict] = None
+    counters: dict = field(default_factory=dict)
+
+
+@dataclass
+class ImageFrame:
+    seq: int
+    t: float
+    t_encoded: float
+    sensor: str
+    jpeg: bytes
+    pixels: np.ndarray  # radiometric frame in display orientation
+    width: int
+    height: int
+    palette: str
+    agc: str
+    unit: str
+    range: tuple
+    stats: dict
+    tlinear: bool = True
+    kelvin_per_count: float = 0.01
+    telemetry: Optional[dict] = None
+    counters: dict = field(default_factory=dict)
+
+    def header(self) -> dict:
+        """The JSON header as a dict (what the server forwards to viewers)."""
+        return _image_header(self)
+
+
+def _le_u16(pixels: np.ndarray) -> np.ndarray:
+    """C-contiguous little-endian uint16 without a copy when it already is one."""
+    if pixels.dtype != np.dtype("<u2") or not pixels.flags.c_contiguous:
+        pixels = np.ascontiguousarray(pixels, dtype="<u2")
+    return pixels
+
+
+def _dump(header: dict) -> bytes:
+    return json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _load(part: Buffer) -> dict:
+    if len(part) > MAX_HEADER_BYTES:
+        raise WireError(f"header of {len(part)} bytes is larger than {MAX_HEADER_BYTES}")
+    try:
+        header = json.loads(bytes(part))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WireError(f"header is not JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise WireError("header is not a JSON object")
+    if header.get("v") != VERSION:
+        raise WireError(f"wire format version {header.get('v')!r}, this program speaks {VERSION}")
+    return header
+
+
+def _pixels(header: dict, part: Buffer) -> np.ndarray:
+    shape = header.get("shape")
+    if (not isinstance(shape, list) or len(shape) != 2
+            or not all(isinstance(n, int) and 0 < n <= MAX_SIDE for n in shape)):
+        raise WireError(f"bad shape {shape!r}")
+    expected = shape[0] * shape[1] * 2
+    if len(part) != expected:
+        raise WireError(f"pixel part is {len(part)} bytes, shape {shape} needs {expected}")
+    pixels = np.frombuffer(part, dtype="<u2").reshape(shape)
+    if sys.byteorder != "little":  # keep the native dtype for fast maths downstream
+        pixels = pixels.astype(np.uint16)
+    return pixels
+
+
+def _field(header: dict, name: str, kind: Any) -> Any:
+    value = header.get(name)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise WireError(f"header field {name!r} is {value!r}")
+    return value
+
+
+def _parts(parts: Sequence[Any], topic: bytes, count: int) -> list[Buffer]:
+    buffers = [p.buffer if hasattr(p, "buffer") else p for p in parts]  # zmq.Frame or bytes
+    if len(buffers) != count:
+        raise WireError(f"{bytes(buffers[0][:16]) if buffers else b''!r} message has "
+                        f"{len(buffers)} parts, expected {count}")
+    if bytes(buffers[0]) != topic:
+        raise WireError(f"topic {bytes(buffers[0][:16])!r}, expected {topic!r}")
+    return buffers
+
+
+# ---------------------------------------------------------------- capture -> encoder
+
+def pack_raw(frame: RawFrame) -> list[Buffer]:
+    pixels = _le_u16(frame.pixels)
+    header = {"v": VERSION, "seq": frame.seq, "t": frame.t, "sensor": frame.sensor,
+              "shape": list(pixels.shape), "tlinear": frame.tlinear,
+              "kelvin_per_count": frame.kelvin_per_count, "telemetry": frame.telemetry,
+              "counters": frame.counters}
+    return [RAW_TOPIC, _dump(header), memoryview(pixels).cast("B")]
+
+
+def unpack_raw(parts: Sequence[Any]) -> RawFrame:
+    topic, head, data = _parts(parts, RAW_TOPIC, 3)
+    header = _load(head)
+    return RawFrame(seq=_field(header, "seq", int), t=_field(header, "t", float),
+                    sensor=_field(header, "sensor", str), pixels=_pixels(header, data),
+                    tlinear=_field(header, "tlinear", bool),
+                    kelvin_per_count=_field(header, "kelvin_per_count", float),
+                    telemetry=header.get("telemetry") if isinstance(header.get("telemetry"), dict)
+                    else None,
+                    counters=header.get("counters") if isinstance(header.get("counters"), dict)
+                    else {})
+
+
+# ---------------------------------------------------------------- encoder -> server
+
+def _image_header(frame: ImageFrame) -> dict:
+    return {"v": VERSION, "seq": frame.seq, "t": frame.t, "t_encoded": frame.t_encoded,
+            "sensor": frame.sensor, "shape": list(frame.pixels.shape), "width": frame.width,
+            "height": frame.height, "palette": frame.palette, "agc": frame.agc,
+            "unit": frame.unit, "range": list(frame.range), "stats": frame.stats,
+            "tlinear": frame.tlinear, "kelvin_per_count": frame.kelvin_per_count,
+            "telemetry": frame.telemetry, "counters": frame.counters}
+
+
+def pack_image(frame: ImageFrame) -> list[Buffer]:
+    pixels = _le_u16(frame.pixels)
+    frame.pixels = pixels
+    return [IMAGE_TOPIC, _dump(_image_header(frame)), frame.jpeg, memoryview(pixels).cast("B")]
+
+
+def unpack_image(parts: Sequence[Any]) -> ImageFrame:
+    topic, head, jpeg, data = _parts(parts, IMAGE_TOPIC, 4)
+    header = _load(head)
+    rng = header.get("range")
+    if not (isinstance(rng, list) and len(rng) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in rng)):
+        raise WireError(f"header field 'range' is {rng!r}")
+    stats = header.get("stats")
+    if not isinstance(stats, dict):
+        raise WireError(f"header field 'stats' is {stats!r}")
+    return ImageFrame(seq=_field(header, "seq", int), t=_field(header, "t", float),
+                      t_encoded=_field(header, "t_encoded", float),
+                      sensor=_field(header, "sensor", str), jpeg=bytes(jpeg),
+                      pixels=_pixels(header, data), width=_field(header, "width", int),
+                      height=_field(header, "height", int),
+                      palette=_field(header, "palette", str), agc=_field(header, "agc", str),
+                      unit=_field(header, "unit", str), range=(float(rng[0]), float(rng[1])),
+                      stats=stats, tlinear=_field(header, "tlinear", bool),
+                      kelvin_per_count=_field(header, "kelvin_per_count", float),
+                      telemetry=header.get("telemetry") if isinstance(header.get("telemetry"), dict)
+                      else None,
+                      counters=header.get("counters") if isinstance(header.get("counters"), dict)
+                      else {})
+
+
+# ---------------------------------------------------------------- control
+
+def pack_control(message: dict) -> bytes:
+    return _dump({"v": VERSION, **message})
+
+
+def unpack_control(part: Buffer) -> dict:
+    message = _load(part)
+    if not isinstance(message.get("op", message.get("ok")), (str, bool)):
+        raise WireError("control message has neither 'op' nor 'ok'")
+    return message
