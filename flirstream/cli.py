@@ -9,12 +9,13 @@ from typing import Optional, Sequence
 
 from . import __version__, config as configuration, logs
 
-# subcommand -> module with DESCRIPTION, add_arguments(parser) and run(config, args) -> exit status
+# subcommand -> (module with add_arguments(parser) and run(config, args) -> exit status, summary)
 COMMANDS = {
-    "capture": "capture.app",
-    "encoder": "encoder.app",
-    "server": "server.app",
-    "run": "flirstream.supervise",
+    "capture": ("capture.app", "read Lepton frames (SPI, simulated, recorded file or image) "
+                               "and publish them"),
+    "encoder": ("encoder.app", "turn frames into coloured JPEG images with temperatures"),
+    "server": ("server.app", "serve the viewer, websocket, MJPEG and snapshots over HTTP"),
+    "run": ("flirstream.supervise", "run capture, encoder and server together and print the URL"),
 }
 
 
@@ -37,13 +38,13 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
                     "server, joined by ZeroMQ.")
     parser.add_argument("--version", action="version", version=f"flir-stream {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module_name in COMMANDS.items():
-        if only is not None and name != only:
-            continue
-        module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=module.DESCRIPTION, description=module.DESCRIPTION,
+    for name, (module_name, summary) in COMMANDS.items():
+        p = sub.add_parser(name, help=summary, description=f"flir-stream {name}: {summary}.",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        if name != only:
+            continue  # its options are listed by `flir-stream NAME --help`
         _common(p)
+        module = importlib.import_module(module_name)
         module.add_arguments(p)
         p.set_defaults(module=module)
     return parser

@@ -21,6 +21,13 @@ encoder -> server, topic b"image" (ImageFrame):
     pixels: the radiometric frame, rotated/flipped exactly like the JPEG (so pixel (x, y) of it lies
             under the same point of the picture), little-endian uint16.
 
+capture -> encoder and encoder -> server, topic b"status" (about once a second, and on every change):
+    [b"status", header]
+    header: v, t, stage ("capture" or "encoder"), state ("streaming", "offline", "paused", ...),
+            detail (a sentence for people, e.g. "cannot open /dev/spidev0.0: no such file"), source,
+            counters (the stage's counters). The encoder forwards capture's status as it is and also
+            publishes its own, so the server knows both.
+
 server -> encoder control (DEALER -> ROUTER), one JSON part each way:
     request  {"v": 1, "op": "set", "settings": {"palette": "jet", ...}}   (values as in server.conf)
              {"v": 1, "op": "get"}
@@ -42,6 +49,7 @@ import numpy as np
 VERSION = 1
 RAW_TOPIC = b"raw"
 IMAGE_TOPIC = b"image"
+STATUS_TOPIC = b"status"
 
 Buffer = Union[bytes, memoryview, bytearray]
 MAX_HEADER_BYTES = 64 * 1024
@@ -224,3 +232,25 @@ def unpack_control(part: Buffer) -> dict:
     if not isinstance(message.get("op", message.get("ok")), (str, bool)):
         raise WireError("control message has neither 'op' nor 'ok'")
     return message
+
+
+# ---------------------------------------------------------------- status
+
+def pack_status(stage: str, state: str, detail: str = "", t: float = 0.0,
+                **extra: Any) -> list[Buffer]:
+    header = {"v": VERSION, "t": t, "stage": stage, "state": state, "detail": detail, **extra}
+    return [STATUS_TOPIC, _dump(header)]
+
+
+def unpack_status(parts: Sequence[Any]) -> dict:
+    topic, head = _parts(parts, STATUS_TOPIC, 2)
+    header = _load(head)
+    for name in ("stage", "state"):
+        _field(header, name, str)
+    return header
+
+
+def topic_of(parts: Sequence[Any]) -> bytes:
+    """The topic of a received message (to tell raw/image frames from status)."""
+    first = parts[0]
+    return bytes(first.buffer if hasattr(first, "buffer") else first)
