@@ -187,6 +187,7 @@ class Key:
     help: str = ""
 
 
+AGCS = ("linear", "histogram", "fixed")
 PALETTES = ("ironbow", "rainbow", "white-hot", "black-hot", "jet", "inferno", "turbo", "contrast")
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -212,7 +213,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "encoder": {
         "palette": Key(choice(*PALETTES), "ironbow", "colour map"),
-        "agc": Key(choice("linear", "histogram", "fixed"), "linear", "how values become 0..255"),
+        "agc": Key(choice(*AGCS), "linear", "how values become 0..255"),
         "clip_percent": Key(number_pair(0.0, 100.0), "1, 99", "linear AGC: percentiles used as range"),
         "smoothing": Key(number(0.0, 0.99), "0.8", "linear AGC: weight of the previous range (0 = none)"),
         "range_c": Key(number_pair(-273.15, 1000.0), "20, 40", "fixed AGC: range in degrees C"),

@@ -33,6 +33,9 @@ server -> encoder control (DEALER -> ROUTER), one JSON part each way:
              {"v": 1, "op": "get"}
              {"v": 1, "op": "viewers", "count": N}                     (N = 0 lets the encoder idle)
     reply    {"v": 1, "ok": true, "settings": {...}}  or  {"v": 1, "ok": false, "error": "reason"}
+    A request may carry "id" (any JSON value); the reply echoes it, so replies can be matched.
+    The server sends "viewers" on every change and at least once a second; the encoder encodes while
+    someone subscribes to its images and the newest viewer count (if any came in the last 3 s) is > 0.
 
 A peer that receives a message of another version, a malformed header or a part of the wrong size
 raises WireError and drops that one message.
