@@ -1,0 +1,193 @@
+"""server.conf: the shipped file, the seed's file, and one clear line for every kind of bad value."""
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flirstream import config
+from flirstream.config import SCHEMA, ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SEED_CONF = """\
+[Server-Configurations]
+HTTP_Interface = 0.0.0.0
+HTTP_Port = 80
+HTTP_Listen = 5
+HTTP_Recieve = 4096
+Websocket_Interface = 0.0.0.0
+Websocket_Port = 9876
+Image = thermal.jpg
+"""
+
+# A wrong value for every key of the schema (keys that take free text are listed apart).
+BAD_VALUES = {
+    ("endpoints", "frames"): "localhost:5560",
+    ("endpoints", "images"): "tcp://127.0.0.1:99999",
+    ("endpoints", "control"): "udp://127.0.0.1:5562",
+    ("endpoints", "allow_public"): "perhaps",
+    ("capture", "source"): "usb:/dev/video0",
+    ("capture", "sensor"): "lepton9",
+    ("capture", "telemetry"): "middle",
+    ("capture", "tlinear"): "2",
+    ("capture", "tlinear_resolution"): "0.05",
+    ("capture", "spi_speed_hz"): "100",
+    ("capture", "dedupe"): "maybe",
+    ("capture", "replay"): "slow",
+    ("capture", "loop"): "twice",
+    ("capture", "sim_unique_every"): "0",
+    ("capture", "sim_fps"): "1000",
+    ("encoder", "palette"): "sepia",
+    ("encoder", "agc"): "auto",
+    ("encoder", "clip_percent"): "99, 1",
+    ("encoder", "smoothing"): "1.5",
+    ("encoder", "range_c"): "40",
+    ("encoder", "size"): "640by480",
+    ("encoder", "interpolation"): "bilinear",
+    ("encoder", "rotate"): "45",
+    ("encoder", "flip"): "diagonal",
+    ("encoder", "quality"): "150",
+    ("encoder", "pause_when_unwatched"): "sometimes",
+    ("server", "host"): "not a host!",
+    ("server", "port"): "http",
+    ("server", "websocket_port"): "70000",
+    ("server", "backlog"): "0",
+    ("server", "max_clients"): "-1",
+    ("server", "allowed_origins"): "example.org",
+    ("server", "tls_cert"): "/nonexistent/cert.pem",
+    ("server", "tls_key"): "/nonexistent/key.pem",
+    ("server", "stale_after_s"): "0",
+}
+FREE_TEXT = {("capture", "record"), ("server", "token"), ("server", "control_token"),
+             ("server", "static_dir")}
+
+
+def test_every_key_has_a_bad_value_case():
+    keys = {(s, k) for s, section in SCHEMA.items() for k in section}
+    assert keys == set(BAD_VALUES) | FREE_TEXT
+
+
+@pytest.mark.parametrize("section,key", sorted(BAD_VALUES))
+def test_bad_value_is_one_line_naming_everything(section, key):
+    value = BAD_VALUES[(section, key)]
+    extra = ""
+    if key in ("tls_cert", "tls_key"):  # the pair check must not hide the file check
+        other = "tls_key" if key == "tls_cert" else "tls_cert"
+        extra = f"{other} = {ROOT / 'setup.cfg'}\n"
+    with pytest.raises(ConfigError) as info:
+        config.loads(f"[{section}]\n{key} = {value}\n{extra}", name="my.conf")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("my.conf")
+    assert f"[{section}]" in message and key in message and value in message
+    assert "expected" in message
+
+
+def test_shipped_config_loads_and_documents_every_key():
+    cfg = config.load(ROOT / "server.conf")
+    assert cfg.capture.source == "auto"
+    assert cfg.server.host == "127.0.0.1"
+    text = (ROOT / "server.conf").read_text()
+    for section, keys in SCHEMA.items():
+        assert f"[{section}]" in text
+        for key, spec in keys.items():
+            line = re.search(rf"^{key} =(.*)$", text, re.M)
+            assert line, f"server.conf does not document [{section}] {key}"
+            # the shipped file shows the defaults
+            assert SCHEMA[section][key].parse(line.group(1)) == spec.parse(spec.default)
+
+
+def test_packaged_default_is_the_shipped_file():
+    assert config.PACKAGED_CONFIG.read_text() == (ROOT / "server.conf").read_text()
+
+
+def test_seed_config_is_mapped_and_dead_keys_are_named(caplog):
+    with caplog.at_level(logging.INFO, logger="config"):
+        cfg = config.loads(SEED_CONF, name="seed.conf")
+    assert (cfg.server.host, cfg.server.port, cfg.server.backlog) == ("0.0.0.0", 80, 5)
+    assert cfg.server.websocket_port == 9876
+    assert cfg.capture.source == "image:thermal.jpg"
+    dead = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("HTTP_Recieve".lower() in m.lower() and "no longer does anything" in m for m in dead)
+    assert any("Websocket_Interface".lower() in m.lower() for m in dead)
+
+
+def test_new_keys_win_over_the_seed_keys():
+    cfg = config.loads(SEED_CONF + "\n[server]\nport = 8088\n")
+    assert cfg.server.port == 8088
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("[cameras]\nx = 1\n", "[cameras]: unknown section"),
+    ("[encoder]\ncolour = red\n", "[encoder] colour = 'red': unknown key"),
+    ("[Server-Configurations]\nHTTP_Timeout = 3\n", "HTTP_Timeout".lower()),
+    ("[server]\nport = 5560\n[endpoints]\nframes = tcp://127.0.0.1:5560\n", "already used"),
+    ("[server]\nport = 9000\nwebsocket_port = 9000\n", None),  # same port twice is fine
+    ("[endpoints]\nframes = tcp://0.0.0.0:5560\n", "allow_public"),
+    ("[server]\ntls_cert = /etc/hostname\n", "both or neither"),
+    ("[encoder\npalette = jet\n", "not a valid INI file"),
+    ("palette = jet\n", "not a valid INI file"),
+])
+def test_whole_file_checks(content, needle):
+    if needle is None:
+        config.loads(content)
+        return
+    with pytest.raises(ConfigError) as info:
+        config.loads(content, name="x.conf")
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_public_endpoints_allowed_when_asked():
+    cfg = config.loads("[endpoints]\nframes = tcp://0.0.0.0:5560\nallow_public = yes\n")
+    assert cfg.endpoints.frames == "tcp://0.0.0.0:5560"
+
+
+def test_overrides_are_checked_like_the_file():
+    cfg = config.loads("", overrides=["encoder.palette=jet", "server.port = 8123"])
+    assert cfg.encoder.palette == "jet" and cfg.server.port == 8123
+    for bad, needle in [("encoder.palette", "SECTION.KEY=VALUE"), ("encoder.hue=1", "unknown key"),
+                        ("encoder.quality=0", "expected an integer from 1 to 100")]:
+        with pytest.raises(ConfigError, match=re.escape(needle)):
+            config.loads("", overrides=[bad])
+
+
+def test_typed_values():
+    cfg = config.loads("[encoder]\nsize = 320x240\nrange_c = -10, 120.5\nrotate = 270\n")
+    assert cfg.encoder.size == (320, 240)
+    assert cfg.encoder.range_c == (-10.0, 120.5)
+    assert cfg.encoder.rotate == 270
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flirstream", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("command", ["capture", "encoder", "server", "run"])
+def test_cli_refuses_a_bad_file_with_one_line_and_status_2(tmp_path, command):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("[encoder]\nquality = 150\n")
+    result = run_cli(command, "--config", str(conf), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert lines == [f"flir-stream {command}: error: {conf}: [encoder] quality = '150': "
+                     f"expected an integer from 1 to 100"]
+
+
+def test_cli_names_a_missing_file(tmp_path):
+    result = run_cli("capture", "--config", str(tmp_path / "nope.conf"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "nope.conf: no such file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_help_lists_every_stage(tmp_path):
+    result = run_cli("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for command in ("capture", "encoder", "server", "run"):
+        assert command in result.stdout
