@@ -1,0 +1,290 @@
+// The viewer: wires the websocket, the picture, the colour bar, the readouts and the controls.
+// Frames are decoded off the main thread (createImageBitmap) and only the newest one is ever drawn:
+// while one decode runs, just the newest arriving message is kept and older ones are dropped, so a
+// slow phone shows fewer frames instead of falling further and further behind.
+
+import { parseFrame, rawAt, rawToUnit } from "./frame.js";
+import { Link, socketUrl } from "./link.js";
+import { ThermalView } from "./render.js";
+import { Colorbar } from "./colorbar.js";
+import { Controls } from "./controls.js";
+import { formatValue } from "./units.js";
+
+const $ = (id) => document.getElementById(id);
+const STALE_MS = 3000; // no frame for this long: the camera counts as offline
+const RAW_IDLE_MS = 30000; // stop receiving raw pixels this long after the pointer left
+const token = new URLSearchParams(location.search).get("token");
+
+const view = new ThermalView($("view"), $("stage"));
+const colorbar = new Colorbar($("colorbar"), $("bar-lo"), $("bar-mid"), $("bar-hi"));
+
+const state = {
+  connection: "connecting",
+  camera: "online",
+  cameraDetail: "",
+  frame: null, // newest frame drawn: {header, raw}
+  lastFrameAt: 0, // performance.now() of the newest frame drawn
+  shownAt: [], // performance.now() of recent frames, for fps
+  latency: null, // seconds, smoothed
+  decoding: false,
+  pending: null, // newest ArrayBuffer waiting for the decoder
+  dropped: 0,
+  rawWanted: false, // what we asked the server for
+  pointer: null, // {clientX, clientY} over the picture, or null
+  pointerSeenAt: -Infinity,
+};
+
+const link = new Link(socketUrl(), {
+  onState(s, wait) {
+    state.connection = s;
+    const pill = $("connection");
+    pill.dataset.state = s;
+    pill.textContent = s === "reconnecting" ? `reconnecting in ${(wait / 1000).toFixed(1)} s…`
+      : s === "connected" ? "connected" : "connecting…";
+    if (s !== "connected") {
+      state.rawWanted = false; // a new connection starts without raw pixels
+      controls.enable(false);
+    }
+  },
+  onText: handleText,
+  onBinary: offer,
+});
+
+const controls = new Controls({
+  send: (m) => link.send(m),
+  onUnit: () => {
+    view.draw();
+    colorbar.drawn = null;
+    if (state.frame) colorbar.draw(state.frame.header);
+    updateReadouts();
+  },
+  say,
+});
+
+function say(text) {
+  $("message").textContent = text;
+}
+
+function handleText(m) {
+  if (m.type === "hello") {
+    controls.hello(m);
+    setCamera(m.camera, "");
+    say("");
+    state.rawWanted = false;
+    syncRaw();
+  } else if (m.type === "settings" && m.settings && typeof m.settings === "object") {
+    controls.apply(m.settings);
+    say("");
+  } else if (m.type === "error") {
+    say(typeof m.error === "string" ? m.error : "The server refused the request.");
+  } else if (m.type === "status") {
+    const capture = m.capture && typeof m.capture === "object" ? m.capture : {};
+    setCamera(m.camera, typeof capture.detail === "string" ? capture.detail : "");
+  }
+}
+
+function setCamera(camera, detail) {
+  if (camera === "online" || camera === "offline") state.camera = camera;
+  state.cameraDetail = detail || "";
+  updateOffline();
+}
+
+// ---------------------------------------------------------------- frames
+
+function offer(buffer) {
+  if (state.decoding) {
+    if (state.pending) state.dropped++;
+    state.pending = buffer;
+    return;
+  }
+  show(buffer);
+}
+
+async function show(buffer) {
+  const frame = parseFrame(buffer);
+  if (!frame) return next();
+  state.decoding = true;
+  let bitmap = null;
+  try {
+    bitmap = await createImageBitmap(new Blob([frame.jpeg], { type: "image/jpeg" }));
+  } catch (e) {
+    bitmap = null; // a broken JPEG: skip it, keep the previous picture
+  }
+  state.decoding = false;
+  if (bitmap) drawFrame(frame, bitmap);
+  next();
+}
+
+function next() {
+  const buffer = state.pending;
+  state.pending = null;
+  if (buffer) show(buffer);
+}
+
+function drawFrame(frame, bitmap) {
+  const now = performance.now();
+  const h = frame.header;
+  colorbar.learn(bitmap, frame, now);
+  view.setFrame(bitmap, h);
+  colorbar.draw(h);
+  controls.fromFrame(h);
+  state.frame = frame;
+  state.lastFrameAt = now;
+  state.shownAt.push(now);
+  const age = link.since(h.t);
+  if (age !== null && Number.isFinite(age)) {
+    state.latency = state.latency === null ? age : state.latency * 0.8 + age * 0.2;
+  }
+  updateOffline();
+  updateProbe();
+  syncRaw();
+  $("view").dataset.seq = String(h.seq); // lets tests and tools see which frame is on screen
+}
+
+// ---------------------------------------------------------------- pointer temperature
+
+function wantRaw() {
+  const pointerActive = performance.now() - state.pointerSeenAt < RAW_IDLE_MS;
+  return pointerActive || colorbar.needsRaw(state.frame && state.frame.header);
+}
+
+function syncRaw() {
+  if (state.connection !== "connected") return;
+  const want = wantRaw();
+  if (want !== state.rawWanted && link.send({ op: "raw", enable: want })) state.rawWanted = want;
+}
+
+function pointerAt(ev) {
+  state.pointer = { clientX: ev.clientX, clientY: ev.clientY };
+  state.pointerSeenAt = performance.now();
+  syncRaw();
+  updateProbe();
+}
+
+const canvas = $("view");
+canvas.addEventListener("pointermove", pointerAt);
+canvas.addEventListener("pointerdown", (ev) => {
+  if (ev.pointerType !== "mouse") canvas.setPointerCapture(ev.pointerId);
+  pointerAt(ev);
+});
+canvas.addEventListener("pointerleave", (ev) => {
+  // A finger lifted keeps its reading on screen; a mouse that left clears it.
+  if (ev.pointerType === "mouse") {
+    state.pointer = null;
+    updateProbe();
+  }
+});
+
+function updateProbe() {
+  const probe = $("probe");
+  const spot = $("spot");
+  const frame = state.frame;
+  const p = state.pointer;
+  const at = p && frame ? view.toRaw(p.clientX, p.clientY) : null;
+  if (!at) {
+    probe.hidden = true;
+    spot.textContent = "–";
+    delete spot.dataset.value;
+    return;
+  }
+  const value = rawToUnit(frame.header, rawAt(frame.raw, at.x, at.y));
+  const text = value === null ? "…" : formatValue(value, frame.header.unit);
+  spot.textContent = text;
+  if (value === null) delete spot.dataset.value;
+  else spot.dataset.value = String(value); // in the frame's unit, for tools and tests
+  spot.dataset.x = String(at.x);
+  spot.dataset.y = String(at.y);
+  const box = $("stage").getBoundingClientRect();
+  probe.textContent = text;
+  probe.hidden = false;
+  const left = p.clientX - box.left;
+  const top = p.clientY - box.top;
+  // Keep the bubble beside the finger, not under it, and inside the stage.
+  probe.style.transform = `translate(${Math.min(left + 14, box.width - 90)}px, ${Math.max(top - 34, 0)}px)`;
+}
+
+// ---------------------------------------------------------------- status and readouts
+
+function updateOffline() {
+  const stale = state.lastFrameAt > 0 && performance.now() - state.lastFrameAt > STALE_MS;
+  const never = state.lastFrameAt === 0 && state.connection === "connected";
+  const offline = state.camera === "offline" || stale;
+  $("stage").classList.toggle("is-offline", offline);
+  $("offline").hidden = !offline;
+  $("offline-detail").textContent = state.cameraDetail ||
+    (stale ? "no picture for " + Math.round((performance.now() - state.lastFrameAt) / 1000) + " s" : "");
+  $("stage").classList.toggle("is-waiting", never && !offline);
+}
+
+function updateStatus() {
+  const now = performance.now();
+  state.shownAt = state.shownAt.filter((t) => now - t < 2000);
+  const fresh = now - state.lastFrameAt < STALE_MS;
+  const fps = fresh && state.shownAt.length > 1
+    ? (state.shownAt.length - 1) / ((state.shownAt[state.shownAt.length - 1] - state.shownAt[0]) / 1000) : 0;
+  $("st-fps").textContent = fresh ? fps.toFixed(1) : "–";
+  $("st-latency").textContent = fresh && state.latency !== null
+    ? Math.round(state.latency * 1000) + " ms" : "–";
+  const h = state.frame && state.frame.header;
+  const shape = h && Array.isArray(h.shape) ? h.shape : null;
+  $("st-size").textContent = shape ? `${shape[1]}×${shape[0]}` : "–";
+  $("st-sensor").textContent = h && typeof h.sensor === "string" ? h.sensor : "–";
+  const tel = h && h.telemetry && typeof h.telemetry === "object" ? h.telemetry : null;
+  let fpaC = null;
+  if (tel && Number.isFinite(tel.fpa_temp_c)) fpaC = tel.fpa_temp_c;
+  else if (tel && Number.isFinite(tel.fpa_temp_k)) fpaC = tel.fpa_temp_k - 273.15;
+  $("st-fpa").textContent = fpaC === null ? "–" : formatValue(fpaC, "C");
+  $("st-ffc").textContent = tel && tel.ffc_state !== undefined && tel.ffc_state !== null
+    ? String(tel.ffc_state) : "–";
+  updateOffline();
+  updateReadouts();
+  syncRaw();
+}
+
+function updateReadouts() {
+  const h = state.frame && state.frame.header;
+  const s = h && h.stats && typeof h.stats === "object" ? h.stats : {};
+  const unit = h ? h.unit : "C";
+  $("rd-min").textContent = formatValue(s.min, unit);
+  $("rd-max").textContent = formatValue(s.max, unit);
+  $("rd-centre").textContent = formatValue(s.centre, unit);
+  $("rd-mean").textContent = formatValue(s.mean, unit);
+  updateProbe();
+}
+
+setInterval(updateStatus, 250);
+
+// ---------------------------------------------------------------- saving
+
+function withToken(name) {
+  return token ? `${name}?token=${encodeURIComponent(token)}` : name;
+}
+
+function stamp() {
+  return new Date().toISOString().replace(/[:]/g, "-").replace(/\..*/, "");
+}
+
+for (const [id, name, ext] of [["save-jpg", "snapshot.jpg", "jpg"], ["save-tiff", "snapshot.tiff", "tiff"],
+                               ["save-csv", "snapshot.csv", "csv"]]) {
+  const a = $(id);
+  a.href = withToken(name);
+  a.addEventListener("click", () => { a.download = `thermal-${stamp()}.${ext}`; });
+}
+
+$("save-view").addEventListener("click", () => {
+  canvas.toBlob((blob) => {
+    if (!blob) return;
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(blob);
+    a.download = `thermal-view-${stamp()}.png`;
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  }, "image/png");
+});
+
+colorbar.load(withToken("palettes.json")).then(() => {
+  if (state.frame) colorbar.draw(state.frame.header);
+  syncRaw();
+});
+link.start();
+
