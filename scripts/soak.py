@@ -1,0 +1,577 @@
+#!/usr/bin/env python3
+"""Soak test: the whole pipeline (`flir-stream run`, simulated camera, free loopback ports) under many
+websocket clients for a while, watching memory and lost frames.
+
+    python scripts/soak.py --duration 600 --clients 50
+
+Clients are of three kinds:
+  normal        read every message as fast as they can; their frames are counted and their seq gaps
+                are compared with the frames the server published meanwhile (/metrics)
+  slow          complete the websocket handshake, then never read a byte (the server must drop
+                frames for them, not queue them, and not slow anybody else down)
+  reconnecting  read for a few seconds, close, connect again, over and over
+
+Every second the resident memory (RSS) of each stage and of `run` itself is sampled with psutil; a
+stage whose pid changes has died and been restarted by `run`, which the soak reports as a failure.
+Prints a table and writes JSON (default bench-results/soak.json). Exit status 0 when no stage died,
+every normal client received frames and no RSS grew beyond the bound (--rss-factor x the first
+reading after warm-up + --rss-slack-mb); 1 otherwise.
+
+The module also serves the chaos / offline / hostile-client tests (tests/test_chaos*.py etc.):
+Pipeline starts and inspects `flir-stream run`; FrameClient is a websocket viewer that reconnects.
+Everything talks to 127.0.0.1 only, and every loop is bounded in count and time.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("capture", "encoder", "server")
+
+
+# ---------------------------------------------------------------- config and HTTP
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(directory: Path, **sections: dict) -> Path:
+    """A server.conf on free loopback ports (the same as tests/conftest.py's write_config)."""
+    values = {
+        "endpoints": {"frames": f"tcp://127.0.0.1:{free_port()}",
+                      "images": f"tcp://127.0.0.1:{free_port()}",
+                      "control": f"tcp://127.0.0.1:{free_port()}"},
+        "capture": {"source": "sim"},
+        "encoder": {},
+        "server": {"host": "127.0.0.1", "port": str(free_port())},
+    }
+    for name, keys in sections.items():
+        values.setdefault(name, {}).update({k: str(v) for k, v in keys.items()})
+    text = "".join(f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()) + "\n"
+                   for name, keys in values.items())
+    path = Path(directory) / "server.conf"
+    path.write_text(text)
+    return path
+
+
+def server_port(config: Path) -> int:
+    import configparser
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
+    parser.read(config)
+    return int(parser.get("server", "port", fallback="8080"))
+
+
+def http_get(url: str, timeout: float = 3.0) -> tuple[int, bytes]:
+    """(status, body); (0, b"") when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (OSError, ValueError):
+        return 0, b""
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text format -> {'name{labels}': value} (comments skipped)."""
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, _, rest = line.rpartition(" ")
+        if not name:
+            continue
+        try:
+            values[name.strip()] = float(rest)
+        except ValueError:
+            continue
+    return values
+
+
+# ---------------------------------------------------------------- the pipeline
+
+def stage_of(proc: psutil.Process) -> Optional[str]:
+    """Which stage a process runs, from its command line (None if it is not one)."""
+    try:
+        cmdline = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+    for i, arg in enumerate(cmdline[1:], 1):
+        base = arg.rsplit("/", 1)[-1]
+        if base in STAGES and (i == 1 or cmdline[i - 1] in ("-m", "flirstream") or
+                               cmdline[i - 1].endswith(("flir-stream", "python", "python3"))
+                               or "flirstream" in cmdline[i - 1]):
+            return base
+        if base in (f"{s}.app" for s in STAGES) or base in (f"{s}-stage" for s in STAGES):
+            return base.split(".")[0].split("-")[0]
+    return None
+
+
+class Pipeline:
+    """`flir-stream run --config CONFIG` as a child process in its own session."""
+
+    def __init__(self, config: Path, log_path: Optional[Path] = None, *args: str):
+        self.config = Path(config)
+        self.port = server_port(self.config)
+        self.log_path = log_path or self.config.parent / f"run-{time.monotonic_ns()}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flirstream", "run", "--config", str(self.config), *args],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=str(self.config.parent),
+            start_new_session=True)
+        self.ps = psutil.Process(self.proc.pid)
+        self.seen: dict[int, str] = {}  # every stage pid ever seen -> stage
+
+    # URLs
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def descendants(self) -> list[psutil.Process]:
+        try:
+            return self.ps.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def stages(self) -> dict[str, psutil.Process]:
+        """Stage name -> its live (non-zombie) process among run's descendants."""
+        found: dict[str, psutil.Process] = {}
+        for child in self.descendants():
+            try:
+                if child.status() == psutil.STATUS_ZOMBIE:
+                    continue
+            except psutil.NoSuchProcess:
+                continue
+            name = stage_of(child)
+            if name:
+                found[name] = child
+                self.seen[child.pid] = name
+        return found
+
+    def zombies(self) -> list[int]:
+        out = []
+        for child in self.descendants():
+            try:
+                if child.status() == psutil.STATUS_ZOMBIE:
+                    out.append(child.pid)
+            except psutil.NoSuchProcess:
+                pass
+        return out
+
+    def wait_stages(self, timeout: float = 20.0, exclude: dict[str, int] | None = None
+                    ) -> dict[str, psutil.Process]:
+        """Wait until all three stages run (and none of them has the pid in `exclude`)."""
+        deadline = time.monotonic() + timeout
+        found: dict[str, psutil.Process] = {}
+        while time.monotonic() < deadline and self.alive():
+            found = self.stages()
+            if len(found) == 3 and not any(exclude and exclude.get(n) == p.pid
+                                           for n, p in found.items()):
+                return found
+            time.sleep(0.1)
+        raise AssertionError(f"stages running after {timeout} s: "
+                             f"{ {n: p.pid for n, p in found.items()} }\n{self.log()[-4000:]}")
+
+    def wait_healthy(self, timeout: float = 30.0) -> dict:
+        """Wait for /healthz 200 and return its JSON."""
+        deadline = time.monotonic() + timeout
+        status, body = 0, b""
+        while time.monotonic() < deadline and self.alive():
+            status, body = http_get(self.base + "/healthz", timeout=2)
+            if status == 200:
+                try:
+                    return json.loads(body)
+                except ValueError:
+                    return {"raw": body.decode(errors="replace")}
+            time.sleep(0.2)
+        raise AssertionError(f"/healthz not 200 after {timeout} s (last {status} {body[:300]!r}, "
+                             f"run alive: {self.alive()})\n{self.log()[-4000:]}")
+
+    def metrics(self) -> dict[str, float]:
+        status, body = http_get(self.base + "/metrics")
+        return parse_metrics(body.decode(errors="replace")) if status == 200 else {}
+
+    def rss(self) -> dict[str, tuple[int, int]]:
+        """Stage (and 'run') -> (pid, RSS bytes)."""
+        out: dict[str, tuple[int, int]] = {}
+        for name, proc in list(self.stages().items()) + [("run", self.ps)]:
+            try:
+                out[name] = (proc.pid, proc.memory_info().rss)
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                pass
+        return out
+
+    def stop(self, timeout: float = 15.0) -> tuple[Optional[int], list[str]]:
+        """SIGTERM `run`, wait; return (its exit status, stage processes still alive afterwards).
+        Any leftover is then killed by pid so nothing outlives the caller."""
+        self.stages()  # note the current pids
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        code = self.proc.poll()
+        leftovers = []
+        deadline = time.monotonic() + 3.0
+        for pid, name in self.seen.items():
+            try:
+                p = psutil.Process(pid)
+                while p.is_running() and p.status() != psutil.STATUS_ZOMBIE \
+                        and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and stage_of(p) == name:
+                    leftovers.append(f"{name} pid {pid}")
+                    p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        if code is None:  # run ignored SIGTERM: kill its whole session
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(5)
+        self._log.close()
+        return code, leftovers
+
+
+# ---------------------------------------------------------------- websocket clients
+
+_LENGTH = struct.Struct(">I")
+
+
+def frame_header(message: bytes) -> dict:
+    """The JSON header of a binary frame message (uint32 BE length, JSON, JPEG...)."""
+    (n,) = _LENGTH.unpack_from(message)
+    return json.loads(message[4:4 + n])
+
+
+@dataclass
+class Received:
+    frames: int = 0
+    seqs: list = field(default_factory=list)  # (monotonic receive time, seq, capture t)
+    texts: list = field(default_factory=list)  # decoded text messages
+    connects: int = 0
+    closes: list = field(default_factory=list)  # close codes / reasons seen
+    errors: list = field(default_factory=list)
+
+
+class FrameClient:
+    """A websocket viewer that keeps reading frames and reconnects (bounded) when dropped."""
+
+    def __init__(self, url: str, keep_seqs: bool = True, max_reconnects: int = 1000,
+                 reconnect_every: Optional[tuple[float, float]] = None, headers: dict | None = None):
+        self.url = url
+        self.keep_seqs = keep_seqs
+        self.max_reconnects = max_reconnects
+        self.reconnect_every = reconnect_every
+        self.headers = headers
+        self.got = Received()
+        self.stopping = False
+        self.connected = asyncio.Event()
+        self.new_frame = asyncio.Event()
+
+    async def run(self, until: float) -> Received:
+        """Read until time.monotonic() >= until (or stop())."""
+        import websockets
+        attempts = 0
+        while not self.stopping and time.monotonic() < until and attempts <= self.max_reconnects:
+            attempts += 1
+            hold = (time.monotonic() + random.uniform(*self.reconnect_every)
+                    if self.reconnect_every else until)
+            try:
+                async with websockets.connect(self.url, max_size=None, open_timeout=5,
+                                              close_timeout=2, ping_interval=None,
+                                              additional_headers=self.headers) as ws:
+                    self.got.connects += 1
+                    self.connected.set()
+                    while not self.stopping:
+                        left = min(hold, until) - time.monotonic()
+                        if left <= 0:
+                            break
+                        try:
+                            message = await asyncio.wait_for(ws.recv(), timeout=min(left, 1.0))
+                        except asyncio.TimeoutError:
+                            continue
+                        self._take(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # refused while the server restarts, closed, etc.
+                code = getattr(getattr(exc, "rcvd", None), "code", None)
+                self.got.closes.append(code if code is not None else type(exc).__name__)
+                self.connected.clear()
+                await asyncio.sleep(0.1)
+            else:
+                self.connected.clear()
+        return self.got
+
+    def _take(self, message) -> None:
+        if isinstance(message, (bytes, bytearray, memoryview)):
+            header = frame_header(bytes(message))
+            self.got.frames += 1
+            if self.keep_seqs:
+                self.got.seqs.append((time.monotonic(), header.get("seq"), header.get("t")))
+            self.new_frame.set()
+        else:
+            try:
+                self.got.texts.append(json.loads(message))
+            except ValueError:
+                self.got.errors.append(f"text not JSON: {message[:100]!r}")
+
+    def stop(self) -> None:
+        self.stopping = True
+
+
+class SlowClient:
+    """Completes the websocket handshake on a raw socket with a tiny receive buffer, never reads."""
+
+    def __init__(self, port: int):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.settimeout(5)
+        self.sock.connect(("127.0.0.1", port))
+        key = "dGhlIHNhbXBsZSBub25jZQ=="
+        self.sock.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                           f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------- the soak
+
+def seq_gaps(seqs: list) -> int:
+    """Frames missing between consecutive seqs (counting within one connection's numbering)."""
+    gaps = 0
+    for (_, a, _), (_, b, _) in zip(seqs, seqs[1:]):
+        if isinstance(a, int) and isinstance(b, int) and b > a:
+            gaps += b - a - 1
+    return gaps
+
+
+def published_counter(metrics: dict[str, float]) -> Optional[float]:
+    """The server's count of frames it took from the encoder and sent on, if /metrics has one."""
+    candidates = [k for k in metrics if "frame" in k and k.startswith(("flirstream_server",
+                                                                        "server_", "flir_server"))
+                  and not any(w in k for w in ("drop", "skip", "bytes", "bucket", "sum", "count",
+                                                "lost", "error"))]
+    candidates.sort(key=lambda k: (("published" not in k and "received" not in k
+                                    and "in" not in k), len(k)))
+    return metrics[candidates[0]] if candidates else None
+
+
+async def _soak_clients(pipe: Pipeline, duration: float, n_clients: int, n_slow: int,
+                        n_reconnect: int, sample_every: float, rss_log: list,
+                        metrics_log: list) -> dict:
+    start = time.monotonic()
+    until = start + duration
+    normal = [FrameClient(pipe.ws_url, keep_seqs=True, max_reconnects=20)
+              for _ in range(n_clients - n_slow - n_reconnect)]
+    reconnecting = [FrameClient(pipe.ws_url, keep_seqs=False, max_reconnects=10_000,
+                                reconnect_every=(1.0, 4.0)) for _ in range(n_reconnect)]
+    slow = []
+    for _ in range(n_slow):
+        try:
+            slow.append(SlowClient(pipe.port))
+        except OSError as exc:
+            print(f"soak: slow client could not connect: {exc}", file=sys.stderr)
+    tasks = [asyncio.ensure_future(c.run(until)) for c in normal + reconnecting]
+
+    m0 = pipe.metrics()
+    metrics_log.append((0.0, m0))
+    next_sample = start
+    while time.monotonic() < until:
+        now = time.monotonic()
+        if now >= next_sample:
+            rss_log.append((round(now - start, 2), pipe.rss()))
+            next_sample += sample_every
+        await asyncio.sleep(min(0.2, max(0.0, until - time.monotonic())))
+    rss_log.append((round(time.monotonic() - start, 2), pipe.rss()))
+    m1 = pipe.metrics()
+    metrics_log.append((round(time.monotonic() - start, 2), m1))
+    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15)
+    for s in slow:
+        s.close()
+
+    published = None
+    p0, p1 = published_counter(m0), published_counter(m1)
+    if p0 is not None and p1 is not None:
+        published = p1 - p0
+    rows = []
+    for i, c in enumerate(normal):
+        got = c.got
+        span = (got.seqs[-1][1] - got.seqs[0][1] + 1) if got.seqs and all(
+            isinstance(s[1], int) for s in (got.seqs[0], got.seqs[-1])) else 0
+        rows.append({"client": f"normal-{i}", "frames": got.frames, "connects": got.connects,
+                     "seq_first": got.seqs[0][1] if got.seqs else None,
+                     "seq_last": got.seqs[-1][1] if got.seqs else None,
+                     "seq_gaps": seq_gaps(got.seqs), "seq_span": span,
+                     "missed_vs_server": (max(0, int(published) - got.frames)
+                                          if published is not None else None),
+                     "fps": round(got.frames / duration, 2)})
+    return {"normal": rows,
+            "reconnecting": [{"client": f"reconnecting-{i}", "frames": c.got.frames,
+                              "connects": c.got.connects, "failures": len(c.got.closes)}
+                             for i, c in enumerate(reconnecting)],
+            "slow": len(slow), "server_published": published}
+
+
+def soak(duration: float, clients: int, workdir: Path, warmup: float = 3.0,
+         sample_every: float = 1.0, slow_fraction: float = 0.2,
+         reconnect_fraction: float = 0.2, unique_every: int = 3) -> dict:
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = write_config(workdir, capture={"source": "sim", "sim_unique_every": unique_every})
+    pipe = Pipeline(config, workdir / "run.log")
+    result: dict = {"duration_s": duration, "clients": clients, "config": str(config)}
+    try:
+        first = {n: p.pid for n, p in pipe.wait_stages(30).items()}
+        pipe.wait_healthy(30)
+        time.sleep(warmup)
+        n_slow = int(round(clients * slow_fraction))
+        n_reconnect = int(round(clients * reconnect_fraction))
+        if clients - n_slow - n_reconnect < 1:
+            n_slow = max(0, clients - n_reconnect - 1)
+        rss_log: list = []
+        metrics_log: list = []
+        result.update(asyncio.run(_soak_clients(pipe, duration, clients, n_slow, n_reconnect,
+                                                sample_every, rss_log, metrics_log)))
+        last = {n: p.pid for n, p in pipe.stages().items()}
+        result["stage_pids_start"] = first
+        result["stage_pids_end"] = last
+        result["died"] = sorted(n for n in STAGES if first.get(n) != last.get(n))
+        result["healthz_end"] = http_get(pipe.base + "/healthz")[0]
+        result["rss_mb"] = [{"t": t, **{n: round(v[1] / 2**20, 1) for n, v in s.items()}}
+                            for t, s in rss_log]
+        result["metrics_start"] = metrics_log[0][1] if metrics_log else {}
+        result["metrics_end"] = metrics_log[-1][1] if metrics_log else {}
+    finally:
+        code, leftovers = pipe.stop()
+        result["run_exit"] = code
+        result["leftover_processes"] = leftovers
+    return result
+
+
+def check(result: dict, rss_factor: float, rss_slack_mb: float) -> list[str]:
+    problems = []
+    if result.get("died"):
+        problems.append(f"stages died and were restarted: {result['died']}")
+    if result.get("leftover_processes"):
+        problems.append(f"stage processes left after run stopped: {result['leftover_processes']}")
+    starved = [r["client"] for r in result.get("normal", []) if r["frames"] == 0]
+    if starved or not result.get("normal"):
+        problems.append(f"normal clients without frames: {starved or 'no normal clients'}")
+    samples = result.get("rss_mb", [])
+    if samples:
+        first, last = samples[0], samples[-1]
+        for name in list(STAGES) + ["run"]:
+            if name in first and name in last:
+                bound = first[name] * rss_factor + rss_slack_mb
+                if last[name] > bound:
+                    problems.append(f"{name} RSS grew from {first[name]} MB to {last[name]} MB "
+                                    f"(bound {bound:.0f} MB)")
+    else:
+        problems.append("no RSS samples")
+    return problems
+
+
+def print_table(result: dict) -> None:
+    samples = result.get("rss_mb", [])
+    names = list(STAGES) + ["run"]
+    print(f"\nRSS (MB) over {result['duration_s']} s with {result['clients']} clients")
+    print("   t(s) " + "".join(f"{n:>10}" for n in names))
+    step = max(1, len(samples) // 12)
+    for s in samples[::step] + ([samples[-1]] if samples and (len(samples) - 1) % step else []):
+        print(f"{s['t']:7.1f} " + "".join(f"{s.get(n, float('nan')):10.1f}" for n in names))
+    print(f"\nnormal clients (server published {result.get('server_published')} frames meanwhile)")
+    print(f"{'client':>12} {'frames':>7} {'fps':>6} {'seq gaps':>9} {'missed':>7} {'connects':>9}")
+    for r in result.get("normal", []):
+        print(f"{r['client']:>12} {r['frames']:7d} {r['fps']:6.1f} {r['seq_gaps']:9d} "
+              f"{str(r['missed_vs_server']):>7} {r['connects']:9d}")
+    rec = result.get("reconnecting", [])
+    if rec:
+        print(f"reconnecting clients: {len(rec)}, connects {sum(r['connects'] for r in rec)}, "
+              f"frames {sum(r['frames'] for r in rec)}, failed attempts "
+              f"{sum(r['failures'] for r in rec)}")
+    print(f"slow clients (never read): {result.get('slow')}")
+    print(f"stages died: {result.get('died')}; /healthz at the end: {result.get('healthz_end')}; "
+          f"run exit status {result.get('run_exit')}; leftovers {result.get('leftover_processes')}")
+
+
+def main(argv: Optional[list] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    parser.add_argument("--clients", type=int, default=50, help="websocket clients in all")
+    parser.add_argument("--slow-fraction", type=float, default=0.2, help="share that never read")
+    parser.add_argument("--reconnect-fraction", type=float, default=0.2,
+                        help="share that reconnect every 1-4 s")
+    parser.add_argument("--unique-every", type=int, default=3,
+                        help="sim_unique_every (1 = every frame new, the highest frame rate)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before the first sample")
+    parser.add_argument("--sample-every", type=float, default=1.0, help="RSS sampling period")
+    parser.add_argument("--rss-factor", type=float, default=2.0)
+    parser.add_argument("--rss-slack-mb", type=float, default=60.0)
+    parser.add_argument("--json", type=Path, default=ROOT / "bench-results" / "soak.json")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where the config and run.log go (default: a temporary directory)")
+    args = parser.parse_args(argv)
+    if not 1 <= args.clients <= 1000 or not 0 < args.duration <= 7 * 86400:
+        parser.error("--clients from 1 to 1000 and --duration up to a week")
+
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="flir-soak-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        try:
+            result = soak(args.duration, args.clients, workdir, args.warmup, args.sample_every,
+                          args.slow_fraction, args.reconnect_fraction, args.unique_every)
+        except AssertionError as exc:
+            print(f"soak: {exc}", file=sys.stderr)
+            return 1
+    problems = check(result, args.rss_factor, args.rss_slack_mb)
+    result["problems"] = problems
+    print_table(result)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1, default=str))
+    print(f"\nwrote {args.json}")
+    for p in problems:
+        print(f"soak: FAIL: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
