@@ -1,0 +1,361 @@
+"""`flir-stream run`: the three stages as real child processes, their URL, restarts and clean stop.
+
+Every test starts the real command on free loopback ports with the simulated camera, talks to it over
+HTTP and the real /ws websocket, and checks the processes with psutil.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Optional
+
+import psutil
+import pytest
+from tornado.websocket import websocket_connect
+
+from conftest import free_port, write_config
+
+STAGES = ("capture", "encoder", "server")
+URL = re.compile(r"https?://\S+")
+
+
+# ---------------------------------------------------------------- helpers shared with test_supervisord
+
+class FrameWatcher:
+    """A websocket viewer in a thread: connects to /ws, connects again whenever the connection
+    drops (as the viewer does), and records the arrival time and seq of every frame."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.frames: list[tuple[float, int]] = []
+        self.connects = 0
+        self.bad_messages = 0
+        self.last_error = ""
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    def __enter__(self) -> "FrameWatcher":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    async def _main(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn = await asyncio.wait_for(websocket_connect(self.url), 3)
+            except Exception as exc:  # refused while the server restarts, timeouts, HTTP errors
+                self.last_error = repr(exc)
+                await asyncio.sleep(0.05)
+                continue
+            self.connects += 1
+            try:
+                while not self._stop.is_set():
+                    try:
+                        message = await asyncio.wait_for(conn.read_message(), 0.5)
+                    except asyncio.TimeoutError:
+                        continue
+                    if message is None:  # closed by the server
+                        break
+                    self._record(message)
+            finally:
+                conn.close()
+
+    def _record(self, message: object) -> None:
+        # One binary message per frame: uint32 big-endian N, N bytes of JSON header, then the JPEG.
+        if not isinstance(message, bytes) or len(message) < 4:
+            self.bad_messages += 1
+            return
+        (n,) = struct.unpack(">I", message[:4])
+        try:
+            header = json.loads(message[4:4 + n])
+            seq = int(header["seq"])
+        except (ValueError, KeyError, TypeError):
+            self.bad_messages += 1
+            return
+        if message[4 + n:4 + n + 2] != b"\xff\xd8":  # a JPEG starts with SOI
+            self.bad_messages += 1
+            return
+        with self._lock:
+            self.frames.append((time.time(), seq))
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.frames)
+
+    def first_frame_after(self, when: float, timeout: float) -> Optional[float]:
+        """Arrival time of the first frame that arrived after `when` (Unix time), waiting up to
+        `timeout` seconds for one; None if none came."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                arrivals = [t for t, _ in self.frames if t > when]
+            if arrivals:
+                return arrivals[0]
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.02)
+
+    def wait_frames(self, n: int, timeout: float) -> list[tuple[float, int]]:
+        deadline = time.monotonic() + timeout
+        while self.count() < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self._lock:
+            return list(self.frames)
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05):
+    """predicate()'s first truthy value within timeout seconds, else None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(interval)
+
+
+def stage_of(proc: psutil.Process) -> Optional[str]:
+    """Which stage a `... -m flirstream STAGE ...` or `flir-stream STAGE ...` process runs."""
+    try:
+        cmdline = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return None
+    for i, part in enumerate(cmdline[:-1]):
+        if part == "flirstream" or part.endswith("/flir-stream"):
+            return cmdline[i + 1] if cmdline[i + 1] in STAGES else None
+    return None
+
+
+def live(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def measure_restart(watcher: FrameWatcher, stage: str, old_pid: int, current_pid,
+                    bound_s: float = 10.0) -> float:
+    """SIGKILL a stage, wait for its replacement and for frames again; seconds from kill to the
+    first frame that arrived after the new process started."""
+    frames_before = watcher.count()
+    assert wait_until(lambda: watcher.count() > frames_before, 10), \
+        f"no frames before killing {stage}: {watcher.last_error}"
+    killed = time.time()
+    os.kill(old_pid, signal.SIGKILL)
+    new_pid = wait_until(lambda: (lambda p: p if p and p != old_pid else None)(current_pid()),
+                         bound_s)
+    assert new_pid, f"{stage} (pid {old_pid}) was not restarted within {bound_s} s"
+    started = psutil.Process(new_pid).create_time()
+    arrival = watcher.first_frame_after(max(started, killed), bound_s - (time.time() - killed))
+    assert arrival is not None, (f"no frames within {bound_s} s of killing {stage} "
+                                 f"(last websocket error: {watcher.last_error})")
+    took = arrival - killed
+    print(f"{stage}: killed, restarted as pid {new_pid} "
+          f"{started - killed:.2f} s later, frames again after {took:.2f} s")
+    return took
+
+
+# ---------------------------------------------------------------- `flir-stream run` as a process
+
+class Run:
+    """`python -m flirstream run --config ...` with stdout and stderr in separate files."""
+
+    def __init__(self, config: Path, *args: str) -> None:
+        self.out_path = config.parent / f"run-{time.monotonic_ns()}.out"
+        self.err_path = self.out_path.with_suffix(".err")
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "flirstream", "run", "--config", str(config), *args],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=str(config.parent),
+                start_new_session=True)
+        self.seen: set[int] = set()  # every child pid ever seen, for the cleanup
+
+    def stdout(self) -> str:
+        return self.out_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def wait_url(self, timeout: float = 60) -> str:
+        def url() -> Optional[str]:
+            match = URL.search(self.stdout())
+            if match is None and self.proc.poll() is not None:
+                pytest.fail(f"flir-stream run exited with {self.proc.returncode} before printing "
+                            f"a URL:\n{self.stderr()[-3000:]}")
+            return match.group(0) if match else None
+        found = wait_until(url, timeout, 0.1)
+        assert found, f"no URL on stdout within {timeout} s:\n{self.stderr()[-3000:]}"
+        return found
+
+    def children(self) -> dict[str, int]:
+        """stage -> pid of the children running now."""
+        found = {}
+        try:
+            for child in psutil.Process(self.proc.pid).children(recursive=True):
+                stage = stage_of(child)
+                if stage and child.status() != psutil.STATUS_ZOMBIE:
+                    found[stage] = child.pid
+                    self.seen.add(child.pid)
+        except psutil.NoSuchProcess:
+            pass
+        return found
+
+    def wait_children(self, timeout: float = 30) -> dict[str, int]:
+        found = wait_until(lambda: (lambda c: c if len(c) == 3 else None)(self.children()),
+                           timeout)
+        assert found, f"not all three stages running: {self.children()}\n{self.stderr()[-3000:]}"
+        return found
+
+    def cleanup(self) -> None:
+        """Whatever a failed test left behind: SIGKILL the run and every child seen."""
+        self.children()
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+        for pid in live(list(self.seen)):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def run_flir_stream():
+    started: list[Run] = []
+
+    def start(config: Path, *args: str) -> Run:
+        run = Run(config, *args)
+        started.append(run)
+        return run
+
+    yield start
+    for run in started:
+        run.cleanup()
+
+
+# ---------------------------------------------------------------- tests
+
+def test_run_prints_the_url_serves_frames_and_stops_every_child(tmp_path, run_flir_stream):
+    # --set reaches the children: the server must listen on the overridden port, not the file's.
+    port = free_port()
+    config = write_config(tmp_path)
+    run = run_flir_stream(config, "--set", f"server.port={port}", "--log-level", "info")
+
+    url = run.wait_url()
+    assert url == f"http://127.0.0.1:{port}/"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200
+        assert b"<html" in response.read().lower()
+
+    with FrameWatcher(f"ws://127.0.0.1:{port}/ws") as watcher:
+        frames = watcher.wait_frames(3, 30)
+        assert len(frames) >= 3, f"/ws sent {len(frames)} frames: {watcher.last_error}"
+        seqs = [seq for _, seq in frames]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        assert watcher.bad_messages == 0
+
+    children = run.wait_children()
+    for stage, pid in children.items():  # processes of their own, started by run itself
+        assert psutil.Process(pid).ppid() == run.proc.pid, stage
+    # Only the URL goes to stdout; every log line goes to stderr.
+    assert "INFO" not in run.stdout()
+    assert "started capture" in run.stderr()
+
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.proc.wait(15) == 0, run.stderr()[-3000:]
+    assert wait_until(lambda: not live(list(children.values())), 5), \
+        f"children left running after run exited: {live(list(children.values()))}"
+
+
+def test_run_restarts_each_killed_stage_and_the_viewer_gets_frames_again(tmp_path, run_flir_stream):
+    config = write_config(tmp_path)
+    port = int(re.search(r"^port = (\d+)$", config.read_text(), re.M).group(1))
+    run = run_flir_stream(config)
+    run.wait_url()
+    run.wait_children()
+
+    figures = {}
+    with FrameWatcher(f"ws://127.0.0.1:{port}/ws") as watcher:
+        assert watcher.wait_frames(1, 30), f"no frames: {watcher.last_error}"
+        for stage in ("encoder", "capture", "server"):
+            old = run.children()[stage]
+            connects = watcher.connects
+            figures[stage] = measure_restart(watcher, stage, old,
+                                             lambda: run.children().get(stage))
+            assert f"{stage} (pid {old}) was killed by SIGKILL" in run.stderr()
+            if stage == "server":
+                assert watcher.connects > connects, "the websocket client did not reconnect"
+        assert watcher.bad_messages == 0
+    print("flir-stream run: seconds from SIGKILL to frames again:",
+          ", ".join(f"{s} {t:.2f}" for s, t in figures.items()))
+
+    children = run.children()
+    run.proc.send_signal(signal.SIGINT)  # Ctrl-C
+    assert run.proc.wait(15) == 0, run.stderr()[-3000:]
+    assert wait_until(lambda: not live(list(run.seen)), 5), \
+        f"processes left after Ctrl-C: {live(list(run.seen))} (children were {children})"
+
+
+def test_run_stops_with_status_2_when_a_restarted_stage_meets_a_config_error(tmp_path,
+                                                                              run_flir_stream):
+    config = write_config(tmp_path)
+    run = run_flir_stream(config)
+    run.wait_url()
+    children = run.wait_children()
+
+    # server.conf edited badly while running: the next stage to start refuses it with status 2,
+    # and run must stop everything instead of restarting it forever.
+    text = config.read_text()
+    config.write_text(re.sub(r"^port = \d+$", "port = eighty", text, flags=re.M))
+    os.kill(children["capture"], signal.SIGKILL)
+
+    try:
+        status = run.proc.wait(20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("run kept going after a stage's configuration error:\n" + run.stderr()[-3000:])
+    assert status == 2
+    err = run.stderr()
+    # One line of run's own says which stage failed and repeats the stage's message.
+    assert any("capture (pid" in line and "exited with status 2" in line
+               and "[server] port = 'eighty'" in line for line in err.splitlines()), err[-3000:]
+    assert wait_until(lambda: not live(list(run.seen)), 5), f"left running: {live(list(run.seen))}"
+
+
+def test_run_reports_a_config_error_before_starting_anything(tmp_path, run_flir_stream):
+    config = write_config(tmp_path, server={"port": "99999"})
+    run = run_flir_stream(config)
+    assert run.proc.wait(30) == 2
+    err = run.stderr()
+    assert "[server] port = '99999'" in err and "expected an integer from 1 to 65535" in err
+    assert "started" not in err
+    assert run.stdout() == ""
+
+
+def test_stages_started_in_reverse_order_stream_frames(tmp_path, stages):
+    # Start order must not matter: server first, capture last.
+    config = write_config(tmp_path)
+    port = int(re.search(r"^port = (\d+)$", config.read_text(), re.M).group(1))
+    started = [stages(stage, config) for stage in reversed(STAGES)]
+    with FrameWatcher(f"ws://127.0.0.1:{port}/ws") as watcher:
+        frames = watcher.wait_frames(3, 30)
+        assert len(frames) >= 3, (f"no frames: {watcher.last_error}\n"
+                                  + "\n".join(s.log()[-1500:] for s in started))

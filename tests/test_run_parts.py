@@ -1,0 +1,68 @@
+"""The parts of `flir-stream run` that decide something without processes: the URL it prints, the
+restart delays and each child's command line."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from flirstream import config as configuration
+from flirstream.supervise import (Backoff, announcement, child_argv, describe_status, probe_hosts,
+                                  viewer_urls)
+
+
+def server(**keys: str):
+    text = "[server]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items())
+    return configuration.loads(text).server
+
+
+def test_loopback_host_gives_one_url():
+    assert viewer_urls(server(host="127.0.0.1", port="8080"), "127.0.0.1") == \
+        ["http://127.0.0.1:8080/"]
+
+
+@pytest.mark.parametrize("host, reached", [("0.0.0.0", "127.0.0.1"), ("::", "::1")])
+def test_every_interface_gives_the_local_url_and_the_machine_name(host, reached):
+    urls = viewer_urls(server(host=host, port="8081"), reached, hostname="thermalpi")
+    local = "http://[::1]:8081/" if reached == "::1" else "http://127.0.0.1:8081/"
+    assert urls == [local, "http://thermalpi:8081/"]
+    assert probe_hosts(host)[0] == reached
+
+
+def test_default_ports_are_left_out_and_tls_gives_https(tmp_path):
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    tls = server(host="127.0.0.1", port="443", tls_cert=str(cert), tls_key=str(key))
+    assert viewer_urls(tls, "127.0.0.1") == ["https://127.0.0.1/"]
+    tls_other = server(host="127.0.0.1", port="8443", tls_cert=str(cert), tls_key=str(key))
+    assert viewer_urls(tls_other, "127.0.0.1") == ["https://127.0.0.1:8443/"]
+    assert viewer_urls(server(host="127.0.0.1", port="80"), "127.0.0.1") == ["http://127.0.0.1/"]
+
+
+def test_a_token_gives_a_hint_but_never_the_secret():
+    srv = server(host="127.0.0.1", port="8080", token="s3cret-value")
+    urls = viewer_urls(srv, "127.0.0.1")
+    assert urls == ["http://127.0.0.1:8080/?token=<token>"]
+    text = announcement(urls, True, "/etc/flir-stream/server.conf")
+    assert "s3cret-value" not in text
+    assert "[server] token from /etc/flir-stream/server.conf" in text
+
+
+def test_backoff_doubles_to_ten_seconds_and_resets_after_a_long_run():
+    backoff = Backoff()
+    assert [backoff.after_exit(1.0) for _ in range(7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert backoff.after_exit(30.0) == 0.5  # it had run 30 s: a fresh crash, not a loop
+    assert backoff.after_exit(0.2) == 1.0
+
+
+def test_children_get_the_same_interpreter_config_overrides_and_log_level():
+    argv = child_argv("encoder", "/srv/server.conf", ["encoder.palette=jet", "server.port=81"],
+                      "debug")
+    assert argv == [sys.executable, "-m", "flirstream", "encoder", "--config", "/srv/server.conf",
+                    "--set", "encoder.palette=jet", "--set", "server.port=81", "--log-level", "debug"]
+
+
+def test_exit_status_is_described_for_people():
+    assert describe_status(-9) == "was killed by SIGKILL"
+    assert describe_status(1) == "exited with status 1"
