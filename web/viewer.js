@@ -39,8 +39,9 @@ const link = new Link(socketUrl(), {
     state.connection = s;
     const pill = $("connection");
     pill.dataset.state = s;
-    pill.textContent = s === "reconnecting" ? `reconnecting in ${(wait / 1000).toFixed(1)} s…`
-      : s === "connected" ? "connected" : "connecting…";
+    pill.textContent = s === "reconnecting" ? "reconnecting…" : s === "connected" ? "connected" : "connecting…";
+    pill.title = s === "reconnecting" ? `next try in ${(wait / 1000).toFixed(1)} s` : "";
+    updateOffline();
     if (s !== "connected") {
       state.rawWanted = false; // a new connection starts without raw pixels
       controls.enable(false);
@@ -178,7 +179,7 @@ canvas.addEventListener("pointerleave", (ev) => {
 function updateProbe() {
   const probe = $("probe");
   const spot = $("spot");
-  const frame = state.frame;
+  const frame = performance.now() - state.lastFrameAt < STALE_MS ? state.frame : null;
   const p = state.pointer;
   const at = p && frame ? view.toRaw(p.clientX, p.clientY) : null;
   if (!at) {
@@ -208,10 +209,12 @@ function updateProbe() {
 function updateOffline() {
   const stale = state.lastFrameAt > 0 && performance.now() - state.lastFrameAt > STALE_MS;
   const never = state.lastFrameAt === 0 && state.connection === "connected";
-  const offline = state.camera === "offline" || stale;
+  const away = state.connection !== "connected" && state.lastFrameAt > 0;
+  const offline = state.camera === "offline" || stale || away;
   $("stage").classList.toggle("is-offline", offline);
   $("offline").hidden = !offline;
-  $("offline-detail").textContent = state.cameraDetail ||
+  $("offline-title").textContent = away ? "Server unreachable" : "Camera offline";
+  $("offline-detail").textContent = away ? "reconnecting…" : state.cameraDetail ||
     (stale ? "no picture for " + Math.round((performance.now() - state.lastFrameAt) / 1000) + " s" : "");
   $("stage").classList.toggle("is-waiting", never && !offline);
 }
@@ -229,7 +232,7 @@ function updateStatus() {
   const shape = h && Array.isArray(h.shape) ? h.shape : null;
   $("st-size").textContent = shape ? `${shape[1]}×${shape[0]}` : "–";
   $("st-sensor").textContent = h && typeof h.sensor === "string" ? h.sensor : "–";
-  const tel = h && h.telemetry && typeof h.telemetry === "object" ? h.telemetry : null;
+  const tel = fresh && h && h.telemetry && typeof h.telemetry === "object" ? h.telemetry : null;
   let fpaC = null;
   if (tel && Number.isFinite(tel.fpa_temp_c)) fpaC = tel.fpa_temp_c;
   else if (tel && Number.isFinite(tel.fpa_temp_k)) fpaC = tel.fpa_temp_k - 273.15;
@@ -242,7 +245,8 @@ function updateStatus() {
 }
 
 function updateReadouts() {
-  const h = state.frame && state.frame.header;
+  const fresh = performance.now() - state.lastFrameAt < STALE_MS;
+  const h = fresh && state.frame && state.frame.header;
   const s = h && h.stats && typeof h.stats === "object" ? h.stats : {};
   const unit = h ? h.unit : "C";
   $("rd-min").textContent = formatValue(s.min, unit);
