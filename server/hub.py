@@ -1,0 +1,126 @@
+"""The server's state: the newest frame, the stages' status, the encoder settings, the viewers."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from flirstream.wire import ImageFrame
+
+from . import protocol
+from .fanout import Fanout
+from .health import Health
+from .metrics import Metrics
+
+log = logging.getLogger("hub")
+
+BOUNDARY = "frame"  # of the MJPEG multipart stream
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One frame as every transport sends it, built once when it arrives."""
+
+    image: ImageFrame
+    ws: protocol.FramePayloads
+    mjpeg: bytes  # one multipart part
+
+
+def mjpeg_part(jpeg: bytes) -> bytes:
+    return (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+            .encode() + jpeg + b"\r\n")
+
+
+class Hub:
+    def __init__(self, metrics: Metrics, health: Health,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.metrics = metrics
+        self.health = health
+        self.clock = clock
+        self.fanout = Fanout(metrics, on_change=self._viewers_changed)
+        self.image: Optional[ImageFrame] = None
+        self.settings: Optional[dict] = None
+        self.snapshot_waiters = 0
+        self.on_viewers: Callable[[int], None] = lambda n: None  # set by the app (-> encoder)
+        self._frame_waiters: list[asyncio.Future] = []
+        self._status: Optional[dict] = None
+
+    # ------------------------------------------------------------ viewers
+
+    def viewers(self) -> int:
+        """Websocket and MJPEG clients, plus snapshot requests waiting for a fresh frame."""
+        return self.fanout.count() + self.snapshot_waiters
+
+    def viewers_by_transport(self) -> dict[str, int]:
+        return {"websocket": self.fanout.count("websocket"), "mjpeg": self.fanout.count("mjpeg"),
+                "snapshot": self.snapshot_waiters}
+
+    def _viewers_changed(self) -> None:
+        self.on_viewers(self.viewers())
+
+    def websockets(self) -> list[Any]:
+        return [c for c in self.fanout.clients if c.transport == "websocket"]
+
+    def broadcast_text(self, text: str) -> None:
+        for client in self.websockets():
+            client.send_text(text)
+
+    # ------------------------------------------------------------ from the encoder
+
+    def on_image(self, frame: ImageFrame, drained: int = 0) -> None:
+        t_sent = self.clock()
+        self.metrics.frame_in(frame.seq, drained)
+        self.health.on_frame(frame.seq)
+        self.image = frame
+        outgoing = Outgoing(frame, protocol.frame_payloads(frame, t_sent), mjpeg_part(frame.jpeg))
+        if self.fanout.clients:
+            self.metrics.latency.observe(t_sent - frame.t)
+        self.fanout.publish(outgoing)
+        waiters, self._frame_waiters = self._frame_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(frame)
+        self.check_status()  # a frame after silence may change "camera"
+
+    def on_status(self, message: dict) -> None:
+        self.health.on_status(message)
+        self.check_status()
+
+    def check_status(self) -> None:
+        """Tell viewers when a stage's state or the camera changed (also called once a second)."""
+        status = self.health.summary()
+        if status != self._status:
+            if self._status is not None:
+                log.info("status: capture %s (%s), encoder %s (%s), camera %s",
+                         status["capture"]["state"], status["capture"]["detail"],
+                         status["encoder"]["state"], status["encoder"]["detail"], status["camera"])
+            self._status = status
+            self.broadcast_text(protocol.status_message(status))
+
+    def set_settings(self, settings: dict) -> None:
+        """The encoder's settings (from a control reply); viewers hear of changes."""
+        if settings != self.settings:
+            self.settings = settings
+            self.broadcast_text(protocol.settings_message(settings))
+
+    # ------------------------------------------------------------ snapshots
+
+    async def fresh_image(self, wait_s: float) -> Optional[ImageFrame]:
+        """The newest frame if fresh; else count as a viewer (so a paused encoder resumes) and wait
+        up to wait_s for one. None if none came."""
+        if self.image is not None and self.health.frame_fresh():
+            return self.image
+        future = asyncio.get_event_loop().create_future()
+        self._frame_waiters.append(future)
+        self.snapshot_waiters += 1
+        self._viewers_changed()
+        try:
+            await asyncio.wait_for(future, wait_s)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self.snapshot_waiters -= 1
+            self._viewers_changed()
+        return self.image if self.image is not None and self.health.frame_fresh() else None

@@ -1,0 +1,201 @@
+"""The browser protocol on /ws: the one place that builds and parses its messages.
+
+Server -> client, one BINARY message per frame:
+    uint32 big-endian N | N bytes UTF-8 JSON header | JPEG (header.jpeg_bytes long)
+    | radiometric pixels (header.raw_bytes long; 0 unless the client enabled raw)
+  header = the encoder's ImageFrame header: seq, t (capture time, Unix s), t_encoded, sensor,
+           shape [rows, cols] (of the pixels), width, height (of the JPEG), palette, agc,
+           unit ("C" or "counts"), range [lo, hi] (in unit), stats {min, max, mean, centre, min_xy,
+           max_xy}, tlinear, kelvin_per_count, telemetry
+           + t_sent (server clock when the frame went out), jpeg_bytes, raw_bytes.
+  The pixels are uint16 little-endian, rows*cols of them, row-major, in display orientation (pixel
+  (x, y) lies under the same point of the JPEG, scaled by width/cols). With tlinear a pixel is
+  kelvin / kelvin_per_count, so degrees C = value * kelvin_per_count - 273.15.
+  A client that cannot keep up skips frames: it always gets the newest one, never a backlog.
+  The newest frame is sent at once on connect.
+
+Server -> client, TEXT JSON:
+    {"type": "hello", "settings": {...encoder settings, as in server.conf} | null,
+     "palettes": [...], "agcs": [...], "control": "open" | "token",
+     "camera": "online" | "offline"}                                 first message on connect
+    {"type": "settings", "settings": {...}}                          to everyone, after a change
+    {"type": "status", "capture": {"state", "detail"}, "encoder": {"state", "detail"},
+     "camera": "online" | "offline"}                                 on connect and on every change
+    {"type": "pong", "t": <the client's t>, "server": <server time, Unix s>}
+    {"type": "error", "error": "<a sentence>"}
+
+Client -> server, TEXT JSON (at most 4 KiB, at most ~20 per second):
+    {"op": "set", "settings": {"palette": "jet", ...}, "token": "..."}
+        change encoder settings (keys and values as in server.conf's [encoder]; numbers, booleans
+        and [lo, hi] lists are accepted too). "token" is needed when control says "token"
+        (server.conf control_token); the token the page was opened with also counts.
+        Answer: "settings" to everyone, or "error" to the sender.
+    {"op": "raw", "enable": true | false}    also send the radiometric pixels with each frame
+    {"op": "ping", "t": <client time>}       answered by "pong" (for clock offset and latency)
+  Anything else gets {"type": "error"}. A binary message closes the connection with 1003, a message
+  over 4 KiB with 1009, a flood of messages with 1008.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from flirstream import config as configuration
+from flirstream.wire import ImageFrame
+
+MAX_CLIENT_MESSAGE = 4096
+_LENGTH = struct.Struct(">I")
+
+
+class ProtocolError(ValueError):
+    """A client message that does not follow the protocol; str() is the reply's text."""
+
+
+# ---------------------------------------------------------------- frames
+
+@dataclass(frozen=True)
+class FramePayloads:
+    """One frame's binary messages, built once and shared by every client."""
+
+    seq: int
+    t: float
+    plain: bytes  # header + JPEG
+    raw: bytes  # header + JPEG + pixels
+
+    def for_client(self, wants_raw: bool) -> bytes:
+        return self.raw if wants_raw else self.plain
+
+
+def _header(frame: ImageFrame, t_sent: float, raw_bytes: int) -> dict:
+    header = frame.header()
+    header.pop("v", None)
+    header.pop("counters", None)  # stage internals; /metrics has them
+    header.update(t_sent=t_sent, jpeg_bytes=len(frame.jpeg), raw_bytes=raw_bytes)
+    return header
+
+
+def _message(header: dict, *parts: bytes) -> bytes:
+    head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    return b"".join((_LENGTH.pack(len(head)), head, *parts))
+
+
+def frame_payloads(frame: ImageFrame, t_sent: float) -> FramePayloads:
+    """Both binary messages (with and without pixels) for one frame."""
+    pixels = frame.pixels.astype("<u2", copy=False).tobytes()
+    return FramePayloads(
+        seq=frame.seq, t=frame.t,
+        plain=_message(_header(frame, t_sent, 0), frame.jpeg),
+        raw=_message(_header(frame, t_sent, len(pixels)), frame.jpeg, pixels))
+
+
+def split_frame(message: bytes) -> tuple[dict, bytes, bytes]:
+    """(header, jpeg, pixels) of a binary frame message (what a client does; used by tests)."""
+    if len(message) < 4:
+        raise ProtocolError("frame message shorter than its length prefix")
+    (n,) = _LENGTH.unpack_from(message)
+    header = json.loads(message[4:4 + n])
+    start = 4 + n
+    jpeg = message[start:start + header["jpeg_bytes"]]
+    pixels = message[start + header["jpeg_bytes"]:]
+    if len(jpeg) != header["jpeg_bytes"] or len(pixels) != header["raw_bytes"]:
+        raise ProtocolError("frame message length does not match its header")
+    return header, jpeg, pixels
+
+
+# ---------------------------------------------------------------- server -> client text
+
+def _text(message: dict) -> str:
+    return json.dumps(message, separators=(",", ":"), allow_nan=False)
+
+
+def hello(settings: Optional[dict], control_needs_token: bool, camera: str) -> str:
+    return _text({"type": "hello", "settings": settings,
+                  "palettes": list(configuration.PALETTES), "agcs": list(configuration.AGCS),
+                  "control": "token" if control_needs_token else "open", "camera": camera})
+
+
+def settings_message(settings: dict) -> str:
+    return _text({"type": "settings", "settings": settings})
+
+
+def status_message(status: dict) -> str:
+    """status = {"capture": {state, detail}, "encoder": {state, detail}, "camera": ...}."""
+    return _text({"type": "status", **status})
+
+
+def pong(client_t: Any, server_t: float) -> str:
+    return _text({"type": "pong", "t": client_t, "server": server_t})
+
+
+def error(text: str) -> str:
+    return _text({"type": "error", "error": text})
+
+
+# ---------------------------------------------------------------- client -> server
+
+@dataclass(frozen=True)
+class SetSettings:
+    settings: dict[str, str]  # key -> value as written in server.conf, already checked
+    token: Optional[str]
+
+
+@dataclass(frozen=True)
+class EnableRaw:
+    enable: bool
+
+
+@dataclass(frozen=True)
+class Ping:
+    t: Any
+
+
+def _as_conf_text(value: Any) -> str:
+    """A JSON value as server.conf would spell it (so parse_value checks it)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(v, (int, float, str)) and not isinstance(v, bool)
+                                       for v in value):
+        return ", ".join(str(v) for v in value)
+    raise ProtocolError(f"setting value {value!r} is not a string, number, boolean or list")
+
+
+def parse_client(text: str) -> SetSettings | EnableRaw | Ping:
+    """Parse and check one text message from a browser; raises ProtocolError."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise ProtocolError("message is not JSON") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("message is not a JSON object")
+    op = message.get("op")
+    if op == "ping":
+        t = message.get("t")
+        if not isinstance(t, (int, float)) or isinstance(t, bool):
+            raise ProtocolError("ping needs a number t")
+        return Ping(t)
+    if op == "raw":
+        enable = message.get("enable")
+        if not isinstance(enable, bool):
+            raise ProtocolError("raw needs enable: true or false")
+        return EnableRaw(enable)
+    if op == "set":
+        settings = message.get("settings")
+        if not isinstance(settings, dict) or not settings:
+            raise ProtocolError("set needs a settings object, e.g. {\"palette\": \"jet\"}")
+        checked = {}
+        for key, value in settings.items():
+            raw = _as_conf_text(value)
+            try:
+                configuration.parse_value("encoder", key, raw)
+            except configuration.ConfigError as exc:
+                raise ProtocolError(str(exc)) from None
+            checked[key] = raw.strip()
+        token = message.get("token")
+        if token is not None and not isinstance(token, str):
+            raise ProtocolError("token must be a string")
+        return SetSettings(checked, token)
+    raise ProtocolError(f"unknown op {op!r} (expected set, raw or ping)")

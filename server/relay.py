@@ -1,0 +1,94 @@
+"""The server's side of the encoder's control channel: a DEALER socket, requests matched by id.
+
+Requests are sent only while the encoder is connected (ZMQ_IMMEDIATE), so nothing piles up while it
+is down; a request then fails at once with "not reachable", or after `timeout_s` with "did not
+answer". Any reply that carries settings updates the server's copy of them (on_settings).
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import Callable, Optional
+
+import zmq
+import zmq.asyncio
+
+from flirstream import wire
+
+log = logging.getLogger("relay")
+
+
+class RelayError(Exception):
+    """The encoder could not be asked or did not answer; str() says which."""
+
+
+class ControlRelay:
+    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, timeout_s: float = 2.0,
+                 on_settings: Callable[[dict], None] = lambda s: None) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self.on_settings = on_settings
+        self.sock = ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.IMMEDIATE, 1)
+        self.sock.setsockopt(zmq.SNDHWM, 16)
+        self.sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        self.sock.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
+        self.sock.connect(endpoint)
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future] = {}
+        self._reader: Optional[asyncio.Task] = None
+
+    def start(self) -> None:
+        self._reader = asyncio.get_event_loop().create_task(self._read())
+
+    async def _send(self, message: dict) -> int:
+        request_id = next(self._ids)
+        try:
+            await self.sock.send(wire.pack_control({**message, "id": request_id}), zmq.NOBLOCK)
+        except zmq.Again:
+            raise RelayError(f"the encoder is not reachable on {self.endpoint}") from None
+        return request_id
+
+    async def notify(self, message: dict) -> bool:
+        """Send without waiting for the reply (e.g. the viewer count); False if not sent."""
+        try:
+            await self._send(message)
+            return True
+        except RelayError:
+            return False
+
+    async def request(self, message: dict) -> dict:
+        """Send a request and return the encoder's reply; raises RelayError."""
+        future = asyncio.get_event_loop().create_future()
+        request_id = await self._send(message)
+        self._pending[request_id] = future
+        try:
+            return await asyncio.wait_for(future, self.timeout_s)
+        except asyncio.TimeoutError:
+            raise RelayError(f"the encoder did not answer within {self.timeout_s:g} s") from None
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                parts = await self.sock.recv_multipart()
+            except (zmq.ZMQError, asyncio.CancelledError):
+                return
+            try:
+                reply = wire.unpack_control(parts[-1])  # tolerate a REQ-style empty delimiter
+            except wire.WireError as exc:
+                log.warning("bad control reply from the encoder: %s", exc)
+                continue
+            if reply.get("ok") is True and isinstance(reply.get("settings"), dict):
+                self.on_settings(reply["settings"])
+            future = self._pending.get(reply.get("id")) if isinstance(reply.get("id"), int) else None
+            if future is not None and not future.done():
+                future.set_result(reply)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        self.sock.close(0)

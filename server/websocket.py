@@ -1,0 +1,153 @@
+"""/ws: one viewer's websocket (the protocol is described in server/protocol.py)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Optional
+
+import tornado.websocket
+
+from . import access, protocol
+from .handlers import AccessMixin, Context
+from .relay import RelayError
+
+log = logging.getLogger("ws")
+
+MESSAGES_PER_S = 20  # sustained; a burst of as many is allowed
+
+
+class RateLimit:
+    """Token bucket: `rate` messages a second, bursts up to `rate`."""
+
+    def __init__(self, rate: float, clock: Any = time.monotonic) -> None:
+        self.rate = rate
+        self.clock = clock
+        self.tokens = rate
+        self.stamp = clock()
+
+    def allow(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def _retrieve(future: Any) -> None:
+    """Mark a failed write's exception as seen (the close handler cleans up)."""
+    if not future.cancelled():
+        future.exception()
+
+
+class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
+    transport = "websocket"
+
+    def initialize(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.wants_raw = False
+        self.token: Optional[str] = None
+        self.limit = RateLimit(MESSAGES_PER_S)
+        self.peer = "?"
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        if not self.viewer_allowed() or self.refuse_full():
+            return
+        await super().get(*args, **kwargs)
+
+    def check_origin(self, origin: str) -> bool:
+        if access.origin_allowed(origin, self.request.host, self.request.protocol, self.ctx.ports,
+                                 self.ctx.server.allowed_origins):
+            return True
+        self.ctx.metrics.rejected["origin"] += 1
+        log.warning("403 /ws from %s: Origin %r is neither this server nor in allowed_origins",
+                    self.request.remote_ip, origin)
+        return False
+
+    def get_compression_options(self) -> None:
+        return None  # JPEGs do not compress; deflate would only cost CPU
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        self.set_nodelay(True)
+        self.peer = self.request.remote_ip or "?"
+        self.token = self.presented_token()
+        hub = self.ctx.hub
+        log.info("websocket viewer %s connected (%d viewers)", self.peer, hub.viewers() + 1)
+        self.send_text(protocol.hello(hub.settings, bool(self.ctx.server.control_token),
+                                      self.ctx.health.camera()))
+        self.send_text(protocol.status_message(self.ctx.health.summary()))
+        hub.fanout.add(self)  # sends the newest frame at once
+
+    def on_close(self) -> None:
+        self.ctx.hub.fanout.remove(self)
+        log.info("websocket viewer %s left (code %s)", self.peer, self.close_code)
+
+    # ------------------------------------------------------------ fan-out sink
+
+    def payload(self, outgoing: Any) -> bytes:
+        return outgoing.ws.for_client(self.wants_raw)
+
+    def send_frame(self, payload: bytes) -> Any:
+        return self.write_message(payload, binary=True)
+
+    def send_text(self, text: str) -> None:
+        try:
+            self.write_message(text).add_done_callback(_retrieve)
+        except tornado.websocket.WebSocketClosedError:
+            pass
+
+    # ------------------------------------------------------------ from the browser
+
+    def on_message(self, message: Any) -> None:
+        if isinstance(message, bytes):
+            log.warning("websocket %s sent a binary message: closing (1003)", self.peer)
+            self.close(1003, "binary messages are not accepted")
+            return
+        if not self.limit.allow():
+            log.warning("websocket %s sends more than %d messages a second: closing (1008)",
+                        self.peer, MESSAGES_PER_S)
+            self.close(1008, "too many messages")
+            return
+        try:
+            request = protocol.parse_client(message)
+        except protocol.ProtocolError as exc:
+            log.info("websocket %s: refused message: %s", self.peer, exc)
+            self.send_text(protocol.error(str(exc)))
+            return
+        if isinstance(request, protocol.Ping):
+            self.send_text(protocol.pong(request.t, time.time()))
+        elif isinstance(request, protocol.EnableRaw):
+            self.wants_raw = request.enable
+            if request.enable:
+                self.ctx.hub.fanout.resend(self)
+        elif isinstance(request, protocol.SetSettings):
+            if not access.control_allowed(self.ctx.server.control_token, request.token, self.token):
+                self.ctx.metrics.rejected["control_token"] += 1
+                log.info("websocket %s: settings change refused: no valid control token", self.peer)
+                self.send_text(protocol.error("changing settings needs the control token"))
+                return
+            asyncio.ensure_future(self._set(request.settings))
+
+    async def _set(self, settings: dict) -> None:
+        relay = self.ctx.relay
+        try:
+            if relay is None:
+                raise RelayError("no control channel to the encoder")
+            before = self.ctx.hub.settings
+            reply = await relay.request({"op": "set", "settings": settings})
+        except RelayError as exc:
+            log.warning("settings %s from %s not applied: %s", settings, self.peer, exc)
+            self.send_text(protocol.error(f"settings not applied: {exc}"))
+            return
+        if reply.get("ok") is True:
+            log.info("settings changed by %s: %s", self.peer, settings)
+            # The relay stored the reply's settings; the hub told every viewer if they changed.
+            # If nothing changed nobody was told, so answer the sender.
+            if isinstance(reply.get("settings"), dict) and reply["settings"] == before:
+                self.send_text(protocol.settings_message(reply["settings"]))
+        else:
+            error = str(reply.get("error") or "the encoder refused the settings")
+            log.info("settings %s from %s refused by the encoder: %s", settings, self.peer, error)
+            self.send_text(protocol.error(error))

@@ -1,0 +1,215 @@
+"""Helpers for the server tests: a stand-in encoder on real ZeroMQ sockets, HTTP/websocket clients."""
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+import zmq
+
+from flirstream import config as configuration, wire
+
+KELVIN_0C = 27315  # TLinear counts at 0 degrees C (0.01 K per count)
+
+
+def image_frame(seq: int, t: Optional[float] = None, rows: int = 120, cols: int = 160,
+                tlinear: bool = True, palette: str = "ironbow") -> wire.ImageFrame:
+    """A valid ImageFrame: a warm spot moving with seq over 20 degrees C, and a real JPEG of it."""
+    y, x = np.mgrid[0:rows, 0:cols]
+    cx, cy = (seq * 3) % cols, rows // 2
+    celsius = 20.0 + 15.0 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 200.0)
+    pixels = np.round(celsius * 100 + KELVIN_0C).astype(np.uint16) if tlinear \
+        else np.round(celsius * 300).astype(np.uint16)
+    grey = cv2.normalize(pixels, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    colour = cv2.applyColorMap(cv2.resize(grey, (cols * 2, rows * 2),
+                                          interpolation=cv2.INTER_NEAREST), cv2.COLORMAP_JET)
+    ok, jpeg = cv2.imencode(".jpg", colour, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    assert ok
+    now = time.time() if t is None else t
+    return wire.ImageFrame(
+        seq=seq, t=now - 0.03, t_encoded=now, sensor="lepton3", jpeg=jpeg.tobytes(), pixels=pixels,
+        width=cols * 2, height=rows * 2, palette=palette, agc="linear",
+        unit="C" if tlinear else "counts", range=(20.0, 35.0),
+        stats={"min": 20.0, "max": 35.0, "mean": 21.0, "centre": 20.5, "min_xy": [0, 0],
+               "max_xy": [int(cx), int(cy)]},
+        tlinear=tlinear, kelvin_per_count=0.01,
+        counters={"capture": {"frames": seq, "discards": 7}, "encoder": {"frames": seq}})
+
+
+DEFAULT_SETTINGS = {k: v.default for k, v in configuration.SCHEMA["encoder"].items()}
+
+
+@dataclass
+class FakeEncoder:
+    """Publishes frames and status like the encoder (real PUB) and answers control (real ROUTER)."""
+
+    images: str
+    control: str
+    fps: float = 20.0
+    capture_state: str = "streaming"
+    encoder_state: str = "streaming"
+    send_frames: bool = True
+    answer_control: bool = True
+    settings: dict = field(default_factory=lambda: dict(DEFAULT_SETTINGS))
+    requests: list = field(default_factory=list)
+    seq: int = 0
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._injected: list = []
+        self._ctx = zmq.Context()
+        self._pub = self._ctx.socket(zmq.PUB)
+        self._pub.setsockopt(zmq.LINGER, 0)
+        self._pub.setsockopt(zmq.SNDHWM, 2)
+        self._pub.bind(self.images)
+        self._router = self._ctx.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.LINGER, 0)
+        self._router.bind(self.control)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def viewer_counts(self) -> list[int]:
+        return [r["count"] for r in list(self.requests) if r.get("op") == "viewers"]
+
+    def _status(self) -> None:
+        for stage, state in (("capture", self.capture_state), ("encoder", self.encoder_state)):
+            self._pub.send_multipart(wire.pack_status(
+                stage, state, f"{stage} is {state}", t=time.time(), source="sim",
+                counters={"frames": self.seq, "errors": 0}))
+
+    def _answer(self) -> None:
+        identity, *rest = self._router.recv_multipart()
+        request = wire.unpack_control(rest[-1])
+        self.requests.append(request)
+        if not self.answer_control:
+            return
+        reply: dict = {"ok": True, "settings": dict(self.settings)}
+        if request["op"] == "set":
+            try:
+                for key, value in request["settings"].items():
+                    configuration.parse_value("encoder", key, str(value))
+            except configuration.ConfigError as exc:
+                reply = {"ok": False, "error": str(exc)}
+            else:
+                self.settings.update(request["settings"])
+                reply["settings"] = dict(self.settings)
+        elif request["op"] == "viewers":
+            reply = {"ok": True}
+        if "id" in request:
+            reply["id"] = request["id"]
+        self._router.send_multipart([identity, wire.pack_control(reply)])
+
+    def _run(self) -> None:
+        next_frame = next_status = time.monotonic()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= next_status:
+                self._status()
+                next_status = now + 0.5
+            while self._injected:
+                self._pub.send_multipart(self._injected.pop(0))
+            if now >= next_frame:
+                if self.send_frames:
+                    self.seq += 1
+                    self._pub.send_multipart(wire.pack_image(image_frame(self.seq)), copy=False)
+                next_frame = now + 1.0 / self.fps
+            timeout = max(0.0, min(next_frame, next_status) - time.monotonic())
+            if self._router.poll(int(timeout * 1000) + 1):
+                self._answer()
+
+    def inject(self, parts: list) -> None:
+        """Publish arbitrary message parts (from the encoder's thread: sockets are not thread-safe)."""
+        self._injected.append(parts)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._pub.close(0)
+        self._router.close(0)
+        self._ctx.term()
+
+
+# ---------------------------------------------------------------- clients
+
+def http_get(port: int, path: str, host: str = "127.0.0.1", headers: Optional[dict] = None,
+             timeout: float = 10.0, tls: Optional[ssl.SSLContext] = None
+             ) -> tuple[int, dict, bytes]:
+    """(status, headers with lower-case names, body)."""
+    if tls is not None:
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=tls)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def basic_auth(password: str, user: str = "viewer") -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def wait_http(port: int, path: str = "/healthz", host: str = "127.0.0.1", timeout: float = 20.0,
+              want: Optional[int] = None, tls: Optional[ssl.SSLContext] = None, **kw) -> int:
+    """Wait until the server answers `path` (with status `want` if given); returns the status."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            status, _, _ = http_get(port, path, host=host, timeout=2.0, tls=tls, **kw)
+            if want is None or status == want:
+                return status
+            last = status
+        except OSError as exc:
+            last = exc
+        time.sleep(0.1)
+    raise AssertionError(f"{host}:{port}{path} did not answer {want or ''} within {timeout} s: {last}")
+
+
+def raw_request(port: int, data: bytes, host: str = "127.0.0.1", timeout: float = 5.0) -> bytes:
+    """Send bytes as they are (no client-side URL normalisation) and read the whole answer."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def write_index(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "index.html").write_text("<!doctype html><title>test viewer</title><p>viewer")
+    (directory / "sub").mkdir(exist_ok=True)
+    (directory / "sub" / "x.js").write_text("// x")
+    return directory
+
+
+def json_messages(ws, count: int, timeout: float = 5.0) -> list[dict]:
+    """The next `count` text messages of a websockets client, skipping binary frames."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"only {len(out)} of {count} text messages within {timeout} s: {out}")
+        message = ws.recv(timeout=left)
+        if isinstance(message, str):
+            out.append(json.loads(message))
+    return out
