@@ -1,0 +1,250 @@
+"""`flir-stream encoder`: raw frames in (SUB), JPEG frames out (XPUB), settings in (ROUTER).
+
+The loop always works on the newest frame: it drains the frames socket, keeps the newest raw frame
+(the older ones are counted as skipped, never queued) and forwards capture's newest status. While
+nobody watches it only drains, and says "paused" in its status once a second.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import time
+from typing import Any, Optional
+
+import zmq
+
+from flirstream import config as configuration
+from flirstream import links, wire
+from flirstream.config import ConfigError
+
+from .control import Controller, Watchers
+from .render import Renderer
+
+log = logging.getLogger("encoder")
+
+STATUS_EVERY_S = 1.0
+WAITING_AFTER_S = 2.0  # no frame for this long: status says "waiting"
+POLL_MS = 100
+DRAIN_MAX = 256  # messages per drain, so a flood cannot starve control and status
+CONTROL_MAX_BYTES = 64 * 1024
+ERROR_LOG_EVERY_S = 5.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The encoder has no options of its own: everything is in server.conf [encoder]."""
+
+
+class _RateLimitedLog:
+    """Log a recurring problem at most once per interval, with how often it happened meanwhile."""
+
+    def __init__(self, every_s: float):
+        self.every_s = every_s
+        self._last: dict[str, float] = {}
+        self._count: dict[str, int] = {}
+
+    def warning(self, kind: str, message: str) -> None:
+        now = time.monotonic()
+        self._count[kind] = self._count.get(kind, 0) + 1
+        if now - self._last.get(kind, -1e9) >= self.every_s:
+            more = self._count[kind] - 1
+            log.warning("%s%s", message, f" (and {more} more like it)" if more else "")
+            self._last[kind], self._count[kind] = now, 0
+
+
+def _bind(sock: zmq.Socket, key: str, address: str) -> None:
+    try:
+        sock.bind(address)
+    except zmq.ZMQError as exc:
+        raise ConfigError(f"[endpoints] {key} = {address}: cannot bind: {exc}") from None
+
+
+class Encoder:
+    """The sockets and the loop around Renderer/Controller."""
+
+    def __init__(self, cfg: configuration.Config, ctx: zmq.Context):
+        self.cfg = cfg
+        self.renderer = Renderer.from_settings(cfg.encoder)
+        self.watchers = Watchers(cfg.encoder.pause_when_unwatched)
+        self.controller = Controller(self.renderer, self.watchers)
+        self.counters = {"frames": 0, "skipped": 0, "unwatched": 0, "errors": 0, "control": 0,
+                         "paused": False}
+        self.errors = _RateLimitedLog(ERROR_LOG_EVERY_S)
+        self.capture_counters: dict = {}
+        self.last_frame_at: Optional[float] = None
+        self.last_error = ""
+        self._state = ""
+        self._status_at = 0.0
+        self.stopping = False
+
+        self.images = ctx.socket(zmq.XPUB)  # XPUB: subscriptions tell us whether anyone watches
+        self.images.setsockopt(zmq.SNDHWM, links.FRAME_HWM)
+        self.images.setsockopt(zmq.LINGER, 0)
+        _bind(self.images, "images", cfg.endpoints.images)
+        self.control = ctx.socket(zmq.ROUTER)
+        self.control.setsockopt(zmq.LINGER, 0)
+        self.control.setsockopt(zmq.MAXMSGSIZE, CONTROL_MAX_BYTES)
+        self.control.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a gone peer's reply is dropped silently
+        _bind(self.control, "control", cfg.endpoints.control)
+        self.frames = links.subscriber(ctx, cfg.endpoints.frames, wire.RAW_TOPIC)
+        self.frames.setsockopt(zmq.SUBSCRIBE, wire.STATUS_TOPIC)
+        self.poller = zmq.Poller()
+        for sock in (self.frames, self.images, self.control):
+            self.poller.register(sock, zmq.POLLIN)
+
+    def close(self) -> None:
+        for sock in (self.frames, self.images, self.control):
+            sock.close(0)
+
+    # ------------------------------------------------------------ loop
+
+    def run(self) -> None:
+        while not self.stopping:
+            events = dict(self.poller.poll(POLL_MS))
+            if self.images in events:
+                self._subscriptions()
+            if self.control in events:
+                self._control()
+            if self.frames in events:
+                self._frames()
+            self._status()
+
+    def _subscriptions(self) -> None:
+        while True:
+            try:
+                message = self.images.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.watchers.subscription(message)
+
+    def _control(self) -> None:
+        for _ in range(DRAIN_MAX):
+            try:
+                parts = self.control.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(parts) < 2:  # only a peer identity: nothing to answer
+                continue
+            self.counters["control"] += 1
+            envelope, request = parts[:-1], parts[-1]  # DEALER: [id]; REQ: [id, b""]
+            reply = self.controller.handle(request)
+            try:
+                self.control.send_multipart([*envelope, reply], zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                log.warning("control reply not sent: %s", exc)
+            self._status()  # a change of settings or viewers shows at once
+
+    def _frames(self) -> None:
+        newest = status = None
+        for _ in range(DRAIN_MAX):
+            try:
+                parts = self.frames.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            if wire.topic_of(parts) == wire.STATUS_TOPIC:
+                status = parts
+            else:
+                if newest is not None:
+                    self.counters["skipped"] += 1  # a newer frame arrived before we got to it
+                newest = parts
+        if status is not None:
+            self._forward_status(status)
+        if newest is not None:
+            self._encode(newest)
+
+    def _forward_status(self, parts: list) -> None:
+        try:
+            header = wire.unpack_status(parts)
+        except wire.WireError as exc:
+            self._error("status", f"dropped a capture status message: {exc}")
+            return
+        if isinstance(header.get("counters"), dict):
+            self.capture_counters = header["counters"]
+        self.images.send_multipart([p.buffer for p in parts], zmq.NOBLOCK, copy=False)
+
+    def _encode(self, parts: list) -> None:
+        try:
+            raw = wire.unpack_raw(parts)
+        except wire.WireError as exc:
+            self._error("wire", f"dropped a frame: {exc}")
+            return
+        self.last_frame_at = time.monotonic()
+        self.capture_counters = raw.counters
+        if not self.watchers.watched:
+            self.counters["unwatched"] += 1
+            return
+        try:
+            result = self.renderer.render_frame(raw)
+        except (ValueError, RuntimeError) as exc:
+            self._error("render", f"cannot render frame {raw.seq}: {exc}")
+            return
+        self.counters["frames"] += 1
+        frame = wire.ImageFrame(
+            seq=raw.seq, t=raw.t, t_encoded=time.time(), sensor=raw.sensor, jpeg=result.jpeg,
+            pixels=result.pixels, width=result.width, height=result.height,
+            palette=result.palette, agc=result.agc, unit=result.unit, range=result.range,
+            stats=result.stats, tlinear=raw.tlinear, kelvin_per_count=raw.kelvin_per_count,
+            telemetry=raw.telemetry,
+            counters={"capture": raw.counters, "encoder": dict(self.counters)})
+        try:
+            self.images.send_multipart(wire.pack_image(frame), zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            pass  # PUB drops at the high-water mark; never reached, but never block either
+
+    def _error(self, kind: str, message: str) -> None:
+        self.counters["errors"] += 1
+        self.last_error = message
+        self.errors.warning(kind, message)
+
+    # ------------------------------------------------------------ status
+
+    def state(self) -> tuple[str, str]:
+        s = self.renderer.settings_text()
+        if not self.watchers.watched:
+            return "paused", f"paused: {self.watchers.why_paused()}"
+        if self.last_frame_at is None or time.monotonic() - self.last_frame_at > WAITING_AFTER_S:
+            return "waiting", f"waiting for frames from {self.cfg.endpoints.frames}"
+        return "encoding", (f"encoding {s['palette']} {s['agc']} {s['size']} "
+                            f"JPEG q{s['quality']}")
+
+    def _status(self, force: bool = False) -> None:
+        state, detail = self.state()
+        now = time.monotonic()
+        if not force and state == self._state and now - self._status_at < STATUS_EVERY_S:
+            return
+        if state != self._state:
+            log.info("%s", detail)
+        self._state, self._status_at = state, now
+        self.counters["paused"] = state == "paused"
+        message = wire.pack_status("encoder", state, detail, t=time.time(),
+                                   source=self.cfg.endpoints.frames, counters=dict(self.counters),
+                                   settings=self.controller.settings(), last_error=self.last_error)
+        try:
+            self.images.send_multipart(message, zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
+
+def run(cfg: configuration.Config, args: Any) -> int:
+    log.info("endpoints: %s", configuration.describe(cfg, "endpoints"))
+    log.info("settings: %s", configuration.describe(cfg, "encoder"))
+    ctx = zmq.Context()
+    encoder: Optional[Encoder] = None
+    try:
+        encoder = Encoder(cfg, ctx)
+
+        def stop(signum: int, frame: Any) -> None:
+            encoder.stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        log.info("publishing images on %s, control on %s", cfg.endpoints.images,
+                 cfg.endpoints.control)
+        encoder.run()
+        log.info("stopped: %d frames encoded, %d skipped, %d errors", encoder.counters["frames"],
+                 encoder.counters["skipped"], encoder.counters["errors"])
+        return 0
+    finally:
+        if encoder is not None:
+            encoder.close()
+        ctx.destroy(linger=0)  # also closes the sockets of an Encoder that failed half-way

@@ -1,0 +1,143 @@
+"""The encoder's control channel and its idea of whether anyone watches. Plain code, no sockets.
+
+Controller.handle() takes one request part (bytes, as it came off the ROUTER socket) and returns the
+reply part; every request gets a reply, a bad one an error naming the problem, and nothing in a
+request can stop the encoder. Watchers combines the image subscriptions seen on the XPUB socket with
+the viewer count the server sends.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from typing import Any, Callable, Optional
+
+from flirstream import config as configuration
+from flirstream import wire
+from flirstream.config import ConfigError
+
+from .render import Renderer, as_text
+
+log = logging.getLogger("encoder.control")
+
+VIEWERS_TTL_S = 3.0  # a viewer count older than this no longer counts (the server may be gone)
+OPS = ("set", "get", "viewers")
+
+
+class Watchers:
+    """Should the encoder encode? Yes while someone subscribes to images and the newest viewer count
+    from the last VIEWERS_TTL_S (if any came) is above 0 - or always, with pause_when_unwatched off."""
+
+    def __init__(self, pause_when_unwatched: bool = True,
+                 clock: Callable[[], float] = time.monotonic):
+        self.pause_when_unwatched = pause_when_unwatched
+        self._clock = clock
+        self._topics: Counter = Counter()  # subscribed topic prefixes seen on the XPUB socket
+        self._viewers: Optional[tuple[int, float]] = None  # (count, when)
+
+    def subscription(self, message: bytes) -> None:
+        """One XPUB subscription message: b"\\x01" + topic subscribes, b"\\x00" + topic leaves."""
+        if not message or message[0] not in (0, 1):
+            return  # not a subscription message (XPUB passes other messages up too)
+        topic = bytes(message[1:])
+        if message[0] == 1:
+            self._topics[topic] += 1
+        elif self._topics[topic] > 0:
+            self._topics[topic] -= 1
+            if not self._topics[topic]:
+                del self._topics[topic]
+
+    def viewers(self, count: int) -> None:
+        self._viewers = (count, self._clock())
+
+    @property
+    def subscribed(self) -> bool:
+        """Someone subscribes to a prefix of b"image" (b"" included)."""
+        return any(wire.IMAGE_TOPIC.startswith(t) for t in self._topics)
+
+    @property
+    def viewer_count(self) -> Optional[int]:
+        """The newest viewer count if it is recent, else None."""
+        if self._viewers is None or self._clock() - self._viewers[1] > VIEWERS_TTL_S:
+            return None
+        return self._viewers[0]
+
+    @property
+    def watched(self) -> bool:
+        if not self.pause_when_unwatched:
+            return True
+        count = self.viewer_count
+        return self.subscribed and (count is None or count > 0)
+
+    def why_paused(self) -> str:
+        if not self.subscribed:
+            return "nobody subscribes to the images"
+        return f"the server reports {self.viewer_count} viewers"
+
+
+class Controller:
+    """Answers control requests: set / get settings, viewer counts."""
+
+    def __init__(self, renderer: Renderer, watchers: Watchers):
+        self.renderer = renderer
+        self.watchers = watchers
+
+    def settings(self) -> dict[str, str]:
+        """Every [encoder] setting in server.conf form."""
+        return {**self.renderer.settings_text(),
+                "pause_when_unwatched": "yes" if self.watchers.pause_when_unwatched else "no"}
+
+    def handle(self, part: bytes) -> bytes:
+        """One request part -> one reply part (JSON)."""
+        request_id: Any = None
+        try:
+            try:
+                loose = json.loads(bytes(part))
+                if isinstance(loose, dict):
+                    request_id = loose.get("id")
+            except (ValueError, UnicodeDecodeError):
+                pass  # unpack_control below says what is wrong
+            request = wire.unpack_control(part)
+            reply = self._dispatch(request)
+        except (wire.WireError, ConfigError) as exc:
+            reply = {"ok": False, "error": str(exc)}
+        if request_id is not None:
+            reply["id"] = request_id
+        try:
+            return wire.pack_control(reply)
+        except (TypeError, ValueError):  # an id JSON cannot echo back (it came from JSON, so rare)
+            reply.pop("id", None)
+            return wire.pack_control(reply)
+
+    def _dispatch(self, request: dict) -> dict:
+        op = request.get("op")
+        if op == "get":
+            return {"ok": True, "settings": self.settings()}
+        if op == "viewers":
+            count = request.get("count")
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                raise ConfigError(f"viewers: 'count' is {count!r}, expected a whole number >= 0")
+            self.watchers.viewers(count)
+            return {"ok": True, "settings": self.settings(), "watched": self.watchers.watched}
+        if op == "set":
+            self._set(request.get("settings"))
+            return {"ok": True, "settings": self.settings()}
+        raise ConfigError(f"unknown op {op!r} (expected {', '.join(OPS)})")
+
+    def _set(self, changes: Any) -> None:
+        if not isinstance(changes, dict) or not changes:
+            raise ConfigError("set: 'settings' must be an object like {\"palette\": \"jet\"}")
+        changes = dict(changes)
+        pause = None
+        if "pause_when_unwatched" in changes:  # checked first, applied only if the rest is good
+            raw = changes.pop("pause_when_unwatched")
+            pause = configuration.parse_value("encoder", "pause_when_unwatched",
+                                              as_text("pause_when_unwatched", raw))
+        if changes:
+            self.renderer.update(**changes)
+        if pause is not None:
+            self.watchers.pause_when_unwatched = pause
+        log.info("settings changed: %s", " ".join(f"{k}={v}" for k, v in self.settings().items()
+                                                  if k in changes or
+                                                  (k == "pause_when_unwatched" and pause is not None)))
