@@ -1,11 +1,16 @@
-"""The parts of `flir-stream run` that decide something without processes: the URL it prints, the
-restart delays and each child's command line."""
+"""The parts of `flir-stream run` that decide something without processes (the URL it prints, the
+restart delays, each child's command line) and the systemd unit that runs it."""
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
+import sysconfig
+from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from flirstream import config as configuration
 from flirstream.supervise import (Backoff, announcement, child_argv, describe_status, probe_hosts,
                                   viewer_urls)
@@ -66,3 +71,19 @@ def test_children_get_the_same_interpreter_config_overrides_and_log_level():
 def test_exit_status_is_described_for_people():
     assert describe_status(-9) == "was killed by SIGKILL"
     assert describe_status(1) == "exited with status 1"
+
+
+def test_the_systemd_unit_is_valid_for_systemd(tmp_path):
+    # systemd-analyze checks every directive; only ExecStart is pointed at this machine's program.
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is needed: apt-get install systemd"
+    program = Path(sysconfig.get_path("scripts")) / "flir-stream"
+    unit = (ROOT / "scripts" / "flir-stream.service").read_text()
+    assert "ExecStart=/opt/flir-stream/.venv/bin/flir-stream run --config " in unit
+    copy = tmp_path / "flir-stream.service"
+    copy.write_text(unit.replace("/opt/flir-stream/.venv/bin/flir-stream", str(program)))
+    result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True,
+                            timeout=60)
+    problems = [line for line in (result.stdout + result.stderr).splitlines()
+                if "flir-stream.service" in line]
+    assert result.returncode == 0 and not problems, result.stdout + result.stderr
