@@ -1,0 +1,268 @@
+"""The encoder's core (encoder.render.Renderer) on constructed frames: AGC, fixed ranges,
+orientation, statistics, scaling, settings changes and bad input. No sockets."""
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+import pytest
+
+from encoder import agc, palettes
+from encoder.render import Renderer, scale
+from flirstream import config
+from flirstream.config import ConfigError
+from flirstream.wire import RawFrame
+
+
+def kelvin100(celsius) -> np.ndarray:
+    """°C -> TLinear counts at 0.01 K."""
+    return np.rint((np.asarray(celsius, dtype=np.float64) + 273.15) * 100).astype(np.uint16)
+
+
+def scene(rows: int = 120, cols: int = 160, seed: int = 1) -> np.ndarray:
+    """A 20..30 °C gradient with a little sensor noise (TLinear)."""
+    rng = np.random.default_rng(seed)
+    celsius = 20 + 10 * np.arange(cols)[None, :] / (cols - 1) + np.zeros((rows, 1))
+    return kelvin100(celsius + rng.normal(0, 0.03, (rows, cols)))
+
+
+def decode(jpeg: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, "not a decodable JPEG"
+    return image
+
+
+# ---------------------------------------------------------------- AGC
+
+def test_fixed_range_maps_celsius_to_the_expected_colour():
+    # four 40x30 blocks at 10, 25, 40 and 50 °C; range 20..40 °C
+    temps = np.array([[10.0, 25.0], [40.0, 50.0]])
+    frame = kelvin100(np.kron(temps, np.ones((30, 40))))
+    r = Renderer(palette="ironbow", agc="fixed", range_c=(20, 40), size=(80, 60), quality=95)
+    jpeg = r.render(frame)
+    table = palettes.lut("ironbow")[:, 0]
+    expected = {(0, 0): 0, (0, 1): round(5 / 20 * 255), (1, 0): 255, (1, 1): 255}  # clipped ends
+    picture = decode(jpeg)
+    for (by, bx), index in expected.items():
+        y, x = by * 30 + 15, bx * 40 + 20
+        assert r.last.bgr[y, x].tolist() == table[index].tolist(), (by, bx)
+        assert np.abs(picture[y, x].astype(int) - table[index]).max() <= 8, (by, bx)
+    assert r.last.range == (20.0, 40.0) and r.last.unit == "C" and r.last.agc == "fixed"
+
+
+def test_fixed_range_respects_kelvin_per_count():
+    frame = np.full((60, 80), round((30 + 273.15) * 10), np.uint16)  # 30 °C at 0.1 K per count
+    r = Renderer(palette="white-hot", agc="fixed", range_c=(20, 40), size=(80, 60))
+    r.render(frame, kelvin_per_count=0.1)
+    assert abs(int(r.last.bgr[30, 40, 0]) - 128) <= 1
+    assert r.last.stats["mean"] == pytest.approx(30.0, abs=0.06)
+
+
+def test_fixed_on_raw_counts_falls_back_to_linear_and_says_so_once(caplog):
+    r = Renderer(agc="fixed", smoothing=0)
+    with caplog.at_level(logging.WARNING, logger="encoder.render"):
+        for _ in range(3):
+            r.render(np.tile(np.arange(7000, 7160, dtype=np.uint16), (120, 1)), tlinear=False)
+    assert r.last.agc == "linear" and r.last.unit == "counts"
+    warnings = [rec for rec in caplog.records if "fixed" in rec.getMessage()]
+    assert len(warnings) == 1 and "TLinear" in warnings[0].getMessage()
+
+
+def test_histogram_agc_spans_the_whole_palette_on_a_ramp():
+    ramp = np.arange(30000, 30000 + 160 * 120, dtype=np.uint16).reshape(120, 160)
+    gray, lo, hi = agc.HistogramAGC()(ramp)
+    assert gray.min() == 0 and gray.max() == 255
+    assert (lo, hi) == (30000, 30000 + 160 * 120 - 1)
+    # equalised: every index gets about the same number of pixels
+    counts = np.bincount(gray.ravel(), minlength=256)
+    assert counts[1:255].max() - counts[1:255].min() <= 1  # (the ends get half a step each)
+
+
+def test_histogram_agc_spreads_a_skewed_scene():
+    # 95% of the frame within 0.5 °C, a few hot pixels far away: linear would squash the scene
+    frame = np.tile(kelvin100(20) + np.arange(160, dtype=np.uint16) // 3, (120, 1))
+    frame[:6, :] = kelvin100(80)
+    gray, _, _ = agc.HistogramAGC()(frame)
+    assert len(np.unique(gray[6:])) > 40 and gray[6:].max() > 200
+
+
+def test_linear_clip_ignores_one_hot_pixel():
+    frame = scene()
+    frame[60, 80] = kelvin100(200)
+    r = Renderer(agc="linear", clip_percent=(1, 99), smoothing=0)
+    r.render(frame)
+    lo, hi = r.last.range
+    assert 19.5 < lo < 21 and 29 < hi < 30.5  # the scene's range, not 200 °C
+    assert r.last.stats["max"] == pytest.approx(200.0, abs=0.01)  # statistics still see it
+    gray, _, _ = agc.LinearAGC((1, 99), 0)(frame)
+    assert gray[:, :5].mean() < 10 and gray[:, -5:].mean() > 245  # full contrast kept
+
+    plain = Renderer(agc="linear", clip_percent=(0, 100), smoothing=0)
+    plain.render(frame)
+    assert plain.last.range[1] == pytest.approx(200.0, abs=0.01)  # without clipping it would flatten
+
+
+def test_percentiles_match_numpy_nearest_rank():
+    rng = np.random.default_rng(5)
+    frame = rng.integers(20000, 40000, (120, 160)).astype(np.uint16)
+    lo, hi = agc.percentiles(frame, 1, 99)
+    assert (lo, hi) == tuple(float(v) for v in np.percentile(frame, [1, 99], method="nearest"))
+
+
+def test_linear_range_is_smoothed_over_frames():
+    r = Renderer(agc="linear", clip_percent=(0, 100), smoothing=0.8)
+    r.render(kelvin100(np.tile(np.linspace(20, 30, 160), (120, 1))))
+    assert r.last.range == pytest.approx((20.0, 30.0), abs=0.02)
+    r.render(kelvin100(np.tile(np.linspace(20, 40, 160), (120, 1))))
+    assert r.last.range[1] == pytest.approx(0.8 * 30 + 0.2 * 40, abs=0.02)  # moves, not jumps
+    for _ in range(40):
+        r.render(kelvin100(np.tile(np.linspace(20, 40, 160), (120, 1))))
+    assert r.last.range[1] == pytest.approx(40.0, abs=0.05)
+
+
+def test_flat_frame_is_mid_palette_not_noise():
+    r = Renderer(palette="white-hot", agc="linear", smoothing=0)
+    r.render(np.full((120, 160), kelvin100(22), np.uint16))
+    assert 100 < r.last.bgr.mean() < 156
+    r.update(agc="histogram")
+    r.render(np.full((120, 160), kelvin100(22), np.uint16))
+    assert r.last.bgr.mean() == 128
+
+
+# ---------------------------------------------------------------- orientation and statistics
+
+def _expected_xy(x: int, y: int, w: int, h: int, rotate: int, flip: str) -> tuple[int, int]:
+    for _ in range(rotate // 90):  # clockwise quarter turns
+        x, y, w, h = h - 1 - y, x, h, w
+    if flip in ("horizontal", "both"):
+        x = w - 1 - x
+    if flip in ("vertical", "both"):
+        y = h - 1 - y
+    return x, y
+
+
+@pytest.mark.parametrize("rotate", [0, 90, 180, 270])
+@pytest.mark.parametrize("flip", ["none", "horizontal", "vertical", "both"])
+def test_rotation_and_flip_move_a_marked_pixel(rotate, flip):
+    frame = np.full((120, 160), kelvin100(20), np.uint16)
+    frame[5, 10] = kelvin100(60)  # hot marker at x=10, y=5
+    frame[100, 150] = kelvin100(0)  # cold marker at x=150, y=100
+    r = Renderer(palette="white-hot", agc="fixed", range_c=(10, 50), rotate=rotate, flip=flip)
+    r.render(frame)
+    hot = _expected_xy(10, 5, 160, 120, rotate, flip)
+    cold = _expected_xy(150, 100, 160, 120, rotate, flip)
+    assert tuple(r.last.stats["max_xy"]) == hot and tuple(r.last.stats["min_xy"]) == cold
+    assert r.last.pixels[hot[1], hot[0]] == kelvin100(60)
+    sideways = rotate in (90, 270)
+    assert (r.last.width, r.last.height) == ((480, 640) if sideways else (640, 480))
+    # in the picture the marker is the white 4x4 block at 4x its position
+    ys, xs = np.nonzero(r.last.bgr[:, :, 0] == 255)
+    assert (xs.min() // 4, ys.min() // 4) == hot and len(xs) == 16
+    picture = decode(r.render(frame))
+    assert picture.shape[:2] == (r.last.height, r.last.width)
+    assert picture[hot[1] * 4 + 1, hot[0] * 4 + 1].mean() > 150
+
+
+def test_statistics_in_celsius_from_kelvin_times_100():
+    frame = np.full((120, 160), 29315, np.uint16)  # 20.00 °C
+    frame[2, 3] = 31315   # 40.00 °C at x=3, y=2
+    frame[9, 7] = 27315   # 0.00 °C at x=7, y=9
+    frame[59:61, 79:81] = 30815  # 35.00 °C under the centre spot (2x2 middle of an even frame)
+    r = Renderer()
+    r.render(frame)
+    s = r.last.stats
+    assert s["max"] == 40.0 and s["min"] == 0.0 and s["centre"] == 35.0
+    assert s["max_xy"] == [3, 2] and s["min_xy"] == [7, 9]
+    expected_mean = frame.astype(np.float64).mean() / 100 - 273.15
+    assert s["mean"] == pytest.approx(expected_mean, abs=0.005)
+    assert r.last.unit == "C"
+
+
+def test_statistics_in_counts_without_tlinear():
+    frame = np.full((60, 80), 8000, np.uint16)
+    frame[10, 20] = 9000
+    r = Renderer()
+    r.render(frame, tlinear=False)
+    s = r.last.stats
+    assert r.last.unit == "counts" and s["max"] == 9000.0 and s["min"] == 8000.0
+    assert s["max_xy"] == [20, 10]
+    assert (r.last.width, r.last.height) == (320, 240)  # auto: 4x a Lepton 2
+    lo, hi = r.last.range  # 99% of the frame is 8000: the range is widened around it
+    assert lo < 8000 < hi and hi - lo == agc.MIN_SPAN
+
+
+def test_render_frame_takes_a_raw_frame():
+    raw = RawFrame(seq=7, t=1.0, sensor="lepton3", pixels=scene(), tlinear=True,
+                   kelvin_per_count=0.01)
+    result = Renderer(size=(320, 240)).render_frame(raw)
+    assert decode(result.jpeg).shape == (240, 320, 3)
+    assert 19 < result.stats["min"] < result.stats["max"] < 31
+
+
+# ---------------------------------------------------------------- scaling
+
+@pytest.mark.parametrize("interpolation", ["nearest", "linear", "cubic", "area", "lanczos"])
+def test_every_interpolation_gives_the_requested_size(interpolation):
+    r = Renderer(interpolation=interpolation, size=(500, 300))
+    assert decode(r.render(scene())).shape == (300, 500, 3)
+
+
+def test_whole_number_nearest_scaling_equals_opencv_resize():
+    rng = np.random.default_rng(2)
+    bgr = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    for size in [(640, 480), (320, 480), (160, 360), (800, 600)]:
+        expected = cv2.resize(bgr, size, interpolation=cv2.INTER_NEAREST)
+        assert np.array_equal(scale(bgr, size, "nearest"), expected), size
+
+
+# ---------------------------------------------------------------- settings
+
+def test_from_config_section():
+    cfg = config.loads("[encoder]\npalette = jet\nagc = histogram\nsize = 320x240\nquality = 60\n")
+    r = Renderer.from_settings(cfg.encoder)
+    assert r.settings["palette"] == "jet" and r.settings["size"] == (320, 240)
+    assert decode(r.render(scene())).shape == (240, 320, 3)
+    assert r.last.palette == "jet" and r.last.agc == "histogram"
+
+
+def test_update_is_all_or_nothing_with_the_reason():
+    r = Renderer()
+    with pytest.raises(ConfigError, match=r"\[encoder\] quality = '500': expected an integer"):
+        r.update(palette="jet", quality="500")
+    assert r.settings["palette"] == "ironbow" and r.settings["quality"] == 80
+    with pytest.raises(ConfigError, match="palette = 'purple': expected one of ironbow"):
+        r.update(palette="purple")
+    with pytest.raises(ConfigError, match="unknown key"):
+        r.update(colour="red")
+    with pytest.raises(ConfigError, match="expected a string"):
+        r.update(palette={"name": "jet"})
+    r.render(scene())
+    assert r.last.palette == "ironbow"
+
+
+def test_update_takes_text_numbers_and_lists():
+    r = Renderer()
+    r.update(palette="jet", quality=50, range_c=[10, 30.5], size=[320, 240], rotate=90,
+             smoothing=0)
+    assert r.settings_text() == {
+        "palette": "jet", "agc": "linear", "clip_percent": "1, 99", "smoothing": "0",
+        "range_c": "10, 30.5", "size": "320x240", "interpolation": "nearest", "rotate": "90",
+        "flip": "none", "quality": "50"}
+    r.update(**r.settings_text())  # what get answers can be sent back unchanged
+    assert r.settings["range_c"] == (10.0, 30.5)
+    r.update(size=None)
+    assert r.settings["size"] is None
+    r.render(scene())
+    assert (r.last.width, r.last.height) == (480, 640)
+
+
+@pytest.mark.parametrize("bad,message", [
+    (np.zeros((120, 160), np.float32), "uint16"),
+    (np.zeros((120, 160, 3), np.uint16), "2-D"),
+    (np.zeros((0, 160), np.uint16), "shape"),
+    ([[1, 2], [3, 4]], "numpy"),
+])
+def test_bad_frames_are_refused_with_a_reason(bad, message):
+    with pytest.raises(ValueError, match=message):
+        Renderer().render(bad)
