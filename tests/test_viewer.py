@@ -1,0 +1,290 @@
+"""The browser viewer (web/) in real headless Chromium against a real `flir-stream server` process.
+
+The server is fed by a real ZeroMQ publisher of wire.ImageFrame messages built here, so every frame
+is known: a warm background, a hot square at a known place and temperature, and a bar that moves from
+frame to frame so the picture visibly changes.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+import zmq
+from playwright.sync_api import sync_playwright
+
+from conftest import CHROMIUM, write_config
+from flirstream import links, wire
+
+ROWS, COLS = 120, 160
+SCALE = 4  # JPEG is 640x480, as the encoder's "auto" size makes it
+BACKGROUND_C = 24.0
+HOT_C = 45.0
+HOT = (100, 20, 120, 40)  # x0, y0, x1, y1 (exclusive) of the hot square, raw pixels
+BAR_C = 30.0
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WAIT_MS = 15_000
+
+
+def kelvin100(c: float) -> int:
+    return int(round((c + 273.15) * 100))
+
+
+def built_frame(seq: int, palette: int = cv2.COLORMAP_INFERNO) -> wire.ImageFrame:
+    """Frame `seq`: background, hot square, and a warm bar at a column that moves with seq."""
+    pixels = np.full((ROWS, COLS), kelvin100(BACKGROUND_C), dtype=np.uint16)
+    x0, y0, x1, y1 = HOT
+    pixels[y0:y1, x0:x1] = kelvin100(HOT_C)
+    bar = (seq * 7) % 60  # stays left of the hot square
+    pixels[70:110, bar:bar + 6] = kelvin100(BAR_C)
+    celsius = pixels * 0.01 - 273.15
+    lo, hi = float(celsius.min()), float(celsius.max())
+    grey = np.clip((celsius - lo) / (hi - lo) * 255, 0, 255).astype(np.uint8)
+    image = cv2.resize(cv2.applyColorMap(grey, palette), (COLS * SCALE, ROWS * SCALE),
+                       interpolation=cv2.INTER_NEAREST)
+    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    assert ok
+    min_y, min_x = np.unravel_index(np.argmin(celsius), celsius.shape)
+    max_y, max_x = np.unravel_index(np.argmax(celsius), celsius.shape)
+    stats = {"min": lo, "max": hi, "mean": float(celsius.mean()),
+             "centre": float(celsius[ROWS // 2, COLS // 2]),
+             "min_xy": [int(min_x), int(min_y)], "max_xy": [int(max_x), int(max_y)]}
+    now = time.time()
+    return wire.ImageFrame(seq=seq, t=now, t_encoded=now, sensor="lepton3", jpeg=jpeg.tobytes(),
+                           pixels=pixels, width=COLS * SCALE, height=ROWS * SCALE,
+                           palette="inferno", agc="linear", unit="C", range=(lo, hi), stats=stats,
+                           telemetry={"frame_counter": seq, "fpa_temp_c": 31.5, "ffc_state": "done"})
+
+
+class FramePublisher:
+    """Plays the encoder's output side: built frames about 10 a second, and the capture and encoder
+    status messages once a second (the encoder forwards capture's), in a thread."""
+
+    def __init__(self, endpoint: str):
+        self.endpoint = endpoint
+        self.ctx = zmq.Context()
+        self.sock = links.publisher(self.ctx, endpoint)
+        self.stopping = threading.Event()
+        self.camera_detail = None  # a sentence: the camera is offline, no frames are sent
+        self.frames_paused = False  # statuses say "streaming" but no frame comes (a stall)
+        self.seq = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _status(self) -> None:
+        offline = self.camera_detail is not None
+        self.sock.send_multipart(wire.pack_status(
+            "capture", "offline" if offline else "streaming", self.camera_detail or "", t=time.time()))
+        self.sock.send_multipart(wire.pack_status(
+            "encoder", "waiting" if offline else "encoding", "", t=time.time()))
+
+    def _run(self) -> None:
+        next_status = 0.0
+        while not self.stopping.wait(0.1):
+            if time.monotonic() >= next_status:
+                self._status()
+                next_status = time.monotonic() + 1.0
+            if self.camera_detail is None and not self.frames_paused:
+                self.seq += 1
+                self.sock.send_multipart(wire.pack_image(built_frame(self.seq)), copy=False)
+
+    def camera_offline(self, detail: str) -> None:
+        self.camera_detail = detail  # the thread reports it within a second
+
+    def camera_online(self) -> None:
+        self.camera_detail = None
+
+    def stop(self) -> None:
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        self.thread.join(5)
+        self.sock.close(0)
+        self.ctx.term()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture
+def feed(tmp_path):
+    """(config path, server URL, publisher); the publisher is stopped after the test."""
+    config = write_config(tmp_path)
+    text = config.read_text()
+    images = text.split("images = ", 1)[1].split("\n", 1)[0].strip()
+    port = text.split("port = ", 1)[1].split("\n", 1)[0].strip()
+    publisher = FramePublisher(images)
+    yield config, f"http://127.0.0.1:{port}/", publisher
+    publisher.stop()
+
+
+def wait_for_server(stage, url: str, timeout: float = 20.0) -> None:
+    import urllib.error
+    import urllib.request
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if stage.proc.poll() is not None:
+            raise AssertionError(f"server exited with {stage.proc.returncode}:\n{stage.log()}")
+        try:
+            with urllib.request.urlopen(url + "healthz", timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers (503 before the first frame is fine)
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"server did not answer within {timeout} s:\n{stage.log()}")
+
+
+def start_server(stages, config, url):
+    stage = stages("server", config)
+    wait_for_server(stage, url)
+    return stage
+
+
+def shown_seq(page) -> int:
+    return int(page.eval_on_selector("#view", "e => e.dataset.seq || '-1'"))
+
+
+def wait_for_frames(page, after: int = 0) -> int:
+    page.wait_for_function(f"Number(document.getElementById('view').dataset.seq || -1) > {after}",
+                           timeout=WAIT_MS)
+    return shown_seq(page)
+
+
+CANVAS_SUM = """() => {
+  const c = document.getElementById('view');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let sum = 0, lit = 0;
+  for (let i = 0; i < d.length; i += 4) { sum = (sum * 31 + d[i] + 7 * d[i + 1] + 13 * d[i + 2]) >>> 0;
+                                          if (d[i] + d[i + 1] + d[i + 2] > 60) lit++; }
+  return [sum, lit, c.width, c.height];
+}"""
+
+
+def client_point(page, x: float, y: float) -> tuple[float, float]:
+    """Page coordinates of raw pixel (x, y)'s centre on the canvas."""
+    box = page.locator("#view").bounding_box()
+    return (box["x"] + (x + 0.5) / COLS * box["width"], box["y"] + (y + 0.5) / ROWS * box["height"])
+
+
+def test_page_shows_the_live_changing_picture(stages, feed, page):
+    config, url, _ = feed
+    start_server(stages, config, url)
+    page.goto(url)
+    first = wait_for_frames(page)
+    page.wait_for_function("document.getElementById('connection').dataset.state === 'connected'",
+                           timeout=WAIT_MS)
+    before = page.evaluate(CANVAS_SUM)
+    assert before[1] > 0.01 * before[2] * before[3], "canvas is (nearly) black: no picture drawn"
+    wait_for_frames(page, after=first + 2)
+    after = page.evaluate(CANVAS_SUM)
+    assert after[0] != before[0], "the canvas did not change between frames"
+    # Status line from the frame headers; readouts from its stats.
+    assert page.inner_text("#st-size") == "160×120"
+    assert page.inner_text("#st-sensor") == "lepton3"
+    page.wait_for_function("document.getElementById('st-fps').textContent !== '–'", timeout=WAIT_MS)
+    assert page.inner_text("#rd-max") == "45.0\u202f°C"
+    assert page.inner_text("#st-fpa") == "31.5\u202f°C"
+
+
+def test_pointer_reads_the_temperature_under_it(stages, feed, page):
+    config, url, _ = feed
+    start_server(stages, config, url)
+    page.goto(url)
+    wait_for_frames(page)
+    spot = page.locator("#spot")
+    x0, y0, x1, y1 = HOT
+    page.mouse.move(*client_point(page, (x0 + x1) / 2, (y0 + y1) / 2))
+    page.wait_for_function("document.getElementById('spot').dataset.value !== undefined",
+                           timeout=WAIT_MS)
+    assert abs(float(spot.get_attribute("data-value")) - HOT_C) < 0.01
+    assert spot.inner_text() == "45.0\u202f°C"
+    page.mouse.move(*client_point(page, 140, 100))
+    page.wait_for_function(
+        f"Math.abs(Number(document.getElementById('spot').dataset.value) - {BACKGROUND_C}) < 0.01",
+        timeout=WAIT_MS)
+    assert spot.inner_text() == "24.0\u202f°C"
+    # °F is a display choice, remembered across a reload.
+    page.check("input[name=unit][value=F]")  # the mouse leaves the picture to click
+    page.mouse.move(*client_point(page, 140, 100))
+    assert spot.inner_text() == "75.2\u202f°F"
+    page.reload()
+    wait_for_frames(page)
+    assert page.is_checked("input[name=unit][value=F]")
+    page.mouse.move(*client_point(page, (x0 + x1) / 2, (y0 + y1) / 2))
+    page.wait_for_function("document.getElementById('spot').textContent === '113.0\u202f°F'",
+                           timeout=WAIT_MS)
+
+
+def test_page_reconnects_after_the_server_restarts(stages, feed, page):
+    config, url, _ = feed
+    server = start_server(stages, config, url)
+    page.goto(url)
+    wait_for_frames(page)
+    server.stop()
+    page.wait_for_function("document.getElementById('connection').dataset.state === 'reconnecting'",
+                           timeout=WAIT_MS)
+    page.wait_for_selector("#offline:not([hidden])", timeout=WAIT_MS)
+    assert "unreachable" in page.inner_text("#offline").lower()
+    page.evaluate("document.getElementById('view').dataset.seq = '-1'")  # forget the old frames
+    start_server(stages, config, url)
+    page.wait_for_function("document.getElementById('connection').dataset.state === 'connected'",
+                           timeout=WAIT_MS)
+    wait_for_frames(page, after=0)
+    page.wait_for_selector("#offline", state="hidden", timeout=WAIT_MS)
+
+
+def test_camera_offline_is_shown_and_clears_when_frames_return(stages, feed, page):
+    config, url, publisher = feed
+    start_server(stages, config, url)
+    page.goto(url)
+    wait_for_frames(page)
+    assert page.is_hidden("#offline")
+    publisher.camera_offline("cannot open /dev/spidev0.0: no such file")
+    page.wait_for_selector("#offline:not([hidden])", timeout=WAIT_MS)
+    assert "camera offline" in page.inner_text("#offline").lower()
+    page.wait_for_function("document.getElementById('offline').textContent.includes('spidev0.0')",
+                           timeout=WAIT_MS)
+    assert "is-offline" in page.get_attribute("#stage", "class")  # the picture is greyed
+    page.wait_for_function("document.getElementById('rd-max').textContent === '–'",
+                           timeout=WAIT_MS)  # no stale temperatures beside a grey picture
+    publisher.camera_online()
+    page.wait_for_selector("#offline", state="hidden", timeout=WAIT_MS)
+    assert "is-offline" not in page.get_attribute("#stage", "class")
+    assert page.inner_text("#rd-max") == "45.0\u202f°C"
+
+
+def test_no_frame_for_3_s_counts_as_offline(stages, feed, page):
+    """The stages still say "streaming", but no frame came: the viewer must not show a frozen
+    picture as if it were live."""
+    config, url, publisher = feed
+    start_server(stages, config, url)
+    page.goto(url)
+    wait_for_frames(page)
+    publisher.frames_paused = True
+    page.wait_for_selector("#offline:not([hidden])", timeout=WAIT_MS)
+    assert "camera offline" in page.inner_text("#offline").lower()
+    assert "no picture for" in page.inner_text("#offline-detail")
+    assert "is-offline" in page.get_attribute("#stage", "class")
+    assert page.inner_text("#st-fps") == "–"
+    publisher.frames_paused = False
+    page.wait_for_selector("#offline", state="hidden", timeout=WAIT_MS)
