@@ -53,6 +53,7 @@ if str(ROOT) not in sys.path:
 import zmq  # noqa: E402
 
 SIM_FPS = 26.5
+LINGER_S = 1.0  # how long viewers keep counting after a window, for its late frames (quick: 0.5)
 RATES = {1: "26.5 fps (sim_unique_every = 1)", 3: "8.8 fps (sim_unique_every = 3)"}
 
 # (summary key, label, goal text, check or None)
@@ -395,8 +396,9 @@ class LoadGroup:
 # ---------------------------------------------------------------- one measured window
 
 def measure(pipe: Pipeline, tap: Tap, groups: list[LoadGroup], duration: float,
-            linger: float = 1.0, profile: Optional[Path] = None) -> dict:
+            profile: Optional[Path] = None) -> dict:
     """Run one window over every group; return the window's figures."""
+    linger = LINGER_S
     t0 = time.time() + 0.3
     t1 = t0 + duration
     for g in groups:
@@ -444,6 +446,7 @@ def measure(pipe: Pipeline, tap: Tap, groups: list[LoadGroup], duration: float,
         "system_busy_percent": round(busy / max(1e-9, busy + idle) * psutil.cpu_count() * 100, 1),
         "server_rss_mb": round(rss1 / 2**20, 2), "server_rss_max_mb": round(rss_max / 2**20, 2),
         "server_rss_start_mb": round(rss0 / 2**20, 2),
+        "server_rss_bytes": {"start": rss0, "end": rss1, "max": rss_max},
         "groups": [],
     }
     for g, rs in results:
@@ -565,7 +568,7 @@ def section_slow(pipe: Pipeline, tap: Tap, normal: int, slow: int, duration: flo
     slow_g = None
     try:
         ready = normal_g.wait_ready()
-        time.sleep(1.0)
+        time.sleep(0.5)
         before = measure(pipe, tap, [normal_g], duration)
         slow_g = LoadGroup(pipe.url, slow, 1, mode="slow")
         slow_ready = slow_g.wait_ready()
@@ -577,7 +580,7 @@ def section_slow(pipe: Pipeline, tap: Tap, normal: int, slow: int, duration: flo
         normal_g.stop()
         if slow_g is not None:
             slow_g.stop()
-    growth = with_slow["server_rss_max_mb"] * 2**20 - before["server_rss_mb"] * 2**20
+    growth = with_slow["server_rss_bytes"]["max"] - before["server_rss_bytes"]["end"]
     frame = with_slow["groups"][0]["message_bytes_mean"] or before["groups"][0]["message_bytes_mean"]
     per_client = growth / max(1, slow_ready["connected"])
     return {"ready": ready, "slow_ready": slow_ready, "before": before, "with_slow": with_slow,
@@ -779,6 +782,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = ap.parse_args(argv)
 
     duration = args.duration or (1.0 if args.quick else 5.0)
+    global LINGER_S
+    LINGER_S = 0.5 if args.quick else 1.0
     counts = [int(x) for x in (args.clients or ("5" if args.quick else "10,100,500,1000")).split(",")]
     slow = args.slow if args.slow is not None else (5 if args.quick else 100)
     only = set(args.only.split(",")) if args.only else set(SECTIONS)
@@ -821,7 +826,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 res["pipeline"] = section_pipeline(pipe, tap, duration)
             if "slow" in only:
                 res["slow"] = section_slow(pipe, tap, 2 if args.quick else 10, slow, duration,
-                                           settle=1.0 if args.quick else 3.0)
+                                           settle=0.5 if args.quick else 3.0)
             if "fanout" in only:
                 fan = section_fanout(pipe, tap, counts, args.procs, duration, 1, profile_dir)
                 pipe.restart("capture", unique_every=3)
