@@ -63,7 +63,9 @@ class Fanout:
     def publish(self, outgoing: Any) -> None:
         self.latest = outgoing
         self.published += 1
-        for sink in list(self.clients):
+        for sink, state in list(self.clients.items()):
+            if state.index < self.published - 1:  # it never got the frame this one replaces
+                self.metrics.skipped[sink.transport] += 1
             self._offer(sink)
 
     def resend(self, sink: Sink) -> None:
@@ -86,7 +88,6 @@ class Fanout:
             log.debug("dropping a %s client: %s", sink.transport, exc)
             self.remove(sink)
             return
-        self.metrics.skipped[sink.transport] += max(0, self.published - state.index - 1)
         self.metrics.sent[sink.transport] += 1
         self.metrics.bytes_sent[sink.transport] += len(payload)
         state.index = self.published

@@ -2,7 +2,7 @@
 
 Healthy (/healthz 200) means all of:
   - capture's status is fresh (at most status_timeout_s old) and says "streaming" (camera online);
-  - the encoder's status is fresh and says "streaming" or "paused";
+  - the encoder's status is fresh and says "encoding" (or "streaming") or "paused";
   - the newest frame is at most stale_after_s old - unless the encoder says "paused", which it does
     while nobody watches (then no frames is the expected state, not a fault).
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 STAGES = ("capture", "encoder")
-ENCODER_OK = ("streaming", "paused")
+ENCODER_OK = ("encoding", "streaming", "paused")  # "waiting" = no frames from capture
 STATUS_TIMEOUT_S = 3.0  # stages report about once a second
 
 

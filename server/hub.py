@@ -86,6 +86,9 @@ class Hub:
 
     def on_status(self, message: dict) -> None:
         self.health.on_status(message)
+        settings = message.get("settings")
+        if message.get("stage") == "encoder" and isinstance(settings, dict):
+            self.set_settings(settings)  # the encoder's status carries its settings too
         self.check_status()
 
     def check_status(self) -> None:

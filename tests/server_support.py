@@ -22,7 +22,8 @@ KELVIN_0C = 27315  # TLinear counts at 0 degrees C (0.01 K per count)
 
 
 def image_frame(seq: int, t: Optional[float] = None, rows: int = 120, cols: int = 160,
-                tlinear: bool = True, palette: str = "ironbow") -> wire.ImageFrame:
+                tlinear: bool = True, palette: str = "ironbow", side: int = 2,
+                noisy: bool = False) -> wire.ImageFrame:
     """A valid ImageFrame: a warm spot moving with seq over 20 degrees C, and a real JPEG of it."""
     y, x = np.mgrid[0:rows, 0:cols]
     cx, cy = (seq * 3) % cols, rows // 2
@@ -30,14 +31,16 @@ def image_frame(seq: int, t: Optional[float] = None, rows: int = 120, cols: int 
     pixels = np.round(celsius * 100 + KELVIN_0C).astype(np.uint16) if tlinear \
         else np.round(celsius * 300).astype(np.uint16)
     grey = cv2.normalize(pixels, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    colour = cv2.applyColorMap(cv2.resize(grey, (cols * 2, rows * 2),
-                                          interpolation=cv2.INTER_NEAREST), cv2.COLORMAP_JET)
-    ok, jpeg = cv2.imencode(".jpg", colour, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    big = cv2.resize(grey, (cols * side, rows * side), interpolation=cv2.INTER_NEAREST)
+    if noisy:
+        big = np.random.default_rng(seq).integers(0, 256, big.shape, dtype=np.uint8)
+    colour = cv2.applyColorMap(big, cv2.COLORMAP_JET)
+    ok, jpeg = cv2.imencode(".jpg", colour, [cv2.IMWRITE_JPEG_QUALITY, 95 if noisy else 80])
     assert ok
     now = time.time() if t is None else t
     return wire.ImageFrame(
         seq=seq, t=now - 0.03, t_encoded=now, sensor="lepton3", jpeg=jpeg.tobytes(), pixels=pixels,
-        width=cols * 2, height=rows * 2, palette=palette, agc="linear",
+        width=cols * side, height=rows * side, palette=palette, agc="linear",
         unit="C" if tlinear else "counts", range=(20.0, 35.0),
         stats={"min": 20.0, "max": 35.0, "mean": 21.0, "centre": 20.5, "min_xy": [0, 0],
                "max_xy": [int(cx), int(cy)]},
@@ -56,9 +59,13 @@ class FakeEncoder:
     control: str
     fps: float = 20.0
     capture_state: str = "streaming"
-    encoder_state: str = "streaming"
+    encoder_state: str = "encoding"
+    pause_when_unwatched: bool = False  # like the encoder: frames only while viewers > 0
+    jpeg_side: int = 2  # JPEG size = sensor size * this
+    noisy: bool = False  # a noisy picture makes a big JPEG (memory tests)
     send_frames: bool = True
     answer_control: bool = True
+    refuse: Optional[str] = None  # answer every "set" with this error
     settings: dict = field(default_factory=lambda: dict(DEFAULT_SETTINGS))
     requests: list = field(default_factory=list)
     seq: int = 0
@@ -81,10 +88,16 @@ class FakeEncoder:
         return [r["count"] for r in list(self.requests) if r.get("op") == "viewers"]
 
     def _status(self) -> None:
-        for stage, state in (("capture", self.capture_state), ("encoder", self.encoder_state)):
+        encoder_state = "paused" if self.paused() else self.encoder_state
+        for stage, state in (("capture", self.capture_state), ("encoder", encoder_state)):
+            extra = {"settings": dict(self.settings)} if stage == "encoder" else {}
             self._pub.send_multipart(wire.pack_status(
                 stage, state, f"{stage} is {state}", t=time.time(), source="sim",
-                counters={"frames": self.seq, "errors": 0}))
+                counters={"frames": self.seq, "errors": 0}, **extra))
+
+    def paused(self) -> bool:
+        counts = self.viewer_counts()
+        return self.pause_when_unwatched and (not counts or counts[-1] == 0)
 
     def _answer(self) -> None:
         identity, *rest = self._router.recv_multipart()
@@ -93,7 +106,9 @@ class FakeEncoder:
         if not self.answer_control:
             return
         reply: dict = {"ok": True, "settings": dict(self.settings)}
-        if request["op"] == "set":
+        if request["op"] == "set" and self.refuse:
+            reply = {"ok": False, "error": self.refuse}
+        elif request["op"] == "set":
             try:
                 for key, value in request["settings"].items():
                     configuration.parse_value("encoder", key, str(value))
@@ -118,9 +133,10 @@ class FakeEncoder:
             while self._injected:
                 self._pub.send_multipart(self._injected.pop(0))
             if now >= next_frame:
-                if self.send_frames:
+                if self.send_frames and not self.paused():
                     self.seq += 1
-                    self._pub.send_multipart(wire.pack_image(image_frame(self.seq)), copy=False)
+                    frame = image_frame(self.seq, side=self.jpeg_side, noisy=self.noisy)
+                    self._pub.send_multipart(wire.pack_image(frame), copy=False)
                 next_frame = now + 1.0 / self.fps
             timeout = max(0.0, min(next_frame, next_status) - time.monotonic())
             if self._router.poll(int(timeout * 1000) + 1):

@@ -1,0 +1,466 @@
+"""The server stage as a real process, fed by a real ZeroMQ publisher and control ROUTER (a stand-in
+encoder), with real HTTP, websocket, raw-socket and browser clients."""
+from __future__ import annotations
+
+import json
+import re
+import socket
+import struct
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from conftest import CHROMIUM, Stage, write_config
+from flirstream import config as configuration
+from server.protocol import split_frame
+from server_support import FakeEncoder, http_get, image_frame, json_messages, raw_request, \
+    wait_http, write_index
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Live:
+    def __init__(self, directory: Path, **server: str) -> None:
+        static = write_index(directory / "static")
+        (static / "img.html").write_text('<!doctype html><img id="v" src="/stream.mjpg">')
+        (directory / "secret.txt").write_text("TOP-SECRET-OUTSIDE-STATIC")
+        self.conf = write_config(directory, server={"static_dir": str(static), **server})
+        self.cfg = configuration.load(self.conf)
+        self.port = self.cfg.server.port
+        self.encoder = FakeEncoder(self.cfg.endpoints.images, self.cfg.endpoints.control)
+        self.stage = Stage("server", self.conf)
+        wait_http(self.port, want=200)
+
+    def ws(self, path: str = "/ws", **kw):
+        return connect(f"ws://127.0.0.1:{self.port}{path}", open_timeout=5, close_timeout=2, **kw)
+
+    def close(self) -> int:
+        status = self.stage.stop()
+        self.encoder.close()
+        return status
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    server = Live(tmp_path_factory.mktemp("server"))
+    yield server
+    assert server.close() == 0, server.stage.log_path.read_text()
+
+
+def frames(ws, count: int, timeout: float = 10.0) -> list[tuple[dict, bytes, bytes]]:
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < count:
+        message = ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+        if isinstance(message, bytes):
+            out.append(split_frame(message))
+    return out
+
+
+# ---------------------------------------------------------------- viewer files
+
+def test_viewer_page_and_files(live):
+    status, headers, body = http_get(live.port, "/")
+    assert status == 200 and b"test viewer" in body
+    assert headers["x-content-type-options"] == "nosniff"
+    assert http_get(live.port, "/sub/x.js")[0] == 200
+    assert http_get(live.port, "/nothing.html")[0] == 404
+    status, _, body = http_get(live.port, "/sub/")  # a directory without index.html: no listing
+    assert status in (403, 404) and b"x.js" not in body
+
+
+@pytest.mark.parametrize("path", [
+    "/../secret.txt", "/sub/../../secret.txt", "/%2e%2e/secret.txt", "/%2E%2E%2Fsecret.txt",
+    "/..%2fsecret.txt", "/sub/%2e%2e/%2e%2e/secret.txt", "//etc/passwd", "/%2fetc%2fpasswd",
+    "/..\\secret.txt", "/%5c..%5csecret.txt"])
+def test_static_path_traversal_refused(live, path):
+    answer = raw_request(live.port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                         .encode())
+    status = int(answer.split(b" ", 2)[1])
+    assert status in (400, 403, 404), answer[:200]
+    assert b"TOP-SECRET" not in answer and b"root:" not in answer
+
+
+def test_packaged_viewer_is_served_by_default(tmp_path):
+    import web
+    conf = write_config(tmp_path)
+    cfg = configuration.load(conf)
+    encoder = FakeEncoder(cfg.endpoints.images, cfg.endpoints.control)
+    stage = Stage("server", conf)
+    try:
+        wait_http(cfg.server.port)
+        status, _, body = http_get(cfg.server.port, "/")
+        assert status == 200 and body == (web.DIRECTORY / "index.html").read_bytes()
+    finally:
+        assert stage.stop() == 0
+        encoder.close()
+
+
+# ---------------------------------------------------------------- websocket
+
+def test_websocket_hello_status_then_consecutive_frames(live):
+    with live.ws() as ws:
+        hello, status = json_messages(ws, 2)
+        assert hello["type"] == "hello" and hello["camera"] == "online"
+        assert hello["control"] == "open"
+        assert "jet" in hello["palettes"] and "histogram" in hello["agcs"]
+        assert hello["settings"]["palette"] in configuration.PALETTES
+        assert status == {"type": "status", "camera": "online",
+                          "capture": {"state": "streaming", "detail": "capture is streaming"},
+                          "encoder": {"state": "encoding", "detail": "encoder is encoding"}}
+        got = frames(ws, 8)
+    seqs = [h["seq"] for h, _, _ in got]
+    assert seqs == sorted(set(seqs)) and len(seqs) == 8
+    for header, jpeg, pixels in got:
+        assert header["raw_bytes"] == 0 and pixels == b""
+        assert header["shape"] == [120, 160] and header["unit"] == "C" and header["tlinear"]
+        assert header["t"] <= header["t_encoded"] <= header["t_sent"]
+        picture = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert picture.shape == (header["height"], header["width"], 3) == (240, 320, 3)
+        for key in ("palette", "agc", "range", "stats", "kelvin_per_count", "telemetry", "sensor"):
+            assert key in header
+
+
+def test_websocket_raw_pixels_on_request(live):
+    with live.ws() as ws:
+        frames(ws, 1)
+        ws.send(json.dumps({"op": "raw", "enable": True}))
+        for _ in range(20):
+            header, jpeg, pixels = frames(ws, 1)[0]
+            if header["raw_bytes"]:
+                break
+        assert header["raw_bytes"] == 120 * 160 * 2 == len(pixels)
+        values = np.frombuffer(pixels, "<u2").reshape(header["shape"])
+        assert np.array_equal(values, image_frame(header["seq"]).pixels)
+        ws.send(json.dumps({"op": "raw", "enable": False}))
+        for _ in range(20):
+            header, _, pixels = frames(ws, 1)[0]
+            if not header["raw_bytes"]:
+                break
+        assert header["raw_bytes"] == 0 and pixels == b""
+
+
+def test_websocket_ping_pong(live):
+    with live.ws() as ws:
+        before = time.time()
+        ws.send(json.dumps({"op": "ping", "t": 1234.5}))
+        replies = [m for m in json_messages(ws, 3) if m["type"] == "pong"]
+        assert replies[0]["t"] == 1234.5
+        assert before - 1 <= replies[0]["server"] <= time.time() + 1
+
+
+def test_settings_change_is_relayed_to_the_encoder_and_broadcast(live):
+    with live.ws() as changer, live.ws() as watcher:
+        json_messages(changer, 2)
+        json_messages(watcher, 2)
+        changer.send(json.dumps({"op": "set", "settings": {"palette": "jet", "range_c": [25, 35]}}))
+        for ws in (changer, watcher):
+            reply = next(m for m in json_messages(ws, 1, timeout=5) if m["type"] == "settings")
+            assert reply["settings"]["palette"] == "jet"
+            assert reply["settings"]["range_c"] == "25, 35"
+    sets = [r for r in live.encoder.requests if r["op"] == "set"]
+    assert sets[-1]["settings"] == {"palette": "jet", "range_c": "25, 35"}
+    assert isinstance(sets[-1]["id"], int)
+
+
+def test_bad_setting_is_refused_before_the_encoder(live):
+    before = len(live.encoder.requests)
+    with live.ws() as ws:
+        json_messages(ws, 2)
+        for settings in ({"palette": "sepia"}, {"quality": 500}, {"colour": "red"}, {},
+                         {"rotate": {"deg": 90}}):
+            ws.send(json.dumps({"op": "set", "settings": settings}))
+            error = json_messages(ws, 1)[0]
+            assert error["type"] == "error", error
+        ws.send(json.dumps({"op": "set", "settings": {"palette": "sepia"}}))
+        error = json_messages(ws, 1)[0]["error"]
+    assert "palette" in error and "sepia" in error and "expected" in error
+    assert not [r for r in live.encoder.requests[before:] if r["op"] == "set"]
+
+
+def test_encoder_refusal_and_silence_are_relayed(live):
+    with live.ws() as ws:
+        json_messages(ws, 2)
+        live.encoder.refuse = "size: the encoder cannot do that"
+        try:
+            ws.send(json.dumps({"op": "set", "settings": {"size": "16x16"}}))
+            assert json_messages(ws, 1)[0] == {"type": "error",
+                                               "error": "size: the encoder cannot do that"}
+        finally:
+            live.encoder.refuse = None
+        live.encoder.answer_control = False
+        try:
+            ws.send(json.dumps({"op": "set", "settings": {"quality": 50}}))
+            error = json_messages(ws, 1, timeout=10)[0]
+        finally:
+            live.encoder.answer_control = True
+        assert error["type"] == "error" and "did not answer" in error["error"]
+        frames(ws, 2)
+
+
+@pytest.mark.parametrize("text", ["not json", "[1, 2]", '{"op": "dance"}', '{"no": "op"}',
+                                  '{"op": "ping", "t": "noon"}', '{"op": "raw", "enable": 1}',
+                                  '{"op": "set", "settings": "jet"}', "\u0000\u00ff"])
+def test_garbage_gets_an_error_and_frames_go_on(live, text):
+    with live.ws() as ws:
+        json_messages(ws, 2)
+        ws.send(text)
+        assert json_messages(ws, 1)[0]["type"] == "error"
+        frames(ws, 2)
+
+
+def _closed_with(ws, code: int) -> None:
+    with pytest.raises(ConnectionClosed) as info:
+        for _ in range(1000):
+            ws.recv(timeout=5)
+    assert info.value.rcvd is not None and info.value.rcvd.code == code, info.value
+
+
+def test_binary_from_client_closes_1003(live):
+    with live.ws() as ws:
+        ws.send(b"\x00\x01binary")
+        _closed_with(ws, 1003)
+
+
+def test_huge_message_closes_1009(live):
+    with live.ws() as ws:
+        ws.send(json.dumps({"op": "ping", "t": 1, "pad": "x" * 5000}))
+        _closed_with(ws, 1009)
+
+
+def test_message_flood_closes_1008(live):
+    with live.ws() as ws:
+        for i in range(60):
+            try:
+                ws.send(json.dumps({"op": "ping", "t": i}))
+            except ConnectionClosed:
+                break
+        _closed_with(ws, 1008)
+    with live.ws() as ws:  # the server itself is fine
+        frames(ws, 2)
+
+
+@pytest.mark.parametrize("origin,allowed", [
+    (None, True), ("http://127.0.0.1:{port}", True), ("http://evil.example", False),
+    ("http://127.0.0.1:1", False), ("http://localhost.evil.example:{port}", False), ("null", False)])
+def test_websocket_origin_check(live, origin, allowed):
+    headers = {} if origin is None else {"origin": origin.format(port=live.port)}
+    if allowed:
+        with live.ws(**headers) as ws:
+            frames(ws, 1)
+    else:
+        with pytest.raises(InvalidStatus) as info:
+            live.ws(**headers)
+        assert info.value.response.status_code == 403
+
+
+def test_viewer_count_goes_to_the_encoder(live):
+    with live.ws() as ws:
+        frames(ws, 1)
+        deadline = time.monotonic() + 5
+        while not live.encoder.viewer_counts() or live.encoder.viewer_counts()[-1] < 1:
+            assert time.monotonic() < deadline, live.encoder.viewer_counts()
+            time.sleep(0.05)
+    deadline = time.monotonic() + 5
+    while live.encoder.viewer_counts()[-1] != 0:
+        assert time.monotonic() < deadline, live.encoder.viewer_counts()[-10:]
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- MJPEG
+
+def read_mjpeg_parts(port: int, count: int, timeout: float = 10.0) -> tuple[dict, list[bytes]]:
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/stream.mjpg")
+        response = conn.getresponse()
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        assert response.status == 200
+        boundary = re.search(r"boundary=(\S+)", headers["content-type"]).group(1).encode()
+        buffer, parts = b"", []
+        part = re.compile(rb"--" + re.escape(boundary) + rb"\r\nContent-Type: image/jpeg\r\n"
+                          rb"Content-Length: (\d+)\r\n\r\n")
+        while len(parts) < count:
+            buffer += response.read1(65536)
+            m = part.match(buffer)
+            while m and len(buffer) >= m.end() + int(m.group(1)) + 2:
+                end = m.end() + int(m.group(1))
+                parts.append(buffer[m.end():end])
+                assert buffer[end:end + 2] == b"\r\n"
+                buffer = buffer[end + 2:]
+                m = part.match(buffer)
+        return headers, parts
+    finally:
+        conn.close()
+
+
+def test_mjpeg_stream_parts_decode(live):
+    headers, parts = read_mjpeg_parts(live.port, 5)
+    assert headers["content-type"].startswith("multipart/x-mixed-replace")
+    for jpeg in parts:
+        assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (240, 320, 3)
+    assert len(set(parts)) >= 4  # consecutive frames differ (the warm spot moves)
+
+
+def test_mjpeg_plays_in_a_browser_img(live):
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{live.port}/img.html", wait_until="commit", timeout=10000)
+            page.wait_for_function("document.getElementById('v').naturalWidth > 0", timeout=10000)
+            assert page.evaluate("document.getElementById('v').naturalWidth") == 320
+        finally:
+            browser.close()
+
+
+# ---------------------------------------------------------------- snapshots
+
+def test_snapshot_jpg(live):
+    status, headers, body = http_get(live.port, "/snapshot.jpg")
+    assert status == 200 and headers["content-type"] == "image/jpeg"
+    assert re.search(r'filename="lepton-\d{8}T\d{6}\.\d{3}Z-seq\d+\.jpg"',
+                     headers["content-disposition"])
+    assert cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR).shape == (240, 320, 3)
+
+
+def test_snapshot_tiff_has_the_raw_values(live):
+    status, headers, body = http_get(live.port, "/snapshot.tiff")
+    assert status == 200 and headers["content-type"] == "image/tiff"
+    assert re.search(r'attachment; filename="lepton-\d{8}T\d{6}\.\d{3}Z-seq\d+\.tiff"',
+                     headers["content-disposition"])
+    values = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert values.dtype == np.uint16
+    assert np.array_equal(values, image_frame(int(headers["x-frame-seq"])).pixels)
+
+
+def test_snapshot_csv_is_celsius(live):
+    status, headers, body = http_get(live.port, "/snapshot.csv")
+    assert status == 200 and headers["content-type"].startswith("text/csv")
+    assert re.search(r'filename="lepton-\d{8}T\d{6}\.\d{3}Z-seq\d+\.csv"',
+                     headers["content-disposition"])
+    rows = [line.split(",") for line in body.decode().splitlines()]
+    assert len(rows) == 120 and all(len(r) == 160 for r in rows)
+    celsius = np.array(rows, dtype=float)
+    expected = image_frame(int(headers["x-frame-seq"])).pixels * 0.01 - 273.15
+    assert np.allclose(celsius, expected, atol=0.006)
+    assert 19.9 < celsius.min() < celsius.max() < 35.1
+
+
+# ---------------------------------------------------------------- health and metrics
+
+def test_healthz_ok(live):
+    status, headers, body = http_get(live.port, "/healthz")
+    report = json.loads(body)
+    assert status == 200 and headers["content-type"] == "application/json"
+    assert report["healthy"] is True and report["camera"] == "online"
+    assert report["capture"]["state"] == "streaming" and report["frame_age_s"] < 2
+
+
+METRIC_LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})?'
+                         r' (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$')
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            assert re.match(r"# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* \S", line), line
+            continue
+        assert METRIC_LINE.match(line), line
+        name, value = line.rsplit(" ", 1)
+        samples[name] = float(value)
+    return samples
+
+
+def test_metrics_text_parses_and_counts(live):
+    with live.ws() as ws:
+        frames(ws, 3)
+        status, headers, body = http_get(live.port, "/metrics")
+        assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
+        samples = parse_metrics(body.decode())
+        assert samples['flirstream_viewers{transport="websocket"}'] >= 1
+    assert samples["flirstream_frames_received_total"] > 0
+    assert samples['flirstream_frames_sent_total{transport="websocket"}'] >= 3
+    assert samples['flirstream_bytes_sent_total{transport="websocket"}'] > 3 * 2000
+    assert 'flirstream_frames_dropped_total{stage="server",reason="slow_websocket_client"}' in samples
+    assert samples['flirstream_stage_counter{stage="capture",counter="discards"}'] == 7
+    assert samples['flirstream_stage_up{stage="capture",state="streaming"}'] == 1
+    count = samples["flirstream_frame_latency_seconds_count"]
+    assert count >= 3 and samples['flirstream_frame_latency_seconds_bucket{le="+Inf"}'] == count
+    buckets = [v for k, v in samples.items() if k.startswith("flirstream_frame_latency_seconds_bucket")]
+    assert buckets == sorted(buckets)
+
+
+def test_bad_messages_on_the_feed_are_dropped(live):
+    live.encoder.inject([b"image", b"not json", b"", b""])
+    live.encoder.inject([b"image", b'{"v": 99}', b"", b""])
+    live.encoder.inject([b"status", b"[]"])
+    live.encoder.inject([b"image"])
+    deadline = time.monotonic() + 5
+    while True:
+        samples = parse_metrics(http_get(live.port, "/metrics")[2].decode())
+        if samples['flirstream_frames_dropped_total{stage="server",reason="bad_message"}'] >= 1:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    with live.ws() as ws:
+        frames(ws, 2)
+
+
+# ---------------------------------------------------------------- a client that stops reading
+
+def _ws_frame(text: str) -> bytes:
+    payload = text.encode()
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x81, 0x80 | len(payload)]) + mask + masked
+
+
+def test_stalled_client_skips_frames_others_get_all_and_memory_stays_flat(tmp_path):
+    import psutil
+    conf = write_config(tmp_path, server={"static_dir": str(write_index(tmp_path / "s"))})
+    cfg = configuration.load(conf)
+    encoder = FakeEncoder(cfg.endpoints.images, cfg.endpoints.control, fps=30, jpeg_side=4,
+                          noisy=True)  # ~400 KB JPEGs + 38 KB pixels: a backlog would show
+    stage = Stage("server", conf)
+    stalled = []
+    try:
+        wait_http(cfg.server.port, want=200)
+        for _ in range(3):  # clients that send the handshake, ask for raw, then never read
+            s = socket.create_connection(("127.0.0.1", cfg.server.port), timeout=5)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      b"Sec-WebSocket-Version: 13\r\n\r\n")
+            s.sendall(_ws_frame('{"op": "raw", "enable": true}'))
+            stalled.append(s)
+        process = psutil.Process(stage.pid)
+        with connect(f"ws://127.0.0.1:{cfg.server.port}/ws", open_timeout=5,
+                     max_size=2 ** 24) as ws:
+            frames(ws, 30, timeout=20)  # the stalled clients' buffers fill meanwhile
+            rss_before = process.memory_info().rss
+            got = frames(ws, 90, timeout=30)
+            rss_after = process.memory_info().rss
+        seqs = [h["seq"] for h, _, _ in got]
+        gaps = sum(b - a - 1 for a, b in zip(seqs, seqs[1:]))
+        assert gaps <= 20, f"the reading client missed {gaps} of {len(seqs) + gaps} frames"
+        samples = parse_metrics(http_get(cfg.server.port, "/metrics")[2].decode())
+        skipped = samples['flirstream_frames_dropped_total{stage="server",reason="slow_websocket_client"}']
+        assert skipped >= 3 * 60  # each stalled client skipped almost every frame
+        print(f"stalled-client test: reader missed {gaps}, skipped for stalled {skipped:.0f}, "
+              f"server RSS {rss_before / 2**20:.1f} -> {rss_after / 2**20:.1f} MiB")
+        # 90 frames of ~440 KB for 3 clients would be ~120 MB if they were queued
+        assert rss_after - rss_before < 20 * 2 ** 20, (rss_before, rss_after)
+    finally:
+        for s in stalled:
+            s.close()
+        assert stage.stop() == 0
+        encoder.close()
