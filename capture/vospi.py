@@ -42,6 +42,8 @@ FFC_STATES = ("never", "imminent", "in progress", "complete")
 
 # Consecutive CRC failures after which the stream is taken to be misaligned and re-hunted.
 HUNT_AFTER_BAD = 3
+# Bytes of a bad run kept across feed() calls, so the hunt can start where the run started.
+MAX_LOOKBACK = 8 * 164
 
 
 # ---------------------------------------------------------------- CRC
@@ -173,7 +175,9 @@ class FrameAssembler:
         self.counters = Counters()
         # No frame within this many non-discard packets (about four frames) = sync is lost.
         self.lost_after_packets = lost_after_packets or 4 * g.frame_packets
-        self._tail = b""            # bytes of a packet not complete yet (or not yet hunted through)
+        self._tail = b""            # bytes kept for the next feed(): a partial packet, and the
+        self._resume = 0            # start of a run of bad packets (hunting restarts from it)
+        self._run_start: Optional[int] = None  # offset in the buffer of the current bad run
         self._hunting = False
         self._bad_run = 0           # consecutive CRC failures so far
         self._since_frame = 0       # non-discard packets (and skipped bytes / 164) since a frame
@@ -198,6 +202,8 @@ class FrameAssembler:
         """Forget everything buffered: the reader paused and the sensor starts a fresh frame."""
         self.counters.resyncs += 1
         self._tail = b""
+        self._resume = 0
+        self._run_start = None
         self._hunting = False
         self._bad_run = 0
         self._since_frame = 0
@@ -213,7 +219,7 @@ class FrameAssembler:
         """Bytes in any chunking -> the frames they complete, oldest first."""
         buf = self._tail + bytes(data) if self._tail else bytes(data)
         frames: list[Frame] = []
-        pos = 0
+        pos = self._resume
         while True:
             if self._hunting:
                 found = self._hunt(buf, pos)
@@ -227,7 +233,15 @@ class FrameAssembler:
             pos = self._process(buf, pos, count, frames)
             if not self._hunting:
                 break
-        self._tail = buf[pos:]
+        keep = pos
+        if self._bad_run and self._run_start is not None and not self._hunting:
+            if pos - self._run_start <= MAX_LOOKBACK:
+                keep = min(pos, self._run_start)
+                self._run_start -= keep
+            else:
+                self._run_start = None
+        self._tail = buf[keep:]
+        self._resume = pos - keep
         self._update_dropped()
         return frames
 
@@ -281,24 +295,40 @@ class FrameAssembler:
         # including the run's first packet, then hunt from the byte after its start.
         end = len(real)
         hunt_from = None
+
+        def offset(i: int) -> int:  # byte offset in buf of non-discard packet i
+            return pos + (i if index is None else int(index[i])) * PACKET_BYTES
+
         if not ok.all():
             at = np.arange(end)
             last_ok = np.maximum.accumulate(np.where(ok, at, -1 - self._bad_run))
             long_run = np.flatnonzero(at - last_ok >= HUNT_AFTER_BAD)
             if long_run.size:
-                first_bad = max(int(long_run[0]) - HUNT_AFTER_BAD + 1, 0)
-                end = first_bad + 1
-                packet_at = first_bad if index is None else int(index[first_bad])
-                hunt_from = pos + packet_at * PACKET_BYTES + 1
+                first_bad = int(long_run[0]) - HUNT_AFTER_BAD + 1
+                if first_bad >= 0:
+                    hunt_from = offset(first_bad) + 1
+                elif self._run_start is not None:  # the run began in an earlier feed()
+                    hunt_from = self._run_start + 1
+                else:
+                    hunt_from = offset(0) + 1
+                end = max(first_bad, 0) + 1
                 real, received, ok = real[:end], received[:end], ok[:end]
-                consumed = packet_at + 1
-            trailing = np.flatnonzero(ok)
-            if trailing.size:
-                self._bad_run = end - 1 - int(trailing[-1])
+                consumed = (offset(end - 1) - pos) // PACKET_BYTES + 1
+                self._bad_run = 0
+                self._run_start = None
             else:
-                self._bad_run += end
+                trailing = np.flatnonzero(ok)
+                if trailing.size:
+                    self._bad_run = end - 1 - int(trailing[-1])
+                    if self._bad_run:
+                        self._run_start = offset(int(trailing[-1]) + 1)
+                else:
+                    if not self._bad_run:
+                        self._run_start = offset(0)
+                    self._bad_run += end
         else:
             self._bad_run = 0
+            self._run_start = None
         if hunt_from is None:
             consumed = count
         c.packets += consumed
