@@ -16,7 +16,7 @@ import zmq
 from playwright.sync_api import sync_playwright
 
 from conftest import CHROMIUM, write_config
-from flirstream import links, wire
+from flirstream import config as configuration, links, wire
 
 ROWS, COLS = 120, 160
 SCALE = 4  # JPEG is 640x480, as the encoder's "auto" size makes it
@@ -59,12 +59,21 @@ def built_frame(seq: int, palette: int = cv2.COLORMAP_INFERNO) -> wire.ImageFram
                            telemetry={"frame_counter": seq, "fpa_temp_c": 31.5, "ffc_state": "done"})
 
 
-class FramePublisher:
-    """Plays the encoder's output side: built frames about 10 a second, and the capture and encoder
-    status messages once a second (the encoder forwards capture's), in a thread."""
+def built_raw(seq: int) -> wire.RawFrame:
+    """The same scene as built_frame, as capture publishes it (for a real encoder)."""
+    frame = built_frame(seq)
+    return wire.RawFrame(seq=seq, t=frame.t, sensor="lepton3", pixels=frame.pixels,
+                         telemetry=frame.telemetry)
 
-    def __init__(self, endpoint: str):
+
+class FramePublisher:
+    """Plays the stage(s) before a real process, in a thread: built frames about 10 a second and
+    status messages once a second. kind "image" plays the encoder's output (ImageFrames, plus the
+    capture status it forwards and its own), kind "raw" plays capture (RawFrames, capture status)."""
+
+    def __init__(self, endpoint: str, kind: str = "image"):
         self.endpoint = endpoint
+        self.kind = kind
         self.ctx = zmq.Context()
         self.sock = links.publisher(self.ctx, endpoint)
         self.stopping = threading.Event()
@@ -78,8 +87,9 @@ class FramePublisher:
         offline = self.camera_detail is not None
         self.sock.send_multipart(wire.pack_status(
             "capture", "offline" if offline else "streaming", self.camera_detail or "", t=time.time()))
-        self.sock.send_multipart(wire.pack_status(
-            "encoder", "waiting" if offline else "encoding", "", t=time.time()))
+        if self.kind == "image":
+            self.sock.send_multipart(wire.pack_status(
+                "encoder", "waiting" if offline else "encoding", "", t=time.time()))
 
     def _run(self) -> None:
         next_status = 0.0
@@ -89,7 +99,9 @@ class FramePublisher:
                 next_status = time.monotonic() + 1.0
             if self.camera_detail is None and not self.frames_paused:
                 self.seq += 1
-                self.sock.send_multipart(wire.pack_image(built_frame(self.seq)), copy=False)
+                parts = (wire.pack_image(built_frame(self.seq)) if self.kind == "image"
+                         else wire.pack_raw(built_raw(self.seq)))
+                self.sock.send_multipart(parts, copy=False)
 
     def camera_offline(self, detail: str) -> None:
         self.camera_detail = detail  # the thread reports it within a second
@@ -125,15 +137,29 @@ def page(browser):
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
+def setting(config, section: str, key: str) -> str:
+    cfg = configuration.load(config)
+    return getattr(cfg.section(section), key)
+
+
 @pytest.fixture
 def feed(tmp_path):
-    """(config path, server URL, publisher); the publisher is stopped after the test."""
+    """(config path, server URL, publisher of ImageFrames); the publisher stops after the test."""
     config = write_config(tmp_path)
-    text = config.read_text()
-    images = text.split("images = ", 1)[1].split("\n", 1)[0].strip()
-    port = text.split("port = ", 1)[1].split("\n", 1)[0].strip()
-    publisher = FramePublisher(images)
-    yield config, f"http://127.0.0.1:{port}/", publisher
+    publisher = FramePublisher(setting(config, "endpoints", "images"))
+    yield config, f"http://127.0.0.1:{setting(config, 'server', 'port')}/", publisher
+    publisher.stop()
+
+
+@pytest.fixture
+def pipeline(tmp_path, stages):
+    """A real encoder and server fed with built RawFrames: (config path, server URL)."""
+    config = write_config(tmp_path, encoder={"palette": "ironbow", "agc": "linear"})
+    publisher = FramePublisher(setting(config, "endpoints", "frames"), kind="raw")
+    url = f"http://127.0.0.1:{setting(config, 'server', 'port')}/"
+    stages("encoder", config)
+    start_server(stages, config, url)
+    yield config, url
     publisher.stop()
 
 
@@ -288,3 +314,96 @@ def test_no_frame_for_3_s_counts_as_offline(stages, feed, page):
     assert page.inner_text("#st-fps") == "–"
     publisher.frames_paused = False
     page.wait_for_selector("#offline", state="hidden", timeout=WAIT_MS)
+
+
+CANVAS_RGB = """([fx, fy]) => {
+  const c = document.getElementById('view');
+  const x = Math.floor(fx * c.width), y = Math.floor(fy * c.height);
+  const d = c.getContext('2d').getImageData(x - 1, y - 1, 3, 3).data;
+  const rgb = [0, 0, 0];
+  for (let i = 0; i < d.length; i += 4) for (let k = 0; k < 3; k++) rgb[k] += d[i + k] / 9;
+  return rgb;
+}"""
+
+
+def canvas_rgb(page, x: float, y: float, rows: int = ROWS, cols: int = COLS) -> list:
+    """Mean colour on the canvas around raw pixel (x, y)'s centre."""
+    return page.evaluate(CANVAS_RGB, [(x + 0.5) / cols, (y + 0.5) / rows])
+
+
+def wait_for_palette(page, name: str) -> None:
+    page.wait_for_function(f"document.getElementById('view').dataset.palette === '{name}'",
+                           timeout=WAIT_MS)
+    wait_for_frames(page, after=shown_seq(page) + 1)  # and a frame after it has been drawn
+
+
+def test_palette_rotate_and_range_controls_change_the_picture(pipeline, page):
+    config, url = pipeline
+    page.goto(url)
+    wait_for_frames(page)
+    page.wait_for_function("document.getElementById('palette').value === 'ironbow'", timeout=WAIT_MS)
+    wait_for_palette(page, "ironbow")
+    background = canvas_rgb(page, 140, 100)  # the coldest pixels: ironbow's black end
+    assert sum(background) < 90, background
+
+    page.select_option("#palette", "jet")
+    wait_for_palette(page, "jet")
+    background = canvas_rgb(page, 140, 100)  # jet's cold end is dark blue
+    assert background[2] > 90 and background[2] > background[0] + 60, background
+    page.wait_for_function("document.getElementById('colorbar').dataset.palette === 'jet'",
+                           timeout=WAIT_MS)
+
+    # Rotate 90° clockwise: the frame is 120 wide and 160 high, and the pointer still finds the
+    # hot square where the rotation put it (raw (x, y) -> (rows - 1 - y, x)).
+    page.click("#rotate")
+    page.wait_for_function("document.getElementById('st-size').textContent === '120×160'",
+                           timeout=WAIT_MS)
+    box = page.locator("#view").bounding_box()
+    assert box["height"] > box["width"]
+    x0, y0, x1, y1 = HOT
+    hx, hy = (x0 + x1) / 2, (y0 + y1) / 2
+    rx, ry = ROWS - 1 - hy, hx
+    page.mouse.move(box["x"] + (rx + 0.5) / ROWS * box["width"],
+                    box["y"] + (ry + 0.5) / COLS * box["height"])
+    page.wait_for_function(
+        f"Math.abs(Number(document.getElementById('spot').dataset.value) - {HOT_C}) < 0.01",
+        timeout=WAIT_MS)
+    assert page.inner_text("#rotate-value") == "90°"
+
+    # A fixed range: the AGC becomes "fixed" and the colour bar shows the range.
+    page.fill("#range-lo", "20")
+    page.fill("#range-hi", "30")
+    page.click("#range-apply")
+    page.wait_for_function("document.getElementById('agc').value === 'fixed'", timeout=WAIT_MS)
+    page.wait_for_function("document.getElementById('bar-hi').textContent === '30.0\u202f°C'",
+                           timeout=WAIT_MS)
+    assert page.inner_text("#bar-lo") == "20.0\u202f°C"
+    assert page.inner_text("#message") == ""
+
+
+def test_tokens_reach_the_socket_the_links_and_the_controls(tmp_path, stages, page):
+    config = write_config(tmp_path, server={"token": "look", "control_token": "steer"})
+    publisher = FramePublisher(setting(config, "endpoints", "frames"), kind="raw")
+    try:
+        url = f"http://127.0.0.1:{setting(config, 'server', 'port')}/"
+        stages("encoder", config)
+        start_server(stages, config, url)
+        page.goto(url + "?token=look")
+        wait_for_frames(page)  # the websocket URL carried the token
+        for link, kind in (("#save-jpg", "image/jpeg"), ("#save-csv", "text/csv")):
+            href = page.get_attribute(link, "href")
+            assert "token=look" in href
+            got = page.evaluate("async (h) => { const r = await fetch(h, {credentials: 'omit'});"
+                                " return [r.status, r.headers.get('content-type')]; }", href)
+            assert got[0] == 200 and got[1].startswith(kind), (link, got)
+        # Control needs its own token: the page asks for it, and refuses without it.
+        assert page.is_visible("#token")
+        page.select_option("#palette", "jet")
+        page.wait_for_function("document.getElementById('message').textContent.includes('token')",
+                               timeout=WAIT_MS)
+        page.fill("#token", "steer")
+        page.select_option("#palette", "rainbow")
+        wait_for_palette(page, "rainbow")
+        assert page.inner_text("#message") == ""
+    finally:
+        publisher.stop()

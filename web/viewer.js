@@ -139,7 +139,9 @@ function drawFrame(frame, bitmap) {
   updateOffline();
   updateProbe();
   syncRaw();
-  $("view").dataset.seq = String(h.seq); // lets tests and tools see which frame is on screen
+  // Let tests and tools see which frame is on screen.
+  $("view").dataset.seq = String(h.seq);
+  $("view").dataset.palette = String(h.palette);
 }
 
 // ---------------------------------------------------------------- pointer temperature
