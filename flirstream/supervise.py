@@ -199,7 +199,7 @@ class Child:
         fd = self.fd
         if fd is None:
             return False
-        while True:
+        for _ in range(16):  # bounded: a child that writes without pause cannot starve the others
             try:
                 data = os.read(fd, 65536)
             except BlockingIOError:
@@ -208,8 +208,12 @@ class Child:
                 self._flush_partial()
                 return False
             *lines, self._partial = (self._partial + data).split(b"\n")
+            if len(self._partial) > 65536:  # no newline in sight: pass it on as it is
+                lines.append(self._partial)
+                self._partial = b""
             if lines:
                 self._write(b"\n".join(lines) + b"\n")
+        return True
 
     def _flush_partial(self) -> None:
         if self._partial:
@@ -270,6 +274,8 @@ class Supervisor:
         self.selector.register(self._wake_r, selectors.EVENT_READ, None)
         previous = {}
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+                continue  # started with nohup: a closed terminal must not stop us
             previous[sig] = signal.signal(sig, self._on_stop)
         previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         return previous
