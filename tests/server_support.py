@@ -16,7 +16,10 @@ import cv2
 import numpy as np
 import zmq
 
+from conftest import Stage, write_config
 from flirstream import config as configuration, wire
+from server.protocol import split_frame
+from websockets.sync.client import connect
 
 KELVIN_0C = 27315  # TLinear counts at 0 degrees C (0.01 K per count)
 
@@ -201,7 +204,7 @@ def raw_request(port: int, data: bytes, host: str = "127.0.0.1", timeout: float 
         while True:
             try:
                 chunk = s.recv(65536)
-            except socket.timeout:
+            except (socket.timeout, ConnectionResetError):
                 break
             if not chunk:
                 break
@@ -228,4 +231,51 @@ def json_messages(ws, count: int, timeout: float = 5.0) -> list[dict]:
         message = ws.recv(timeout=left)
         if isinstance(message, str):
             out.append(json.loads(message))
+    return out
+
+
+class Live:
+    """A server process with a stand-in encoder, on free loopback ports."""
+
+    def __init__(self, directory: Path, *args: str, encoder: Optional[dict] = None,
+                 wait_for: Optional[int] = 200, **server: str) -> None:
+        static = write_index(directory / "static")
+        (static / "img.html").write_text('<!doctype html><img id="v" src="/stream.mjpg">')
+        (directory / "secret.txt").write_text("TOP-SECRET-OUTSIDE-STATIC")
+        self.conf = write_config(directory, server={"static_dir": str(static), **server})
+        self.cfg = configuration.load(self.conf)
+        self.port = self.cfg.server.port
+        self.host = "::1" if self.cfg.server.host in ("::1", "::") else "127.0.0.1"
+        self.encoder = FakeEncoder(self.cfg.endpoints.images, self.cfg.endpoints.control,
+                                   **(encoder or {}))
+        self.stage = Stage("server", self.conf, *args)
+        if self.cfg.server.tls_cert:
+            return  # the test waits with its own TLS client
+        try:
+            wait_http(self.port, host=self.host, want=wait_for, **self._auth())
+        except AssertionError:
+            self.close()
+            raise
+
+    def _auth(self) -> dict:
+        token = self.cfg.server.token
+        return {"headers": basic_auth(token)} if token else {}
+
+    def ws(self, path: str = "/ws", **kw):
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return connect(f"ws://{host}:{self.port}{path}", open_timeout=5, close_timeout=2, **kw)
+
+    def close(self) -> int:
+        status = self.stage.stop()
+        self.encoder.close()
+        return status
+
+
+def frames(ws, count: int, timeout: float = 10.0) -> list[tuple[dict, bytes, bytes]]:
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < count:
+        message = ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+        if isinstance(message, bytes):
+            out.append(split_frame(message))
     return out

@@ -18,31 +18,10 @@ from websockets.sync.client import connect
 from conftest import CHROMIUM, Stage, write_config
 from flirstream import config as configuration
 from server.protocol import split_frame
-from server_support import FakeEncoder, http_get, image_frame, json_messages, raw_request, \
-    wait_http, write_index
+from server_support import FakeEncoder, Live, frames, http_get, image_frame, json_messages, \
+    raw_request, wait_http, write_index
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class Live:
-    def __init__(self, directory: Path, **server: str) -> None:
-        static = write_index(directory / "static")
-        (static / "img.html").write_text('<!doctype html><img id="v" src="/stream.mjpg">')
-        (directory / "secret.txt").write_text("TOP-SECRET-OUTSIDE-STATIC")
-        self.conf = write_config(directory, server={"static_dir": str(static), **server})
-        self.cfg = configuration.load(self.conf)
-        self.port = self.cfg.server.port
-        self.encoder = FakeEncoder(self.cfg.endpoints.images, self.cfg.endpoints.control)
-        self.stage = Stage("server", self.conf)
-        wait_http(self.port, want=200)
-
-    def ws(self, path: str = "/ws", **kw):
-        return connect(f"ws://127.0.0.1:{self.port}{path}", open_timeout=5, close_timeout=2, **kw)
-
-    def close(self) -> int:
-        status = self.stage.stop()
-        self.encoder.close()
-        return status
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +29,6 @@ def live(tmp_path_factory):
     server = Live(tmp_path_factory.mktemp("server"))
     yield server
     assert server.close() == 0, server.stage.log_path.read_text()
-
-
-def frames(ws, count: int, timeout: float = 10.0) -> list[tuple[dict, bytes, bytes]]:
-    out = []
-    deadline = time.monotonic() + timeout
-    while len(out) < count:
-        message = ws.recv(timeout=max(0.01, deadline - time.monotonic()))
-        if isinstance(message, bytes):
-            out.append(split_frame(message))
-    return out
 
 
 # ---------------------------------------------------------------- viewer files

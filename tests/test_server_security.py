@@ -1,0 +1,308 @@
+"""The server's protections, each against a real server process: token, control token, TLS,
+max_clients, slow and oversized requests, port clashes, IPv6, the seed's second port, health."""
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from conftest import free_port, write_config
+from server_support import Live, basic_auth, frames, http_get, json_messages, raw_request, \
+    wait_http
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def live_factory(tmp_path):
+    started = []
+
+    def start(*args: str, **kw) -> Live:
+        server = Live(tmp_path / f"s{len(started)}", *args, **kw)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        assert server.close() == 0, server.stage.log()
+
+
+# ---------------------------------------------------------------- viewing token
+
+def test_token_guards_every_endpoint(live_factory):
+    live = live_factory(token="s3cret")
+    port = live.port
+    status, headers, body = http_get(port, "/")
+    assert status == 401 and b"Token needed" in body
+    assert headers["www-authenticate"].startswith("Basic")
+    for path in ("/", "/sub/x.js", "/stream.mjpg", "/snapshot.jpg", "/snapshot.csv",
+                 "/snapshot.tiff", "/healthz", "/metrics", "/ws"):
+        assert http_get(port, path)[0] == 401, path
+        assert http_get(port, path + "?token=wrong")[0] == 401, path
+        assert http_get(port, path, headers=basic_auth("wrong"))[0] == 401, path
+    assert http_get(port, "/", headers={"Authorization": "Basic !!!"})[0] == 401
+    assert http_get(port, "/", headers={"Authorization": "Bearer s3cret"})[0] == 401
+
+    status, headers, body = http_get(port, "/?token=s3cret")
+    assert status == 200 and b"test viewer" in body
+    cookie = headers["set-cookie"].split(";")[0]
+    assert "s3cret" not in cookie and "HttpOnly" in headers["set-cookie"]
+    assert http_get(port, "/snapshot.jpg", headers={"Cookie": cookie})[0] == 200
+    assert http_get(port, "/healthz", headers=basic_auth("s3cret"))[0] == 200
+    assert http_get(port, "/metrics?token=s3cret")[0] == 200
+
+    with pytest.raises(InvalidStatus) as info:
+        live.ws()
+    assert info.value.response.status_code == 401
+    with live.ws("/ws?token=s3cret") as ws:
+        assert json_messages(ws, 1)[0]["type"] == "hello"
+        frames(ws, 2)
+    with live.ws(additional_headers=basic_auth("s3cret")) as ws:
+        frames(ws, 1)
+
+
+def test_control_token_needed_for_settings_only(live_factory):
+    live = live_factory(control_token="ctl")
+    with live.ws() as ws:  # viewing is open
+        hello = json_messages(ws, 2)[0]
+        assert hello["control"] == "token"
+        frames(ws, 1)
+        for message in ({"op": "set", "settings": {"palette": "jet"}},
+                        {"op": "set", "settings": {"palette": "jet"}, "token": "nope"},
+                        {"op": "set", "settings": {"palette": "jet"}, "token": 5}):
+            ws.send(json.dumps(message))
+            assert json_messages(ws, 1)[0]["type"] == "error"
+        assert not [r for r in live.encoder.requests if r["op"] == "set"]
+        ws.send(json.dumps({"op": "set", "settings": {"palette": "jet"}, "token": "ctl"}))
+        reply = json_messages(ws, 1)[0]
+        assert reply["type"] == "settings" and reply["settings"]["palette"] == "jet"
+    with live.ws("/ws?token=ctl") as ws:  # the connection's own token counts too
+        json_messages(ws, 2)
+        ws.send(json.dumps({"op": "set", "settings": {"palette": "turbo"}}))
+        assert json_messages(ws, 1)[0]["settings"]["palette"] == "turbo"
+
+
+# ---------------------------------------------------------------- TLS
+
+def _self_signed(directory):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "flir-stream test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_serves_https_and_wss(live_factory, tmp_path):
+    cert, key = _self_signed(tmp_path)
+    live = live_factory(tls_cert=str(cert), tls_key=str(key))
+    client = ssl.create_default_context(cafile=str(cert))
+    wait_http(live.port, tls=client, want=200)
+    status, _, body = http_get(live.port, "/", tls=client)
+    assert status == 200 and b"test viewer" in body
+    status, _, jpeg = http_get(live.port, "/snapshot.jpg", tls=client)
+    assert status == 200 and cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) is not None
+    with connect(f"wss://127.0.0.1:{live.port}/ws", ssl=client, open_timeout=5) as ws:
+        assert json_messages(ws, 1)[0]["type"] == "hello"
+        frames(ws, 2)
+    # plain HTTP on the TLS port gets no page
+    answer = raw_request(live.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
+    assert b"test viewer" not in answer
+
+
+# ---------------------------------------------------------------- limits
+
+def test_max_clients_answers_503(live_factory):
+    live = live_factory(max_clients="2")
+    with live.ws() as first, live.ws() as second:
+        frames(first, 1)
+        frames(second, 1)
+        with pytest.raises(InvalidStatus) as info:
+            live.ws()
+        assert info.value.response.status_code == 503
+        status, _, body = http_get(live.port, "/stream.mjpg")
+        assert status == 503 and b"max_clients" in body
+        assert http_get(live.port, "/snapshot.jpg")[0] == 200  # snapshots are not streams
+    deadline = time.monotonic() + 5
+    while True:  # the server notices the closed clients, then admits again
+        try:
+            with live.ws() as again:
+                frames(again, 1)
+            break
+        except InvalidStatus:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+
+def _closed_by_server(sock: socket.socket, trickle: bytes, within: float) -> bool:
+    """Send `trickle` a byte at a time (slowloris); True if the server closes the connection."""
+    deadline = time.monotonic() + within
+    sock.settimeout(0.3)
+    for i in range(10_000):
+        if time.monotonic() > deadline:
+            return False
+        try:
+            if i < len(trickle):
+                sock.send(trickle[i:i + 1])
+            if sock.recv(65536) == b"":
+                return True
+        except socket.timeout:
+            continue
+        except OSError:  # reset or broken pipe: closed too
+            return True
+    return False
+
+
+def test_slow_and_oversized_requests_are_cut_off(live_factory):
+    live = live_factory("--request-timeout", "1")
+    slow_headers = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 200
+    slow_body = b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"b" * 200
+    connections = [socket.create_connection(("127.0.0.1", live.port)) for _ in range(3)]
+    try:
+        assert _closed_by_server(connections[0], slow_headers, within=8)
+        assert _closed_by_server(connections[1], slow_body, within=8)
+        assert _closed_by_server(connections[2], b"", within=8)  # idle, never a request
+    finally:
+        for c in connections:
+            c.close()
+    huge_header = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"h" * 40_000 + b"\r\n\r\n"
+    assert not raw_request(live.port, huge_header).startswith(b"HTTP/1.1 200")
+    huge_body = (b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"
+                 + b"x" * 10_000)
+    assert not raw_request(live.port, huge_body).startswith(b"HTTP/1.1 200")
+    assert http_get(live.port, "/healthz")[0] == 200  # and the server is fine
+
+
+def test_port_in_use_is_a_config_error_naming_it(tmp_path):
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    try:
+        conf = write_config(tmp_path, server={"port": port})
+        result = subprocess.run([sys.executable, "-m", "flirstream", "server", "--config", str(conf)],
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        blocker.close()
+    assert result.returncode == 2, result.stderr
+    assert f"127.0.0.1:{port}" in result.stderr and "already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ipv6_loopback(live_factory):
+    live = live_factory(host="::1")
+    status, _, body = http_get(live.port, "/", host="::1")
+    assert status == 200 and b"test viewer" in body
+    with live.ws() as ws:
+        frames(ws, 2)
+    with pytest.raises(OSError):  # IPv6 only: nothing on 127.0.0.1
+        http_get(live.port, "/", host="127.0.0.1", timeout=2)
+
+
+def test_websocket_port_serves_ws_for_the_page_on_port(live_factory):
+    ws_port = free_port()
+    live = live_factory(websocket_port=str(ws_port))
+    page = f"http://127.0.0.1:{live.port}"
+    with connect(f"ws://127.0.0.1:{ws_port}/ws", origin=page, open_timeout=5) as ws:
+        assert json_messages(ws, 1)[0]["type"] == "hello"
+        frames(ws, 2)
+    with pytest.raises(InvalidStatus):
+        connect(f"ws://127.0.0.1:{ws_port}/ws", origin="http://127.0.0.1:9", open_timeout=5)
+
+
+# ---------------------------------------------------------------- health
+
+def _health(live) -> tuple[int, dict]:
+    status, _, body = http_get(live.port, "/healthz")
+    return status, json.loads(body)
+
+
+def _wait_health(live, want: int, timeout: float = 8.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        status, report = _health(live)
+        if status == want:
+            return report
+        assert time.monotonic() < deadline, (want, status, report)
+        time.sleep(0.1)
+
+
+def test_healthz_follows_frames_and_stage_status(live_factory):
+    live = live_factory(stale_after_s="0.5")
+    assert _wait_health(live, 200)["reason"] == "frames are flowing"
+    with live.ws() as ws:
+        json_messages(ws, 2)
+        live.encoder.send_frames = False  # frames stop while the encoder says it is encoding
+        assert "old" in _wait_health(live, 503)["reason"]
+        live.encoder.encoder_state = "paused"  # nobody watching: no frames is fine
+        assert "paused" in _wait_health(live, 200)["reason"]
+        live.encoder.capture_state = "offline"
+        report = _wait_health(live, 503)
+        assert report["camera"] == "offline" and "camera offline" in report["reason"]
+        deadline = time.monotonic() + 5
+        while True:  # viewers hear of it
+            message = json_messages(ws, 1)[0]
+            if message["type"] == "status" and message["camera"] == "offline":
+                assert message["capture"]["state"] == "offline"
+                break
+            assert time.monotonic() < deadline
+        live.encoder.capture_state = "streaming"
+        live.encoder.encoder_state = "encoding"
+        live.encoder.send_frames = True
+        _wait_health(live, 200)
+
+
+def test_healthz_503_without_any_stage(tmp_path):
+    from conftest import Stage
+    conf = write_config(tmp_path)
+    stage = Stage("server", conf)
+    try:
+        port = int(conf.read_text().split("port = ")[-1].split()[0])
+        assert wait_http(port, want=503) == 503
+        status, _, body = http_get(port, "/healthz")
+        report = json.loads(body)
+        assert report["healthy"] is False and report["capture"]["state"] == "unknown"
+        status, _, body = http_get(port, "/snapshot.jpg")  # waits ~2 s, then says why
+        assert status == 503 and b"no fresh frame" in body
+    finally:
+        assert stage.stop() == 0
+
+
+def test_snapshot_wakes_a_paused_encoder(live_factory):
+    live = live_factory(encoder={"pause_when_unwatched": True})
+    assert "paused" in _wait_health(live, 200)["reason"]
+    assert live.encoder.seq == 0  # nothing encoded yet
+    status, headers, body = http_get(live.port, "/snapshot.jpg")
+    assert status == 200 and cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR) is not None
+    counts = live.encoder.viewer_counts()
+    assert 1 in counts
+    deadline = time.monotonic() + 5
+    while live.encoder.viewer_counts()[-1] != 0:  # the snapshot stopped counting as a viewer
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
