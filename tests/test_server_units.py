@@ -1,0 +1,299 @@
+"""The server's plain-code parts without sockets: protocol, access rules, health, metrics,
+snapshot files, fan-out bookkeeping, rate limit."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from server import access, protocol, snapshots
+from server.fanout import Fanout
+from server.health import Health
+from server.hub import Hub, Outgoing, mjpeg_part
+from server.metrics import Metrics
+from server.websocket import RateLimit
+from server_support import image_frame
+from test_server import parse_metrics
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# ---------------------------------------------------------------- protocol
+
+def test_frame_payloads_share_header_and_differ_in_pixels():
+    frame = image_frame(7)
+    payloads = protocol.frame_payloads(frame, t_sent=frame.t + 0.1)
+    header, jpeg, pixels = protocol.split_frame(payloads.plain)
+    assert jpeg == frame.jpeg and pixels == b"" and header["raw_bytes"] == 0
+    assert header["seq"] == 7 and header["t_sent"] == frame.t + 0.1
+    assert "v" not in header and "counters" not in header
+    (n,) = np.frombuffer(payloads.raw[:4], ">u4")
+    header_raw = json.loads(payloads.raw[4:4 + n])
+    _, jpeg_raw, pixels_raw = protocol.split_frame(payloads.raw)
+    assert jpeg_raw == frame.jpeg and header_raw["raw_bytes"] == len(pixels_raw) == 160 * 120 * 2
+    assert np.array_equal(np.frombuffer(pixels_raw, "<u2").reshape(120, 160), frame.pixels)
+    assert payloads.for_client(True) is payloads.raw and payloads.for_client(False) is payloads.plain
+
+
+def test_server_text_messages():
+    hello = json.loads(protocol.hello(None, True, "offline"))
+    assert hello == {"type": "hello", "settings": None, "palettes": list(protocol.configuration.PALETTES),
+                     "agcs": list(protocol.configuration.AGCS), "control": "token",
+                     "camera": "offline"}
+    assert json.loads(protocol.pong(3.5, 10.0)) == {"type": "pong", "t": 3.5, "server": 10.0}
+    assert json.loads(protocol.error("x")) == {"type": "error", "error": "x"}
+
+
+@pytest.mark.parametrize("key,value,text", [
+    ("palette", "jet", "jet"), ("quality", 80, "80"), ("pause_when_unwatched", True, "yes"),
+    ("pause_when_unwatched", False, "no"), ("range_c", [20, 40], "20, 40"),
+    ("smoothing", 0.5, "0.5"), ("palette", " Jet ", "Jet")])
+def test_set_values_become_server_conf_text(key, value, text):
+    message = protocol.parse_client(json.dumps({"op": "set", "settings": {key: value}}))
+    assert message == protocol.SetSettings({key: text}, None)
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('{"op": "set", "settings": {"palette": "sepia"}}', "palette"),
+    ('{"op": "set", "settings": {"quality": 0}}', "quality"),
+    ('{"op": "set", "settings": {"port": 80}}', "unknown key"),
+    ('{"op": "set", "settings": {"palette": null}}', "not a string"),
+    ('{"op": "set", "settings": {"palette": "jet"}, "token": 1}', "token"),
+    ('{"op": "launch"}', "unknown op"),
+    ("3", "not a JSON object"),
+    ("{", "not JSON"),
+])
+def test_bad_client_messages_say_why(text, needle):
+    with pytest.raises(protocol.ProtocolError) as info:
+        protocol.parse_client(text)
+    assert needle in str(info.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
+                 st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+                              lambda c: st.lists(c) | st.dictionaries(st.text(), c),
+                              max_leaves=10).map(json.dumps)))
+def test_any_client_text_parses_or_raises_protocol_error(text):
+    try:
+        protocol.parse_client(text)
+    except protocol.ProtocolError:
+        pass
+
+
+# ---------------------------------------------------------------- access
+
+def test_basic_auth_password():
+    header = "Basic " + base64.b64encode(b"anyone:pa:ss").decode()
+    assert access.basic_auth_password(header) == "pa:ss"
+    for bad in (None, "", "Basic", "Basic !!!", "Bearer x", "Basic " + base64.b64encode(b"nocolon").decode()):
+        assert access.basic_auth_password(bad) is None
+
+
+def test_viewer_and_control_tokens():
+    assert access.viewer_allowed("", None, None)
+    assert access.viewer_allowed("t", "t", None)
+    assert not access.viewer_allowed("t", "T", None)
+    assert not access.viewer_allowed("t", None, "t")  # the cookie is not the token itself
+    assert access.viewer_allowed("t", None, access.session_value("t"))
+    assert not access.viewer_allowed("t", None, access.session_value("u"))
+    assert access.control_allowed("", None)
+    assert access.control_allowed("c", None, "c") and not access.control_allowed("c", None, "x")
+
+
+@pytest.mark.parametrize("origin,host,allowed_list,ok", [
+    ("http://pi.local:8080", "pi.local:8080", (), True),
+    ("http://PI.local:8080", "pi.local:8080", (), True),
+    ("http://pi.local:8080", "pi.local:9876", (), True),  # page on port, ws on websocket_port
+    ("http://pi.local:1234", "pi.local:9876", (), False),
+    ("http://evil.example", "pi.local:8080", (), False),
+    ("http://evil.example", "pi.local:8080", ("http://evil.example",), True),
+    ("http://evil.example", "pi.local:8080", ("*",), True),
+    ("http://pi.local", "pi.local", (), True),
+    ("https://pi.local", "pi.local", (), False),  # the request was plain http
+    ("null", "pi.local:8080", (), False),
+    ("http://[::1]:8080", "[::1]:8080", (), True),
+])
+def test_origin_rule(origin, host, allowed_list, ok):
+    assert access.origin_allowed(origin, host, "http", (8080, 9876), allowed_list) is ok
+
+
+# ---------------------------------------------------------------- health
+
+def status(stage, state, detail=""):
+    return {"v": 1, "t": 0.0, "stage": stage, "state": state, "detail": detail}
+
+
+def test_health_needs_both_stages_and_fresh_frames():
+    clock = Clock()
+    health = Health(stale_after_s=2.0, clock=clock)
+    assert health.check() == (False, "camera offline: capture is unknown: no status from capture yet")
+    health.on_status(status("capture", "streaming"))
+    health.on_status(status("encoder", "encoding"))
+    assert health.check() == (False, "no frame received from the encoder yet")
+    health.on_frame(1)
+    assert health.check() == (True, "frames are flowing")
+    clock.now += 2.5
+    healthy, reason = health.check()
+    assert not healthy and "2.5 s old" in reason
+    health.on_status(status("encoder", "paused", "nobody watches"))
+    health.on_status(status("capture", "streaming"))
+    assert health.check()[0] is True and health.camera() == "online"
+    clock.now += 3.5  # statuses stop coming
+    assert health.stage("capture") == {"state": "silent", "detail": "no status from capture for 4 s"}
+    assert health.check()[0] is False and health.camera() == "offline"
+    health.on_status(status("capture", "offline", "cannot open /dev/spidev0.0"))
+    healthy, reason = health.check()
+    assert not healthy and "cannot open /dev/spidev0.0" in reason
+    health.on_status(status("capture", "streaming"))
+    health.on_status(status("encoder", "waiting", "waiting for frames"))
+    assert health.check() == (False, "encoder is waiting: waiting for frames")
+    health.on_status(status("someone", "else"))  # ignored
+    assert set(health.statuses) == {"capture", "encoder"}
+
+
+# ---------------------------------------------------------------- metrics
+
+def test_metrics_exposition_parses_and_counts():
+    metrics = Metrics()
+    metrics.frame_in(1, 0)
+    metrics.frame_in(2, 0)
+    metrics.frame_in(6, 1)  # 3 missing: 1 drained here, 2 lost upstream
+    metrics.frame_in(1, 0)  # capture restarted
+    for value in (0.005, 0.06, 0.06, 7.0, float("nan")):
+        metrics.latency.observe(value)
+    metrics.rejected["token"] += 2
+    text = metrics.render({"websocket": 2, "mjpeg": 1},
+                          {"capture": {"crc_errors": 3, "name": "x", "ok": True}},
+                          {"capture": 'we"ird\nstate'})
+    samples = parse_metrics(text)
+    assert samples["flirstream_frames_received_total"] == 4
+    assert samples['flirstream_frames_dropped_total{stage="upstream",reason="seq_gap"}'] == 2
+    assert samples['flirstream_frames_dropped_total{stage="server",reason="newer_frame_waiting"}'] == 1
+    assert samples['flirstream_stage_counter{stage="capture",counter="crc_errors"}'] == 3
+    assert not any("counter=\"name\"" in k or "counter=\"ok\"" in k for k in samples)
+    assert samples['flirstream_frame_latency_seconds_bucket{le="0.01"}'] == 1
+    assert samples['flirstream_frame_latency_seconds_bucket{le="0.075"}'] == 3
+    assert samples['flirstream_frame_latency_seconds_bucket{le="5"}'] == 3
+    assert samples['flirstream_frame_latency_seconds_bucket{le="+Inf"}'] == 4
+    assert samples["flirstream_frame_latency_seconds_count"] == 4
+    assert samples['flirstream_rejected_total{reason="token"}'] == 2
+    assert 'state="we\\"ird\\nstate"' in text
+
+
+# ---------------------------------------------------------------- snapshots
+
+def test_snapshot_files():
+    frame = image_frame(3)
+    frame.t = 1795755061.25
+    assert snapshots.filename(frame, "csv") == "lepton-20261127T045101.250Z-seq3.csv"
+    values = cv2.imdecode(np.frombuffer(snapshots.tiff(frame), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert values.dtype == np.uint16 and np.array_equal(values, frame.pixels)
+    rows = snapshots.csv(frame).decode().splitlines()
+    assert len(rows) == 120 and re.fullmatch(r"-?\d+\.\d\d(,-?\d+\.\d\d){159}", rows[0])
+    counts = image_frame(3, tlinear=False)
+    rows = snapshots.csv(counts).decode().splitlines()
+    assert np.array_equal(np.array([r.split(",") for r in rows], dtype=np.uint16), counts.pixels)
+
+
+# ---------------------------------------------------------------- fan-out
+
+class Sink:
+    """A client whose writes finish when the test says so."""
+
+    def __init__(self, loop, transport="websocket", wants_raw=False):
+        self.loop, self.transport, self.wants_raw = loop, transport, wants_raw
+        self.sent: list[bytes] = []
+        self.writes: list[asyncio.Future] = []
+        self.closed = False
+
+    def payload(self, outgoing):
+        return outgoing.ws.for_client(self.wants_raw)
+
+    def send_frame(self, payload):
+        if self.closed:
+            raise ConnectionError("closed")
+        self.sent.append(payload)
+        future = self.loop.create_future()
+        self.writes.append(future)
+        return future
+
+
+def outgoing(seq):
+    frame = image_frame(seq)
+    return Outgoing(frame, protocol.frame_payloads(frame, frame.t), mjpeg_part(frame.jpeg))
+
+
+def seqs(sink):
+    return [protocol.split_frame(p)[0]["seq"] for p in sink.sent]
+
+
+def test_fanout_newest_wins_per_client():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        metrics = Metrics()
+        changes = []
+        fanout = Fanout(metrics, on_change=lambda: changes.append(fanout.count()))
+        fast, slow = Sink(loop), Sink(loop, wants_raw=True)
+        fanout.publish(outgoing(1))
+        fanout.add(fast)  # gets the newest frame at once
+        fanout.add(slow)
+        assert seqs(fast) == [1] and seqs(slow) == [1]
+        for seq in (2, 3, 4, 5):
+            fast.writes[-1].set_result(None)
+            await asyncio.sleep(0)
+            fanout.publish(outgoing(seq))
+        assert seqs(fast) == [1, 2, 3, 4, 5]
+        assert seqs(slow) == [1]  # still writing frame 1: nothing queued
+        assert metrics.skipped["websocket"] == 3  # 2, 3, 4 were replaced unseen; 5 is waiting
+        slow.writes[-1].set_result(None)
+        await asyncio.sleep(0)
+        assert seqs(slow) == [1, 5]  # the newest at once when its write is done
+        assert protocol.split_frame(slow.sent[-1])[0]["raw_bytes"] == 160 * 120 * 2
+        slow.writes[-1].set_exception(ConnectionError("reset"))  # a failed write drops it
+        await asyncio.sleep(0)
+        assert slow not in fanout.clients
+        fast.closed = True
+        fast.writes[-1].set_result(None)
+        fanout.publish(outgoing(6))
+        assert fanout.count() == 0 and changes == [1, 2, 1, 0]
+        assert metrics.sent["websocket"] == 7
+    asyncio.run(scenario())
+
+
+def test_hub_snapshot_counts_as_viewer_until_a_frame_arrives():
+    async def scenario():
+        health = Health(stale_after_s=2.0)
+        hub = Hub(Metrics(), health)
+        counts = []
+        hub.on_viewers = counts.append
+        waiting = asyncio.ensure_future(hub.fresh_image(2.0))
+        await asyncio.sleep(0.01)
+        assert hub.viewers() == 1 and counts == [1]
+        hub.on_image(image_frame(9))
+        frame = await waiting
+        assert frame.seq == 9 and hub.viewers() == 0 and counts == [1, 0]
+        assert (await hub.fresh_image(2.0)).seq == 9  # fresh: no wait, no viewer
+        assert counts == [1, 0]
+    asyncio.run(scenario())
+
+
+def test_rate_limit():
+    clock = Clock()
+    limit = RateLimit(20, clock=clock)
+    assert all(limit.allow() for _ in range(20))
+    assert not limit.allow()
+    clock.now += 0.5
+    assert sum(limit.allow() for _ in range(20)) == 10
