@@ -16,6 +16,7 @@ import zmq
 from playwright.sync_api import sync_playwright
 
 from conftest import CHROMIUM, write_config
+from encoder.palettes import lut
 from flirstream import config as configuration, links, wire
 
 ROWS, COLS = 120, 160
@@ -33,7 +34,7 @@ def kelvin100(c: float) -> int:
     return int(round((c + 273.15) * 100))
 
 
-def built_frame(seq: int, palette: int = cv2.COLORMAP_INFERNO) -> wire.ImageFrame:
+def built_frame(seq: int, palette_name: str = "inferno") -> wire.ImageFrame:
     """Frame `seq`: background, hot square, and a warm bar at a column that moves with seq."""
     pixels = np.full((ROWS, COLS), kelvin100(BACKGROUND_C), dtype=np.uint16)
     x0, y0, x1, y1 = HOT
@@ -43,7 +44,7 @@ def built_frame(seq: int, palette: int = cv2.COLORMAP_INFERNO) -> wire.ImageFram
     celsius = pixels * 0.01 - 273.15
     lo, hi = float(celsius.min()), float(celsius.max())
     grey = np.clip((celsius - lo) / (hi - lo) * 255, 0, 255).astype(np.uint8)
-    image = cv2.resize(cv2.applyColorMap(grey, palette), (COLS * SCALE, ROWS * SCALE),
+    image = cv2.resize(cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO), (COLS * SCALE, ROWS * SCALE),
                        interpolation=cv2.INTER_NEAREST)
     ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
     assert ok
@@ -55,7 +56,7 @@ def built_frame(seq: int, palette: int = cv2.COLORMAP_INFERNO) -> wire.ImageFram
     now = time.time()
     return wire.ImageFrame(seq=seq, t=now, t_encoded=now, sensor="lepton3", jpeg=jpeg.tobytes(),
                            pixels=pixels, width=COLS * SCALE, height=ROWS * SCALE,
-                           palette="inferno", agc="linear", unit="C", range=(lo, hi), stats=stats,
+                           palette=palette_name, agc="linear", unit="C", range=(lo, hi), stats=stats,
                            telemetry={"frame_counter": seq, "fpa_temp_c": 31.5, "ffc_state": "done"})
 
 
@@ -79,6 +80,7 @@ class FramePublisher:
         self.stopping = threading.Event()
         self.camera_detail = None  # a sentence: the camera is offline, no frames are sent
         self.frames_paused = False  # statuses say "streaming" but no frame comes (a stall)
+        self.palette_name = "inferno"  # what the frames say they are coloured with
         self.seq = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -99,7 +101,8 @@ class FramePublisher:
                 next_status = time.monotonic() + 1.0
             if self.camera_detail is None and not self.frames_paused:
                 self.seq += 1
-                parts = (wire.pack_image(built_frame(self.seq)) if self.kind == "image"
+                parts = (wire.pack_image(built_frame(self.seq, self.palette_name))
+                         if self.kind == "image"
                          else wire.pack_raw(built_raw(self.seq)))
                 self.sock.send_multipart(parts, copy=False)
 
@@ -230,6 +233,23 @@ def test_page_shows_the_live_changing_picture(stages, feed, page):
     page.wait_for_function("document.getElementById('st-fps').textContent !== '–'", timeout=WAIT_MS)
     assert page.inner_text("#rd-max") == "45.0\u202f°C"
     assert page.inner_text("#st-fpa") == "31.5\u202f°C"
+    inferno = lut("inferno")[:, 0, ::-1].tolist()
+    assert colorbar_ends(page) == [inferno[0], inferno[255]]
+    assert page.inner_text("#bar-lo") == "24.0\u202f°C" and page.inner_text("#bar-hi") == "45.0\u202f°C"
+
+
+def test_colour_bar_of_a_palette_the_page_does_not_know_is_sampled_from_the_picture(
+        stages, feed, page):
+    config, url, publisher = feed
+    publisher.palette_name = "mystery"  # coloured like inferno, but the page cannot know that
+    start_server(stages, config, url)
+    page.goto(url)
+    wait_for_frames(page)
+    page.wait_for_function("document.getElementById('colorbar').dataset.palette === 'mystery'",
+                           timeout=WAIT_MS)
+    inferno = lut("inferno")[:, 0, ::-1].tolist()
+    for got, want in zip(colorbar_ends(page), (inferno[0], inferno[255])):
+        assert all(abs(a - b) <= 25 for a, b in zip(got, want)), (got, want)  # JPEG blurs a bit
 
 
 def test_pointer_reads_the_temperature_under_it(stages, feed, page):
@@ -284,7 +304,7 @@ def test_camera_offline_is_shown_and_clears_when_frames_return(stages, feed, pag
     start_server(stages, config, url)
     page.goto(url)
     wait_for_frames(page)
-    assert page.is_hidden("#offline")
+    page.wait_for_selector("#offline", state="hidden", timeout=WAIT_MS)  # once capture reported
     publisher.camera_offline("cannot open /dev/spidev0.0: no such file")
     page.wait_for_selector("#offline:not([hidden])", timeout=WAIT_MS)
     assert "camera offline" in page.inner_text("#offline").lower()
@@ -331,6 +351,19 @@ def canvas_rgb(page, x: float, y: float, rows: int = ROWS, cols: int = COLS) -> 
     return page.evaluate(CANVAS_RGB, [(x + 0.5) / cols, (y + 0.5) / rows])
 
 
+COLORBAR_ENDS = """() => {
+  const c = document.getElementById('colorbar');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, 1).data;
+  const at = (x) => [d[4 * x], d[4 * x + 1], d[4 * x + 2]];
+  return [at(0), at(c.width - 1)];
+}"""
+
+
+def colorbar_ends(page) -> list:
+    """The colour bar's first and last colours, [[r, g, b], [r, g, b]]."""
+    return page.evaluate(COLORBAR_ENDS)
+
+
 def wait_for_palette(page, name: str) -> None:
     page.wait_for_function(f"document.getElementById('view').dataset.palette === '{name}'",
                            timeout=WAIT_MS)
@@ -352,6 +385,8 @@ def test_palette_rotate_and_range_controls_change_the_picture(pipeline, page):
     assert background[2] > 90 and background[2] > background[0] + 60, background
     page.wait_for_function("document.getElementById('colorbar').dataset.palette === 'jet'",
                            timeout=WAIT_MS)
+    jet = lut("jet")[:, 0, ::-1].tolist()  # BGR -> RGB
+    assert colorbar_ends(page) == [jet[0], jet[255]]  # exactly the encoder's colours
 
     # Rotate 90° clockwise: the frame is 120 wide and 160 high, and the pointer still finds the
     # hot square where the rotation put it (raw (x, y) -> (rows - 1 - y, x)).

@@ -1,10 +1,11 @@
 // The colour bar under the picture: the palette from the low to the high end of the current range.
-// Exact colours come from the server's palettes.json (palette name -> 256 "#rrggbb"). A server without
-// it still gets a bar: the palette is sampled from the picture itself, pairing each radiometric pixel
-// with the colour the encoder gave it (close, not exact: JPEG blurs colours a little).
+// Exact colours come from palettes.js, the encoder's own tables copied by web/make_palettes.py. A
+// palette that table does not know (a newer encoder) still gets a bar: it is sampled from the picture,
+// pairing each radiometric pixel with the colour the encoder gave it (close, not exact: JPEG blurs).
 
 import { formatValue } from "./units.js";
 import { rawAt, rawToUnit } from "./frame.js";
+import { PALETTES } from "./palettes.js";
 
 const BINS = 64;
 
@@ -14,22 +15,10 @@ export class Colorbar {
     this.loLabel = loLabel;
     this.midLabel = midLabel;
     this.hiLabel = hiLabel;
-    this.exact = null; // name -> ["#rrggbb" x 256] from the server, when it has them
+    this.exact = PALETTES; // name -> 256 colours as one "rrggbb..." string
     this.sampled = new Map(); // name|agc -> [[r,g,b] x BINS] learnt from frames
     this.drawn = null; // what the bar shows now, to redraw only on change
     this.scratch = null;
-  }
-
-  async load(url) {
-    try {
-      const res = await fetch(url, { cache: "no-cache" });
-      if (!res.ok) return;
-      const table = await res.json();
-      if (table && typeof table === "object") this.exact = table;
-      this.drawn = null;
-    } catch (e) {
-      /* no table: sample instead */
-    }
   }
 
   // True while the bar has no colours for this palette and needs raw pixels to learn them.
@@ -38,16 +27,19 @@ export class Colorbar {
     return !this.lut(header);
   }
 
+  exactFor(name) {
+    const table = Object.prototype.hasOwnProperty.call(this.exact, name) ? this.exact[name] : null;
+    return typeof table === "string" && table.length === 256 * 6 ? table : null;
+  }
+
   lut(header) {
-    const exact = this.exact && this.exact[header.palette];
-    if (Array.isArray(exact) && exact.length >= 2) return exact;
-    return this.sampled.get(header.palette + "|" + header.agc) || null;
+    return this.exactFor(header.palette) || this.sampled.get(header.palette + "|" + header.agc) || null;
   }
 
   // Learn the palette from a decoded frame and its raw pixels (fallback only; about once a second).
   learn(bitmap, frame, now) {
     const h = frame.header;
-    if (!frame.raw || (this.exact && this.exact[h.palette])) return;
+    if (!frame.raw || this.exactFor(h.palette)) return;
     const key = h.palette + "|" + h.agc;
     const last = this.sampled.get(key);
     if (last && now - last.learntAt < 1000) return;
@@ -128,14 +120,13 @@ export class Colorbar {
   }
 }
 
+// The colour at t (0..1) of a table: a hex string (exact) or an array of [r, g, b] (sampled).
 function colourAt(lut, t) {
-  const i = Math.min(lut.length - 1, Math.max(0, Math.round(t * (lut.length - 1))));
-  const entry = lut[i];
-  if (typeof entry === "string") {
-    const m = /^#?([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(entry);
-    return m ? [parseInt(m[1], 16), parseInt(m[2], 16), parseInt(m[3], 16)] : [0, 0, 0];
-  }
-  return entry;
+  const n = typeof lut === "string" ? lut.length / 6 : lut.length;
+  const i = Math.min(n - 1, Math.max(0, Math.round(t * (n - 1))));
+  if (typeof lut !== "string") return lut[i];
+  const hex = (k) => parseInt(lut.substr(i * 6 + k, 2), 16);
+  return [hex(0), hex(2), hex(4)];
 }
 
 // Mean colour per bin; empty bins take the colour between their filled neighbours.

@@ -288,9 +288,5 @@ $("save-view").addEventListener("click", () => {
   }, "image/png");
 });
 
-colorbar.load(withToken("palettes.json")).then(() => {
-  if (state.frame) colorbar.draw(state.frame.header);
-  syncRaw();
-});
 link.start();
 
