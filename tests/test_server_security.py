@@ -35,7 +35,7 @@ def live_factory(tmp_path):
 
     yield start
     for server in started:
-        assert server.close() == 0, server.stage.log()
+        assert server.close() == 0, server.stage.log_path.read_text()
 
 
 # ---------------------------------------------------------------- viewing token
