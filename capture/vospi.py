@@ -222,11 +222,9 @@ class FrameAssembler:
         pos = self._resume
         while True:
             if self._hunting:
-                found = self._hunt(buf, pos)
-                if found is None:
-                    pos = max(pos, len(buf) - PACKET_BYTES + 1)
+                pos = self._hunt(buf, pos)
+                if self._hunting:  # not found yet: wait for more bytes
                     break
-                pos = found
             count = (len(buf) - pos) // PACKET_BYTES
             if count == 0:
                 break
@@ -247,29 +245,44 @@ class FrameAssembler:
 
     # -- internals
 
-    def _hunt(self, buf: bytes, pos: int) -> Optional[int]:
-        """Offset of the next plausible packet with a valid CRC at or after pos, or None."""
-        last = len(buf) - PACKET_BYTES  # last offset where a whole packet fits
+    def _hunt(self, buf: bytes, pos: int) -> int:
+        """Look for the stream's packets again from pos; returns where to go on from.
+
+        A candidate is a packet whose number fits the frame and whose CRC is valid, followed by
+        another such packet (or by a discard after the last packet of a segment). Checking two
+        packets keeps the hunt from locking on a run of zeros: an all-zero packet has a valid
+        CRC, and discard payloads followed by packet 0's ID can look like one.
+        """
+        Q = self.geometry.segment_packets
+        last = len(buf) - 2 * PACKET_BYTES  # last offset where a candidate and its successor fit
         if last < pos:
-            return None
+            return pos
         arr = np.frombuffer(buf, dtype=np.uint8)
         b0 = arr[pos:last + 1]
         b1 = arr[pos + 1:last + 2]
-        # A video or telemetry packet number is < Q, so bits 11..8 are zero (and it is no discard).
-        plausible = np.flatnonzero(((b0 & 0x0F) == 0) & (b1 < self.geometry.segment_packets))
+        # A packet number < Q has bits 11..8 zero (so the packet is no discard either).
+        plausible = np.flatnonzero(((b0 & 0x0F) == 0) & (b1 < Q))
         for rel in plausible.tolist():
             off = pos + rel
             packet = buf[off:off + PACKET_BYTES]
-            if packet_crc(packet) == (packet[2] << 8 | packet[3]):
-                self.counters.skipped_bytes += off - pos
-                self._since_frame += (off - pos) // PACKET_BYTES
-                self.counters.realigns += 1
-                self._hunting = False
-                self._bad_run = 0
-                return off
+            if packet_crc(packet) != (packet[2] << 8 | packet[3]):
+                continue
+            following = buf[off + PACKET_BYTES:off + 2 * PACKET_BYTES]
+            if (following[0] & 0x0F) == 0x0F:
+                if packet[1] != Q - 1:
+                    continue
+            elif ((following[0] & 0x0F) << 8 | following[1]) >= Q or (
+                    packet_crc(following) != (following[2] << 8 | following[3])):
+                continue
+            self.counters.skipped_bytes += off - pos
+            self._since_frame += (off - pos) // PACKET_BYTES
+            self.counters.realigns += 1
+            self._hunting = False
+            self._bad_run = 0
+            return off
         self.counters.skipped_bytes += last + 1 - pos
         self._since_frame += (last + 1 - pos) // PACKET_BYTES
-        return None
+        return last + 1
 
     def _process(self, buf: bytes, pos: int, count: int, frames: list[Frame]) -> int:
         """Handle `count` aligned packets at pos; returns the new position (hunting may start)."""

@@ -1,0 +1,409 @@
+"""Where VoSPI bytes come from: the SPI bus, the simulator, a recorded file or a still image.
+
+Every source hands out raw bytes (read()), which all go through the same FrameAssembler. A source
+that cannot deliver for now (device missing, read failing, recording finished) raises
+SourceOffline; the reader reports "offline" and asks again after `retry_delay` seconds. Settings
+that can never work (a missing file, spidev not installed) raise ConfigError when the source is
+made, so the stage stops at once with one line.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Callable, Optional, Protocol
+
+import numpy as np
+
+from flirstream.config import ConfigError
+
+from . import vospi
+from .sim import SimulatedLepton
+
+log = logging.getLogger("capture.sources")
+
+DEFAULT_SPI_DEVICE = "/dev/spidev0.0"
+BUFSIZ_PATH = "/sys/module/spidev/parameters/bufsiz"
+SPIDEV_DEFAULT_BUFSIZ = 4096
+MAX_READ_PACKETS = 128        # ~21 kB per read: a few ms of the bus, so frames leave promptly
+IMAGE_RANGE_C = (20.0, 40.0)  # image: source: black is 20 C, white 40 C
+BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 5.0)
+
+
+class SourceOffline(Exception):
+    """The source cannot deliver bytes right now; str() says why (one line for people)."""
+
+
+class Source(Protocol):
+    name: str
+    retry_delay: float
+
+    def read(self) -> bytes:
+        """Some bytes (may be empty), blocking at most about 0.1 s; raises SourceOffline."""
+
+    def pause(self, seconds: float) -> None:
+        """Stop reading for at least `seconds` (on SPI: chip select deasserted, to resync)."""
+
+    def close(self) -> None:
+        ...
+
+
+class _Pacer:
+    """Sleeps so that calls to wait() come `period` seconds apart (without bursting after stalls)."""
+
+    def __init__(self, period: float):
+        self.period = period
+        self._due = time.monotonic()
+
+    def wait(self) -> None:
+        now = time.monotonic()
+        if self._due > now:
+            time.sleep(self._due - now)
+            now = self._due
+        self._due = max(self._due + self.period, now - self.period)
+
+
+# ---------------------------------------------------------------- simulator
+
+class SimSource:
+    """The simulated Lepton at its frame rate (one VoSPI frame period per read())."""
+
+    def __init__(self, sim: SimulatedLepton, realtime: bool = True, name: str = "sim"):
+        self.sim = sim
+        self.name = name
+        self.retry_delay = 1.0
+        self._pacer = _Pacer(1.0 / sim.fps) if realtime else None
+
+    def read(self) -> bytes:
+        if self._pacer:
+            self._pacer.wait()
+        return self.sim.next_period()
+
+    def pause(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------- recorded file
+
+class FileSource:
+    """Replays raw VoSPI bytes (as written by --record): at the sensor's pace or as fast as possible,
+    once or in a loop. Pacing counts non-discard packets: one frame's worth per frame period."""
+
+    def __init__(self, path: str, sensor: str, telemetry: str, realtime: bool = True,
+                 loop: bool = True, fps: float = 26.5):
+        self.path = path
+        self.name = f"vospi-file:{path}"
+        self.retry_delay = 1.0
+        self.loop = loop
+        try:
+            self._file = open(path, "rb")
+        except FileNotFoundError:
+            raise ConfigError(f"[capture] source = vospi-file:{path}: no such file") from None
+        except OSError as exc:
+            raise ConfigError(f"[capture] source = vospi-file:{path}: cannot read: "
+                              f"{exc.strerror or exc}") from None
+        if os.fstat(self._file.fileno()).st_size < vospi.PACKET_BYTES:
+            self._file.close()
+            raise ConfigError(f"[capture] source = vospi-file:{path}: holds no VoSPI packet "
+                              f"(fewer than {vospi.PACKET_BYTES} bytes)")
+        frame_packets = vospi.FrameAssembler(sensor, telemetry).geometry.frame_packets
+        self._chunk = frame_packets * vospi.PACKET_BYTES // 4  # a quarter frame per read
+        self._pacer = _Pacer(1.0 / fps) if realtime else None
+        self._frame_packets = frame_packets
+        self._credit = 0  # non-discard packets handed out in the current frame period
+        self.finished = False
+
+    def read(self) -> bytes:
+        if self.finished:
+            raise SourceOffline(f"end of {self.path} (loop = no)")
+        data = self._file.read(self._chunk)
+        if len(data) < self._chunk:
+            if self.loop:
+                self._file.seek(0)
+            else:
+                self.finished = True
+        if self._pacer and data:
+            whole = len(data) // vospi.PACKET_BYTES * vospi.PACKET_BYTES
+            first = np.frombuffer(data, dtype=np.uint8, count=whole)[::vospi.PACKET_BYTES]
+            self._credit += int(np.count_nonzero((first & 0x0F) != 0x0F))
+            while self._credit >= self._frame_packets:
+                self._credit -= self._frame_packets
+                self._pacer.wait()
+        return data
+
+    def pause(self, seconds: float) -> None:
+        pass  # a file does not lose sync by waiting; the assembler re-hunts by itself
+
+    def close(self) -> None:
+        self._file.close()
+
+
+# ---------------------------------------------------------------- still image
+
+def image_to_tlinear(path: str, sensor: str, kelvin_per_count: float,
+                     range_c: tuple[float, float] = IMAGE_RANGE_C) -> np.ndarray:
+    """A picture file as a TLinear frame: greyscale resized to the sensor, black..white = range_c."""
+    import cv2  # only this source needs OpenCV in the capture stage
+
+    grey = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if grey is None:
+        what = "no such file" if not os.path.exists(path) else "not a picture OpenCV can read"
+        raise ConfigError(f"[capture] source = image:{path}: {what}")
+    rows, cols = vospi.SENSORS[sensor]
+    grey = cv2.resize(grey, (cols, rows), interpolation=cv2.INTER_AREA)
+    lo, hi = range_c
+    celsius = lo + grey.astype(np.float64) / 255.0 * (hi - lo)
+    counts = np.rint((celsius + 273.15) / kelvin_per_count)
+    return np.clip(counts, 0, 65535).astype(np.uint16)
+
+
+class ImageSource:
+    """A still picture, sent as the same VoSPI frame at the sensor's rate."""
+
+    def __init__(self, path: str, sensor: str, telemetry: str, kelvin_per_count: float,
+                 fps: float = 26.5):
+        self.name = f"image:{path}"
+        self.retry_delay = 1.0
+        self.image = image_to_tlinear(path, sensor, kelvin_per_count)
+        self._sensor, self._telemetry = sensor, telemetry
+        self._pacer = _Pacer(1.0 / fps)
+        self._count = 0
+
+    def read(self) -> bytes:
+        self._pacer.wait()
+        self._count += 1
+        return vospi.discard_packets(3) + vospi.encode_frame(
+            self.image, self._sensor, self._telemetry, frame_counter=self._count)
+
+    def pause(self, seconds: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------- SPI
+
+class Device(Protocol):
+    """What SpiSource needs of an opened SPI device."""
+
+    def read(self, size: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+DeviceFactory = Callable[[str], Device]
+
+_SPIDEV_NAME = re.compile(r"spidev(\d+)\.(\d+)$")
+
+
+def spidev_bus(path: str) -> tuple[int, int]:
+    """/dev/spidevB.D -> (B, D)."""
+    m = _SPIDEV_NAME.search(path)
+    if not m:
+        raise ConfigError(f"[capture] source = spi:{path}: expected a device like /dev/spidev0.0")
+    return int(m.group(1)), int(m.group(2))
+
+
+def require_spidev() -> None:
+    try:
+        import spidev  # noqa: F401
+    except ImportError:
+        raise ConfigError("[capture] source spi: the Python module spidev is not installed: "
+                          "pip install flir-stream[spi]") from None
+
+
+class SpidevDevice:
+    """A Lepton on Linux spidev: mode 3, 8-bit words, MSB first, reads only."""
+
+    def __init__(self, path: str, speed_hz: int):
+        import spidev
+
+        bus, dev = spidev_bus(path)
+        self._spi = spidev.SpiDev()
+        self._spi.open(bus, dev)  # FileNotFoundError / PermissionError go to the caller
+        try:
+            self._spi.mode = 3
+            self._spi.bits_per_word = 8
+            self._spi.max_speed_hz = speed_hz
+        except OSError:
+            self._spi.close()
+            raise
+        # Reading the file descriptor gives bytes at once; readbytes() builds a list of ints.
+        fileno = getattr(self._spi, "fileno", None)
+        self._fd = fileno() if fileno else None
+
+    def read(self, size: int) -> bytes:
+        if self._fd is not None:
+            return os.read(self._fd, size)
+        return bytes(self._spi.readbytes(size))
+
+    def close(self) -> None:
+        self._spi.close()
+
+
+def spidev_bufsiz(path: str = BUFSIZ_PATH) -> int:
+    """spidev's largest transfer (the module parameter), or its default when unknown."""
+    try:
+        return max(int(Path(path).read_text().strip()), vospi.PACKET_BYTES)
+    except (OSError, ValueError):
+        return SPIDEV_DEFAULT_BUFSIZ
+
+
+class SpiSource:
+    """A real Lepton on the SPI bus. The device is opened through `device_factory`, a seam that
+    lets tests serve simulator bytes from a stand-in. When opening or reading fails the source
+    is offline: it closes the device and tries again with growing delays, forever."""
+
+    def __init__(self, path: str, speed_hz: int = 16_000_000,
+                 device_factory: Optional[DeviceFactory] = None, bufsiz: Optional[int] = None):
+        self.path = path
+        self.name = f"spi:{path}"
+        self.speed_hz = speed_hz
+        if device_factory is None:
+            spidev_bus(path)
+            require_spidev()
+            device_factory = lambda p: SpidevDevice(p, speed_hz)  # noqa: E731
+        self._factory = device_factory
+        size = bufsiz if bufsiz is not None else spidev_bufsiz()
+        # Whole packets only, within spidev's buffer (a bigger read fails with Errno 90).
+        self.read_size = max(1, min(size // vospi.PACKET_BYTES, MAX_READ_PACKETS)) * vospi.PACKET_BYTES
+        self._device: Optional[Device] = None
+        self._failures = 0
+        self.retry_delay = BACKOFF_S[0]
+        self.opens = 0
+
+    def _offline(self, detail: str) -> SourceOffline:
+        self.retry_delay = BACKOFF_S[min(self._failures, len(BACKOFF_S) - 1)]
+        self._failures += 1
+        return SourceOffline(detail)
+
+    def _open(self) -> None:
+        try:
+            self._device = self._factory(self.path)
+        except FileNotFoundError:
+            raise self._offline(f"cannot open {self.path}: no such device (is SPI enabled? "
+                                f"dtparam=spi=on in config.txt)") from None
+        except PermissionError:
+            raise self._offline(f"cannot open {self.path}: permission denied (add the user to "
+                                f"the spi group)") from None
+        except OSError as exc:
+            raise self._offline(f"cannot open {self.path}: {exc.strerror or exc}") from None
+        self.opens += 1
+        log.info("opened %s (mode 3, %d Hz, %d-byte reads)", self.path, self.speed_hz,
+                 self.read_size)
+
+    def read(self) -> bytes:
+        if self._device is None:
+            self._open()
+        try:
+            data = self._device.read(self.read_size)
+        except OSError as exc:
+            if exc.errno == errno.EMSGSIZE:
+                return self._too_long()
+            self.close()
+            raise self._offline(f"reading {self.path} failed: {exc.strerror or exc}; "
+                                f"reopening") from None
+        self._failures = 0
+        self.retry_delay = BACKOFF_S[0]
+        return data
+
+    def _too_long(self) -> bytes:
+        message = (f"{self.path}: a {self.read_size}-byte read is larger than spidev's buffer "
+                   f"(Errno 90): add spidev.bufsiz=65536 to the kernel command line "
+                   f"(/boot/firmware/cmdline.txt) and reboot")
+        if self.read_size <= vospi.PACKET_BYTES:
+            raise self._offline(message)
+        # Keep streaming with smaller reads meanwhile.
+        self.read_size = max(self.read_size // 2 // vospi.PACKET_BYTES, 1) * vospi.PACKET_BYTES
+        log.warning("%s; reading %d bytes at a time for now", message, self.read_size)
+        return b""
+
+    def pause(self, seconds: float) -> None:
+        # spidev deasserts chip select between transfers: not reading for a while resyncs.
+        time.sleep(seconds)
+
+    def close(self) -> None:
+        if self._device is not None:
+            try:
+                self._device.close()
+            except OSError:
+                pass
+            self._device = None
+
+
+# ---------------------------------------------------------------- recording
+
+class Recorder:
+    """Wraps a source and writes every byte it reads to a file (replayable as vospi-file:)."""
+
+    def __init__(self, source: Source, path: str):
+        self.source = source
+        self.name = source.name
+        self.path = path
+        try:
+            self._file = open(path, "wb")
+        except OSError as exc:
+            raise ConfigError(f"[capture] record = {path}: cannot write: "
+                              f"{exc.strerror or exc}") from None
+
+    @property
+    def retry_delay(self) -> float:
+        return self.source.retry_delay
+
+    def read(self) -> bytes:
+        data = self.source.read()
+        if data:
+            self._file.write(data)
+            self._file.flush()
+        return data
+
+    def pause(self, seconds: float) -> None:
+        self.source.pause(seconds)
+
+    def close(self) -> None:
+        try:
+            self.source.close()
+        finally:
+            self._file.close()
+
+
+# ---------------------------------------------------------------- choosing
+
+def make_source(spec: str, capture, *, record: Optional[str] = None,
+                device_factory: Optional[DeviceFactory] = None) -> Source:
+    """The source named by a [capture] source value, configured from the [capture] section."""
+    kind, _, rest = spec.partition(":")
+    if spec == "auto":
+        if os.path.exists(DEFAULT_SPI_DEVICE):
+            log.info("source auto: %s exists, reading the Lepton on it", DEFAULT_SPI_DEVICE)
+            kind, rest = "spi", DEFAULT_SPI_DEVICE
+        else:
+            log.info("source auto: no %s, using the simulated Lepton", DEFAULT_SPI_DEVICE)
+            kind = "sim"
+    if kind == "sim":
+        sim = SimulatedLepton(capture.sensor, capture.telemetry,
+                              unique_every=capture.sim_unique_every,
+                              kelvin_per_count=float(capture.tlinear_resolution),
+                              fps=capture.sim_fps, seed=None)
+        source: Source = SimSource(sim)
+    elif kind == "spi":
+        source = SpiSource(rest, capture.spi_speed_hz, device_factory=device_factory)
+    elif kind == "vospi-file":
+        source = FileSource(rest, capture.sensor, capture.telemetry,
+                            realtime=capture.replay == "realtime", loop=capture.loop)
+    elif kind == "image":
+        source = ImageSource(rest, capture.sensor, capture.telemetry,
+                             float(capture.tlinear_resolution))
+    else:
+        raise ConfigError(f"[capture] source = {spec}: expected auto, sim, spi:/dev/spidevB.D, "
+                          f"vospi-file:PATH or image:PATH")
+    if record:
+        source = Recorder(source, record)
+    return source
