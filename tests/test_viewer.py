@@ -442,3 +442,30 @@ def test_tokens_reach_the_socket_the_links_and_the_controls(tmp_path, stages, pa
         assert page.inner_text("#message") == ""
     finally:
         publisher.stop()
+
+
+def test_whole_pipeline_from_the_simulated_camera(tmp_path, stages, page):
+    """capture (sim) -> encoder -> server, all real: the page streams, reads temperatures under the
+    pointer that lie within the frame's min..max, and shows the sensor's telemetry."""
+    config = write_config(tmp_path, capture={"source": "sim", "telemetry": "footer"})
+    url = f"http://127.0.0.1:{setting(config, 'server', 'port')}/"
+    stages("capture", config)
+    stages("encoder", config)
+    start_server(stages, config, url)
+    page.goto(url)
+    first = wait_for_frames(page)
+    before = page.evaluate(CANVAS_SUM)
+    wait_for_frames(page, after=first + 2)
+    assert page.evaluate(CANVAS_SUM)[0] != before[0]
+    page.wait_for_function("document.getElementById('offline').hidden", timeout=WAIT_MS)
+    page.wait_for_function("document.getElementById('st-fpa').textContent.endsWith('°C')",
+                           timeout=WAIT_MS)
+    assert page.inner_text("#st-size") == "160×120"
+    box = page.locator("#view").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function("document.getElementById('spot').dataset.value !== undefined",
+                           timeout=WAIT_MS)
+    value = float(page.get_attribute("#spot", "data-value"))
+    low = float(page.inner_text("#rd-min").split("\u202f")[0])
+    high = float(page.inner_text("#rd-max").split("\u202f")[0])
+    assert low - 1 <= value <= high + 1, (low, value, high)  # readouts may be a frame apart

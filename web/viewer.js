@@ -22,10 +22,13 @@ const state = {
   connection: "connecting",
   camera: "online",
   cameraDetail: "",
+  encoderBusy: true, // until a status says otherwise
+  encoderDetail: "",
   frame: null, // newest frame drawn: {header, raw}
   lastFrameAt: 0, // performance.now() of the newest frame drawn
   shownAt: [], // performance.now() of recent frames, for fps
   latency: null, // seconds, smoothed
+  latencyParts: "", // its breakdown, as text
   decoding: false,
   pending: null, // newest ArrayBuffer waiting for the decoder
   dropped: 0,
@@ -79,8 +82,12 @@ function handleText(m) {
   } else if (m.type === "error") {
     say(typeof m.error === "string" ? m.error : "The server refused the request.");
   } else if (m.type === "status") {
-    const capture = m.capture && typeof m.capture === "object" ? m.capture : {};
-    setCamera(m.camera, typeof capture.detail === "string" ? capture.detail : "");
+    const detail = (stage) => (stage && typeof stage === "object" && typeof stage.detail === "string"
+      ? stage.detail : "");
+    const encoder = m.encoder && typeof m.encoder === "object" ? m.encoder : {};
+    state.encoderBusy = encoder.state === "encoding" || encoder.state === "streaming";
+    state.encoderDetail = detail(encoder);
+    setCamera(m.camera, detail(m.capture));
   }
 }
 
@@ -88,6 +95,17 @@ function setCamera(camera, detail) {
   if (camera === "online" || camera === "offline") state.camera = camera;
   state.cameraDetail = detail || "";
   updateOffline();
+}
+
+// Why there is no picture, in a few words.
+function offlineReason() {
+  if (state.connection !== "connected") return "reconnecting…";
+  if (state.camera === "offline" && state.cameraDetail) return state.cameraDetail;
+  if (!state.encoderBusy && state.encoderDetail) return state.encoderDetail;
+  if (state.lastFrameAt > 0) {
+    return "no picture for " + Math.round((performance.now() - state.lastFrameAt) / 1000) + " s";
+  }
+  return "";
 }
 
 // ---------------------------------------------------------------- frames
@@ -135,6 +153,10 @@ function drawFrame(frame, bitmap) {
   const age = link.since(h.t);
   if (age !== null && Number.isFinite(age)) {
     state.latency = state.latency === null ? age : state.latency * 0.8 + age * 0.2;
+    // Where the time goes, for whoever hovers the number: capture -> encoder -> server -> screen.
+    const ms = (a, b) => (Number.isFinite(a) && Number.isFinite(b) ? Math.round((b - a) * 1000) + " ms" : "?");
+    state.latencyParts = `encode ${ms(h.t, h.t_encoded)}, to server ${ms(h.t_encoded, h.t_sent)}, ` +
+      `to screen ${Math.round((age - (Number.isFinite(h.t_sent) ? h.t_sent - h.t : 0)) * 1000)} ms`;
   }
   updateOffline();
   updateProbe();
@@ -216,8 +238,7 @@ function updateOffline() {
   $("stage").classList.toggle("is-offline", offline);
   $("offline").hidden = !offline;
   $("offline-title").textContent = away ? "Server unreachable" : "Camera offline";
-  $("offline-detail").textContent = away ? "reconnecting…" : state.cameraDetail ||
-    (stale ? "no picture for " + Math.round((performance.now() - state.lastFrameAt) / 1000) + " s" : "");
+  $("offline-detail").textContent = offline ? offlineReason() : "";
   $("stage").classList.toggle("is-waiting", never && !offline);
 }
 
@@ -230,6 +251,7 @@ function updateStatus() {
   $("st-fps").textContent = fresh ? fps.toFixed(1) : "–";
   $("st-latency").textContent = fresh && state.latency !== null
     ? Math.round(state.latency * 1000) + " ms" : "–";
+  $("st-latency").title = fresh && state.latencyParts ? state.latencyParts : "capture to screen";
   const h = state.frame && state.frame.header;
   const shape = h && Array.isArray(h.shape) ? h.shape : null;
   $("st-size").textContent = shape ? `${shape[1]}×${shape[0]}` : "–";
