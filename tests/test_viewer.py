@@ -469,3 +469,56 @@ def test_whole_pipeline_from_the_simulated_camera(tmp_path, stages, page):
     low = float(page.inner_text("#rd-min").split("\u202f")[0])
     high = float(page.inner_text("#rd-max").split("\u202f")[0])
     assert low - 1 <= value <= high + 1, (low, value, high)  # readouts may be a frame apart
+
+
+PARSE_CASES = """async () => {
+  const { parseFrame, rawAt, rawToUnit } = await import('./frame.js');
+  const enc = new TextEncoder();
+  const message = (header, jpeg, raw) => {
+    const head = enc.encode(typeof header === 'string' ? header : JSON.stringify(header));
+    const out = new Uint8Array(4 + head.length + jpeg.length + raw.length);
+    new DataView(out.buffer).setUint32(0, head.length, false);
+    out.set(head, 4); out.set(jpeg, 4 + head.length); out.set(raw, 4 + head.length + jpeg.length);
+    return out.buffer;
+  };
+  const jpeg = new Uint8Array([0xff, 0xd8, 1, 2, 0xff, 0xd9]);
+  const raw = new Uint8Array(new Uint16Array([29315, 31815, 0, 65535]).buffer);  // 2x2, LE
+  const good = {shape: [2, 2], jpeg_bytes: 6, raw_bytes: 8, unit: 'C', kelvin_per_count: 0.01};
+  const results = {};
+  results.ok = (() => { const f = parseFrame(message(good, jpeg, raw));
+    return [f.jpeg.length, rawToUnit(f.header, rawAt(f.raw, 0, 0)), rawToUnit(f.header, rawAt(f.raw, 1, 0)),
+            rawAt(f.raw, 1, 1), rawAt(f.raw, 2, 0)]; })();
+  results.noRaw = parseFrame(message({...good, raw_bytes: 0}, jpeg, new Uint8Array())).raw;
+  results.wrongRawSize = parseFrame(message({...good, raw_bytes: 6}, jpeg, raw.slice(0, 6))).raw;
+  results.badShape = parseFrame(message({...good, shape: 'x'}, jpeg, raw)).raw;
+  results.rejected = [
+    parseFrame(new ArrayBuffer(0)), parseFrame(new ArrayBuffer(3)), parseFrame('text'),
+    parseFrame(message('{not json', jpeg, raw)), parseFrame(message('[1, 2]', jpeg, raw)),
+    parseFrame(message({...good, jpeg_bytes: 600}, jpeg, raw)),
+    parseFrame(message({...good, jpeg_bytes: -1}, jpeg, raw)),
+    parseFrame(new Uint8Array([0xff, 0xff, 0xff, 0xff, 1, 2]).buffer),
+  ];
+  let thrown = 0;
+  for (let i = 0; i < 2000; i++) {  // random bytes: refused or parsed, never an exception
+    const b = new Uint8Array(Math.floor(Math.random() * 64));
+    crypto.getRandomValues(b);
+    if (i % 2 && b.length >= 4) new DataView(b.buffer).setUint32(0, Math.min(b.length - 4, 12));
+    try { parseFrame(b.buffer); } catch (e) { thrown++; }
+  }
+  results.thrown = thrown;
+  return results;
+}"""
+
+
+def test_frame_parser_refuses_malformed_messages_without_throwing(stages, feed, page):
+    config, url, _ = feed
+    start_server(stages, config, url)
+    page.goto(url)
+    results = page.evaluate(PARSE_CASES)
+    jpeg_len, first_c, second_c, corner, outside = results["ok"]
+    assert jpeg_len == 6 and corner == 65535 and outside is None
+    assert abs(first_c - 20.0) < 1e-9 and abs(second_c - 45.0) < 1e-9
+    assert results["noRaw"] is None and results["wrongRawSize"] is None
+    assert results["badShape"] is None
+    assert results["rejected"] == [None] * 8
+    assert results["thrown"] == 0
