@@ -29,6 +29,7 @@ POLL_MS = 100
 DRAIN_MAX = 256  # messages per drain, so a flood cannot starve control and status
 CONTROL_MAX_BYTES = 64 * 1024
 ERROR_LOG_EVERY_S = 5.0
+SNDBUF_BYTES = 256 * 1024  # a few 640x480 frames (JPEG + radiometric frame ~ 60 kB each)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +81,9 @@ class Encoder:
         self.images = ctx.socket(zmq.XPUB)  # XPUB: subscriptions tell us whether anyone watches
         self.images.setsockopt(zmq.SNDHWM, links.FRAME_HWM)
         self.images.setsockopt(zmq.LINGER, 0)
+        # Small kernel send buffers too: otherwise a subscriber that reads slowly finds dozens of
+        # old frames waiting in TCP buffers (megabytes on loopback), which is a queue after all.
+        self.images.setsockopt(zmq.SNDBUF, SNDBUF_BYTES)
         _bind(self.images, "images", cfg.endpoints.images)
         self.control = ctx.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.LINGER, 0)

@@ -1,0 +1,455 @@
+"""The encoder as a real process between real ZeroMQ sockets: the test publishes RawFrames the way
+capture does, subscribes to the images, and talks to the control socket like the server."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+import pytest
+import zmq
+
+from conftest import write_config
+from encoder import palettes
+from flirstream import config, links, wire
+
+ROWS, COLS = 120, 160
+WAIT_S = 15.0  # bound on every wait for the process (start-up on a busy 2-core machine included)
+
+
+def kelvin100(celsius: float) -> int:
+    return int(round((celsius + 273.15) * 100))
+
+
+def two_halves(seq: int) -> np.ndarray:
+    """Left half 20 °C, right half 30 °C, and the seq in the first pixel so frames differ."""
+    frame = np.full((ROWS, COLS), kelvin100(20), np.uint16)
+    frame[:, COLS // 2:] = kelvin100(30)
+    frame[0, 0] = kelvin100(20) + seq % 50
+    return frame
+
+
+class FakeCapture:
+    """Stands in for capture: binds a real PUB on the frames endpoint and publishes RawFrames (and
+    a status message every second) from its own thread until stopped."""
+
+    def __init__(self, endpoint: str, fps: float = 30.0,
+                 make: Callable[[int], np.ndarray] = two_halves, first_seq: int = 1):
+        self.endpoint, self.fps, self.make = endpoint, fps, make
+        self.seq = first_seq - 1  # the last published
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(5), "fake capture did not bind"
+
+    def _run(self) -> None:
+        ctx = zmq.Context()
+        pub = ctx.socket(zmq.PUB)
+        pub.setsockopt(zmq.LINGER, 0)
+        pub.setsockopt(zmq.SNDHWM, 2)
+        pub.bind(self.endpoint)
+        self._ready.set()
+        status_at = 0.0
+        try:
+            while not self._stop.is_set():
+                seq = self.seq + 1
+                raw = wire.RawFrame(seq=seq, t=time.time(), sensor="lepton3", pixels=self.make(seq),
+                                    counters={"frames": seq, "discards": 0})
+                pub.send_multipart(wire.pack_raw(raw))
+                self.seq = seq
+                if time.monotonic() - status_at >= 1.0:
+                    status_at = time.monotonic()
+                    pub.send_multipart(wire.pack_status("capture", "streaming", "simulated",
+                                                        t=time.time(), source="test",
+                                                        counters={"frames": seq}))
+                self._stop.wait(1.0 / self.fps)
+        finally:
+            pub.close(0)
+            ctx.term()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+class Client:
+    """The server's side: a SUB on the images and a DEALER on the control endpoint."""
+
+    def __init__(self, cfg_path: Path, topics=(b"",), rcvhwm: int = 1000, rcvbuf: int = -1):
+        self.cfg = config.load(cfg_path)
+        self.ctx = zmq.Context()
+        self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.RCVHWM, rcvhwm)
+        self.sub.setsockopt(zmq.RECONNECT_IVL, 100)
+        self.sub.setsockopt(zmq.RCVBUF, rcvbuf)  # -1: the kernel's (autotuned, megabytes)
+        for topic in topics:
+            self.sub.setsockopt(zmq.SUBSCRIBE, topic)
+        self.sub.connect(self.cfg.endpoints.images)
+        self.dealer = self.ctx.socket(zmq.DEALER)
+        self.dealer.setsockopt(zmq.LINGER, 0)
+        self.dealer.connect(self.cfg.endpoints.control)
+
+    def close(self) -> None:
+        self.ctx.destroy(0)
+
+    def next(self, want: Callable[[str, object], bool] = lambda kind, m: kind == "image",
+             timeout: float = WAIT_S):
+        """The first message (kind "image" -> ImageFrame, "status" -> dict) that `want` accepts."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.sub.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+                break
+            parts = self.sub.recv_multipart()
+            if wire.topic_of(parts) == wire.IMAGE_TOPIC:
+                kind, message = "image", wire.unpack_image(parts)
+            else:
+                kind, message = "status", wire.unpack_status(parts)
+            if want(kind, message):
+                return message
+        raise AssertionError(f"no wanted message within {timeout} s")
+
+    def status(self, stage: str, state: Optional[str] = None, timeout: float = WAIT_S) -> dict:
+        return self.next(lambda kind, m: kind == "status" and m["stage"] == stage
+                         and (state is None or m["state"] == state), timeout)
+
+    def ask(self, request, timeout: float = WAIT_S) -> dict:
+        """Send one control request (dict, or raw bytes/parts as they are) and return the reply."""
+        if isinstance(request, dict):
+            self.dealer.send(wire.pack_control(request))
+        elif isinstance(request, list):
+            self.dealer.send_multipart(request)
+        else:
+            self.dealer.send(request)
+        assert self.dealer.poll(int(timeout * 1000)), f"no reply to {request!r}"
+        return json.loads(self.dealer.recv())
+
+    def drain(self) -> None:
+        while self.sub.poll(0):
+            self.sub.recv_multipart()
+
+
+@pytest.fixture
+def rig(tmp_path, stages):
+    """start(encoder={...}) -> (config path, FakeCapture, Client, encoder Stage)."""
+    made: list = []
+
+    def start(fps: float = 30.0, rcvhwm: int = 1000, rcvbuf: int = -1, topics=(b"",), **sections):
+        path = write_config(tmp_path, **sections)
+        cfg = config.load(path)
+        capture = FakeCapture(cfg.endpoints.frames, fps=fps)
+        made.append(capture)
+        client = Client(path, topics=topics, rcvhwm=rcvhwm, rcvbuf=rcvbuf)
+        made.append(client)
+        encoder = stages("encoder", path)
+        return path, capture, client, encoder
+
+    yield start
+    for thing in reversed(made):
+        (thing.stop if isinstance(thing, FakeCapture) else thing.close)()
+
+
+def decode(jpeg: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, "JPEG does not decode"
+    return image
+
+
+def halves_colours(image: wire.ImageFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Mean colour deep inside the left (cold) and right (hot) halves of the picture."""
+    picture = decode(image.jpeg).astype(int)
+    h, w = picture.shape[:2]
+    left = picture[h // 4: 3 * h // 4, w // 8: 3 * w // 8].reshape(-1, 3).mean(axis=0)
+    right = picture[h // 4: 3 * h // 4, 5 * w // 8: 7 * w // 8].reshape(-1, 3).mean(axis=0)
+    return left, right
+
+
+def looks_like(colour: np.ndarray, palette: str, index: int, tolerance: float = 12) -> bool:
+    return float(np.abs(colour - palettes.lut(palette)[index, 0]).max()) <= tolerance
+
+
+LINEAR_NOW = {"agc": "linear", "clip_percent": "0, 100", "smoothing": "0"}
+
+
+# ---------------------------------------------------------------- frames in, JPEGs out
+
+def test_raw_frames_in_jpegs_with_stats_out(rig):
+    _, capture, client, encoder = rig(encoder=LINEAR_NOW)
+    image = client.next()
+    assert (image.width, image.height) == (640, 480)
+    assert decode(image.jpeg).shape == (480, 640, 3)
+    assert image.palette == "ironbow" and image.agc == "linear" and image.unit == "C"
+    assert np.array_equal(image.pixels, two_halves(image.seq))  # the radiometric frame rides along
+    assert image.stats["min"] == 20.0 and image.stats["max"] == 30.0
+    assert image.stats["max_xy"] == [COLS // 2, 0]
+    assert image.range == (20.0, 30.0)
+    assert image.counters["capture"]["frames"] == image.seq
+    assert image.counters["encoder"]["frames"] >= 1
+    left, right = halves_colours(image)
+    assert looks_like(left, "ironbow", 0) and looks_like(right, "ironbow", 255)
+
+    # capture's status is forwarded as it is, and the encoder says what it does
+    assert client.status("capture")["detail"] == "simulated"
+    mine = client.status("encoder", "encoding")
+    assert mine["counters"]["frames"] >= 1 and mine["settings"]["palette"] == "ironbow"
+    assert "ironbow" in encoder.log() and "tcp://127.0.0.1" in encoder.log()  # start-up lines
+
+
+def test_bad_raw_frames_are_counted_and_skipped(rig, tmp_path):
+    path, capture, client, encoder = rig()
+    client.next()
+    cfg = config.load(path)
+    capture.stop()  # replace it by one that sends junk between good frames
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(cfg.endpoints.frames)
+    try:
+        good = wire.pack_raw(wire.RawFrame(seq=999, t=0.0, sensor="lepton3", pixels=two_halves(1)))
+        deadline = time.monotonic() + WAIT_S
+        got = None
+        while time.monotonic() < deadline and got is None:
+            pub.send_multipart([b"raw", b"{not json", b"xx"])
+            pub.send_multipart([b"raw", good[1], b"short"])
+            time.sleep(0.05)  # so the junk is not skipped as stale: it must be read and refused
+            pub.send_multipart(good)
+            if client.sub.poll(100):
+                parts = client.sub.recv_multipart()
+                if wire.topic_of(parts) == wire.IMAGE_TOPIC:
+                    got = wire.unpack_image(parts)
+        assert got is not None and got.seq == 999
+        status = client.status("encoder", timeout=3)
+        assert status["counters"]["errors"] >= 1 and "dropped a frame" in status["last_error"]
+        assert encoder.proc.poll() is None
+    finally:
+        ctx.destroy(0)
+    assert "dropped a frame" in encoder.log()
+
+
+# ---------------------------------------------------------------- newest frame only
+
+def test_slow_encoder_skips_frames_instead_of_queueing(rig):
+    # a huge lanczos output makes each frame take far longer than the 100 fps input
+    _, capture, client, encoder = rig(
+        fps=100, encoder={"size": "2560x1920", "interpolation": "lanczos", "quality": "100"})
+    first = client.next(timeout=WAIT_S)
+    time.sleep(2)
+    capture.stop()
+    last = capture.seq
+    seqs = [first.seq]
+    final = client.next(lambda kind, m: kind == "image" and (seqs.append(m.seq) or m.seq == last),
+                        timeout=10)
+    assert final.seq == last  # the newest frame is encoded in the end, none older after it
+    assert seqs == sorted(seqs) and len(seqs) < (last - first.seq) / 2  # most were skipped
+    assert final.counters["encoder"]["skipped"] > 0
+    status = client.status("encoder")
+    assert status["counters"]["skipped"] >= final.counters["encoder"]["skipped"]
+
+
+def test_slow_subscriber_finds_a_short_backlog_not_a_queue(rig):
+    # ZeroMQ drops new messages for a subscriber whose queue is full, so what waits for a slow
+    # subscriber is bounded by the encoder's high-water mark and its small kernel send buffer
+    # (without that buffer limit about 70 old frames would wait here, megabytes on loopback).
+    _, capture, client, encoder = rig(fps=30, rcvhwm=2)
+    client.next()
+    time.sleep(3)  # ~90 frames made meanwhile
+    produced_by = capture.seq
+    drained, newest = 0, None
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (newest is None or newest.seq < produced_by):
+        parts, skipped = links.recv_latest(client.sub, timeout_ms=200)
+        if parts is None:
+            continue
+        drained += 1 + skipped
+        if wire.topic_of(parts) == wire.IMAGE_TOPIC:
+            newest = wire.unpack_image(parts)
+    assert newest is not None and newest.seq >= produced_by, "never caught up with the newest"
+    assert drained < 40, f"{drained} messages were waiting"
+    status = client.status("encoder")
+    assert status["counters"]["frames"] > 60  # the encoder itself kept going at full rate
+
+
+# ---------------------------------------------------------------- control
+
+def test_control_changes_the_palette_and_refuses_bad_settings(rig):
+    _, capture, client, encoder = rig(encoder=LINEAR_NOW)
+    image = client.next()
+    left, right = halves_colours(image)
+    assert looks_like(left, "ironbow", 0) and not looks_like(left, "jet", 0)
+
+    reply = client.ask({"op": "set", "settings": {"palette": "jet"}, "id": 41})
+    assert reply == {"v": 1, "ok": True, "id": 41, "settings": reply["settings"]}
+    assert reply["settings"]["palette"] == "jet" and reply["settings"]["agc"] == "linear"
+    image = client.next(lambda kind, m: kind == "image" and m.palette == "jet")
+    left, right = halves_colours(image)
+    assert looks_like(left, "jet", 0) and looks_like(right, "jet", 255)
+
+    reply = client.ask({"op": "set", "settings": {"palette": "purple"}, "id": "x"})
+    assert reply["ok"] is False and reply["id"] == "x"
+    assert "palette" in reply["error"] and "expected one of" in reply["error"]
+    reply = client.ask({"op": "set", "settings": {"palette": "turbo", "quality": 500}})
+    assert reply["ok"] is False and "quality" in reply["error"]  # all or nothing
+    assert client.ask({"op": "get"})["settings"]["palette"] == "jet"
+    client.drain()
+    for _ in range(3):
+        image = client.next()
+        assert image.palette == "jet"
+        assert looks_like(halves_colours(image)[0], "jet", 0)
+
+    # JSON numbers and lists are taken too, and the picture follows
+    reply = client.ask({"op": "set", "settings": {"size": [320, 240], "rotate": 180}})
+    assert reply["ok"] and reply["settings"]["size"] == "320x240"
+    image = client.next(lambda kind, m: kind == "image" and m.width == 320)
+    assert decode(image.jpeg).shape == (240, 320, 3)
+    left, right = halves_colours(image)  # turned round: hot on the left now
+    assert looks_like(left, "jet", 255) and looks_like(right, "jet", 0)
+    assert "settings changed" in encoder.log()
+
+
+@pytest.mark.parametrize("request_parts,error", [
+    (b"\xff\x00 not json", "not JSON"),
+    (b"[1, 2]", "not a JSON object"),
+    (b'{"v": 2, "op": "get"}', "version 2"),
+    (b'{"v": 1}', "neither 'op' nor 'ok'"),
+    (b'{"v": 1, "op": "dance"}', "unknown op 'dance'"),
+    (b'{"v": 1, "op": "set", "settings": "jet"}', "must be an object"),
+    (b'{"v": 1, "op": "set", "settings": {"palette": ["a", "b"]}}', "palette"),
+    (b'{"v": 1, "op": "set", "settings": {"colour": "red"}}', "unknown key"),
+    (b'{"v": 1, "op": "viewers", "count": -1}', "count"),
+    (b'{"v": 1, "op": "viewers", "count": "3"}', "count"),
+])
+def test_bad_control_messages_get_a_reason(rig, request_parts, error):
+    _, capture, client, encoder = rig()
+    reply = client.ask(request_parts)
+    assert reply["ok"] is False and error in reply["error"], reply
+    assert client.ask({"op": "get", "id": [1]}) == {"v": 1, "ok": True, "id": [1],
+                                                    "settings": client.ask({"op": "get"})["settings"]}
+    assert encoder.proc.poll() is None
+
+
+def test_odd_control_traffic_does_not_stop_the_encoder(rig):
+    _, capture, client, encoder = rig()
+    client.next()
+    client.dealer.send_multipart([b"one", b"two", b'{"v": 1, "op": "get"}'])  # extra parts
+    assert client.dealer.poll(WAIT_S * 1000)
+    assert json.loads(client.dealer.recv_multipart()[-1])["ok"] is True
+    client.dealer.send(b"")  # empty
+    assert json.loads(client.dealer.recv())["ok"] is False
+    # a REQ client (with its empty delimiter frame) is answered too
+    req = client.ctx.socket(zmq.REQ)
+    req.setsockopt(zmq.LINGER, 0)
+    req.connect(client.cfg.endpoints.control)
+    req.send(wire.pack_control({"op": "get"}))
+    assert req.poll(WAIT_S * 1000) and json.loads(req.recv())["ok"] is True
+    # an oversized message only costs that peer its connection
+    big = client.ctx.socket(zmq.DEALER)
+    big.setsockopt(zmq.LINGER, 0)
+    big.connect(client.cfg.endpoints.control)
+    big.send(b"{" + b" " * 200_000 + b"}")
+    time.sleep(0.3)
+    assert client.ask({"op": "get"})["ok"] is True
+    client.drain()
+    client.next()  # frames still flow
+    assert encoder.proc.poll() is None
+
+
+# ---------------------------------------------------------------- watching or not
+
+def test_viewers_zero_pauses_and_one_resumes(rig):
+    _, capture, client, encoder = rig()
+    client.next()
+    assert client.ask({"op": "viewers", "count": 0})["watched"] is False
+    status = client.status("encoder", "paused", timeout=5)
+    assert "0 viewers" in status["detail"]
+    # after the paused status no image comes, although frames keep arriving (statuses still do)
+    deadline = time.monotonic() + 1.5
+    statuses = 0
+    while time.monotonic() < deadline:
+        if client.sub.poll(100):
+            parts = client.sub.recv_multipart()
+            assert wire.topic_of(parts) == wire.STATUS_TOPIC, "an image while paused"
+            statuses += 1
+    assert statuses >= 1
+    reply = client.ask({"op": "viewers", "count": 1})
+    assert reply["ok"] and reply["watched"] is True
+    image = client.next(timeout=5)
+    assert image.counters["encoder"]["unwatched"] > 0  # frames dropped unencoded while paused
+    assert client.status("encoder", "encoding")["counters"]["paused"] is False
+
+
+def test_nobody_subscribed_to_images_means_paused(rig):
+    path, capture, client, encoder = rig(topics=(b"status",))
+    status = client.status("encoder", "paused")
+    assert "nobody subscribes" in status["detail"]
+    watcher = Client(path, topics=(wire.IMAGE_TOPIC,))
+    try:
+        image = watcher.next()
+        assert image.width == 640
+        client.next(lambda kind, m: kind == "status" and m["stage"] == "encoder"
+                    and m["state"] == "encoding" and m["counters"]["frames"] >= 1)
+    finally:
+        watcher.close()
+    assert client.status("encoder", "paused")["counters"]["paused"] is True  # it left again
+
+
+def test_pause_when_unwatched_off_keeps_encoding(rig):
+    _, capture, client, encoder = rig(encoder={"pause_when_unwatched": "no"})
+    client.ask({"op": "viewers", "count": 0})
+    client.drain()
+    client.next(timeout=5)
+    reply = client.ask({"op": "set", "settings": {"pause_when_unwatched": "yes"}})
+    assert reply["ok"] and reply["settings"]["pause_when_unwatched"] == "yes"
+    client.ask({"op": "viewers", "count": 0})
+    assert client.status("encoder", "paused", timeout=5)["state"] == "paused"
+
+
+# ---------------------------------------------------------------- restarts, signals, bind errors
+
+def test_frames_flow_again_after_capture_restarts(rig):
+    path, capture, client, encoder = rig()
+    client.next()
+    capture.stop()
+    assert client.status("encoder", "waiting", timeout=10)["state"] == "waiting"
+    restarted = FakeCapture(config.load(path).endpoints.frames, first_seq=5000)
+    try:
+        image = client.next(lambda kind, m: kind == "image" and m.seq >= 5000, timeout=10)
+        assert decode(image.jpeg).shape == (480, 640, 3)
+    finally:
+        restarted.stop()
+
+
+def test_frames_flow_again_after_encoder_restarts(rig, stages):
+    path, capture, client, encoder = rig()
+    first = client.next()
+    assert encoder.stop(signal.SIGINT) == 0
+    assert "stopped:" in encoder.log_path.read_text()
+    again = stages("encoder", path)
+    client.drain()
+    image = client.next(lambda kind, m: kind == "image" and m.seq > first.seq)
+    assert image.counters["encoder"]["frames"] < first.seq + 1000
+    assert again.stop(signal.SIGTERM) == 0
+
+
+def test_endpoint_in_use_is_a_one_line_error(tmp_path):
+    path = write_config(tmp_path)
+    cfg = config.load(path)
+    ctx = zmq.Context()
+    taken = ctx.socket(zmq.PUB)
+    taken.setsockopt(zmq.LINGER, 0)
+    taken.bind(cfg.endpoints.images)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "flirstream", "encoder", "--config", str(path)],
+                              capture_output=True, text=True, timeout=30)
+    finally:
+        ctx.destroy(0)
+    assert proc.returncode == 2
+    error = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(error) == 1 and f"[endpoints] images = {cfg.endpoints.images}: cannot bind" in error[0]
