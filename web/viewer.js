@@ -208,6 +208,7 @@ function updateProbe() {
   const at = p && frame ? view.toRaw(p.clientX, p.clientY) : null;
   if (!at) {
     probe.hidden = true;
+    $("bar-probe").hidden = true;
     spot.textContent = "–";
     delete spot.dataset.value;
     return;
@@ -217,6 +218,7 @@ function updateProbe() {
   spot.textContent = text;
   if (value === null) delete spot.dataset.value;
   else spot.dataset.value = String(value); // in the frame's unit, for tools and tests
+  placeOnBar(frame.header, value);
   spot.dataset.x = String(at.x);
   spot.dataset.y = String(at.y);
   const box = $("stage").getBoundingClientRect();
@@ -226,6 +228,20 @@ function updateProbe() {
   const top = p.clientY - box.top;
   // Keep the bubble beside the finger, not under it, and inside the stage.
   probe.style.transform = `translate(${Math.min(left + 14, box.width - 90)}px, ${Math.max(top - 34, 0)}px)`;
+}
+
+// The pointer's temperature as a tick on the colour bar (where the bar is linear in temperature).
+function placeOnBar(h, value) {
+  const tick = $("bar-probe");
+  const lo = Array.isArray(h.range) ? h.range[0] : NaN;
+  const hi = Array.isArray(h.range) ? h.range[1] : NaN;
+  if (value === null || h.agc === "histogram" || !(hi > lo)) {
+    tick.hidden = true;
+    return;
+  }
+  const t = Math.min(1, Math.max(0, (value - lo) / (hi - lo)));
+  tick.style.left = (t * 100).toFixed(2) + "%";
+  tick.hidden = false;
 }
 
 // ---------------------------------------------------------------- status and readouts
@@ -281,6 +297,15 @@ function updateReadouts() {
 }
 
 setInterval(updateStatus, 250);
+
+// ---------------------------------------------------------------- full screen
+
+const fullscreen = $("fullscreen");
+if (!document.fullscreenEnabled) fullscreen.hidden = true; // e.g. iPhone Safari
+fullscreen.addEventListener("click", () => {
+  if (document.fullscreenElement) document.exitFullscreen();
+  else $("stage").requestFullscreen().catch(() => say("This browser refused full screen."));
+});
 
 // ---------------------------------------------------------------- saving
 
