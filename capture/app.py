@@ -58,7 +58,8 @@ def run(config: configuration.Config, args: argparse.Namespace) -> int:
             sock.close(linger=0)
     finally:
         source.close()
-        ctx.term()
+        # destroy, not term: a socket whose bind failed is still open inside links.publisher
+        ctx.destroy(linger=0)
     log.info("stopped")
     return 0
 

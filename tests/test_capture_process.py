@@ -1,0 +1,193 @@
+"""The capture stage as a real `flir-stream capture` process, watched through a real ZeroMQ SUB."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import zmq
+
+from capture.vospi import FrameAssembler
+from flirstream import links, wire
+
+from conftest import write_config
+
+
+class Watcher:
+    """A SUB socket on the frames endpoint collecting raw frames and capture status messages."""
+
+    def __init__(self, endpoint: str):
+        self.ctx = zmq.Context()
+        self.sock = links.subscriber(self.ctx, endpoint, b"", hwm=1000)
+        self.frames: list[wire.RawFrame] = []
+        self.status: list[dict] = []
+
+    def until(self, condition, timeout: float = 15.0, stage=None) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            if stage is not None and stage.proc.poll() is not None:
+                raise AssertionError(f"capture exited {stage.proc.returncode}: {stage.log()}")
+            if self.sock.poll(100):
+                parts = self.sock.recv_multipart(copy=False)
+                if wire.topic_of(parts) == wire.RAW_TOPIC:
+                    self.frames.append(wire.unpack_raw(parts))
+                else:
+                    self.status.append(wire.unpack_status(parts))
+        log = stage.log() if stage is not None else ""
+        raise AssertionError(f"timed out; {len(self.frames)} frames, status "
+                             f"{self.status[-1:]}; log: {log}")
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
+
+
+@pytest.fixture
+def watch():
+    made = []
+
+    def make(config: Path) -> Watcher:
+        endpoint = next(line.split("=", 1)[1].strip() for line in config.read_text().splitlines()
+                        if line.startswith("frames"))
+        w = Watcher(endpoint)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.close()
+
+
+def run_to_exit(config: Path, *args: str, timeout: float = 20) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flirstream", "capture", "--config", str(config),
+                           *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=str(config.parent))
+
+
+def test_sim_lepton3_frames_and_status_then_sigterm_exits_0(tmp_path, stages, watch):
+    config = write_config(tmp_path, capture={"source": "sim"})
+    w = watch(config)
+    stage = stages("capture", config)
+    w.until(lambda: len(w.frames) >= 5 and any(s["state"] == "streaming" for s in w.status),
+            stage=stage)
+    frames = w.frames
+    assert all(f.sensor == "lepton3" and f.pixels.shape == (120, 160) for f in frames)
+    assert all(f.tlinear and f.kelvin_per_count == 0.01 and f.telemetry is None for f in frames)
+    seqs = [f.seq for f in frames]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    celsius = frames[-1].pixels / 100.0 - 273.15
+    assert 15 < np.median(celsius) < 40 and celsius.max() > 50  # room, body and hot spot
+    # dedupe: the simulator sends each scene 3 times, consecutive published frames differ
+    assert all(not np.array_equal(a.pixels, b.pixels) for a, b in zip(frames, frames[1:]))
+    assert frames[-1].counters["frames"] >= frames[-1].counters["published"]
+    status = [s for s in w.status if s["state"] == "streaming"][-1]
+    assert status["stage"] == "capture" and status["source"] == "sim"
+    assert {"packets", "crc_errors", "frames", "published"} <= set(status["counters"])
+    assert stage.stop(signal.SIGTERM) == 0
+    log = stage.log_path.read_text()  # (Stage.log() needs the process running)
+    assert "capture INFO capture: stopped" in log
+    assert "publishing frames on tcp://127.0.0.1:" in log
+
+
+def test_lepton2_with_telemetry(tmp_path, stages, watch):
+    config = write_config(tmp_path, capture={"source": "sim", "sensor": "lepton2",
+                                             "telemetry": "footer", "dedupe": "no"})
+    w = watch(config)
+    stage = stages("capture", config)
+    w.until(lambda: len(w.frames) >= 4, stage=stage)
+    frames = w.frames
+    assert all(f.sensor == "lepton2" and f.pixels.shape == (60, 80) for f in frames)
+    counters = [f.telemetry["frame_counter"] for f in frames]
+    assert counters == sorted(counters) and len(set(counters)) == len(counters)
+    assert 20 < frames[0].telemetry["fpa_temp_c"] < 35
+    assert frames[0].telemetry["ffc_state"] == "complete"
+    assert stage.stop(signal.SIGINT) == 0
+
+
+def test_recording_replays_to_the_frames_it_recorded(tmp_path, stages, watch):
+    record = tmp_path / "rec.vospi"
+    config = write_config(tmp_path, capture={"source": "sim", "replay": "realtime", "loop": "no"})
+    w = watch(config)
+    stage = stages("capture", config, "--record", str(record))
+    w.until(lambda: len(w.frames) >= 8, stage=stage)
+    assert stage.stop() == 0
+    live = [f.pixels.tobytes() for f in w.frames]
+
+    in_file = [f.image.tobytes() for f in FrameAssembler("lepton3").feed(record.read_bytes())]
+    assert is_subsequence(live, in_file)
+
+    w2 = watch(config)
+    replay = stages("capture", config, "--source", f"vospi-file:{record}")
+    w2.until(lambda: any(s["state"] == "offline" for s in w2.status), stage=replay)
+    replayed = [f.pixels.tobytes() for f in w2.frames]
+    assert len(replayed) >= 5
+    assert is_subsequence(replayed, in_file)
+    assert len(set(replayed) & set(live)) >= 5
+    offline = [s for s in w2.status if s["state"] == "offline"][-1]
+    assert "end of" in offline["detail"] and offline["source"] == f"vospi-file:{record}"
+    assert replay.stop() == 0
+
+
+def is_subsequence(items: list, sequence: list) -> bool:
+    it = iter(sequence)
+    return all(any(x == y for y in it) for x in items)
+
+
+def test_image_source_publishes_the_picture(tmp_path, stages, watch):
+    picture = np.tile(np.linspace(0, 255, 320).astype(np.uint8), (240, 1))
+    cv2.imwrite(str(tmp_path / "ramp.png"), picture)
+    config = write_config(tmp_path, capture={"source": f"image:{tmp_path / 'ramp.png'}"})
+    w = watch(config)
+    stage = stages("capture", config)
+    w.until(lambda: len(w.frames) >= 2, stage=stage)  # a still picture still ticks each second
+    celsius = w.frames[0].pixels / 100.0 - 273.15
+    assert celsius[:, 0].max() < 20.5 and celsius[:, -1].min() > 39.5
+    assert stage.stop() == 0
+
+
+def test_spi_without_device_stays_offline_and_says_why(tmp_path, stages, watch):
+    config = write_config(tmp_path, capture={"source": "spi:/dev/spidev9.9"})
+    w = watch(config)
+    stage = stages("capture", config)
+    w.until(lambda: len(w.status) >= 2, stage=stage)
+    assert all(s["state"] == "offline" for s in w.status)
+    assert "cannot open /dev/spidev9.9: no such device" in w.status[-1]["detail"]
+    assert stage.proc.poll() is None
+    assert stage.stop() == 0
+
+
+@pytest.mark.parametrize("source, message", [
+    ("vospi-file:{tmp}/missing.vospi", "missing.vospi: no such file"),
+    ("image:{tmp}/missing.png", "missing.png: no such file"),
+])
+def test_missing_file_is_one_line_and_exit_2(tmp_path, source, message):
+    config = write_config(tmp_path, capture={"source": source.format(tmp=tmp_path)})
+    done = run_to_exit(config)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and message in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_source_option_is_one_line_and_exit_2(tmp_path):
+    done = run_to_exit(write_config(tmp_path), "--source", "webcam")
+    assert done.returncode == 2
+    assert "--source: [capture] source = 'webcam': expected auto, sim" in done.stderr
+
+
+def test_endpoint_in_use_is_one_line_and_exit_2(tmp_path, stages, watch):
+    config = write_config(tmp_path, capture={"source": "sim"})
+    w = watch(config)
+    first = stages("capture", config)
+    w.until(lambda: len(w.frames) >= 1, stage=first)
+    done = run_to_exit(config)
+    assert done.returncode == 2
+    assert "[endpoints] frames = tcp://127.0.0.1:" in done.stderr and "cannot bind" in done.stderr
+    assert first.stop() == 0
