@@ -204,8 +204,10 @@ class StageProc:
 class Pipeline:
     """capture (simulated camera) -> encoder -> server on free loopback ports."""
 
-    def __init__(self, workdir: Path, unique_every: int = 1) -> None:
+    def __init__(self, workdir: Path, unique_every: int = 1,
+                 overrides: Optional[dict[str, dict[str, str]]] = None) -> None:
         self.workdir = workdir
+        self.overrides = overrides or {}
         self.port = free_port()
         self.endpoints = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("frames", "images", "control")}
         self.unique_every = unique_every
@@ -220,6 +222,8 @@ class Pipeline:
             "server": {"host": "127.0.0.1", "port": self.port, "max_clients": 5000,
                        "backlog": 2048},
         }
+        for name, keys in self.overrides.items():
+            sections.setdefault(name, {}).update(keys)
         text = "".join(f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()) + "\n"
                        for name, keys in sections.items())
         path = self.workdir / f"bench-u{unique_every}.conf"
@@ -688,26 +692,31 @@ def chart(res: dict, path: Path) -> None:
     fan = res.get("fanout") or []
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
     (ax1, ax2), (ax3, ax4) = axes
-    for u, style in ((1, "o-"), (3, "s--")):
+    for u, style, color in ((1, "o-", "#1f77b4"), (3, "s--", "#2ca02c")):
         rs = sorted((r for r in fan if r["unique_every"] == u), key=lambda r: r["n"])
         if not rs:
             continue
         ns = [r["n"] for r in rs]
         label = f"{SIM_FPS / u:.1f} fps"
-        ax1.plot(ns, [r["groups"][0]["share_min"] for r in rs], style, label=f"{label} worst client")
-        ax1.plot(ns, [r["groups"][0]["share_median"] for r in rs], style, alpha=0.5,
+        ax1.plot(ns, [r["groups"][0]["share_min"] for r in rs], style, color=color,
+                 label=f"{label} worst client")
+        ax1.plot(ns, [r["groups"][0]["share_median"] for r in rs], style, color=color, alpha=0.4,
                  label=f"{label} median client")
-        ax2.plot(ns, [r["cpu_percent"]["server"] for r in rs], style, label=f"server, {label}")
-        ax2.plot(ns, [r["loadgen_cpu_percent"] for r in rs], style, alpha=0.5,
+        ax2.plot(ns, [r["cpu_percent"]["server"] for r in rs], style, color=color,
+                 label=f"server, {label}")
+        ax2.plot(ns, [r["loadgen_cpu_percent"] for r in rs], style, color=color, alpha=0.4,
                  label=f"load generators, {label}")
-        ax3.plot(ns, [r["groups"][0]["latency_ms"]["p50"] for r in rs], style, label=f"p50, {label}")
-        ax3.plot(ns, [r["groups"][0]["latency_ms"]["p99"] for r in rs], style, alpha=0.5,
-                 label=f"p99, {label}")
+        ax2.plot(ns, [r["system_busy_percent"] for r in rs], ":", color=color, alpha=0.4,
+                 label=f"whole machine, {label}")
+        ax3.plot(ns, [r["groups"][0]["latency_ms"]["p50"] for r in rs], style, color=color,
+                 label=f"p50, {label}")
+        ax3.plot(ns, [r["groups"][0]["latency_ms"]["p99"] for r in rs], style, color=color,
+                 alpha=0.4, label=f"p99, {label}")
     ax1.axhline(0.95, color="red", lw=0.8, ls=":", label="goal 0.95")
     ax1.set(xscale="log", xlabel="websocket viewers", ylabel="share of published frames received",
             title="Fan-out: frames received per viewer", ylim=(0, 1.05))
     ax2.axhline(100, color="red", lw=0.8, ls=":", label="one core")
-    ax2.set(xscale="log", xlabel="websocket viewers", ylabel="CPU % (100 = one core)",
+    ax2.set(xscale="log", xlabel="websocket viewers", ylabel="CPU % (100 = one core, machine = 200)",
             title="Fan-out: CPU")
     ax3.axhline(10, color="red", lw=0.8, ls=":")
     ax3.axhline(50, color="red", lw=0.8, ls="-.")
@@ -778,6 +787,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--chart", help="PNG chart (default bench-results/bench.png; none with --quick)")
     ap.add_argument("--profile", metavar="DIR",
                     help="py-spy the server during the largest fan-out (raw stacks into DIR)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="change the stages' server.conf, e.g. --set encoder.size=160x120")
     ap.add_argument("--keep", action="store_true", help="keep the stage logs (the work directory)")
     args = ap.parse_args(argv)
 
@@ -795,6 +806,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     profile_dir = Path(args.profile) if args.profile else None
     if profile_dir:
         profile_dir.mkdir(parents=True, exist_ok=True)
+    overrides: dict[str, dict[str, str]] = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        section, dot, key = name.partition(".")
+        if not (sep and dot):
+            ap.error(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        overrides.setdefault(section.strip(), {})[key.strip()] = value.strip()
     fd_limit = raise_fd_limit()
     if max(counts) + 200 > fd_limit:
         log(f"warning: open-file limit {fd_limit} is low for {max(counts)} viewers")
@@ -805,7 +823,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "machine": machine(), "quick": args.quick, "duration_s": duration, "clients": counts,
         "latency_clients": args.latency_clients if args.latency_clients in counts else
         min(counts, key=lambda n: abs(n - args.latency_clients)),
-        "fd_limit": fd_limit,
+        "fd_limit": fd_limit, "overrides": overrides,
     }
     t_start = time.monotonic()
     if "vospi" in only:
@@ -817,7 +835,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     if only & {"pipeline", "slow", "fanout"}:
         workdir = Path(tempfile.mkdtemp(prefix="flir-bench-"))
-        pipe = Pipeline(workdir, unique_every=1)
+        pipe = Pipeline(workdir, unique_every=1, overrides=overrides)
         tap = Tap(pipe.endpoints["images"])
         tap.start()
         try:
