@@ -115,7 +115,7 @@ class Hub:
         up to wait_s for one. None if none came."""
         if self.image is not None and self.health.frame_fresh():
             return self.image
-        future = asyncio.get_event_loop().create_future()
+        future = asyncio.get_running_loop().create_future()
         self._frame_waiters.append(future)
         self.snapshot_waiters += 1
         self._viewers_changed()

@@ -7,7 +7,8 @@ Server -> client, one BINARY message per frame:
            shape [rows, cols] (of the pixels), width, height (of the JPEG), palette, agc,
            unit ("C" or "counts"), range [lo, hi] (in unit), stats {min, max, mean, centre, min_xy,
            max_xy}, tlinear, kelvin_per_count, telemetry
-           + t_sent (server clock when the frame went out), jpeg_bytes, raw_bytes.
+           + t_sent (server clock when the server put the frame out to its viewers; all
+           viewers get the same value), jpeg_bytes, raw_bytes. All times are Unix seconds.
   The pixels are uint16 little-endian, rows*cols of them, row-major, in display orientation (pixel
   (x, y) lies under the same point of the JPEG, scaled by width/cols). With tlinear a pixel is
   kelvin / kelvin_per_count, so degrees C = value * kelvin_per_count - 273.15.

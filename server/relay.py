@@ -41,7 +41,7 @@ class ControlRelay:
         self._reader: Optional[asyncio.Task] = None
 
     def start(self) -> None:
-        self._reader = asyncio.get_event_loop().create_task(self._read())
+        self._reader = asyncio.get_running_loop().create_task(self._read())
 
     async def _send(self, message: dict) -> int:
         request_id = next(self._ids)
@@ -61,7 +61,7 @@ class ControlRelay:
 
     async def request(self, message: dict) -> dict:
         """Send a request and return the encoder's reply; raises RelayError."""
-        future = asyncio.get_event_loop().create_future()
+        future = asyncio.get_running_loop().create_future()
         request_id = await self._send(message)
         self._pending[request_id] = future
         try:

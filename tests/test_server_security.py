@@ -197,6 +197,12 @@ def test_slow_and_oversized_requests_are_cut_off(live_factory):
                  + b"x" * 10_000)
     assert not raw_request(live.port, huge_body).startswith(b"HTTP/1.1 200")
     assert http_get(live.port, "/healthz")[0] == 200  # and the server is fine
+    # the timeout is for requests: streams that last much longer go on
+    with live.ws() as ws:
+        got = frames(ws, 50, timeout=20)  # 2.5 s at 20 frames/s
+    assert got[-1][0]["seq"] - got[0][0]["seq"] >= 49
+    from test_server import read_mjpeg_parts
+    assert len(read_mjpeg_parts(live.port, 50, timeout=20)[1]) == 50
 
 
 def test_port_in_use_is_a_config_error_naming_it(tmp_path):
