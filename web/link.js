@@ -28,6 +28,8 @@ export class Link {
     this.pingTimer = null;
     this.samples = []; // [rtt, offset] of recent pings; the one with the smallest rtt is best
     this.offset = null; // server clock - this clock, seconds
+    this.failures = 0; // attempts in a row that never opened
+    this.everOpened = false;
   }
 
   start() {
@@ -48,6 +50,9 @@ export class Link {
     this.socket = socket;
     socket.onopen = () => {
       this.backoff = BACKOFF_FIRST_MS;
+      this.failures = 0;
+      socket.opened = true;
+      this.everOpened = true;
       this.handlers.onState("connected");
       this.ping();
       clearInterval(this.pingTimer);
@@ -70,6 +75,7 @@ export class Link {
     };
     socket.onclose = () => {
       if (this.socket !== socket) return;
+      if (!socket.opened) this.failures++;
       this.socket = null;
       clearInterval(this.pingTimer);
       this.retry();

@@ -49,6 +49,12 @@ const link = new Link(socketUrl(), {
       state.rawWanted = false; // a new connection starts without raw pixels
       controls.enable(false);
     }
+    // A refused handshake (wrong token, server full) looks the same as "down" to a page: say what
+    // to try when the websocket never opened at all.
+    if (s === "reconnecting" && !link.everOpened && link.failures >= 3) {
+      say("Cannot open the live connection. The server may be down or full, or need a token: " +
+          "open this page with ?token=…");
+    }
   },
   onText: handleText,
   onBinary: offer,
