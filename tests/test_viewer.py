@@ -215,6 +215,30 @@ def client_point(page, x: float, y: float) -> tuple[float, float]:
     return (box["x"] + (x + 0.5) / COLS * box["width"], box["y"] + (y + 0.5) / ROWS * box["height"])
 
 
+def test_phone_sized_page_fits_and_a_finger_reads_temperatures(stages, feed, browser):
+    config, url, _ = feed
+    start_server(stages, config, url)
+    context = browser.new_context(viewport={"width": 360, "height": 740}, device_scale_factor=2,
+                                  is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.goto(url)
+        wait_for_frames(page)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360  # no sideways scroll
+        box = page.locator("#view").bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 360 and box["width"] > 300
+        assert abs(box["width"] / box["height"] - COLS / ROWS) < 0.02  # aspect kept
+        x0, y0, x1, y1 = HOT
+        page.touchscreen.tap(*client_point(page, (x0 + x1) / 2, (y0 + y1) / 2))
+        page.wait_for_function("document.getElementById('spot').textContent === '45.0\u202f°C'",
+                               timeout=WAIT_MS)
+        page.touchscreen.tap(*client_point(page, 140, 100))
+        page.wait_for_function("document.getElementById('spot').textContent === '24.0\u202f°C'",
+                               timeout=WAIT_MS)
+    finally:
+        context.close()
+
+
 def test_page_shows_the_live_changing_picture(stages, feed, page):
     config, url, _ = feed
     start_server(stages, config, url)
@@ -281,16 +305,25 @@ def test_pointer_reads_the_temperature_under_it(stages, feed, page):
                            timeout=WAIT_MS)
 
 
+LAYOUT = """() => ['#view', '.scale', '.readouts', '#controls', '#st-size', '#st-ffc'].map((s) => {
+  const r = document.querySelector(s).getBoundingClientRect();
+  return [s, Math.round(r.x), Math.round(r.y), Math.round(r.width), Math.round(r.height)];
+})"""
+
+
 def test_page_reconnects_after_the_server_restarts(stages, feed, page):
     config, url, _ = feed
     server = start_server(stages, config, url)
     page.goto(url)
     wait_for_frames(page)
+    page.wait_for_function("document.getElementById('st-fps').textContent !== '–'", timeout=WAIT_MS)
+    streaming = page.evaluate(LAYOUT)
     server.stop()
     page.wait_for_function("document.getElementById('connection').dataset.state === 'reconnecting'",
                            timeout=WAIT_MS)
     page.wait_for_selector("#offline:not([hidden])", timeout=WAIT_MS)
     assert "unreachable" in page.inner_text("#offline").lower()
+    assert page.evaluate(LAYOUT) == streaming  # nothing on the page moved or resized
     page.evaluate("document.getElementById('view').dataset.seq = '-1'")  # forget the old frames
     start_server(stages, config, url)
     page.wait_for_function("document.getElementById('connection').dataset.state === 'connected'",
