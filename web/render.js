@@ -63,14 +63,22 @@ export class ThermalView {
     this.draw();
   }
 
-  // Client (event) coordinates -> raw-pixel coordinates of the current frame, or null.
-  toRaw(clientX, clientY) {
-    const shape = shapeOf(this.header);
-    if (!shape) return null;
+  // Client (event) coordinates -> where on the picture, as fractions of its width and height
+  // (0..1; what stays true when the page scrolls or the picture is resized), or null outside it.
+  toFraction(clientX, clientY) {
     const r = this.canvas.getBoundingClientRect();
     if (r.width <= 0 || r.height <= 0) return null;
-    const x = Math.floor(((clientX - r.left) / r.width) * shape.cols);
-    const y = Math.floor(((clientY - r.top) / r.height) * shape.rows);
+    const fx = (clientX - r.left) / r.width;
+    const fy = (clientY - r.top) / r.height;
+    return fx >= 0 && fy >= 0 && fx < 1 && fy < 1 ? { fx, fy } : null;
+  }
+
+  // Fractions of the picture -> raw-pixel coordinates of the current frame, or null.
+  toRaw(fx, fy) {
+    const shape = shapeOf(this.header);
+    if (!shape) return null;
+    const x = Math.floor(fx * shape.cols);
+    const y = Math.floor(fy * shape.rows);
     if (x < 0 || y < 0 || x >= shape.cols || y >= shape.rows) return null;
     return { x, y };
   }

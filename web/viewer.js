@@ -33,7 +33,7 @@ const state = {
   pending: null, // newest ArrayBuffer waiting for the decoder
   dropped: 0,
   rawWanted: false, // what we asked the server for
-  pointer: null, // {clientX, clientY} over the picture, or null
+  pointer: null, // {fx, fy}: where on the picture (fractions), or null
   pointerSeenAt: -Infinity,
 };
 
@@ -186,7 +186,7 @@ function syncRaw() {
 }
 
 function pointerAt(ev) {
-  state.pointer = { clientX: ev.clientX, clientY: ev.clientY };
+  state.pointer = view.toFraction(ev.clientX, ev.clientY);
   state.pointerSeenAt = performance.now();
   syncRaw();
   updateProbe();
@@ -211,7 +211,7 @@ function updateProbe() {
   const spot = $("spot");
   const frame = performance.now() - state.lastFrameAt < STALE_MS ? state.frame : null;
   const p = state.pointer;
-  const at = p && frame ? view.toRaw(p.clientX, p.clientY) : null;
+  const at = p && frame ? view.toRaw(p.fx, p.fy) : null;
   if (!at) {
     probe.hidden = true;
     $("bar-probe").hidden = true;
@@ -228,10 +228,11 @@ function updateProbe() {
   spot.dataset.x = String(at.x);
   spot.dataset.y = String(at.y);
   const box = $("stage").getBoundingClientRect();
+  const pic = canvas.getBoundingClientRect();
   probe.textContent = text;
   probe.hidden = false;
-  const left = p.clientX - box.left;
-  const top = p.clientY - box.top;
+  const left = pic.left - box.left + p.fx * pic.width;
+  const top = pic.top - box.top + p.fy * pic.height;
   // Keep the bubble beside the finger, not under it, and inside the stage.
   probe.style.transform = `translate(${Math.min(left + 14, box.width - 90)}px, ${Math.max(top - 34, 0)}px)`;
 }
@@ -271,6 +272,7 @@ function updateStatus() {
   const fps = fresh && state.shownAt.length > 1
     ? (state.shownAt.length - 1) / ((state.shownAt[state.shownAt.length - 1] - state.shownAt[0]) / 1000) : 0;
   $("st-fps").textContent = fresh ? fps.toFixed(1) : "–";
+  $("st-fps").title = `frames drawn a second; ${state.dropped} skipped so far to stay current`;
   $("st-latency").textContent = fresh && state.latency !== null
     ? Math.round(state.latency * 1000) + " ms" : "–";
   $("st-latency").title = fresh && state.latencyParts ? state.latencyParts : "capture to screen";
