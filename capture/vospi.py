@@ -188,6 +188,7 @@ class FrameAssembler:
         self._chain: list[np.ndarray] = []         # (k, 160) uint8 pieces
         self._chain_len = 0
         self._chain_ttt: Optional[int] = None      # TTT of the chain once its packet 20 arrived
+        self._numbers = np.arange(0)  # cache for _pattern()
         self._starts = 0        # good packets numbered 0 (segment starts; frame starts on Lepton 2)
         self._frame_starts = 0  # Lepton 3: complete segments with TTT 1
 
@@ -301,8 +302,8 @@ class FrameAssembler:
         else:
             index = None
             real = packets
-        received = (real[:, 2].astype(np.uint16) << 8) | real[:, 3]
-        ok = packet_crcs(real) == received
+        ok = packet_crcs(real) == real[:, 2:4].view(">u2")[:, 0]
+        all_ok = bool(ok.all())
 
         # A run of HUNT_AFTER_BAD failures: the bytes are probably misaligned. Process up to and
         # including the run's first packet, then hunt from the byte after its start.
@@ -312,7 +313,7 @@ class FrameAssembler:
         def offset(i: int) -> int:  # byte offset in buf of non-discard packet i
             return pos + (i if index is None else int(index[i])) * PACKET_BYTES
 
-        if not ok.all():
+        if not all_ok:
             at = np.arange(end)
             last_ok = np.maximum.accumulate(np.where(ok, at, -1 - self._bad_run))
             long_run = np.flatnonzero(at - last_ok >= HUNT_AFTER_BAD)
@@ -325,7 +326,7 @@ class FrameAssembler:
                 else:
                     hunt_from = offset(0) + 1
                 end = max(first_bad, 0) + 1
-                real, received, ok = real[:end], received[:end], ok[:end]
+                real, ok = real[:end], ok[:end]
                 consumed = (offset(end - 1) - pos) // PACKET_BYTES + 1
                 self._bad_run = 0
                 self._run_start = None
@@ -346,11 +347,12 @@ class FrameAssembler:
             consumed = count
         c.packets += consumed
         c.discards += n_discard if hunt_from is None else int(np.count_nonzero(discard[:consumed]))
-        c.crc_errors += int(end - np.count_nonzero(ok))
+        if not all_ok:
+            c.crc_errors += int(end - np.count_nonzero(ok))
         self._since_frame += end
 
-        ids = (real[:, 0].astype(np.int32) << 8) | real[:, 1]
-        self._assemble(ids, ok, real, frames)
+        ids = real[:, 0:2].view(">u2")[:, 0].astype(np.int32)
+        self._assemble(ids, ok, all_ok and hunt_from is None, real, frames)
         if hunt_from is not None:
             self._hunting = True
             self._prev = (-1, False)
@@ -358,7 +360,7 @@ class FrameAssembler:
             return hunt_from
         return pos + consumed * PACKET_BYTES
 
-    def _assemble(self, ids: np.ndarray, ok: np.ndarray, real: np.ndarray,
+    def _assemble(self, ids: np.ndarray, ok: np.ndarray, all_ok: bool, real: np.ndarray,
                   frames: list[Frame]) -> None:
         g = self.geometry
         Q = g.segment_packets
@@ -368,9 +370,9 @@ class FrameAssembler:
         total = k + n  # positions in the virtual sequence: the unfinished chain, then the new packets
 
         first, (prev_num, prev_ok) = int(num_new[0]), self._prev
-        perfect = (bool(ok.all()) and first == k % Q
+        perfect = (all_ok and first == k % Q
                    and (not prev_ok or first == prev_num + 1 or (first == 0 and prev_num == Q - 1))
-                   and np.array_equal(num_new, (np.arange(k, total) % Q)))
+                   and bool((num_new == self._pattern(k, n)).all()))
         if perfect:
             # The common case: every packet good and numbered as expected. Segments end at fixed
             # places and the chain runs to the end.
@@ -424,6 +426,13 @@ class FrameAssembler:
             self._chain_len = total - chain_start
             if self._chain_ttt is None and self._chain_len > 20:
                 self._chain_ttt = int(ids[chain_start + 20 - k] >> 12) & 0x7
+
+    def _pattern(self, start: int, count: int) -> np.ndarray:
+        """Packet numbers start, start+1, ... wrapping at Q (what a clean stream carries)."""
+        Q = self.geometry.segment_packets
+        if start + count > len(self._numbers):
+            self._numbers = np.arange(2 * (start + count) + Q) % Q
+        return self._numbers[start:start + count]
 
     def _segment_ends(self, num_new: np.ndarray, ok: np.ndarray,
                       k: int) -> tuple[np.ndarray, Optional[int]]:

@@ -1,0 +1,35 @@
+"""The capture stage's scripts: the VoSPI benchmark (--quick smoke run) and a short fuzz run."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=str(ROOT))
+
+
+def test_bench_vospi_quick_prints_and_writes_json(tmp_path):
+    out = tmp_path / "vospi.json"
+    done = run("scripts/bench_vospi.py", "--quick", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "Lepton 3 frame (240 packets) parsed + CRC-checked:" in done.stdout
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "vospi" and report["quick"] is True
+    for name in ("lepton3_frame", "lepton2_frame", "lepton3_crc_only",
+                 "lepton3_per_packet_python_loop"):
+        assert report["results"][name]["best_ms"] > 0
+
+
+def test_fuzz_vospi_short_run_passes():
+    done = run("scripts/fuzz_vospi.py", "--packets", "30000", "--seed", "7")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1].startswith("passed")
+    assert sum(line.startswith("ok ") for line in lines) == 6
+    assert "false=0" in done.stdout
