@@ -469,6 +469,7 @@ def test_tokens_reach_the_socket_the_links_and_the_controls(tmp_path, stages, pa
         page.select_option("#palette", "jet")
         page.wait_for_function("document.getElementById('message').textContent.includes('token')",
                                timeout=WAIT_MS)
+        assert page.input_value("#palette") == "ironbow"  # refused: shows what is really used
         page.fill("#token", "steer")
         page.select_option("#palette", "rainbow")
         wait_for_palette(page, "rainbow")

@@ -25,6 +25,7 @@ export class Controls {
     this.say = say;
     this.settings = {};
     this.rangeC = null; // the fixed range in °C as the server has it
+    this.lastFrame = null; // header of the newest frame
     this.palette = $("palette");
     this.agc = $("agc");
     this.flip = $("flip");
@@ -94,8 +95,17 @@ export class Controls {
 
   // Without a settings message (settings null in hello), frames still say palette and AGC.
   fromFrame(header) {
+    this.lastFrame = header;
     if (this.settings.palette === undefined && header.palette) this.palette.value = header.palette;
     if (this.settings.agc === undefined && header.agc) this.agc.value = header.agc;
+  }
+
+  // A change was refused: show what the picture really uses again, not what was asked for.
+  revert() {
+    const h = this.lastFrame || {};
+    this.palette.value = this.settings.palette || h.palette || this.palette.value;
+    this.agc.value = this.settings.agc || h.agc || this.agc.value;
+    if (this.settings.flip) this.flip.value = this.settings.flip;
   }
 
   showRange([loC, hiC]) {

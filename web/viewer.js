@@ -87,6 +87,7 @@ function handleText(m) {
     say("");
   } else if (m.type === "error") {
     say(typeof m.error === "string" ? m.error : "The server refused the request.");
+    controls.revert();
   } else if (m.type === "status") {
     const detail = (stage) => (stage && typeof stage === "object" && typeof stage.detail === "string"
       ? stage.detail : "");
