@@ -12,6 +12,7 @@ import signal
 import time
 from typing import Any, Optional
 
+import cv2
 import zmq
 
 from flirstream import config as configuration
@@ -178,20 +179,27 @@ class Encoder:
             self.counters["unwatched"] += 1
             return
         try:
-            result = self.renderer.render_frame(raw)
-        except (ValueError, RuntimeError) as exc:
+            self._publish(raw)
+        except (ValueError, RuntimeError, cv2.error) as exc:
             self._error("render", f"cannot render frame {raw.seq}: {exc}")
-            return
-        self.counters["frames"] += 1
+        except Exception as exc:  # a stage must outlive any one frame; the log keeps the trace
+            self._error("render", f"cannot render frame {raw.seq}: {exc!r}")
+            log.debug("render failure", exc_info=True)
+
+    def _publish(self, raw: wire.RawFrame) -> None:
+        result = self.renderer.render_frame(raw)
         frame = wire.ImageFrame(
             seq=raw.seq, t=raw.t, t_encoded=time.time(), sensor=raw.sensor, jpeg=result.jpeg,
             pixels=result.pixels, width=result.width, height=result.height,
             palette=result.palette, agc=result.agc, unit=result.unit, range=result.range,
             stats=result.stats, tlinear=raw.tlinear, kelvin_per_count=raw.kelvin_per_count,
             telemetry=raw.telemetry,
-            counters={"capture": raw.counters, "encoder": dict(self.counters)})
+            counters={"capture": raw.counters,
+                      "encoder": {**self.counters, "frames": self.counters["frames"] + 1}})
+        message = wire.pack_image(frame)  # ValueError if e.g. the header carried NaN
+        self.counters["frames"] += 1
         try:
-            self.images.send_multipart(wire.pack_image(frame), zmq.NOBLOCK, copy=False)
+            self.images.send_multipart(message, zmq.NOBLOCK, copy=False)
         except zmq.Again:
             pass  # PUB drops at the high-water mark; never reached, but never block either
 

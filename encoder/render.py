@@ -29,6 +29,7 @@ log = logging.getLogger("encoder.render")
 
 KELVIN_ZERO_C = 273.15
 AUTO_SCALE = 4  # size = auto: 4x the sensor (640x480 for a Lepton 3)
+AUTO_MAX_SIDE = 3840  # as in server.conf's size check
 
 # The [encoder] keys a Renderer owns (pause_when_unwatched belongs to the process around it).
 SETTINGS = tuple(k for k in configuration.SCHEMA["encoder"] if k != "pause_when_unwatched")
@@ -173,6 +174,9 @@ class Renderer:
                       kelvin_per_count: float = 0.01) -> Rendered:
         state = self._state  # one consistent set of settings for the whole frame
         s = state.settings
+        if not (isinstance(kelvin_per_count, (int, float)) and 0 < kelvin_per_count < 1000):
+            raise ValueError(f"kelvin_per_count {kelvin_per_count!r}: expected a number > 0 "
+                             f"(0.01 or 0.1 on a Lepton)")
         pixels = orient(_checked(image), s["rotate"], s["flip"])
         mode = s["agc"]
         if mode == "fixed" and not tlinear:
@@ -226,10 +230,12 @@ def orient(pixels: np.ndarray, rotate: int, flip: str) -> np.ndarray:
 
 
 def output_size(shape: tuple, size: Optional[tuple]) -> tuple[int, int]:
-    """(width, height) of the picture: the configured size, or 4x the (oriented) frame."""
+    """(width, height) of the picture: the configured size, or 4x the (oriented) frame - less for
+    a frame so large that 4x would pass the largest size server.conf allows."""
     if size is not None:
         return int(size[0]), int(size[1])
-    return shape[1] * AUTO_SCALE, shape[0] * AUTO_SCALE
+    factor = max(1, min(AUTO_SCALE, AUTO_MAX_SIDE // max(shape)))
+    return shape[1] * factor, shape[0] * factor
 
 
 def scale(bgr: np.ndarray, size: tuple[int, int], interpolation: str) -> np.ndarray:

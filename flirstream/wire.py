@@ -26,7 +26,8 @@ capture -> encoder and encoder -> server, topic b"status" (about once a second, 
     header: v, t, stage ("capture" or "encoder"), state ("streaming", "offline", "paused", ...),
             detail (a sentence for people, e.g. "cannot open /dev/spidev0.0: no such file"), source,
             counters (the stage's counters). The encoder forwards capture's status as it is and also
-            publishes its own, so the server knows both.
+            publishes its own, so the server knows both; the encoder's also carries settings (its
+            [encoder] settings as in server.conf) and last_error ("" or the newest problem).
 
 server -> encoder control (DEALER -> ROUTER), one JSON part each way:
     request  {"v": 1, "op": "set", "settings": {"palette": "jet", ...}}   (values as in server.conf)
@@ -34,6 +35,8 @@ server -> encoder control (DEALER -> ROUTER), one JSON part each way:
              {"v": 1, "op": "viewers", "count": N}                     (N = 0 lets the encoder idle)
     reply    {"v": 1, "ok": true, "settings": {...}}  or  {"v": 1, "ok": false, "error": "reason"}
     A request may carry "id" (any JSON value); the reply echoes it, so replies can be matched.
+    Every reply to a good request carries "settings" (all of [encoder], in server.conf's text form, so
+    any of them can be sent back in "set"); a "viewers" reply also says "watched" (true: encoding).
     The server sends "viewers" on every change and at least once a second; the encoder encodes while
     someone subscribes to its images and the newest viewer count (if any came in the last 3 s) is > 0.
 

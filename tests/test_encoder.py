@@ -219,6 +219,9 @@ def test_bad_raw_frames_are_counted_and_skipped(rig, tmp_path):
         while time.monotonic() < deadline and got is None:
             pub.send_multipart([b"raw", b"{not json", b"xx"])
             pub.send_multipart([b"raw", good[1], b"short"])
+            nan = good[1].replace(b'"kelvin_per_count":0.01', b'"kelvin_per_count":NaN')
+            pub.send_multipart([b"raw", nan, good[2]])
+            assert nan != good[1]
             time.sleep(0.05)  # so the junk is not skipped as stale: it must be read and refused
             pub.send_multipart(good)
             if client.sub.poll(100):
@@ -226,12 +229,19 @@ def test_bad_raw_frames_are_counted_and_skipped(rig, tmp_path):
                 if wire.topic_of(parts) == wire.IMAGE_TOPIC:
                     got = wire.unpack_image(parts)
         assert got is not None and got.seq == 999
-        status = client.status("encoder", timeout=3)
-        assert status["counters"]["errors"] >= 1 and "dropped a frame" in status["last_error"]
+        for _ in range(3):  # now that frames surely get through, junk as the newest message
+            pub.send_multipart([b"raw", b"{not json", b"xx"])
+            time.sleep(0.1)
+            pub.send_multipart([b"raw", nan, good[2]])
+            time.sleep(0.1)
+        status = client.next(lambda kind, m: kind == "status" and m["stage"] == "encoder"
+                             and m["counters"]["errors"] >= 6, timeout=5)
+        assert "kelvin_per_count" in status["last_error"]
+        assert encoder.proc.poll() is None
         assert encoder.proc.poll() is None
     finally:
         ctx.destroy(0)
-    assert "dropped a frame" in encoder.log()
+    assert "dropped a frame" in encoder.log() and "kelvin_per_count nan" in encoder.log()
 
 
 # ---------------------------------------------------------------- newest frame only

@@ -266,3 +266,17 @@ def test_update_takes_text_numbers_and_lists():
 def test_bad_frames_are_refused_with_a_reason(bad, message):
     with pytest.raises(ValueError, match=message):
         Renderer().render(bad)
+
+
+@pytest.mark.parametrize("kpc", [0.0, -0.01, float("nan"), float("inf")])
+def test_bad_kelvin_per_count_is_refused(kpc):
+    with pytest.raises(ValueError, match="kelvin_per_count"):
+        Renderer(agc="fixed").render(scene(), kelvin_per_count=kpc)
+
+
+def test_auto_size_stays_within_the_largest_allowed_picture():
+    r = Renderer(quality=30)
+    r.render(np.zeros((1200, 1600), np.uint16), tlinear=False)
+    assert (r.last.width, r.last.height) == (3200, 2400)  # 2x, not 4x
+    r.render(np.zeros((1000, 4000), np.uint16), tlinear=False)
+    assert (r.last.width, r.last.height) == (4000, 1000)  # 1x
