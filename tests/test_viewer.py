@@ -303,6 +303,14 @@ def test_pointer_reads_the_temperature_under_it(stages, feed, page):
     page.mouse.move(*client_point(page, (x0 + x1) / 2, (y0 + y1) / 2))
     page.wait_for_function("document.getElementById('spot').textContent === '113.0\u202f°F'",
                            timeout=WAIT_MS)
+    # Keyboard: arrows move the probe one raw pixel; from the square's left column, out of it.
+    page.mouse.move(*client_point(page, x0, (y0 + y1) / 2))
+    page.focus("#view")
+    page.keyboard.press("ArrowLeft")
+    assert page.get_attribute("#spot", "data-x") == str(x0 - 1)
+    assert page.inner_text("#spot") == "75.2\u202f°F"
+    page.keyboard.press("ArrowRight")
+    assert page.inner_text("#spot") == "113.0\u202f°F"
 
 
 LAYOUT = """() => ['#view', '.scale', '.readouts', '#controls', '#st-size', '#st-ffc'].map((s) => {

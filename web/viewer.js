@@ -207,6 +207,28 @@ canvas.addEventListener("pointerleave", (ev) => {
   }
 });
 
+// Keyboard: the arrow keys move the probe one raw pixel (with Shift, ten), Escape hides it.
+canvas.addEventListener("keydown", (ev) => {
+  const step = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }[ev.key];
+  const shape = state.frame && Array.isArray(state.frame.header.shape) ? state.frame.header.shape : null;
+  if (ev.key === "Escape") {
+    state.pointer = null;
+    updateProbe();
+    return;
+  }
+  if (!step || !shape) return;
+  ev.preventDefault(); // the arrows move the probe, not the page
+  const [rows, cols] = shape;
+  const k = ev.shiftKey ? 10 : 1;
+  const p = state.pointer || { fx: 0.5, fy: 0.5 };
+  const x = Math.min(cols - 1, Math.max(0, Math.floor(p.fx * cols) + step[0] * k));
+  const y = Math.min(rows - 1, Math.max(0, Math.floor(p.fy * rows) + step[1] * k));
+  state.pointer = { fx: (x + 0.5) / cols, fy: (y + 0.5) / rows };
+  state.pointerSeenAt = performance.now();
+  syncRaw();
+  updateProbe();
+});
+
 function updateProbe() {
   const probe = $("probe");
   const spot = $("spot");
