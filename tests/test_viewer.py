@@ -530,6 +530,10 @@ PARSE_CASES = """async () => {
   results.ok = (() => { const f = parseFrame(message(good, jpeg, raw));
     return [f.jpeg.length, rawToUnit(f.header, rawAt(f.raw, 0, 0)), rawToUnit(f.header, rawAt(f.raw, 1, 0)),
             rawAt(f.raw, 1, 1), rawAt(f.raw, 2, 0)]; })();
+  const { formatValue } = await import('./units.js');
+  const counts = parseFrame(message({...good, unit: 'counts', kelvin_per_count: 0.01}, jpeg, raw));
+  results.counts = [rawToUnit(counts.header, rawAt(counts.raw, 1, 0)),
+                    formatValue(rawToUnit(counts.header, rawAt(counts.raw, 1, 0)), 'counts')];
   results.noRaw = parseFrame(message({...good, raw_bytes: 0}, jpeg, new Uint8Array())).raw;
   results.wrongRawSize = parseFrame(message({...good, raw_bytes: 6}, jpeg, raw.slice(0, 6))).raw;
   results.badShape = parseFrame(message({...good, shape: 'x'}, jpeg, raw)).raw;
@@ -560,6 +564,7 @@ def test_frame_parser_refuses_malformed_messages_without_throwing(stages, feed, 
     jpeg_len, first_c, second_c, corner, outside = results["ok"]
     assert jpeg_len == 6 and corner == 65535 and outside is None
     assert abs(first_c - 20.0) < 1e-9 and abs(second_c - 45.0) < 1e-9
+    assert results["counts"] == [31815, "31815"]  # not radiometric: plain sensor counts
     assert results["noRaw"] is None and results["wrongRawSize"] is None
     assert results["badShape"] is None
     assert results["rejected"] == [None] * 8
