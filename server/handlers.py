@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -19,6 +20,20 @@ from .relay import ControlRelay
 log = logging.getLogger("http")
 
 SNAPSHOT_WAIT_S = 2.0
+# Kernel send buffer of a viewer's connection (Linux doubles it). Left to autotuning it grows to
+# megabytes, so a stalled viewer would swallow hundreds of frames (CPU spent for nothing) and a slow
+# one would see old frames; small, the newest-frame-wins rule starts after a few frames. 128 KiB per
+# round trip is still ~2.5 MB/s at 50 ms, far above what a Lepton stream needs.
+SEND_BUFFER_BYTES = 64 * 1024
+
+
+def limit_send_buffer(stream: Any) -> None:
+    """Small kernel send buffer and no Nagle delay on a viewer's connection."""
+    try:
+        stream.set_nodelay(True)
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+    except (OSError, AttributeError):  # closed already, or not a TCP socket
+        pass
 
 TOKEN_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>flir-stream: token needed</title>
@@ -143,7 +158,7 @@ class MJPEGStream(Base):
         self.set_header("Cache-Control", "no-cache, no-store")
         self.set_header("Pragma", "no-cache")
         self._gone = asyncio.Event()
-        self.request.connection.stream.set_nodelay(True)
+        limit_send_buffer(self.request.connection.stream)
         log.info("MJPEG viewer %s connected", self.request.remote_ip)
         self.ctx.hub.fanout.add(self)
         try:

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from typing import Any, Optional
 
 import tornado.websocket
 
 from . import access, protocol
-from .handlers import AccessMixin, Context
+from .handlers import AccessMixin, Context, limit_send_buffer
 from .relay import RelayError
 
 log = logging.getLogger("ws")
@@ -34,6 +35,15 @@ class RateLimit:
             return False
         self.tokens -= 1
         return True
+
+
+def frame_header(length: int) -> bytes:
+    """RFC 6455 header of one final, unmasked binary frame (server to client)."""
+    if length < 126:
+        return struct.pack("!BB", 0x82, length)
+    if length <= 0xFFFF:
+        return struct.pack("!BBH", 0x82, 126, length)
+    return struct.pack("!BBQ", 0x82, 127, length)
 
 
 def _retrieve(future: Any) -> None:
@@ -70,7 +80,7 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
         return None  # JPEGs do not compress; deflate would only cost CPU
 
     def open(self, *args: Any, **kwargs: Any) -> None:
-        self.set_nodelay(True)
+        limit_send_buffer(self.ws_connection.stream)
         self.peer = self.request.remote_ip or "?"
         self.token = self.presented_token()
         hub = self.ctx.hub
@@ -90,7 +100,18 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
         return outgoing.ws.for_client(self.wants_raw)
 
     def send_frame(self, payload: bytes) -> Any:
-        return self.write_message(payload, binary=True)
+        connection = self.ws_connection
+        if connection is None or connection.is_closing():
+            raise tornado.websocket.WebSocketClosedError()
+        stream = getattr(connection, "stream", None)
+        if stream is None or getattr(connection, "_compressor", None) is not None:
+            return self.write_message(payload, binary=True)  # not expected: compression is off
+        # write_message would copy the payload into a frame of its own for every viewer. Written
+        # apart from its header, the payload is kept by Tornado's IOStream as a view (buffers over
+        # 2 KiB are not copied), so all viewers share the frame's one copy and a stalled viewer
+        # holds a reference, not a frame.
+        stream.write(frame_header(len(payload)))
+        return stream.write(payload)
 
     def send_text(self, text: str) -> None:
         try:

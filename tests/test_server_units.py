@@ -81,7 +81,7 @@ def test_bad_client_messages_say_why(text, needle):
     assert needle in str(info.value)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.one_of(st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
                  st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
                               lambda c: st.lists(c) | st.dictionaries(st.text(), c),
@@ -297,3 +297,11 @@ def test_rate_limit():
     assert not limit.allow()
     clock.now += 0.5
     assert sum(limit.allow() for _ in range(20)) == 10
+
+
+@pytest.mark.parametrize("length,header", [
+    (5, b"\x82\x05"), (125, b"\x82\x7d"), (126, b"\x82\x7e\x00\x7e"), (65535, b"\x82\x7e\xff\xff"),
+    (65536, b"\x82\x7f\x00\x00\x00\x00\x00\x01\x00\x00")])
+def test_websocket_frame_header(length, header):
+    from server.websocket import frame_header
+    assert frame_header(length) == header
