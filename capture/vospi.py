@@ -34,7 +34,8 @@ import numpy as np
 PACKET_BYTES = 164
 PAYLOAD_BYTES = 160
 WORDS_PER_PACKET = 80
-RESYNC_PAUSE_S = 0.185  # the datasheet's minimum CS-deasserted time to resynchronise
+RESYNC_MIN_S = 0.185    # the datasheet's minimum CS-deasserted time to resynchronise
+RESYNC_PAUSE_S = 0.2    # what the reader waits (a margin over the minimum)
 
 SENSORS = {"lepton2": (60, 80), "lepton3": (120, 160)}  # (rows, cols)
 TELEMETRY_MODES = ("off", "header", "footer")
@@ -175,8 +176,10 @@ class FrameAssembler:
         self.counters = Counters()
         # No frame within this many non-discard packets (about four frames) = sync is lost.
         self.lost_after_packets = lost_after_packets or 4 * g.frame_packets
-        self._tail = b""            # bytes kept for the next feed(): a partial packet, and the
-        self._resume = 0            # start of a run of bad packets (hunting restarts from it)
+        # Bytes kept for the next feed(): a partial packet, and from where a run of bad packets
+        # began (a hunt restarts there); processing resumes at offset _resume of them.
+        self._tail = b""
+        self._resume = 0
         self._run_start: Optional[int] = None  # offset in the buffer of the current bad run
         self._hunting = False
         self._bad_run = 0           # consecutive CRC failures so far

@@ -140,6 +140,16 @@ def is_subsequence(items: list, sequence: list) -> bool:
     return all(any(x == y for y in it) for x in items)
 
 
+def test_auto_picks_the_simulator_here_and_says_so(tmp_path, stages, watch):
+    config = write_config(tmp_path, capture={"source": "auto"})
+    w = watch(config)
+    stage = stages("capture", config)
+    w.until(lambda: len(w.frames) >= 2 and w.status, stage=stage)
+    assert w.status[-1]["source"] == "sim"
+    assert stage.stop() == 0
+    assert "source auto: no /dev/spidev0.0, using the simulated Lepton" in stage.log_path.read_text()
+
+
 def test_image_source_publishes_the_picture(tmp_path, stages, watch):
     picture = np.tile(np.linspace(0, 255, 320).astype(np.uint8), (240, 1))
     cv2.imwrite(str(tmp_path / "ramp.png"), picture)

@@ -46,7 +46,7 @@ class StandInLepton:
         now = time.monotonic()
         if self._last_read is not None:
             self.gaps.append(now - self._last_read)
-            if now - self._last_read >= vospi.RESYNC_PAUSE_S:
+            if now - self._last_read >= vospi.RESYNC_MIN_S:
                 self.out_of_sync = False
                 self._buffer.clear()  # restart at a frame boundary
         self._last_read = now
@@ -138,7 +138,7 @@ def test_lost_sync_pauses_at_least_185_ms_then_streams_again():
     assert frames, reader.detail
     assert "resyncing" in states and states[-1] == "streaming"
     device = factory.devices[0]
-    assert max(device.gaps) >= vospi.RESYNC_PAUSE_S
+    assert max(device.gaps) >= vospi.RESYNC_MIN_S
     assert reader.assembler.counters.resyncs >= 1
 
 
