@@ -385,14 +385,11 @@ def seq_gaps(seqs: list) -> int:
 
 
 def published_counter(metrics: dict[str, float]) -> Optional[float]:
-    """The server's count of frames it took from the encoder and sent on, if /metrics has one."""
-    candidates = [k for k in metrics if "frame" in k and k.startswith(("flirstream_server",
-                                                                        "server_", "flir_server"))
-                  and not any(w in k for w in ("drop", "skip", "bytes", "bucket", "sum", "count",
-                                                "lost", "error"))]
-    candidates.sort(key=lambda k: (("published" not in k and "received" not in k
-                                    and "in" not in k), len(k)))
-    return metrics[candidates[0]] if candidates else None
+    """The server's count of frames it took from the encoder (and sent on to viewers)."""
+    for name in ("flirstream_frames_received_total", "flirstream_server_frames_received_total"):
+        if name in metrics:
+            return metrics[name]
+    return None
 
 
 async def _soak_clients(pipe: Pipeline, duration: float, n_clients: int, n_slow: int,
