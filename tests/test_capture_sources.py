@@ -30,10 +30,11 @@ class StandInLepton:
     """
 
     def __init__(self, sensor: str = "lepton3", max_read: int = 1 << 20,
-                 out_of_sync: bool = False):
+                 out_of_sync: bool = False, stuck_on_discards: bool = False):
         self.sim = SimulatedLepton(sensor, unique_every=1, seed=1)
         self.max_read = max_read
         self.out_of_sync = out_of_sync
+        self.stuck_on_discards = stuck_on_discards  # out of sync the quiet way
         self.gone = False
         self.closed = False
         self.read_sizes: list[int] = []
@@ -56,6 +57,8 @@ class StandInLepton:
             raise OSError(errno.EMSGSIZE, "Message too long")
         self.read_sizes.append(size)
         if self.out_of_sync:
+            if self.stuck_on_discards:
+                return vospi.discard_packets(size // vospi.PACKET_BYTES)
             return self._rng.integers(0, 256, size, dtype=np.uint8).tobytes()
         while len(self._buffer) < size:
             self._buffer += self.sim.next_period()
@@ -140,6 +143,23 @@ def test_lost_sync_pauses_at_least_185_ms_then_streams_again():
     device = factory.devices[0]
     assert max(device.gaps) >= vospi.RESYNC_MIN_S
     assert reader.assembler.counters.resyncs >= 1
+
+
+def test_a_sensor_sending_only_discards_is_resynced_by_the_watchdog():
+    factory = Factory(out_of_sync=True, stuck_on_discards=True)
+    reader = Reader(SpiSource("/dev/spidev0.0", device_factory=factory, bufsiz=4096),
+                    FrameAssembler("lepton3"), watchdog_s=0.3)
+    seen = {}
+
+    def streaming(frames):
+        seen[reader.state] = reader.detail
+        return bool(frames)
+
+    poll_until(reader, streaming)
+    assert "no frame for" in seen["resyncing"]
+    assert reader.state == "streaming"
+    assert max(factory.devices[0].gaps) >= vospi.RESYNC_MIN_S
+    assert reader.assembler.counters.discards > 0
 
 
 def test_device_that_disappears_is_reopened_with_growing_delays():
