@@ -99,6 +99,36 @@ def lut(name: str) -> np.ndarray:
         raise ValueError(f"unknown palette {name!r} (expected one of {', '.join(PALETTES)})") from None
 
 
+# Element types whose size is a whole number of BGR pixels' worth of bytes divided by 3: a table of
+# (256, 1, 3) such elements holds `factor` BGR pixels per grey level.
+_WIDE_TYPES = {1: np.uint8, 2: np.uint16, 4: np.int32}
+WIDE_FACTORS = tuple(_WIDE_TYPES)
+
+
+@lru_cache(maxsize=64)
+def wide_table(name: str, factor: int) -> np.ndarray:
+    """A palette's table with each colour repeated `factor` times (1, 2 or 4), packed into wider
+    elements: cv2.LUT then colours and widens the image `factor` times in one call."""
+    if factor not in _WIDE_TYPES:
+        raise ValueError(f"widening by {factor}: expected one of {', '.join(map(str, WIDE_FACTORS))}")
+    repeated = np.ascontiguousarray(np.tile(lut(name).reshape(256, 3), (1, factor)))  # BGRBGR...
+    table = repeated.view(_WIDE_TYPES[factor]).reshape(256, 1, 3)
+    table.setflags(write=False)
+    return table
+
+
+def colorize_wide(gray: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """8-bit image -> BGR image `factor` times as wide (nearest), through a wide_table().
+
+    The LUT copies each grey pixel's (factor x 3)-byte entry, which is the same colour `factor` times
+    side by side: the horizontal half of a nearest-neighbour upscale for free (twice as fast as
+    colouring and then cv2.resize)."""
+    rows, cols = gray.shape
+    factor = table.dtype.itemsize
+    out = cv2.LUT(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), table)
+    return out.view(np.uint8).reshape(rows, cols * factor, 3)
+
+
 def colorize(gray: np.ndarray, table: np.ndarray) -> np.ndarray:
     """8-bit image -> BGR image through a (256, 1, 3) table.
 

@@ -105,7 +105,6 @@ class _State:
     """Checked settings plus everything derived from them, swapped in as one object."""
 
     settings: dict
-    table: np.ndarray
     linear: agcs.LinearAGC
     histogram: agcs.HistogramAGC
     jpeg_params: tuple
@@ -157,8 +156,7 @@ class Renderer:
         if previous is not None:
             # keep the smoothed range across e.g. a palette change so the picture does not jump
             linear.continue_from(previous.linear)
-        return _State(settings=dict(settings), table=palettes.lut(settings["palette"]),
-                      linear=linear, histogram=agcs.HistogramAGC(),
+        return _State(settings=dict(settings), linear=linear, histogram=agcs.HistogramAGC(),
                       jpeg_params=(cv2.IMWRITE_JPEG_QUALITY, settings["quality"]))
 
     # ------------------------------------------------------------ rendering
@@ -193,8 +191,7 @@ class Renderer:
             lo_c, hi_c = s["range_c"]
             gray, lo, hi = agcs.FixedAGC((lo_c + KELVIN_ZERO_C) / kelvin_per_count,
                                          (hi_c + KELVIN_ZERO_C) / kelvin_per_count)(pixels)
-        bgr = scale(palettes.colorize(gray, state.table), output_size(pixels.shape, s["size"]),
-                    s["interpolation"])
+        bgr = paint(gray, s["palette"], output_size(pixels.shape, s["size"]), s["interpolation"])
         ok, encoded = cv2.imencode(".jpg", bgr, state.jpeg_params)
         if not ok:  # pragma: no cover - OpenCV only fails here on impossible images
             raise RuntimeError("OpenCV could not encode the JPEG")
@@ -236,6 +233,18 @@ def output_size(shape: tuple, size: Optional[tuple]) -> tuple[int, int]:
         return int(size[0]), int(size[1])
     factor = max(1, min(AUTO_SCALE, AUTO_MAX_SIDE // max(shape)))
     return shape[1] * factor, shape[0] * factor
+
+
+def paint(gray: np.ndarray, palette: str, size: tuple[int, int], interpolation: str) -> np.ndarray:
+    """8-bit AGC output -> the coloured picture at (width, height)."""
+    rows, cols = gray.shape
+    width, height = size
+    if (interpolation == "nearest" and width % cols == 0 and height % rows == 0
+            and width // cols in palettes.WIDE_FACTORS):
+        # the usual case (4x, nearest): colour and widen in one LUT call, then repeat whole rows
+        wide = palettes.colorize_wide(gray, palettes.wide_table(palette, width // cols))
+        return wide if height == rows else np.repeat(wide, height // rows, axis=0)
+    return scale(palettes.colorize(gray, palettes.lut(palette)), size, interpolation)
 
 
 def scale(bgr: np.ndarray, size: tuple[int, int], interpolation: str) -> np.ndarray:

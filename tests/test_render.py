@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from encoder import agc, palettes
-from encoder.render import Renderer, scale
+from encoder.render import Renderer, paint, scale
 from flirstream import config
 from flirstream.config import ConfigError
 from flirstream.wire import RawFrame
@@ -214,6 +214,19 @@ def test_whole_number_nearest_scaling_equals_opencv_resize():
     for size in [(640, 480), (320, 480), (160, 360), (800, 600)]:
         expected = cv2.resize(bgr, size, interpolation=cv2.INTER_NEAREST)
         assert np.array_equal(scale(bgr, size, "nearest"), expected), size
+
+
+@pytest.mark.parametrize("palette", ["ironbow", "jet"])
+def test_painting_equals_colouring_then_opencv_resize(palette):
+    rng = np.random.default_rng(3)
+    gray = rng.integers(0, 256, (120, 160), dtype=np.uint8)
+    coloured = cv2.applyColorMap(gray, palettes.lut(palette))
+    # 1x, 2x and 4x wide take the one-LUT widening path; 3x and 5x the general one
+    for size in [(160, 120), (320, 240), (640, 480), (640, 120), (320, 600), (480, 360), (800, 600),
+                 (300, 200)]:
+        expected = cv2.resize(coloured, size, interpolation=cv2.INTER_NEAREST)
+        assert np.array_equal(paint(gray, palette, size, "nearest"), expected), size
+    assert paint(gray, palette, (640, 480), "linear").shape == (480, 640, 3)
 
 
 # ---------------------------------------------------------------- settings
