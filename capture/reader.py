@@ -36,8 +36,15 @@ class Reader:
         self.changes = 0  # state changes so far (the app publishes status on each)
         self._sleep = sleep
         self._last_frame = time.monotonic()
+        self._hints: set[str] = set()
 
     def _set(self, state: str, detail: str) -> None:
+        hint = self.assembler.hint
+        if hint and hint not in self._hints:
+            self._hints.add(hint)
+            log.warning("%s: %s", self.source.name, hint)
+        if hint:
+            detail = f"{detail}; {hint}" if detail else hint
         if state != self.state or detail != self.detail:
             if state != self.state:
                 log.info("%s: %s%s", state, self.source.name, f" ({detail})" if detail else "")

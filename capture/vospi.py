@@ -194,8 +194,30 @@ class FrameAssembler:
         self._numbers = np.arange(0)  # cache for _pattern()
         self._starts = 0        # good packets numbered 0 (segment starts; frame starts on Lepton 2)
         self._frame_starts = 0  # Lepton 3: complete segments with TTT 1
+        # Signs that the settings do not match the camera (see hint).
+        self._ttt_on_lepton2 = 0    # Lepton 2 packets with segment bits: a Lepton 3
+        self._invalid_segments = 0  # Lepton 3 segments with TTT 0
+        self._extra_numbers = 0     # good packets numbered just past the segment: telemetry
 
     # -- public
+
+    @property
+    def hint(self) -> Optional[str]:
+        """What the settings probably get wrong about the camera, when frames do not come right."""
+        g, c = self.geometry, self.counters
+        if self._ttt_on_lepton2 >= 2:
+            return ("packet 20 carries a segment number, so this is a Lepton 3: "
+                    "set [capture] sensor = lepton3")
+        if c.frames == 0 and self._invalid_segments >= 8:
+            return ("segments never carry a segment number (TTT), as from a Lepton 2: "
+                    "set [capture] sensor = lepton2")
+        if g.telemetry == "off" and self._extra_numbers >= 3:
+            return (f"packets numbered {g.segment_packets} and up arrive: the camera sends "
+                    f"telemetry lines: set [capture] telemetry = header or footer")
+        if c.frames == 0 and c.packets - c.discards >= 8 * g.frame_packets:
+            return ("no complete frame yet: check that [capture] sensor and telemetry match "
+                    "the camera")
+        return None
 
     @property
     def lost_sync(self) -> bool:
@@ -372,6 +394,8 @@ class FrameAssembler:
         n = len(num_new)
         total = k + n  # positions in the virtual sequence: the unfinished chain, then the new packets
 
+        if g.segments == 1:
+            self._ttt_on_lepton2 += int(np.count_nonzero(ids > 0x0FFF))
         first, (prev_num, prev_ok) = int(num_new[0]), self._prev
         perfect = (all_ok and first == k % Q
                    and (not prev_ok or first == prev_num + 1 or (first == 0 and prev_num == Q - 1))
@@ -400,6 +424,8 @@ class FrameAssembler:
                 self._emit([(s, e)], rows_all, frames)
                 continue
             ttt = self._chain_ttt if s + 20 < k else int(ids[s + 20 - k] >> 12) & 0x7
+            if ttt == 0:
+                self._invalid_segments += 1
             if ttt == 1:
                 self._frame_starts += 1
                 cand = [(s, e)]
@@ -449,6 +475,7 @@ class FrameAssembler:
         self.counters.sequence_errors += int(np.count_nonzero(
             ok & ((prev_ok & ~follows) | (num_new >= Q))))
 
+        self._extra_numbers += int(np.count_nonzero(ok & (num_new >= Q) & (num_new < Q + 4)))
         good_new = ok & (num_new < Q)
         self._starts += int(np.count_nonzero(good_new & (num_new == 0)))
         num = np.concatenate((np.arange(k), num_new)) if k else num_new

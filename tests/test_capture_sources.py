@@ -319,3 +319,16 @@ def test_deduper_drops_repeats_but_lets_one_through_each_second():
     assert d.is_duplicate(b.copy(), now=1.5)
     assert not d.is_duplicate(b.copy(), now=2.0)  # a still scene still ticks once a second
     assert d.duplicates == 3
+
+
+def test_reader_puts_the_settings_hint_in_its_detail(caplog):
+    # A Lepton 3 read as a Lepton 2: "frames" come (one per segment) but the hint says why
+    # they look wrong.
+    factory = Factory(sensor="lepton3")
+    reader = Reader(SpiSource("/dev/spidev0.0", device_factory=factory, bufsiz=4096),
+                    FrameAssembler("lepton2"))
+    with caplog.at_level(logging.WARNING):
+        poll_until(reader, lambda f: len(f) >= 3)
+    assert reader.state == "streaming"
+    assert "set [capture] sensor = lepton3" in reader.detail
+    assert caplog.text.count("set [capture] sensor = lepton3") == 1

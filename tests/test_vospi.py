@@ -340,3 +340,24 @@ def test_resync_forgets_a_partial_frame():
     asm.resync()
     assert asm.feed(stream[100 * PACKET_BYTES + 5:]) == []
     assert len(asm.feed(stream)) == 1
+
+
+# ---------------------------------------------------------------- settings that do not match
+
+@pytest.mark.parametrize("stream_as, read_as, expected", [
+    (("lepton3", "off"), ("lepton2", "off"), "set [capture] sensor = lepton3"),
+    (("lepton2", "off"), ("lepton3", "off"), "set [capture] sensor = lepton2"),
+    (("lepton2", "footer"), ("lepton2", "off"), "set [capture] telemetry = header or footer"),
+    (("lepton3", "header"), ("lepton3", "off"), "set [capture] telemetry = header or footer"),
+    (("lepton2", "off"), ("lepton2", "header"), "check that [capture] sensor and telemetry"),
+    (("lepton3", "off"), ("lepton3", "off"), None),
+])
+def test_hint_names_the_setting_that_does_not_match_the_camera(stream_as, read_as, expected):
+    sensor, telemetry = stream_as
+    stream = b"".join(encode_frame(image(sensor, i), sensor, telemetry) for i in range(12))
+    asm = FrameAssembler(*read_as)
+    asm.feed(stream)
+    if expected is None:
+        assert asm.hint is None
+    else:
+        assert expected in asm.hint
