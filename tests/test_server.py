@@ -370,21 +370,24 @@ def test_metrics_text_parses_and_counts(live):
 
 def test_bad_messages_on_the_feed_are_dropped(live):
     live.encoder.send_frames = False  # so a bad message is the newest one, not skipped unread
-    time.sleep(0.3)
-    live.encoder.inject([b"image", b"not json", b"", b""])
-    live.encoder.inject([b"image", b'{"v": 99}', b"", b""])
-    live.encoder.inject([b"status", b"[]"])
-    live.encoder.inject([b"image"])
-    deadline = time.monotonic() + 5
-    while True:
-        samples = parse_metrics(http_get(live.port, "/metrics")[2].decode())
-        if samples['flirstream_frames_dropped_total{stage="server",reason="bad_message"}'] >= 1:
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    live.encoder.send_frames = True
+    try:
+        time.sleep(0.3)
+        live.encoder.inject([b"image", b"not json", b"", b""])
+        live.encoder.inject([b"image", b'{"v": 99}', b"", b""])
+        live.encoder.inject([b"status", b"[]"])
+        live.encoder.inject([b"image"])
+        deadline = time.monotonic() + 5
+        while True:
+            samples = parse_metrics(http_get(live.port, "/metrics")[2].decode())
+            if samples['flirstream_frames_dropped_total{stage="server",reason="bad_message"}'] >= 1:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        live.encoder.send_frames = True
     with live.ws() as ws:
         frames(ws, 2)
+    assert "bad frame message" in live.stage.log_path.read_text()
 
 
 # ---------------------------------------------------------------- a client that stops reading
