@@ -30,6 +30,7 @@ POLL_MS = 100
 DRAIN_MAX = 256  # messages per drain, so a flood cannot starve control and status
 CONTROL_MAX_BYTES = 64 * 1024
 ERROR_LOG_EVERY_S = 5.0
+RESTART_AGC_AFTER_S = 1.0  # a gap this long between rendered frames starts AGC smoothing afresh
 SNDBUF_BYTES = 256 * 1024  # a few 640x480 frames (JPEG + radiometric frame ~ 60 kB each)
 
 
@@ -74,6 +75,7 @@ class Encoder:
         self.errors = _RateLimitedLog(ERROR_LOG_EVERY_S)
         self.capture_counters: dict = {}
         self.last_frame_at: Optional[float] = None
+        self.rendered_at: Optional[float] = None
         self.last_error = ""
         self._state = ""
         self._status_at = 0.0
@@ -187,6 +189,10 @@ class Encoder:
             log.debug("render failure", exc_info=True)
 
     def _publish(self, raw: wire.RawFrame) -> None:
+        now = time.monotonic()
+        if self.rendered_at is not None and now - self.rendered_at > RESTART_AGC_AFTER_S:
+            self.renderer.restart()  # no fade from a scene seen before a pause or a capture restart
+        self.rendered_at = now
         result = self.renderer.render_frame(raw)
         frame = wire.ImageFrame(
             seq=raw.seq, t=raw.t, t_encoded=time.time(), sensor=raw.sensor, jpeg=result.jpeg,

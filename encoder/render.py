@@ -150,6 +150,10 @@ class Renderer:
         self._state = state
         return dict(state.settings)
 
+    def restart(self) -> None:
+        """Forget the smoothed AGC range (after a pause, the scene may be a different one)."""
+        self._state.linear.reset()
+
     @staticmethod
     def _build(settings: dict, previous: Optional[_State] = None) -> _State:
         linear = agcs.LinearAGC(settings["clip_percent"], settings["smoothing"])

@@ -119,6 +119,9 @@ def test_linear_range_is_smoothed_over_frames():
     for _ in range(40):
         r.render(kelvin100(np.tile(np.linspace(20, 40, 160), (120, 1))))
     assert r.last.range[1] == pytest.approx(40.0, abs=0.05)
+    r.restart()  # e.g. after a pause: the next frame's range is taken as it is
+    r.render(kelvin100(np.tile(np.linspace(10, 20, 160), (120, 1))))
+    assert r.last.range == pytest.approx((10.0, 20.0), abs=0.02)
 
 
 def test_flat_frame_is_mid_palette_not_noise():
