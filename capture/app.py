@@ -42,9 +42,6 @@ def run(config: configuration.Config, args: argparse.Namespace) -> int:
         spec = configuration.parse_value("capture", "source", args.source, where="--source")
     record = getattr(args, "record", None) or cap.record
     endpoint = config.endpoints.frames
-    log.info("publishing frames on %s; source=%s record=%s; [capture] %s", endpoint, spec,
-             record or "-", configuration.describe(config, "capture"))
-
     source = make_source(spec, cap, record=record)  # ConfigError: one line, exit 2
     ctx = zmq.Context()
     try:
@@ -52,6 +49,8 @@ def run(config: configuration.Config, args: argparse.Namespace) -> int:
             sock = links.publisher(ctx, endpoint)
         except zmq.ZMQError as exc:
             raise ConfigError(f"[endpoints] frames = {endpoint}: cannot bind: {exc}") from None
+        log.info("publishing frames on %s; source=%s record=%s; [capture] %s", endpoint,
+                 source.name, record or "-", configuration.describe(config, "capture"))
         try:
             _loop(config, source, sock)
         finally:
