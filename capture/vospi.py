@@ -498,8 +498,11 @@ class FrameAssembler:
 
     def _emit(self, parts: list, rows_all: Optional[np.ndarray], frames: list[Frame]) -> None:
         g = self.geometry
-        pieces = [p if isinstance(p, np.ndarray) else rows_all[p[0]:p[1] + 1] for p in parts]
-        rows = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        if all(isinstance(p, tuple) for p in parts):  # back to back in this feed: one slice
+            rows = rows_all[parts[0][0]:parts[-1][1] + 1]
+        else:
+            rows = np.concatenate([p if isinstance(p, np.ndarray) else rows_all[p[0]:p[1] + 1]
+                                   for p in parts])
         image = rows[g.video].view(">u2").astype(np.uint16).reshape(g.rows, g.cols)
         telemetry = None
         if g.telemetry_packets:
