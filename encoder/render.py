@@ -180,21 +180,7 @@ class Renderer:
             raise ValueError(f"kelvin_per_count {kelvin_per_count!r}: expected a number > 0 "
                              f"(0.01 or 0.1 on a Lepton)")
         pixels = orient(_checked(image), s["rotate"], s["flip"])
-        mode = s["agc"]
-        if mode == "fixed" and not tlinear:
-            if not self._warned_fixed:
-                log.warning("agc=fixed needs TLinear (radiometric) frames; these are raw counts, "
-                            "so linear AGC is used for them")
-                self._warned_fixed = True
-            mode = "linear"
-        if mode == "linear":
-            gray, lo, hi = state.linear(pixels)
-        elif mode == "histogram":
-            gray, lo, hi = state.histogram(pixels)
-        else:
-            lo_c, hi_c = s["range_c"]
-            gray, lo, hi = agcs.FixedAGC((lo_c + KELVIN_ZERO_C) / kelvin_per_count,
-                                         (hi_c + KELVIN_ZERO_C) / kelvin_per_count)(pixels)
+        mode, (gray, lo, hi) = self._agc(state, pixels, tlinear, kelvin_per_count)
         bgr = paint(gray, s["palette"], output_size(pixels.shape, s["size"]), s["interpolation"])
         ok, encoded = cv2.imencode(".jpg", bgr, state.jpeg_params)
         if not ok:  # pragma: no cover - OpenCV only fails here on impossible images
@@ -209,6 +195,25 @@ class Renderer:
                           range=rng, stats=statistics(pixels, unit))
         self.last = result
         return result
+
+
+    def _agc(self, state: _State, pixels: np.ndarray, tlinear: bool,
+             kelvin_per_count: float) -> tuple[str, tuple[np.ndarray, float, float]]:
+        """(the AGC used, (8-bit image, lo, hi in counts))."""
+        mode = state.settings["agc"]
+        if mode == "fixed" and not tlinear:
+            if not self._warned_fixed:
+                log.warning("agc=fixed needs TLinear (radiometric) frames; these are raw counts, "
+                            "so linear AGC is used for them")
+                self._warned_fixed = True
+            mode = "linear"
+        if mode == "linear":
+            return mode, state.linear(pixels)
+        if mode == "histogram":
+            return mode, state.histogram(pixels)
+        lo_c, hi_c = state.settings["range_c"]
+        return mode, agcs.FixedAGC((lo_c + KELVIN_ZERO_C) / kelvin_per_count,
+                                   (hi_c + KELVIN_ZERO_C) / kelvin_per_count)(pixels)
 
 
 # ---------------------------------------------------------------- steps (also used by the benchmark)
