@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import re
 import socket
 import ssl
 import threading
@@ -279,3 +280,44 @@ def frames(ws, count: int, timeout: float = 10.0) -> list[tuple[dict, bytes, byt
         if isinstance(message, bytes):
             out.append(split_frame(message))
     return out
+
+
+def read_mjpeg_parts(port: int, count: int, timeout: float = 10.0) -> tuple[dict, list[bytes]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/stream.mjpg")
+        response = conn.getresponse()
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        assert response.status == 200
+        boundary = re.search(r"boundary=(\S+)", headers["content-type"]).group(1).encode()
+        buffer, parts = b"", []
+        part = re.compile(rb"--" + re.escape(boundary) + rb"\r\nContent-Type: image/jpeg\r\n"
+                          rb"Content-Length: (\d+)\r\n\r\n")
+        while len(parts) < count:
+            buffer += response.read1(65536)
+            m = part.match(buffer)
+            while m and len(buffer) >= m.end() + int(m.group(1)) + 2:
+                end = m.end() + int(m.group(1))
+                parts.append(buffer[m.end():end])
+                assert buffer[end:end + 2] == b"\r\n"
+                buffer = buffer[end + 2:]
+                m = part.match(buffer)
+        return headers, parts
+    finally:
+        conn.close()
+
+
+METRIC_LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})?'
+                         r' (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$')
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            assert re.match(r"# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* \S", line), line
+            continue
+        assert METRIC_LINE.match(line), line
+        name, value = line.rsplit(" ", 1)
+        samples[name] = float(value)
+    return samples

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
-import struct
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,9 +15,8 @@ from websockets.sync.client import connect
 
 from conftest import CHROMIUM, Stage, write_config
 from flirstream import config as configuration
-from server.protocol import split_frame
 from server_support import FakeEncoder, Live, frames, http_get, image_frame, json_messages, \
-    raw_request, wait_http, write_index
+    parse_metrics, raw_request, read_mjpeg_parts, wait_http, write_index
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -243,32 +240,6 @@ def test_viewer_count_goes_to_the_encoder(live):
 
 # ---------------------------------------------------------------- MJPEG
 
-def read_mjpeg_parts(port: int, count: int, timeout: float = 10.0) -> tuple[dict, list[bytes]]:
-    import http.client
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", "/stream.mjpg")
-        response = conn.getresponse()
-        headers = {k.lower(): v for k, v in response.getheaders()}
-        assert response.status == 200
-        boundary = re.search(r"boundary=(\S+)", headers["content-type"]).group(1).encode()
-        buffer, parts = b"", []
-        part = re.compile(rb"--" + re.escape(boundary) + rb"\r\nContent-Type: image/jpeg\r\n"
-                          rb"Content-Length: (\d+)\r\n\r\n")
-        while len(parts) < count:
-            buffer += response.read1(65536)
-            m = part.match(buffer)
-            while m and len(buffer) >= m.end() + int(m.group(1)) + 2:
-                end = m.end() + int(m.group(1))
-                parts.append(buffer[m.end():end])
-                assert buffer[end:end + 2] == b"\r\n"
-                buffer = buffer[end + 2:]
-                m = part.match(buffer)
-        return headers, parts
-    finally:
-        conn.close()
-
-
 def test_mjpeg_stream_parts_decode(live):
     headers, parts = read_mjpeg_parts(live.port, 5)
     assert headers["content-type"].startswith("multipart/x-mixed-replace")
@@ -331,22 +302,6 @@ def test_healthz_ok(live):
     assert status == 200 and headers["content-type"] == "application/json"
     assert report["healthy"] is True and report["camera"] == "online"
     assert report["capture"]["state"] == "streaming" and report["frame_age_s"] < 2
-
-
-METRIC_LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})?'
-                         r' (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$')
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    samples = {}
-    for line in text.splitlines():
-        if line.startswith("#"):
-            assert re.match(r"# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* \S", line), line
-            continue
-        assert METRIC_LINE.match(line), line
-        name, value = line.rsplit(" ", 1)
-        samples[name] = float(value)
-    return samples
 
 
 def test_metrics_text_parses_and_counts(live):

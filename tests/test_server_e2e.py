@@ -12,8 +12,8 @@ import pytest
 from conftest import write_config
 from flirstream import config as configuration
 from server.protocol import split_frame
-from server_support import frames, http_get, json_messages, wait_http
-from test_server import parse_metrics, read_mjpeg_parts
+from server_support import frames, http_get, json_messages, parse_metrics, read_mjpeg_parts, \
+    wait_http
 from websockets.sync.client import connect
 
 pytestmark = pytest.mark.timeout(120)

@@ -19,7 +19,7 @@ from websockets.sync.client import connect
 
 from conftest import free_port, write_config
 from server_support import Live, basic_auth, frames, http_get, json_messages, raw_request, \
-    wait_http
+    read_mjpeg_parts, wait_http
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -201,7 +201,6 @@ def test_slow_and_oversized_requests_are_cut_off(live_factory):
     with live.ws() as ws:
         got = frames(ws, 50, timeout=20)  # 2.5 s at 20 frames/s
     assert got[-1][0]["seq"] - got[0][0]["seq"] >= 49
-    from test_server import read_mjpeg_parts
     assert len(read_mjpeg_parts(live.port, 50, timeout=20)[1]) == 50
 
 

@@ -18,8 +18,7 @@ from server.health import Health
 from server.hub import Hub, Outgoing, mjpeg_part
 from server.metrics import Metrics
 from server.websocket import RateLimit
-from server_support import image_frame
-from test_server import parse_metrics
+from server_support import image_frame, parse_metrics
 
 
 class Clock:
