@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import errno
 import logging
 import os
 import selectors
@@ -53,6 +54,13 @@ def _seconds(text: str) -> float:
 
 def run(config: configuration.Config, args: argparse.Namespace) -> int:
     path = os.path.abspath(args.config or str(config.path))
+    # Checked before any child starts: otherwise another program on the port would answer the
+    # probe, we would print its URL, and only then would our server fail.
+    for key in ("port", "websocket_port"):
+        port = getattr(config.server, key)
+        why = port_unavailable(config.server.host, port) if port else None
+        if why:
+            raise configuration.ConfigError(f"[server] {key} = {port}: {why}")
     children = [Child(stage, child_argv(stage, path, args.overrides, args.log_level))
                 for stage in STAGES]
     return Supervisor(children, config.server, args.wait, path).serve()
@@ -101,7 +109,7 @@ def probe_hosts(host: str) -> list[str]:
     if host in ("0.0.0.0", ""):
         return ["127.0.0.1"]
     if host == "::":
-        return ["::1", "127.0.0.1"]  # Tornado binds :: as IPv6 only; a dual-stack socket takes both
+        return ["127.0.0.1", "::1"]  # the server binds both families for ::
     return [host]
 
 
@@ -132,6 +140,33 @@ def announcement(urls: list[str], token_set: bool, config_path: str) -> str:
         lines.append(f"  (replace <token> with [server] token from {config_path})")
     lines.append("  Stop with Ctrl-C.")
     return "\n".join(lines)
+
+
+def port_unavailable(host: str, port: int) -> Optional[str]:
+    """Why the server could not listen on host:port right now (e.g. 'already in use'), or None."""
+    try:
+        infos = socket.getaddrinfo(None if host == "::" else host, port, socket.AF_UNSPEC,
+                                   socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot resolve {host}: {exc.strerror}"
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as sock:
+            # As the server does: SO_REUSEADDR, so a port left in TIME_WAIT counts as free.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                where = f"[{address[0]}]:{port}" if family == socket.AF_INET6 else f"{address[0]}:{port}"
+                if exc.errno == errno.EADDRINUSE:
+                    return f"{where} is already in use (another flir-stream running?)"
+                if exc.errno == errno.EACCES:
+                    return f"{where} needs privileges (ports below 1024: see docs/OPERATIONS.md)"
+                if exc.errno == errno.EADDRNOTAVAIL and family == socket.AF_INET6:
+                    continue  # no IPv6 on this machine: the server binds the other families
+                return f"cannot listen on {where}: {exc.strerror}"
+    return None
 
 
 def answers(host: str, port: int, timeout: float = 0.3) -> bool:

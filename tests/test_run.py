@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -362,3 +363,18 @@ def test_stages_started_in_reverse_order_stream_frames(tmp_path, stages):
         frames = watcher.wait_frames(3, 30)
         assert len(frames) >= 3, (f"no frames: {watcher.last_error}\n"
                                   + "\n".join(s.log()[-1500:] for s in started))
+
+
+def test_run_refuses_a_port_in_use_before_starting_anything(tmp_path, run_flir_stream):
+    # Another program on the port must not be taken for our server (no URL printed for it).
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        config = write_config(tmp_path, server={"port": port})
+        run = run_flir_stream(config)
+        assert run.proc.wait(30) == 2
+    err = run.stderr()
+    assert f"[server] port = {port}: 127.0.0.1:{port} is already in use" in err, err
+    assert "started" not in err
+    assert run.stdout() == ""

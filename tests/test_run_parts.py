@@ -3,6 +3,7 @@ restart delays, each child's command line) and the systemd unit that runs it."""
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -12,8 +13,8 @@ import pytest
 
 from conftest import ROOT
 from flirstream import config as configuration
-from flirstream.supervise import (Backoff, announcement, child_argv, describe_status, probe_hosts,
-                                  viewer_urls)
+from flirstream.supervise import (Backoff, announcement, child_argv, describe_status,
+                                  port_unavailable, probe_hosts, viewer_urls)
 
 
 def server(**keys: str):
@@ -26,12 +27,15 @@ def test_loopback_host_gives_one_url():
         ["http://127.0.0.1:8080/"]
 
 
-@pytest.mark.parametrize("host, reached", [("0.0.0.0", "127.0.0.1"), ("::", "::1")])
-def test_every_interface_gives_the_local_url_and_the_machine_name(host, reached):
-    urls = viewer_urls(server(host=host, port="8081"), reached, hostname="thermalpi")
-    local = "http://[::1]:8081/" if reached == "::1" else "http://127.0.0.1:8081/"
-    assert urls == [local, "http://thermalpi:8081/"]
-    assert probe_hosts(host)[0] == reached
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_every_interface_gives_the_local_url_and_the_machine_name(host):
+    assert probe_hosts(host)[0] == "127.0.0.1"
+    urls = viewer_urls(server(host=host, port="8081"), "127.0.0.1", hostname="thermalpi")
+    assert urls == ["http://127.0.0.1:8081/", "http://thermalpi:8081/"]
+
+
+def test_an_ipv6_address_is_bracketed():
+    assert viewer_urls(server(host="::1", port="8081"), "::1") == ["http://[::1]:8081/"]
 
 
 def test_default_ports_are_left_out_and_tls_gives_https(tmp_path):
@@ -66,6 +70,16 @@ def test_children_get_the_same_interpreter_config_overrides_and_log_level():
                       "debug")
     assert argv == [sys.executable, "-m", "flirstream", "encoder", "--config", "/srv/server.conf",
                     "--set", "encoder.palette=jet", "--set", "server.port=81", "--log-level", "debug"]
+
+
+def test_a_port_in_use_is_named_and_a_free_one_is_not():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert port_unavailable("127.0.0.1", port) == \
+            f"127.0.0.1:{port} is already in use (another flir-stream running?)"
+    assert port_unavailable("127.0.0.1", port) is None
 
 
 def test_exit_status_is_described_for_people():
