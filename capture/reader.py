@@ -19,6 +19,7 @@ log = logging.getLogger("capture.reader")
 # No frame for this long while bytes keep coming = sync lost (the sensor can also fall silent
 # into discard packets only, which the assembler alone cannot tell from idle time).
 WATCHDOG_S = 1.0
+OFFLINE_SLICE_S = 0.5  # longest wait inside one poll() while offline
 
 
 class Reader:
@@ -26,7 +27,8 @@ class Reader:
 
     def __init__(self, source: Source, assembler: FrameAssembler, *,
                  watchdog_s: float = WATCHDOG_S, resync_pause_s: float = RESYNC_PAUSE_S,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic):
         self.source = source
         self.assembler = assembler
         self.watchdog_s = watchdog_s
@@ -35,7 +37,9 @@ class Reader:
         self.detail = f"waiting for the first frame from {source.name}"
         self.changes = 0  # state changes so far (the app publishes status on each)
         self._sleep = sleep
-        self._last_frame = time.monotonic()
+        self._clock = clock
+        self._last_frame = clock()
+        self._retry_at = 0.0  # while offline: when to ask the source again
         self._hints: set[str] = set()
 
     def _set(self, state: str, detail: str) -> None:
@@ -52,16 +56,21 @@ class Reader:
             self.changes += 1
 
     def poll(self, wait: Optional[Callable[[float], bool]] = None) -> list[Frame]:
-        """Read once. `wait(seconds)` sleeps while offline and returns True to stop early."""
+        """Read once. While offline, wait (`wait(seconds)`, True = stop early) at most
+        OFFLINE_SLICE_S per call, so the caller keeps publishing status during a long backoff."""
+        now = self._clock()
+        if now < self._retry_at:
+            (wait or self._wait)(min(self._retry_at - now, OFFLINE_SLICE_S))
+            return []
         try:
             data = self.source.read()
         except SourceOffline as exc:
             self._set("offline", str(exc))
-            (wait or self._wait)(self.source.retry_delay)
-            self._last_frame = time.monotonic()
+            self._retry_at = self._clock() + self.source.retry_delay
+            self._last_frame = self._retry_at
             return []
         frames = self.assembler.feed(data) if data else []
-        now = time.monotonic()
+        now = self._clock()
         if frames:
             self._last_frame = now
             self._set("streaming", "")
@@ -71,7 +80,7 @@ class Reader:
             self._set("resyncing", f"sync lost ({why}): pausing {self.resync_pause_s * 1000:.0f} ms")
             self.source.pause(self.resync_pause_s)
             self.assembler.resync()
-            self._last_frame = time.monotonic()
+            self._last_frame = self._clock()
         return frames
 
     def _wait(self, seconds: float) -> bool:

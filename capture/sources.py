@@ -1,10 +1,12 @@
 """Where VoSPI bytes come from: the SPI bus, the simulator, a recorded file or a still image.
 
 Every source hands out raw bytes (read()), which all go through the same FrameAssembler. A source
-that cannot deliver for now (device missing, read failing, recording finished) raises
-SourceOffline; the reader reports "offline" and asks again after `retry_delay` seconds. Settings
-that can never work (a missing file, spidev not installed) raise ConfigError when the source is
-made, so the stage stops at once with one line.
+that cannot deliver for now raises SourceOffline; the reader reports "offline" with the reason
+and asks again after `retry_delay` seconds. That is everything that can go wrong with a camera
+(device missing, unreadable, unplugged while streaming, spidev not installed: the stage keeps
+running, so the viewer shows why) and the end of a recording played once. A file given as
+source that does not exist or cannot be read raises ConfigError when the source is made: the
+stage stops at once with one line (exit 2), as a typo in a path should.
 """
 from __future__ import annotations
 
@@ -204,28 +206,26 @@ DeviceFactory = Callable[[str], Device]
 _SPIDEV_NAME = re.compile(r"spidev(\d+)\.(\d+)$")
 
 
+class NotSpidev(OSError):
+    """The path exists but is no spidev device."""
+
+
 def spidev_bus(path: str) -> tuple[int, int]:
-    """/dev/spidevB.D -> (B, D)."""
-    m = _SPIDEV_NAME.search(path)
+    """/dev/spidevB.D (or a link to one) -> (B, D)."""
+    m = _SPIDEV_NAME.search(os.path.realpath(path))
     if not m:
-        raise ConfigError(f"[capture] source = spi:{path}: expected a device like /dev/spidev0.0")
+        raise NotSpidev(f"not a spidev device (expected one like {DEFAULT_SPI_DEVICE})")
     return int(m.group(1)), int(m.group(2))
-
-
-def require_spidev() -> None:
-    try:
-        import spidev  # noqa: F401
-    except ImportError:
-        raise ConfigError("[capture] source spi: the Python module spidev is not installed: "
-                          "pip install flir-stream[spi]") from None
 
 
 class SpidevDevice:
     """A Lepton on Linux spidev: mode 3, 8-bit words, MSB first, reads only."""
 
     def __init__(self, path: str, speed_hz: int):
-        import spidev
+        import spidev  # ImportError: told to the user as offline, with the pip command
 
+        if not os.path.exists(path):
+            raise FileNotFoundError(errno.ENOENT, "no such device", path)
         bus, dev = spidev_bus(path)
         self._spi = spidev.SpiDev()
         self._spi.open(bus, dev)  # FileNotFoundError / PermissionError go to the caller
@@ -268,8 +268,6 @@ class SpiSource:
         self.name = f"spi:{path}"
         self.speed_hz = speed_hz
         if device_factory is None:
-            spidev_bus(path)
-            require_spidev()
             device_factory = lambda p: SpidevDevice(p, speed_hz)  # noqa: E731
         self._factory = device_factory
         size = bufsiz if bufsiz is not None else spidev_bufsiz()
@@ -288,6 +286,11 @@ class SpiSource:
     def _open(self) -> None:
         try:
             self._device = self._factory(self.path)
+        except ImportError:
+            raise self._offline(f"cannot read {self.path}: the Python module spidev is not "
+                                f"installed: pip install flir-stream[spi]") from None
+        except NotSpidev as exc:
+            raise self._offline(f"cannot open {self.path}: {exc}") from None
         except FileNotFoundError:
             raise self._offline(f"cannot open {self.path}: no such device (is SPI enabled? "
                                 f"dtparam=spi=on in config.txt)") from None

@@ -162,13 +162,16 @@ def test_image_source_publishes_the_picture(tmp_path, stages, watch):
     assert stage.stop() == 0
 
 
-def test_spi_without_device_stays_offline_and_says_why(tmp_path, stages, watch):
+def test_spi_without_device_stays_offline_says_why_and_keeps_reporting(tmp_path, stages, watch):
     config = write_config(tmp_path, capture={"source": "spi:/dev/spidev9.9"})
     w = watch(config)
     stage = stages("capture", config)
-    w.until(lambda: len(w.status) >= 2, stage=stage)
+    # Long enough for the retry delay to grow past the status interval (0.5+1+2+4 s).
+    w.until(lambda: len(w.status) >= 9, timeout=30, stage=stage)
     assert all(s["state"] == "offline" for s in w.status)
     assert "cannot open /dev/spidev9.9: no such device" in w.status[-1]["detail"]
+    times = [s["t"] for s in w.status]
+    assert max(b - a for a, b in zip(times, times[1:])) < 3.0  # never silent while retrying
     assert stage.proc.poll() is None
     assert stage.stop() == 0
 

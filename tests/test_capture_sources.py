@@ -169,21 +169,25 @@ def test_device_that_disappears_is_reopened_with_growing_delays():
     poll_until(reader, lambda f: len(f) >= 1)
     factory.devices[0].gone = True
     factory.missing = 3
-    delays: list[float] = []
     details: list[str] = []
+    waits: list[float] = []
+    clock = [time.monotonic()]
 
-    def wait(seconds: float) -> bool:
-        delays.append(seconds)
+    def wait(seconds: float) -> bool:  # a clock that jumps instead of sleeping
         details.append(reader.detail)
-        return False  # do not really sleep: the delays are what is checked
+        waits.append(seconds)
+        clock[0] += seconds
+        return False
 
+    reader._clock = lambda: clock[0]
     frames = poll_until(reader, lambda f: len(f) >= 1, wait=wait)
     assert frames and reader.state == "streaming"
     assert factory.devices[0].closed
     assert len(factory.devices) == 2 and source.opens == 2
-    assert delays == [0.5, 1.0, 2.0, 4.0]
+    assert max(waits) <= 0.5  # status keeps flowing during a long backoff
+    assert sum(waits) == pytest.approx(0.5 + 1.0 + 2.0 + 4.0)  # growing delays between attempts
     assert "reading /dev/spidev0.0 failed: No such device" in details[0]
-    assert "cannot open /dev/spidev0.0: no such device" in details[1]
+    assert "cannot open /dev/spidev0.0: no such device" in details[-1]
 
 
 def test_errno_90_names_the_kernel_parameter_and_reads_less(caplog):
@@ -203,15 +207,21 @@ def test_errno_90_even_for_one_packet_is_offline_with_the_message():
         source.read()
 
 
-def test_spi_without_the_spidev_module_says_how_to_install_it(monkeypatch):
+def test_spi_without_the_spidev_module_is_offline_saying_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "spidev", None)  # makes `import spidev` fail
-    with pytest.raises(ConfigError, match=r"pip install flir-stream\[spi\]"):
-        SpiSource("/dev/spidev0.0")
+    source = SpiSource("/dev/spidev0.0")
+    with pytest.raises(SourceOffline, match=r"/dev/spidev0.0: the Python module spidev is not "
+                                            r"installed: pip install flir-stream\[spi\]"):
+        source.read()
 
 
-def test_spi_device_name_must_be_a_spidev():
-    with pytest.raises(ConfigError, match="expected a device like /dev/spidev0.0"):
-        SpiSource("/dev/ttyUSB0")
+def test_spi_device_missing_or_not_a_spidev_is_offline_with_the_reason(tmp_path):
+    with pytest.raises(SourceOffline, match="cannot open /dev/spidev-missing: no such device"):
+        SpiSource("/dev/spidev-missing").read()
+    other = tmp_path / "ttyUSB0"
+    other.write_text("")
+    with pytest.raises(SourceOffline, match="ttyUSB0: not a spidev device"):
+        SpiSource(str(other)).read()
 
 
 # ---------------------------------------------------------------- other sources
