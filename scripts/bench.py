@@ -73,7 +73,9 @@ GOALS = [
     ("latency_p50_ms", "latency capture -> viewer p50 (ms)", "<= 10", lambda v: v <= 10),
     ("latency_p99_ms", "latency capture -> viewer p99 (ms)", "<= 50", lambda v: v <= 50),
     ("slow_rss_growth_frames_per_client", "slow clients: server RSS growth per slow client (frames)",
-     "<= 1", lambda v: v <= 1),
+     "-", None),
+    ("slow_rss_excess_frames_per_client",
+     "slow clients: RSS per slow client minus per reading viewer (frames)", "<= 1", lambda v: v <= 1),
     ("slow_normal_min_share", "slow clients: worst normal client's share of frames", ">= 0.95",
      lambda v: v >= 0.95),
     ("slow_normal_latency_p99_ms", "slow clients: normal clients' latency p99 (ms)", "<= 50",
@@ -85,6 +87,7 @@ GOALS = [
 ]
 SUMMARY_KEYS = [g[0] for g in GOALS] + [
     "fanout_clients", "latency_clients", "slow_clients", "slow_rss_growth_bytes_per_client",
+    "slow_reader_rss_growth_bytes_per_client",
     "slow_normal_min_share_before", "slow_normal_latency_p99_ms_before", "frame_message_bytes",
     "latency_p90_ms", "fanout_u1_loadgen_cpu_percent", "fanout_u3_loadgen_cpu_percent"]
 
@@ -591,6 +594,15 @@ def section_pipeline(pipe: Pipeline, tap: Tap, duration: float) -> dict:
 
 def section_slow(pipe: Pipeline, tap: Tap, normal: int, slow: int, duration: float,
                  settle: float) -> dict:
+    """Server RSS with `slow` viewers that never read, against the same number that do read.
+
+    1. fresh server, `normal` viewers: window "before" (their share and latency, the RSS baseline);
+    2. + `slow` clients that stop reading after the handshake; after `settle` s (their kernel
+       buffers are full by then) window "with_slow": the normal viewers' share and latency, and
+       the server's largest RSS;
+    3. control: fresh server, `normal` viewers, + `slow` viewers that DO read: window "control".
+    A slow client's RSS cost minus a reading viewer's is what stalling costs the server; the
+    goal is at most one frame (a stalled viewer keeps only a reference to the frame in flight)."""
     log(f"slow clients: {normal} normal viewers, then {slow} that never read")
     pipe.restart("server")  # a fresh server: its RSS has not been grown by earlier scenarios
     normal_g = LoadGroup(pipe.url, normal, 1)
@@ -609,13 +621,39 @@ def section_slow(pipe: Pipeline, tap: Tap, normal: int, slow: int, duration: flo
         normal_g.stop()
         if slow_g is not None:
             slow_g.stop()
+
+    log(f"  control: {normal} normal viewers, then {slow} more that read")
+    pipe.restart("server")
+    normal_g = LoadGroup(pipe.url, normal, 1)
+    readers = None
+    try:
+        normal_g.wait_ready()
+        time.sleep(0.5)
+        control_before = measure(pipe, tap, [normal_g], min(duration, 1.0))
+        readers = LoadGroup(pipe.url, slow, 1)
+        readers.wait_ready()
+        time.sleep(settle)
+        control = measure(pipe, tap, [normal_g, readers], duration)
+    finally:
+        normal_g.stop()
+        if readers is not None:
+            readers.stop()
+
+    n = max(1, slow_ready["connected"])
     growth = with_slow["server_rss_bytes"]["max"] - before["server_rss_bytes"]["end"]
+    reader_growth = control["server_rss_bytes"]["max"] - control_before["server_rss_bytes"]["end"]
     frame = with_slow["groups"][0]["message_bytes_mean"] or before["groups"][0]["message_bytes_mean"]
-    per_client = growth / max(1, slow_ready["connected"])
+    per_client = growth / n
+    per_reader = reader_growth / n
     return {"ready": ready, "slow_ready": slow_ready, "before": before, "with_slow": with_slow,
+            "control_before": control_before, "control": control,
             "rss_growth_bytes": round(growth), "rss_growth_bytes_per_client": round(per_client),
+            "reader_rss_growth_bytes_per_client": round(per_reader),
             "frame_message_bytes": frame,
-            "rss_growth_frames_per_client": rnd(per_client / frame) if frame else None}
+            "rss_growth_frames_per_client": rnd(per_client / frame) if frame else None,
+            "rss_excess_frames_per_client": rnd((per_client - per_reader) / frame) if frame else None,
+            "rss_growth_while_stalled_bytes": with_slow["server_rss_bytes"]["end"]
+            - with_slow["server_rss_bytes"]["start"]}
 
 
 def section_fanout(pipe: Pipeline, tap: Tap, counts: list[int], procs: int, duration: float,
@@ -656,6 +694,8 @@ def summarize(res: dict) -> dict:
         s.update(slow_clients=sl["slow_ready"]["connected"],
                  slow_rss_growth_bytes_per_client=sl["rss_growth_bytes_per_client"],
                  slow_rss_growth_frames_per_client=sl["rss_growth_frames_per_client"],
+                 slow_rss_excess_frames_per_client=sl["rss_excess_frames_per_client"],
+                 slow_reader_rss_growth_bytes_per_client=sl["reader_rss_growth_bytes_per_client"],
                  slow_normal_min_share=w["share_min"], slow_normal_min_share_before=b["share_min"],
                  slow_normal_latency_p99_ms=w["latency_ms"]["p99"],
                  slow_normal_latency_p99_ms_before=b["latency_ms"]["p99"],
@@ -880,7 +920,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             if "fanout" in only:
                 fan = section_fanout(pipe, tap, counts, args.procs, duration, 1, profile_dir)
                 pipe.restart("capture", unique_every=3)
-                time.sleep(1.0)
+                time.sleep(0.3 if args.quick else 1.0)
                 fan += section_fanout(pipe, tap, counts, args.procs, duration, 3, profile_dir)
                 res["fanout"] = fan
         finally:
