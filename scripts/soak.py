@@ -514,11 +514,28 @@ def print_table(result: dict) -> None:
     step = max(1, len(samples) // 12)
     for s in samples[::step] + ([samples[-1]] if samples and (len(samples) - 1) % step else []):
         print(f"{s['t']:7.1f} " + "".join(f"{s.get(n, float('nan')):10.1f}" for n in names))
+    normal = result.get("normal", [])
     print(f"\nnormal clients (server published {result.get('server_published')} frames meanwhile)")
     print(f"{'client':>12} {'frames':>7} {'fps':>6} {'seq gaps':>9} {'missed':>7} {'connects':>9}")
-    for r in result.get("normal", []):
+    shown = normal if len(normal) <= 10 else normal[:5] + normal[-3:]
+    for r in shown:
+        if len(normal) > 10 and r is normal[-3]:
+            print(f"{'...':>12}")
         print(f"{r['client']:>12} {r['frames']:7d} {r['fps']:6.1f} {r['seq_gaps']:9d} "
               f"{str(r['missed_vs_server']):>7} {r['connects']:9d}")
+    if normal:
+        frames = sorted(r["frames"] for r in normal)
+        missed = [r["missed_vs_server"] for r in normal if r["missed_vs_server"] is not None]
+        print(f"{len(normal)} normal clients: frames min {frames[0]} median {frames[len(frames) // 2]} "
+              f"max {frames[-1]}; seq gaps max {max(r['seq_gaps'] for r in normal)}; "
+              f"missed vs server max {max(missed) if missed else None}")
+    m = result.get("metrics_end", {})
+    slow_drops = m.get('flirstream_frames_dropped_total{stage="server",reason="slow_websocket_client"}')
+    count = m.get("flirstream_frame_latency_seconds_count")
+    latency = (m.get("flirstream_frame_latency_seconds_sum", 0) / count * 1000) if count else None
+    print(f"server: frames skipped for slow websocket clients {slow_drops}, mean capture->send "
+          f"latency {latency:.0f} ms" if latency is not None else
+          f"server: frames skipped for slow websocket clients {slow_drops}")
     rec = result.get("reconnecting", [])
     if rec:
         print(f"reconnecting clients: {len(rec)}, connects {sum(r['connects'] for r in rec)}, "

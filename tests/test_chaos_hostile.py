@@ -99,43 +99,55 @@ async def big_messages(url: str, count: int = 4) -> list:
     return codes
 
 
-def _garbage_one(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
-    """Send payload on a raw connection; return what the server answered before closing (bounded)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+GARBAGE_WAIT_S = 20.0  # the server's request timeout is 10 s: a half-sent request is dropped then
+
+
+def _garbage_one(port: int, payload: bytes) -> dict:
+    """Send payload on a raw connection; read what the server answers until it closes the
+    connection (bounded by GARBAGE_WAIT_S)."""
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=GARBAGE_WAIT_S) as s:
         try:
             s.sendall(payload)
         except OSError:
-            return b"<reset while sending>"
+            return {"answer": b"", "closed": "reset while sending",
+                    "seconds": round(time.monotonic() - start, 2)}
         answer = b""
-        deadline = time.monotonic() + timeout
+        closed = "no"
         try:
-            while time.monotonic() < deadline and len(answer) < 65536:
+            while time.monotonic() - start < GARBAGE_WAIT_S and len(answer) < 65536:
                 chunk = s.recv(4096)
                 if not chunk:
+                    closed = "closed"
                     break
                 answer += chunk
         except socket.timeout:
-            answer += b"<still open>"
+            pass
         except OSError:
-            answer += b"<reset>"
-        return answer
+            closed = "reset"
+        return {"answer": answer[:120], "closed": closed, "seconds": round(time.monotonic() - start, 2)}
 
 
 def garbage(port: int) -> dict:
+    """Several kinds of garbage at once, each on its own raw TCP connection."""
     rnd = os.urandom(64 * 1024)
     handshake = (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                  f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                  f"Sec-WebSocket-Version: 13\r\n\r\n").encode()
     cases = {
-        "random_bytes": rnd,
-        "binary_zeros": b"\x00" * 8192,
-        "bad_request_line": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + rnd[:500],  # TLS hello
+        "random_64k": rnd,
+        "zeros_8k_no_newline": b"\x00" * 8192,  # waits for the rest of a request line: timeout
+        "tls_hello_on_http": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + rnd[:500],
         "huge_header": b"GET / HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * (2 * 2**20) + b"\r\n\r\n",
         "bad_content_length": b"POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\nabc",
-        # a websocket handshake followed by frames that are not websocket frames
+        "half_request": b"GET / HTTP/1.1\r\nHost: x\r\n",  # slowloris: never finishes
+        # a websocket handshake followed by bytes that are not websocket frames (unmasked, bad opcodes)
         "ws_then_garbage": handshake + b"\xff" * 4096 + rnd[:4096],
     }
-    return {name: _garbage_one(port, payload)[:200] for name, payload in cases.items()}
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(len(cases)) as pool:
+        futures = {name: pool.submit(_garbage_one, port, payload) for name, payload in cases.items()}
+        return {name: f.result() for name, f in futures.items()}
 
 
 async def control_flood(url: str, clients: int = 4, messages: int = 600) -> list:
@@ -196,7 +208,7 @@ async def _hostile(pipe: soak.Pipeline) -> dict:
                 ("garbage_tcp", lambda: loop.run_in_executor(None, garbage, pipe.port)),
                 ("control_flood", lambda: control_flood(pipe.ws_url))):
             start = time.monotonic()
-            outcome = await asyncio.wait_for(action(), 60)
+            outcome = await asyncio.wait_for(action(), 90)
             phases[name] = (start, time.monotonic(), outcome)
             await asyncio.sleep(0.5)
     finally:
@@ -210,6 +222,7 @@ def test_hostile_clients_do_not_disturb_a_normal_viewer(tmp_path: Path):
     pipe = soak.Pipeline(config, tmp_path / "run.log")
     try:
         first = {n: p.pid for n, p in pipe.wait_stages(30).items()}
+        pipe.wait_healthy(30)
         result = asyncio.run(_hostile(pipe))
         last = {n: p.pid for n, p in pipe.stages().items()}
         health, _ = soak.http_get(pipe.base + "/healthz")
@@ -254,11 +267,11 @@ def test_hostile_clients_do_not_disturb_a_normal_viewer(tmp_path: Path):
     codes = phases["one_megabyte_messages"][2]
     assert all(c in (1009, 1003) for c in codes), codes  # too big (text) / binary refused
     assert codes[0] == 1009
-    for name, answer in phases["garbage_tcp"][2].items():
-        assert b"<still open>" not in answer, (name, answer)  # closed, not left hanging
-        assert b"101 Switching" not in answer or name == "ws_then_garbage", (name, answer)
+    for name, outcome in phases["garbage_tcp"][2].items():
+        # every connection was closed by the server (at the latest by its request timeout)
+        assert outcome["closed"] != "no", (name, outcome)
+        assert b"101 Switching" not in outcome["answer"] or name == "ws_then_garbage", (name, outcome)
     flood = phases["control_flood"][2]
     assert all(f["close"] == 1008 for f in flood), flood
-    assert all(f["sent"] < 600 or f["close"] == 1008 for f in flood)
 
     assert code == 0 and leftovers == []
