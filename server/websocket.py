@@ -122,6 +122,8 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
     # ------------------------------------------------------------ from the browser
 
     def on_message(self, message: Any) -> None:
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return  # messages that were already on their way when we closed
         if isinstance(message, bytes):
             log.warning("websocket %s sent a binary message: closing (1003)", self.peer)
             self.close(1003, "binary messages are not accepted")

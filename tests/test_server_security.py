@@ -311,3 +311,31 @@ def test_snapshot_wakes_a_paused_encoder(live_factory):
     while live.encoder.viewer_counts()[-1] != 0:  # the snapshot stopped counting as a viewer
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- stopping
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_signal_stops_cleanly_with_viewers_connected(live_factory, sig):
+    import http.client
+    import signal
+    from websockets.exceptions import ConnectionClosed
+    live = live_factory()
+    mjpeg = http.client.HTTPConnection("127.0.0.1", live.port, timeout=10)
+    mjpeg.request("GET", "/stream.mjpg")
+    stream = mjpeg.getresponse()
+    assert stream.status == 200 and stream.read1(65536)
+    with live.ws() as ws:
+        frames(ws, 1)
+        live.stage.proc.send_signal(getattr(signal, sig))
+        assert live.stage.proc.wait(15) == 0
+        with pytest.raises(ConnectionClosed) as info:
+            for _ in range(1000):
+                ws.recv(timeout=5)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+    deadline = time.monotonic() + 5
+    while stream.read1(65536):  # the MJPEG response ends too
+        assert time.monotonic() < deadline
+    mjpeg.close()
+    log = live.stage.log_path.read_text()
+    assert "stopped" in log and "Traceback" not in log
