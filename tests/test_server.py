@@ -376,6 +376,10 @@ def test_stalled_client_skips_frames_others_get_all_and_memory_stays_flat(tmp_pa
                       b"Sec-WebSocket-Version: 13\r\n\r\n")
             s.sendall(_ws_frame('{"op": "raw", "enable": true}'))
             stalled.append(s)
+        s = socket.create_connection(("127.0.0.1", cfg.server.port), timeout=5)  # and an MJPEG one
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        stalled.append(s)
         process = psutil.Process(stage.pid)
         with connect(f"ws://127.0.0.1:{cfg.server.port}/ws", open_timeout=5,
                      max_size=2 ** 24) as ws:
@@ -389,6 +393,7 @@ def test_stalled_client_skips_frames_others_get_all_and_memory_stays_flat(tmp_pa
         samples = parse_metrics(http_get(cfg.server.port, "/metrics")[2].decode())
         skipped = samples['flirstream_frames_dropped_total{stage="server",reason="slow_websocket_client"}']
         assert skipped >= 3 * 60  # each stalled client skipped almost every frame
+        assert samples['flirstream_frames_dropped_total{stage="server",reason="slow_mjpeg_client"}'] >= 60
         print(f"stalled-client test: reader missed {gaps}, skipped for stalled {skipped:.0f}, "
               f"server RSS {rss_before / 2**20:.1f} -> {rss_after / 2**20:.1f} MiB")
         # 90 frames of ~440 KB for 3 clients would be ~120 MB if they were queued
