@@ -487,6 +487,10 @@ def measure(pipe: Pipeline, tap: Tap, groups: list[LoadGroup], duration: float,
             entry.update({"slow_open": sum(r.get("slow_open", 0) for r in rs),
                           "slow_closed_by_server": sum(r.get("slow_closed_by_server", 0) for r in rs)})
         out["groups"].append(entry)
+    sent = sum(g.get("frames_in_window_total", 0) for g in out["groups"])
+    # server CPU per frame delivered to a viewer (the fan-out's unit cost; includes its fixed costs)
+    out["server_cpu_us_per_frame_sent"] = (
+        round((cpu1["server"] - cpu0["server"]) / sent * 1e6, 1) if sent else None)
     return out
 
 
@@ -736,14 +740,14 @@ def table(summary: dict) -> str:
 
 def fanout_table(fan: list[dict]) -> str:
     head = ("fps", "N", "published/s", "share min", "share med", "p50 ms", "p99 ms", "server CPU %",
-            "server RSS MB", "loadgen CPU %", "machine busy %")
+            "us/frame sent", "server RSS MB", "loadgen CPU %", "machine busy %")
     rows = [head]
     for r in fan:
         g = r["groups"][0]
         rows.append((f"{SIM_FPS / r['unique_every']:.1f}", str(r["n"]), f"{r['published_fps']:g}",
                      f"{g['share_min']}", f"{g['share_median']}", f"{g['latency_ms']['p50']}",
                      f"{g['latency_ms']['p99']}", f"{r['cpu_percent']['server']}",
-                     f"{r['server_rss_mb']}", f"{r['loadgen_cpu_percent']}",
+                     f"{r['server_cpu_us_per_frame_sent']}", f"{r['server_rss_mb']}", f"{r['loadgen_cpu_percent']}",
                      f"{r['system_busy_percent']}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows)
