@@ -270,6 +270,13 @@ class Pipeline:
             if not st.alive():
                 raise RuntimeError(f"{name} exited with {st.proc.returncode}:\n{st.log_tail()}")
 
+    def check_or_restart(self) -> None:
+        """After a failed section: start again any stage that died (its log tail is printed)."""
+        for name, st in list(self.stages.items()):
+            if not st.alive():
+                log(f"{name} had exited with {st.proc.returncode}:\n{st.log_tail()}\nrestarting it")
+                self.restart(name)
+
     def metrics(self) -> dict:
         """Numeric samples of /metrics (name{labels} -> value); {} if it does not answer."""
         try:
@@ -916,17 +923,28 @@ def main(argv: Optional[list[str]] = None) -> int:
         tap.start()
         try:
             pipe.start()
+            def attempt(name: str, fn: Any) -> None:
+                """One section; a failure is logged and recorded, and the others still run."""
+                try:
+                    res[name] = fn()
+                except Exception as exc:  # noqa: BLE001 - reported in the JSON and the log
+                    log(f"{name}: FAILED: {type(exc).__name__}: {exc}")
+                    res.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
+                    pipe.check_or_restart()
+
             if "pipeline" in only:
-                res["pipeline"] = section_pipeline(pipe, tap, duration)
+                attempt("pipeline", lambda: section_pipeline(pipe, tap, duration))
             if "slow" in only:
-                res["slow"] = section_slow(pipe, tap, 2 if args.quick else 10, slow, duration,
-                                           settle=0.5 if args.quick else 3.0)
+                attempt("slow", lambda: section_slow(pipe, tap, 2 if args.quick else 10, slow,
+                                                     duration, settle=0.5 if args.quick else 3.0))
             if "fanout" in only:
-                fan = section_fanout(pipe, tap, counts, args.procs, duration, 1, profile_dir)
-                pipe.restart("capture", unique_every=3)
-                time.sleep(0.3 if args.quick else 1.0)
-                fan += section_fanout(pipe, tap, counts, args.procs, duration, 3, profile_dir)
-                res["fanout"] = fan
+                def fanout() -> list:
+                    fan = section_fanout(pipe, tap, counts, args.procs, duration, 1, profile_dir)
+                    pipe.restart("capture", unique_every=3)
+                    time.sleep(0.3 if args.quick else 1.0)
+                    return fan + section_fanout(pipe, tap, counts, args.procs, duration, 3,
+                                                profile_dir)
+                attempt("fanout", fanout)
         finally:
             tap.stopping.set()
             pipe.stop()
@@ -943,6 +961,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     res["summary"] = summarize(res)
 
     print(table(res["summary"]))
+    for name, error in (res.get("errors") or {}).items():
+        print(f"{name}: FAILED: {error}")
     if res.get("fanout"):
         print()
         print(fanout_table(res["fanout"]))
@@ -953,7 +973,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if chart_path is not None:
         chart(res, chart_path)
         print(f"chart: {chart_path}")
-    return 0
+    return 1 if res.get("errors") else 0
 
 
 if __name__ == "__main__":
