@@ -378,3 +378,13 @@ def test_run_refuses_a_port_in_use_before_starting_anything(tmp_path, run_flir_s
     assert f"[server] port = {port}: 127.0.0.1:{port} is already in use" in err, err
     assert "started" not in err
     assert run.stdout() == ""
+
+
+def test_stages_stop_when_run_itself_is_killed(tmp_path, run_flir_stream):
+    # SIGKILL gives run no chance to stop its children: the kernel tells them (parent-death signal).
+    run = run_flir_stream(write_config(tmp_path))
+    run.wait_url()
+    children = list(run.wait_children().values())
+    run.proc.kill()
+    run.proc.wait(5)
+    assert wait_until(lambda: not live(children), 15), f"orphans left running: {live(children)}"
