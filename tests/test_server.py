@@ -252,6 +252,19 @@ def test_mjpeg_stream_parts_decode(live):
     assert len(set(parts)) >= 4  # consecutive frames differ (the warm spot moves)
 
 
+def test_mjpeg_plays_in_ffmpeg(live):
+    # OpenCV's video reader is FFmpeg: what ffplay / VLC-style players do with the stream
+    capture = cv2.VideoCapture(f"http://127.0.0.1:{live.port}/stream.mjpg", cv2.CAP_FFMPEG,
+                               [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 10000,
+                                cv2.CAP_PROP_READ_TIMEOUT_MSEC, 10000])
+    try:
+        assert capture.isOpened()
+        pictures = [capture.read() for _ in range(5)]
+    finally:
+        capture.release()
+    assert all(ok and picture.shape == (240, 320, 3) for ok, picture in pictures)
+
+
 def test_mjpeg_plays_in_a_browser_img(live):
     playwright = pytest.importorskip("playwright.sync_api")
     with playwright.sync_playwright() as p:
