@@ -266,8 +266,8 @@ def test_mjpeg_plays_in_ffmpeg(live):
 
 
 def test_mjpeg_plays_in_a_browser_img(live):
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             page = browser.new_page()
