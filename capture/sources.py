@@ -16,7 +16,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import BinaryIO, Callable, Optional, Protocol
 
 import numpy as np
 
@@ -125,12 +125,15 @@ class FileSource:
     def read(self) -> bytes:
         if self.finished:
             raise SourceOffline(f"end of {self.path} (loop = no)")
-        data = self._file.read(self._chunk)
-        if len(data) < self._chunk:
-            if self.loop:
-                self._file.seek(0)
-            else:
-                self.finished = True
+        try:
+            data = self._file.read(self._chunk)
+            if len(data) < self._chunk:
+                if self.loop:
+                    self._file.seek(0)
+                else:
+                    self.finished = True
+        except OSError as exc:
+            raise SourceOffline(f"reading {self.path} failed: {exc.strerror or exc}") from None
         if self._pacer and data:
             whole = len(data) // vospi.PACKET_BYTES * vospi.PACKET_BYTES
             first = np.frombuffer(data, dtype=np.uint8, count=whole)[::vospi.PACKET_BYTES]
@@ -353,7 +356,7 @@ class Recorder:
         self.name = source.name
         self.path = path
         try:
-            self._file = open(path, "wb")
+            self._file: Optional[BinaryIO] = open(path, "wb")
         except OSError as exc:
             raise ConfigError(f"[capture] record = {path}: cannot write: "
                               f"{exc.strerror or exc}") from None
@@ -364,10 +367,22 @@ class Recorder:
 
     def read(self) -> bytes:
         data = self.source.read()
-        if data:
-            self._file.write(data)
-            self._file.flush()
+        if data and self._file is not None:
+            try:
+                self._file.write(data)
+                self._file.flush()
+            except OSError as exc:  # e.g. disk full: stop recording, keep streaming
+                log.error("recording to %s stopped: %s", self.path, exc.strerror or exc)
+                self._close_file()
         return data
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
 
     def pause(self, seconds: float) -> None:
         self.source.pause(seconds)
@@ -376,7 +391,7 @@ class Recorder:
         try:
             self.source.close()
         finally:
-            self._file.close()
+            self._close_file()
 
 
 # ---------------------------------------------------------------- choosing

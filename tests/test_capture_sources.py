@@ -342,3 +342,15 @@ def test_reader_puts_the_settings_hint_in_its_detail(caplog):
     assert reader.state == "streaming"
     assert "set [capture] sensor = lepton3" in reader.detail
     assert caplog.text.count("set [capture] sensor = lepton3") == 1
+
+
+def test_recording_that_cannot_be_written_stops_but_streaming_goes_on(caplog):
+    # /dev/full: every write fails with ENOSPC, like a full disk
+    recorder = Recorder(SimSource(SimulatedLepton("lepton2", unique_every=1), realtime=False),
+                        "/dev/full")
+    asm = FrameAssembler("lepton2")
+    with caplog.at_level(logging.ERROR):
+        frames = asm.feed(recorder.read()) + asm.feed(recorder.read())
+    assert len(frames) == 2
+    assert caplog.text.count("recording to /dev/full stopped: No space left on device") == 1
+    recorder.close()
