@@ -232,6 +232,16 @@ class Pipeline:
                 pass
         return out
 
+    def fds(self) -> dict[str, int]:
+        """Stage (and 'run') -> open file descriptors."""
+        out: dict[str, int] = {}
+        for name, proc in list(self.stages().items()) + [("run", self.ps)]:
+            try:
+                out[name] = proc.num_fds()
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                pass
+        return out
+
     def stop(self, timeout: float = 15.0) -> tuple[Optional[int], list[str]]:
         """SIGTERM `run`, wait; return (its exit status, stage processes still alive afterwards).
         Any leftover is then killed by pid so nothing outlives the caller."""
@@ -411,6 +421,7 @@ async def _soak_clients(pipe: Pipeline, duration: float, n_clients: int, n_slow:
 
     m0 = pipe.metrics()
     metrics_log.append((0.0, m0))
+    fds_before = pipe.fds()
     next_sample = start
     while time.monotonic() < until:
         now = time.monotonic()
@@ -424,6 +435,13 @@ async def _soak_clients(pipe: Pipeline, duration: float, n_clients: int, n_slow:
     await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15)
     for s in slow:
         s.close()
+    # Every client has gone: the server's sockets must be closed again (bounded wait).
+    fds_after: dict = {}
+    for _ in range(50):
+        fds_after = pipe.fds()
+        if fds_after.get("server", 0) <= fds_before.get("server", 0) + 5:
+            break
+        await asyncio.sleep(0.1)
 
     published = None
     p0, p1 = published_counter(m0), published_counter(m1)
@@ -445,7 +463,8 @@ async def _soak_clients(pipe: Pipeline, duration: float, n_clients: int, n_slow:
             "reconnecting": [{"client": f"reconnecting-{i}", "frames": c.got.frames,
                               "connects": c.got.connects, "failures": len(c.got.closes)}
                              for i, c in enumerate(reconnecting)],
-            "slow": len(slow), "server_published": published}
+            "slow": len(slow), "server_published": published,
+            "fds_before": fds_before, "fds_after": fds_after}
 
 
 def soak(duration: float, clients: int, workdir: Path, warmup: float = 3.0,
@@ -492,6 +511,11 @@ def check(result: dict, rss_factor: float, rss_slack_mb: float) -> list[str]:
     starved = [r["client"] for r in result.get("normal", []) if r["frames"] == 0]
     if starved or not result.get("normal"):
         problems.append(f"normal clients without frames: {starved or 'no normal clients'}")
+    before, after = result.get("fds_before", {}), result.get("fds_after", {})
+    for name in before:
+        if after.get(name, 0) > before[name] + 5:
+            problems.append(f"{name} holds {after[name]} file descriptors after every client left, "
+                            f"{before[name]} before they came")
     samples = result.get("rss_mb", [])
     if samples:
         first, last = samples[0], samples[-1]
@@ -542,6 +566,8 @@ def print_table(result: dict) -> None:
               f"frames {sum(r['frames'] for r in rec)}, failed attempts "
               f"{sum(r['failures'] for r in rec)}")
     print(f"slow clients (never read): {result.get('slow')}")
+    print(f"open fds before the clients came {result.get('fds_before')}, after they left "
+          f"{result.get('fds_after')}")
     print(f"stages died: {result.get('died')}; /healthz at the end: {result.get('healthz_end')}; "
           f"run exit status {result.get('run_exit')}; leftovers {result.get('leftover_processes')}")
 

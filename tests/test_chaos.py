@@ -66,6 +66,7 @@ async def _chaos(pipe: soak.Pipeline, rng: random.Random) -> dict:
         assert first, f"no frame within 30 s of start\n{pipe.log()[-3000:]}"
         await asyncio.sleep(3.0)  # warm-up
         baseline = {n: rss for n, (pid, rss) in pipe.rss().items()}
+        run_fds = pipe.ps.num_fds()  # `run` lives through every kill: its pipes must not pile up
 
         # Random order, every stage about as often (KILLS // 3 each, the rest to random stages).
         schedule = [s for s in soak.STAGES for _ in range(KILLS // 3)]
@@ -100,12 +101,14 @@ async def _chaos(pipe: soak.Pipeline, rng: random.Random) -> dict:
         descendants = [(p.pid, soak.stage_of(p)) for p in pipe.descendants()]
         zombies = pipe.zombies()
         final = {n: rss for n, (pid, rss) in pipe.rss().items()}
+        run_fds_final = pipe.ps.num_fds()
         frames = client.got.frames
     finally:
         client.stop()
         await asyncio.wait_for(asyncio.gather(reader, return_exceptions=True), 10)
     return {"kills": kills, "descendants": descendants, "zombies": zombies,
             "rss_baseline": baseline, "rss_final": final, "frames": frames,
+            "run_fds": [run_fds, run_fds_final],
             "connects": client.got.connects}
 
 
@@ -136,7 +139,7 @@ def test_twenty_random_kills_stream_recovers_nothing_leaks(tmp_path: Path):
     print(f"  all: max {max(times):.2f} s, within 2 s: {sum(t <= 2.0 for t in times)}/{len(times)}")
     mb = {n: (round(result['rss_baseline'].get(n, 0) / 2**20, 1),
               round(result['rss_final'].get(n, 0) / 2**20, 1)) for n in result["rss_final"]}
-    print(f"  RSS MB (after warm-up, at the end): {mb}")
+    print(f"  RSS MB (after warm-up, at the end): {mb}; run's open fds {result['run_fds']}")
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     (out / "chaos.json").write_text(json.dumps({"seed": seed, **result}, indent=1))
@@ -145,6 +148,7 @@ def test_twenty_random_kills_stream_recovers_nothing_leaks(tmp_path: Path):
     assert sorted(n for _, n in result["descendants"]) == ["capture", "encoder", "server"], \
         result["descendants"]
     assert result["zombies"] == []
+    assert result["run_fds"][1] <= result["run_fds"][0] + 3, result["run_fds"]
     for name, first in result["rss_baseline"].items():
         last = result["rss_final"].get(name)
         assert last is not None, f"{name} not running at the end"

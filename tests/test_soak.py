@@ -41,6 +41,8 @@ def test_short_soak(tmp_path: Path):
     assert result["slow"] >= 1
     assert result["healthz_end"] == 200
 
+    # every client's socket was closed again once it left
+    assert result["fds_after"]["server"] <= result["fds_before"]["server"] + 5, result
     samples = result["rss_mb"]
     assert len(samples) >= DURATION // 2
     first, last = samples[0], samples[-1]
