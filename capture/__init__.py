@@ -1,0 +1,1 @@
+"""The capture stage: reads the Lepton's VoSPI stream (or a stand-in) and publishes raw frames."""
