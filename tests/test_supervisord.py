@@ -7,8 +7,8 @@ supervisord's environment, FLIR_STREAM_LOG_DIR with [supervisord] environment=.
 from __future__ import annotations
 
 import configparser
-import getpass
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -16,10 +16,8 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from conftest import ROOT, write_config
@@ -73,7 +71,7 @@ files = {INCLUDE}
         assert (Path(bin_dir) / "flir-stream").exists(), \
             f"{bin_dir}/flir-stream is missing: install the project first (pip install -e .)"
         env = dict(os.environ, FLIR_STREAM_BIN=bin_dir, FLIR_STREAM_CONFIG=str(stage_config),
-                   FLIR_STREAM_USER=getpass.getuser())
+                   FLIR_STREAM_USER=pwd.getpwuid(os.getuid()).pw_name)
         self.log = open(self.dir / "supervisord.out", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(self.main)],
