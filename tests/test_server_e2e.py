@@ -27,6 +27,16 @@ def test_pipeline_streams_to_a_viewer(tmp_path, stages):
     try:
         # nobody watches yet: the encoder pauses, which is healthy while capture streams
         wait_http(port, want=200, timeout=30)
+        deadline = time.monotonic() + 20
+        while True:  # the encoder has paused: a snapshot wakes it (the server counts it a viewer)
+            report = json.loads(http_get(port, "/healthz")[2])
+            if report["encoder"]["state"] == "paused":
+                break
+            assert time.monotonic() < deadline, report
+            time.sleep(0.2)
+        status, _, body = http_get(port, "/snapshot.jpg")
+        assert status == 200, body
+        assert cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR).shape == (480, 640, 3)
         with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=5, max_size=2 ** 24) as ws:
             hello = json_messages(ws, 1)[0]
             assert hello["type"] == "hello" and hello["camera"] == "online"
