@@ -324,7 +324,13 @@ class Supervisor:
         self._wake_w.close()
 
     def _start(self, child: Child) -> None:
-        child.start()
+        try:
+            child.start()
+        except OSError as exc:  # e.g. out of processes or memory: try again later, like a death
+            delay = child.backoff.after_exit(0.0)
+            child.restart_at = time.monotonic() + delay
+            log.error("cannot start %s: %s; trying again in %.1f s", child.stage, exc, delay)
+            return
         self.selector.register(child.fd, selectors.EVENT_READ, child)
 
     def _reap(self, child: Child) -> int:
