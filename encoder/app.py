@@ -73,7 +73,6 @@ class Encoder:
         self.counters = {"frames": 0, "skipped": 0, "unwatched": 0, "errors": 0, "control": 0,
                          "paused": False}
         self.errors = _RateLimitedLog(ERROR_LOG_EVERY_S)
-        self.capture_counters: dict = {}
         self.last_frame_at: Optional[float] = None
         self.rendered_at: Optional[float] = None
         self.last_error = ""
@@ -161,12 +160,10 @@ class Encoder:
 
     def _forward_status(self, parts: list) -> None:
         try:
-            header = wire.unpack_status(parts)
+            wire.unpack_status(parts)  # only well-formed statuses go on to the server
         except wire.WireError as exc:
             self._error("status", f"dropped a capture status message: {exc}")
             return
-        if isinstance(header.get("counters"), dict):
-            self.capture_counters = header["counters"]
         self.images.send_multipart([p.buffer for p in parts], zmq.NOBLOCK, copy=False)
 
     def _encode(self, parts: list) -> None:
@@ -176,7 +173,6 @@ class Encoder:
             self._error("wire", f"dropped a frame: {exc}")
             return
         self.last_frame_at = time.monotonic()
-        self.capture_counters = raw.counters
         if not self.watchers.watched:
             self.counters["unwatched"] += 1
             return
