@@ -5,9 +5,12 @@ import argparse
 import asyncio
 import logging
 import signal
+from pathlib import Path
+
 import zmq
 import zmq.asyncio
 
+import web
 from flirstream import config as configuration
 
 from .feed import Feed
@@ -108,3 +111,6 @@ def _announce(cfg: configuration.Config, ports: tuple) -> None:
              "/metrics%s; frames from %s, control to %s", http, where, ws, where, extra,
              cfg.endpoints.images, cfg.endpoints.control)
     log.info("settings: %s", configuration.describe(cfg, "server"))
+    static = Path(srv.static_dir or web.DIRECTORY)
+    if not (static / "index.html").is_file():
+        log.warning("no viewer at %s (index.html is missing): / answers 404", static)
