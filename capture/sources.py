@@ -1,4 +1,5 @@
-"""Where VoSPI bytes come from: the SPI bus, the simulator, a recorded file or a still image.
+"""Where VoSPI bytes come from: the SPI bus (capture/spi.py), the simulator, a recorded file or a
+still image.
 
 Every source hands out raw bytes (read()), which all go through the same FrameAssembler. A source
 that cannot deliver for now raises SourceOffline; the reader reports "offline" with the reason
@@ -10,12 +11,9 @@ stage stops at once with one line (exit 2), as a typo in a path should.
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import re
 import time
-from pathlib import Path
 from typing import BinaryIO, Callable, Optional, Protocol
 
 import numpy as np
@@ -28,12 +26,7 @@ from .sim import SimulatedLepton
 log = logging.getLogger("capture.sources")
 
 DEFAULT_SPI_DEVICE = "/dev/spidev0.0"
-BUFSIZ_PATH = "/sys/module/spidev/parameters/bufsiz"
-SPIDEV_DEFAULT_BUFSIZ = 4096
-MAX_READ_PACKETS = 128        # ~21 kB per read: a few ms of the bus, so frames leave promptly
-BATCH_PACKETS = 72            # read() gathers about this many packets (fewer, larger feeds)
 IMAGE_RANGE_C = (20.0, 40.0)  # image: source: black is 20 C, white 40 C
-BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 5.0)
 
 
 class SourceOffline(Exception):
@@ -194,158 +187,6 @@ class ImageSource:
         pass
 
 
-# ---------------------------------------------------------------- SPI
-
-class Device(Protocol):
-    """What SpiSource needs of an opened SPI device."""
-
-    def read(self, size: int) -> bytes: ...
-
-    def close(self) -> None: ...
-
-
-DeviceFactory = Callable[[str], Device]
-
-_SPIDEV_NAME = re.compile(r"spidev(\d+)\.(\d+)$")
-
-
-class NotSpidev(OSError):
-    """The path exists but is no spidev device."""
-
-
-def spidev_bus(path: str) -> tuple[int, int]:
-    """/dev/spidevB.D (or a link to one) -> (B, D)."""
-    m = _SPIDEV_NAME.search(os.path.realpath(path))
-    if not m:
-        raise NotSpidev(f"not a spidev device (expected one like {DEFAULT_SPI_DEVICE})")
-    return int(m.group(1)), int(m.group(2))
-
-
-class SpidevDevice:
-    """A Lepton on Linux spidev: mode 3, 8-bit words, MSB first, reads only."""
-
-    def __init__(self, path: str, speed_hz: int):
-        import spidev  # ImportError: told to the user as offline, with the pip command
-
-        if not os.path.exists(path):
-            raise FileNotFoundError(errno.ENOENT, "no such device", path)
-        bus, dev = spidev_bus(path)
-        self._spi = spidev.SpiDev()
-        self._spi.open(bus, dev)  # FileNotFoundError / PermissionError go to the caller
-        try:
-            self._spi.mode = 3
-            self._spi.bits_per_word = 8
-            self._spi.max_speed_hz = speed_hz
-        except OSError:
-            self._spi.close()
-            raise
-        # Reading the file descriptor gives bytes at once; readbytes() builds a list of ints.
-        fileno = getattr(self._spi, "fileno", None)
-        self._fd = fileno() if fileno else None
-
-    def read(self, size: int) -> bytes:
-        if self._fd is not None:
-            return os.read(self._fd, size)
-        return bytes(self._spi.readbytes(size))
-
-    def close(self) -> None:
-        self._spi.close()
-
-
-def spidev_bufsiz(path: str = BUFSIZ_PATH) -> int:
-    """spidev's largest transfer (the module parameter), or its default when unknown."""
-    try:
-        return max(int(Path(path).read_text().strip()), vospi.PACKET_BYTES)
-    except (OSError, ValueError):
-        return SPIDEV_DEFAULT_BUFSIZ
-
-
-class SpiSource:
-    """A real Lepton on the SPI bus. The device is opened through `device_factory`, a seam that
-    lets tests serve simulator bytes from a stand-in. When opening or reading fails the source
-    is offline: it closes the device and tries again with growing delays, forever."""
-
-    def __init__(self, path: str, speed_hz: int = 16_000_000,
-                 device_factory: Optional[DeviceFactory] = None, bufsiz: Optional[int] = None):
-        self.path = path
-        self.name = f"spi:{path}"
-        self.speed_hz = speed_hz
-        if device_factory is None:
-            device_factory = lambda p: SpidevDevice(p, speed_hz)  # noqa: E731
-        self._factory = device_factory
-        size = bufsiz if bufsiz is not None else spidev_bufsiz()
-        # Whole packets only, within spidev's buffer (a bigger read fails with Errno 90).
-        self.read_size = max(1, min(size // vospi.PACKET_BYTES, MAX_READ_PACKETS)) * vospi.PACKET_BYTES
-        self._device: Optional[Device] = None
-        self._failures = 0
-        self.retry_delay = BACKOFF_S[0]
-        self.opens = 0
-
-    def _offline(self, detail: str) -> SourceOffline:
-        self.retry_delay = BACKOFF_S[min(self._failures, len(BACKOFF_S) - 1)]
-        self._failures += 1
-        return SourceOffline(detail)
-
-    def _open(self) -> None:
-        try:
-            self._device = self._factory(self.path)
-        except ImportError:
-            raise self._offline(f"cannot read {self.path}: the Python module spidev is not "
-                                f"installed: pip install flir-stream[spi]") from None
-        except NotSpidev as exc:
-            raise self._offline(f"cannot open {self.path}: {exc}") from None
-        except FileNotFoundError:
-            raise self._offline(f"cannot open {self.path}: no such device (is SPI enabled? "
-                                f"dtparam=spi=on in config.txt)") from None
-        except PermissionError:
-            raise self._offline(f"cannot open {self.path}: permission denied (add the user to "
-                                f"the spi group)") from None
-        except OSError as exc:
-            raise self._offline(f"cannot open {self.path}: {exc.strerror or exc}") from None
-        self.opens += 1
-        log.info("opened %s (mode 3, %d Hz, %d-byte reads)", self.path, self.speed_hz,
-                 self.read_size)
-
-    def read(self) -> bytes:
-        if self._device is None:
-            self._open()
-        try:
-            reads = max(1, BATCH_PACKETS * vospi.PACKET_BYTES // self.read_size)
-            data = b"".join(self._device.read(self.read_size) for _ in range(reads))
-        except OSError as exc:
-            if exc.errno == errno.EMSGSIZE:
-                return self._too_long()
-            self.close()
-            raise self._offline(f"reading {self.path} failed: {exc.strerror or exc}; "
-                                f"reopening") from None
-        self._failures = 0
-        self.retry_delay = BACKOFF_S[0]
-        return data
-
-    def _too_long(self) -> bytes:
-        message = (f"{self.path}: a {self.read_size}-byte read is larger than spidev's buffer "
-                   f"(Errno 90): add spidev.bufsiz=65536 to the kernel command line "
-                   f"(/boot/firmware/cmdline.txt) and reboot")
-        if self.read_size <= vospi.PACKET_BYTES:
-            raise self._offline(message)
-        # Keep streaming with smaller reads meanwhile.
-        self.read_size = max(self.read_size // 2 // vospi.PACKET_BYTES, 1) * vospi.PACKET_BYTES
-        log.warning("%s; reading %d bytes at a time for now", message, self.read_size)
-        return b""
-
-    def pause(self, seconds: float) -> None:
-        # spidev deasserts chip select between transfers: not reading for a while resyncs.
-        time.sleep(seconds)
-
-    def close(self) -> None:
-        if self._device is not None:
-            try:
-                self._device.close()
-            except OSError:
-                pass
-            self._device = None
-
-
 # ---------------------------------------------------------------- recording
 
 class Recorder:
@@ -397,7 +238,7 @@ class Recorder:
 # ---------------------------------------------------------------- choosing
 
 def make_source(spec: str, capture, *, record: Optional[str] = None,
-                device_factory: Optional[DeviceFactory] = None) -> Source:
+                device_factory: Optional[Callable] = None) -> Source:
     """The source named by a [capture] source value, configured from the [capture] section."""
     kind, _, rest = spec.partition(":")
     if spec == "auto":
@@ -414,6 +255,8 @@ def make_source(spec: str, capture, *, record: Optional[str] = None,
                               fps=capture.sim_fps, seed=None)
         source: Source = SimSource(sim)
     elif kind == "spi":
+        from .spi import SpiSource  # (spi.py builds on this module)
+
         source = SpiSource(rest, capture.spi_speed_hz, device_factory=device_factory)
     elif kind == "vospi-file":
         source = FileSource(rest, capture.sensor, capture.telemetry,

@@ -1,5 +1,5 @@
-"""capture.sources and capture.reader: every source, and the SPI logic with a stand-in device that
-serves simulator bytes (there is no SPI hardware here)."""
+"""capture.sources, capture.spi and capture.reader: every source, and the SPI logic with a stand-in
+device that serves simulator bytes (there is no SPI hardware here)."""
 from __future__ import annotations
 
 import errno
@@ -12,11 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from capture import sources, vospi
+from capture import spi, vospi
 from capture.reader import Deduper, Reader
 from capture.sim import SimulatedLepton
 from capture.sources import (FileSource, ImageSource, Recorder, SimSource, SourceOffline,
-                             SpiSource, make_source)
+                             make_source)
+from capture.spi import SpiSource
 from capture.vospi import FrameAssembler
 from flirstream import config as configuration
 from flirstream.config import ConfigError
@@ -113,8 +114,8 @@ def test_spi_reads_whole_packets_within_bufsiz(bufsiz, packets):
 def test_spidev_bufsiz_is_read_from_sysfs_with_a_default(tmp_path):
     path = tmp_path / "bufsiz"
     path.write_text("65536\n")
-    assert sources.spidev_bufsiz(str(path)) == 65536
-    assert sources.spidev_bufsiz(str(tmp_path / "missing")) == 4096
+    assert spi.spidev_bufsiz(str(path)) == 65536
+    assert spi.spidev_bufsiz(str(tmp_path / "missing")) == 4096
 
 
 def test_spi_stream_gives_frames_through_the_assembler():
