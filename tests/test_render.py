@@ -7,11 +7,13 @@ import logging
 import cv2
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
 
 from encoder import agc, palettes
 from encoder.render import Renderer, paint, scale
 from flirstream import config
-from flirstream.config import ConfigError
+from flirstream.config import AGCS, PALETTES, ConfigError
 from flirstream.wire import RawFrame
 
 
@@ -296,3 +298,34 @@ def test_auto_size_stays_within_the_largest_allowed_picture():
     assert (r.last.width, r.last.height) == (3200, 2400)  # 2x, not 4x
     r.render(np.zeros((1000, 4000), np.uint16), tlinear=False)
     assert (r.last.width, r.last.height) == (4000, 1000)  # 1x
+
+
+# ---------------------------------------------------------------- any frame, any settings
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frame=st.tuples(st.integers(1, 40), st.integers(1, 40)).flatmap(
+           lambda shape: arrays(np.uint16, shape)),
+       palette=st.sampled_from(PALETTES), mode=st.sampled_from(AGCS),
+       rotate=st.sampled_from([0, 90, 180, 270]),
+       flip=st.sampled_from(["none", "horizontal", "vertical", "both"]),
+       interpolation=st.sampled_from(["nearest", "linear", "cubic", "area", "lanczos"]),
+       size=st.one_of(st.none(), st.tuples(st.integers(16, 200), st.integers(16, 200))),
+       tlinear=st.booleans(), kpc=st.sampled_from([0.01, 0.1]))
+def test_any_frame_with_any_settings_gives_a_consistent_picture(
+        frame, palette, mode, rotate, flip, interpolation, size, tlinear, kpc):
+    r = Renderer(palette=palette, agc=mode, rotate=rotate, flip=flip,
+                 interpolation=interpolation, size=size, quality=50)
+    picture = decode(r.render(frame, tlinear=tlinear, kelvin_per_count=kpc))
+    result = r.last
+    rows, cols = frame.shape[::-1] if rotate in (90, 270) else frame.shape
+    assert result.pixels.shape == (rows, cols)
+    assert np.array_equal(np.sort(result.pixels, axis=None), np.sort(frame, axis=None))
+    expected = size or (cols * 4, rows * 4)
+    assert picture.shape == (expected[1], expected[0], 3)
+    assert (result.width, result.height) == expected
+    s = result.stats
+    assert s["min"] <= s["mean"] <= s["max"] and s["min"] <= s["centre"] <= s["max"]
+    (x0, y0), (x1, y1) = s["min_xy"], s["max_xy"]
+    assert result.pixels[y0, x0] == frame.min() and result.pixels[y1, x1] == frame.max()
+    assert result.range[0] <= result.range[1]
+    assert result.unit == ("C" if tlinear else "counts")
