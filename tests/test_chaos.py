@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from conftest import ROOT, write_config
 
@@ -112,6 +113,7 @@ async def _chaos(pipe: soak.Pipeline, rng: random.Random) -> dict:
             "connects": client.got.connects}
 
 
+@pytest.mark.timeout(300)  # `run`'s restart back-off (up to 10 s) makes this take ~2 minutes
 def test_twenty_random_kills_stream_recovers_nothing_leaks(tmp_path: Path):
     seed = int(os.environ.get("CHAOS_SEED", time.time_ns() % 1_000_000))
     rng = random.Random(seed)
