@@ -33,3 +33,18 @@ def test_fuzz_vospi_short_run_passes():
     assert lines[-1].startswith("passed")
     assert sum(line.startswith("ok ") for line in lines) == 6
     assert "false=0" in done.stdout
+
+
+def test_record_sim_writes_a_replayable_faulty_recording(tmp_path):
+    from capture.vospi import FrameAssembler
+
+    path = tmp_path / "faulty.vospi"
+    done = run("scripts/record_sim.py", str(path), "--frames", "60", "--unique-every", "1",
+               "--faults", "crc=0.003,garbage=0.2")
+    assert done.returncode == 0, done.stderr
+    intact = int(done.stdout.split(" intact")[0].rsplit(" ", 1)[1])
+    assert 0 < intact < 60
+    frames = FrameAssembler("lepton3").feed(path.read_bytes())
+    assert len(frames) >= intact
+    bad = run("scripts/record_sim.py", str(path), "--faults", "cosmic=1")
+    assert bad.returncode == 2 and "unknown fault 'cosmic'" in bad.stderr
