@@ -17,7 +17,11 @@ def publisher(ctx: zmq.Context, endpoint: str, hwm: int = FRAME_HWM) -> zmq.Sock
     sock = ctx.socket(zmq.PUB)
     sock.setsockopt(zmq.SNDHWM, hwm)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.bind(endpoint)
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError:
+        sock.close()  # an open socket would keep ctx.term() waiting forever
+        raise
     return sock
 
 
