@@ -18,9 +18,8 @@ MIN_SPAN = 10.0
 
 def histogram(pixels: np.ndarray) -> tuple[np.ndarray, int]:
     """Counts of every value from the frame's minimum up: (counts, minimum)."""
-    flat = pixels.ravel()
-    lo = int(flat.min())
-    return np.bincount(flat - np.uint16(lo)), lo
+    lo = int(cv2.minMaxLoc(pixels)[0])  # OpenCV calls: fewer Python layers than numpy's min
+    return np.bincount(cv2.subtract(pixels, lo).ravel()), lo
 
 
 def percentiles(pixels: np.ndarray, low: float, high: float) -> tuple[float, float]:

@@ -294,5 +294,5 @@ def statistics(pixels: np.ndarray, unit: Units) -> dict:
     rows, cols = pixels.shape
     centre = pixels[(rows - 1) // 2: rows // 2 + 1, (cols - 1) // 2: cols // 2 + 1]
     return {"min": unit.value(lo), "max": unit.value(hi), "mean": unit.value(cv2.mean(pixels)[0]),
-            "centre": unit.value(float(centre.mean())), "min_xy": list(lo_xy),
+            "centre": unit.value(cv2.mean(centre)[0]), "min_xy": list(lo_xy),
             "max_xy": list(hi_xy)}
