@@ -28,6 +28,11 @@ def kelvin100(celsius: float) -> int:
     return int(round((celsius + 273.15) * 100))
 
 
+def noisy(seq: int) -> np.ndarray:
+    """A frame of noise (heavy to JPEG-encode), different every time."""
+    return np.random.default_rng(seq).integers(29000, 31000, (ROWS, COLS)).astype(np.uint16)
+
+
 def two_halves(seq: int) -> np.ndarray:
     """Left half 20 °C, right half 30 °C, and the seq in the first pixel so frames differ."""
     frame = np.full((ROWS, COLS), kelvin100(20), np.uint16)
@@ -142,10 +147,11 @@ def rig(tmp_path, stages):
     """start(encoder={...}) -> (config path, FakeCapture, Client, encoder Stage)."""
     made: list = []
 
-    def start(fps: float = 30.0, rcvhwm: int = 1000, rcvbuf: int = -1, topics=(b"",), **sections):
+    def start(fps: float = 30.0, rcvhwm: int = 1000, rcvbuf: int = -1, topics=(b"",),
+              make: Callable[[int], np.ndarray] = two_halves, **sections):
         path = write_config(tmp_path, **sections)
         cfg = config.load(path)
-        capture = FakeCapture(cfg.endpoints.frames, fps=fps)
+        capture = FakeCapture(cfg.endpoints.frames, fps=fps, make=make)
         made.append(capture)
         client = Client(path, topics=topics, rcvhwm=rcvhwm, rcvbuf=rcvbuf)
         made.append(client)
@@ -247,9 +253,10 @@ def test_bad_raw_frames_are_counted_and_skipped(rig, tmp_path):
 # ---------------------------------------------------------------- newest frame only
 
 def test_slow_encoder_skips_frames_instead_of_queueing(rig):
-    # a huge lanczos output makes each frame take far longer than the 100 fps input
+    # a huge lanczos picture of noise takes far longer (~0.1 s) than the 100 fps input's 10 ms
     _, capture, client, encoder = rig(
-        fps=100, encoder={"size": "2560x1920", "interpolation": "lanczos", "quality": "100"})
+        fps=100, make=noisy,
+        encoder={"size": "2560x1920", "interpolation": "lanczos", "quality": "100"})
     first = client.next(timeout=WAIT_S)
     time.sleep(2)
     capture.stop()
@@ -379,6 +386,7 @@ def test_viewers_zero_pauses_and_one_resumes(rig):
     assert client.ask({"op": "viewers", "count": 0})["watched"] is False
     status = client.status("encoder", "paused", timeout=5)
     assert "0 viewers" in status["detail"]
+    client.ask({"op": "viewers", "count": 0})  # the server's heartbeat: a count lasts 3 s
     # after the paused status no image comes, although frames keep arriving (statuses still do)
     deadline = time.monotonic() + 1.5
     statuses = 0
