@@ -20,6 +20,7 @@ reading after warm-up + --rss-slack-mb); 1 otherwise.
 The module also serves the chaos / offline / hostile-client tests (tests/test_chaos*.py etc.):
 Pipeline starts and inspects `flir-stream run`; FrameClient is a websocket viewer that reconnects.
 Everything talks to 127.0.0.1 only, and every loop is bounded in count and time.
+Needs psutil and websockets (both in the test extra: pip install -e ".[test]").
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from conftest import ROOT, write_config
 sys.path.insert(0, str(ROOT / "scripts"))
 import soak  # noqa: E402  (scripts/soak.py: Pipeline, FrameClient)
 
-KILLS = 20
+KILLS = int(os.environ.get("CHAOS_KILLS", "20"))  # the brief: 20 kills over about a minute
 RECOVERY_LIMIT_S = 25.0   # generous: restart back-off reaches 10 s, plus start-up on a busy machine
 RSS_FACTOR, RSS_SLACK_MB = 2.0, 60.0
 
