@@ -153,7 +153,8 @@ class Pipeline:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def alive(self) -> bool:

@@ -157,6 +157,13 @@ def test_twenty_random_kills_stream_recovers_nothing_leaks(tmp_path: Path):
         assert last <= first * RSS_FACTOR + RSS_SLACK_MB * 2**20, \
             f"{name} RSS {first / 2**20:.0f} MB -> {last / 2**20:.0f} MB"
 
+    # `run` logged each death once, naming the stage and the signal.
+    log = pipe.log()
+    for stage in soak.STAGES:
+        n = sum(k["stage"] == stage for k in kills)
+        assert log.count(f"supervise: {stage} (pid ") >= n, log[-3000:]
+    assert log.count("was killed by SIGKILL") == KILLS, log[-3000:]
+
     # SIGTERM to run: it exits cleanly and no stage process is left, none of those ever started.
     assert code == 0, pipe.log()[-3000:]
     assert leftovers == []
