@@ -385,6 +385,31 @@ class SlowClient:
             pass
 
 
+def dropped_by_server(clients: list, budget_s: float = 3.0) -> int:
+    """Read what each slow client never read, until the server's EOF (bounded): how many of them
+    the server had closed."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    for c in clients:
+        c.sock.setblocking(False)
+        sel.register(c.sock, selectors.EVENT_READ, c)
+    closed = 0
+    deadline = time.monotonic() + budget_s
+    while sel.get_map() and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=max(0.0, deadline - time.monotonic())):
+            try:
+                data = key.fileobj.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                closed += 1
+                sel.unregister(key.fileobj)
+    sel.close()
+    return closed
+
+
 # ---------------------------------------------------------------- the soak
 
 def seq_gaps(seqs: list) -> int:
@@ -428,13 +453,16 @@ async def _soak_clients(pipe: Pipeline, duration: float, n_clients: int, n_slow:
     while time.monotonic() < until:
         now = time.monotonic()
         if now >= next_sample:
-            rss_log.append((round(now - start, 2), pipe.rss()))
+            viewers = pipe.metrics().get('flirstream_viewers{transport="websocket"}')
+            rss_log.append((round(now - start, 2), pipe.rss(), viewers))
             next_sample += sample_every
         await asyncio.sleep(min(0.2, max(0.0, until - time.monotonic())))
-    rss_log.append((round(time.monotonic() - start, 2), pipe.rss()))
+    rss_log.append((round(time.monotonic() - start, 2), pipe.rss(),
+                    pipe.metrics().get('flirstream_viewers{transport="websocket"}')))
     m1 = pipe.metrics()
     metrics_log.append((round(time.monotonic() - start, 2), m1))
     await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15)
+    slow_dropped = dropped_by_server(slow)
     for s in slow:
         s.close()
     # Every client has gone: the server's sockets must be closed again (bounded wait).
@@ -465,7 +493,8 @@ async def _soak_clients(pipe: Pipeline, duration: float, n_clients: int, n_slow:
             "reconnecting": [{"client": f"reconnecting-{i}", "frames": c.got.frames,
                               "connects": c.got.connects, "failures": len(c.got.closes)}
                              for i, c in enumerate(reconnecting)],
-            "slow": len(slow), "server_published": published,
+            "slow": len(slow), "slow_dropped_by_server": slow_dropped,
+            "server_published": published,
             "fds_before": fds_before, "fds_after": fds_after}
 
 
@@ -494,7 +523,8 @@ def soak(duration: float, clients: int, workdir: Path, warmup: float = 3.0,
         result["died"] = sorted(n for n in STAGES if first.get(n) != last.get(n))
         result["healthz_end"] = http_get(pipe.base + "/healthz")[0]
         result["rss_mb"] = [{"t": t, **{n: round(v[1] / 2**20, 1) for n, v in s.items()}}
-                            for t, s in rss_log]
+                            for t, s, _ in rss_log]
+        result["viewers"] = [{"t": t, "websocket": v} for t, _, v in rss_log]
         result["metrics_start"] = metrics_log[0][1] if metrics_log else {}
         result["metrics_end"] = metrics_log[-1][1] if metrics_log else {}
     finally:
@@ -567,7 +597,14 @@ def print_table(result: dict) -> None:
         print(f"reconnecting clients: {len(rec)}, connects {sum(r['connects'] for r in rec)}, "
               f"frames {sum(r['frames'] for r in rec)}, failed attempts "
               f"{sum(r['failures'] for r in rec)}")
-    print(f"slow clients (never read): {result.get('slow')}")
+    print(f"slow clients (never read): {result.get('slow')}, of which the server had closed "
+          f"{result.get('slow_dropped_by_server')} by the end")
+    viewers = result.get("viewers", [])
+    if viewers:
+        counts = [v["websocket"] for v in viewers if v["websocket"] is not None]
+        if counts:
+            print(f"websocket viewers the server counted: min {min(counts):.0f}, "
+                  f"max {max(counts):.0f}, at the end {counts[-1]:.0f}")
     print(f"open fds before the clients came {result.get('fds_before')}, after they left "
           f"{result.get('fds_after')}")
     print(f"stages died: {result.get('died')}; /healthz at the end: {result.get('healthz_end')}; "
