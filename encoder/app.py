@@ -69,10 +69,11 @@ class Encoder:
         self.cfg = cfg
         self.renderer = Renderer.from_settings(cfg.encoder)
         self.watchers = Watchers(cfg.encoder.pause_when_unwatched)
-        self.controller = Controller(self.renderer, self.watchers)
+        self.errors = _RateLimitedLog(ERROR_LOG_EVERY_S)
+        self.controller = Controller(self.renderer, self.watchers,
+                                     on_refusal=lambda text: self.errors.warning("control", text))
         self.counters = {"frames": 0, "skipped": 0, "unwatched": 0, "errors": 0, "control": 0,
                          "paused": False}
-        self.errors = _RateLimitedLog(ERROR_LOG_EVERY_S)
         self.last_frame_at: Optional[float] = None
         self.rendered_at: Optional[float] = None
         self.last_error = ""

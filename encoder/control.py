@@ -79,9 +79,11 @@ class Watchers:
 class Controller:
     """Answers control requests: set / get settings, viewer counts."""
 
-    def __init__(self, renderer: Renderer, watchers: Watchers):
+    def __init__(self, renderer: Renderer, watchers: Watchers,
+                 on_refusal: Callable[[str], None] = log.warning):
         self.renderer = renderer
         self.watchers = watchers
+        self.on_refusal = on_refusal  # told the reason of every refused request (for the log)
 
     def settings(self) -> dict[str, str]:
         """Every [encoder] setting in server.conf form."""
@@ -102,6 +104,7 @@ class Controller:
             reply = self._dispatch(request)
         except (wire.WireError, ConfigError) as exc:
             reply = {"ok": False, "error": str(exc)}
+            self.on_refusal(f"control request refused: {exc}")
         if request_id is not None:
             reply["id"] = request_id
         try:

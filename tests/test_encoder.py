@@ -314,6 +314,7 @@ def test_control_changes_the_palette_and_refuses_bad_settings(rig):
     assert "palette" in reply["error"] and "expected one of" in reply["error"]
     reply = client.ask({"op": "set", "settings": {"palette": "turbo", "quality": 500}})
     assert reply["ok"] is False and "quality" in reply["error"]  # all or nothing
+    assert "control request refused" in encoder.log() and "purple" in encoder.log()
     assert client.ask({"op": "get"})["settings"]["palette"] == "jet"
     client.drain()
     for _ in range(3):
