@@ -141,6 +141,6 @@ class Controller:
             self.renderer.update(**changes)
         if pause is not None:
             self.watchers.pause_when_unwatched = pause
-        log.info("settings changed: %s", " ".join(f"{k}={v}" for k, v in self.settings().items()
-                                                  if k in changes or
-                                                  (k == "pause_when_unwatched" and pause is not None)))
+        changed = set(changes) | ({"pause_when_unwatched"} if pause is not None else set())
+        log.info("settings changed: %s",
+                 " ".join(f"{k}={v}" for k, v in self.settings().items() if k in changed))
