@@ -62,6 +62,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"flir-stream {args.command}: error: {exc}", file=sys.stderr)
         return 2
     try:
+        if cfg.endpoints.curve_key and args.command != "run":  # run's children do it themselves
+            from . import links
+            links.configure(cfg)
         return int(args.module.run(cfg, args) or 0)
     except configuration.ConfigError as exc:  # a stage's own check of a setting
         print(f"flir-stream {args.command}: error: {exc}", file=sys.stderr)

@@ -196,6 +196,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "images": Key(endpoint, "tcp://127.0.0.1:5561", "encoder publishes JPEG frames here (binds)"),
         "control": Key(endpoint, "tcp://127.0.0.1:5562", "encoder takes settings here (binds)"),
         "allow_public": Key(boolean, "no", "allow binding the endpoints to a non-loopback interface"),
+        "curve_key": Key(optional_path, "", "secret key file: CURVE-encrypt the frames link"),
     },
     "capture": {
         "source": Key(source, "auto", "auto, sim, spi:/dev/spidevB.D, vospi-file:PATH or image:PATH"),
@@ -423,6 +424,10 @@ def _check_whole(config: Config, where: str) -> None:
             raise ConfigError(
                 f"{where}: [endpoints] {key} = {address}: binds beyond this machine; expected a "
                 f"loopback or ipc:// address, or set [endpoints] allow_public = yes")
+    curve_key = config.endpoints.curve_key
+    if curve_key and not os.path.isfile(curve_key):
+        raise ConfigError(f"{where}: [endpoints] curve_key = {curve_key!r}: expected an existing "
+                          f"file (the .key_secret file, see docs/SECURITY.md)")
     if bool(srv.tls_cert) != bool(srv.tls_key):
         raise ConfigError(f"{where}: [server] tls_cert / tls_key: expected both or neither")
     for key in ("tls_cert", "tls_key"):

@@ -3,20 +3,76 @@
 Publishers bind, subscribers connect, so any stage can start first or restart alone. High-water marks
 are small: a stalled subscriber makes ZeroMQ drop frames for it instead of queueing them, and
 `recv_latest` drains whatever did queue so the caller always works on the newest message.
+
+CURVE: with [endpoints] curve_key set (the stage's CLI calls configure()), the sockets made here for
+the frames endpoint (capture -> encoder, the link that may cross machines) use ZeroMQ's CURVE
+encryption: the publisher is the CURVE server, subscribers are clients, and all use the one key pair of
+the installation from the secret key file. A subscriber without that file cannot connect (it would
+need the installation's public key, which is kept only in that file) nor read the traffic.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import zmq
 
 FRAME_HWM = 2  # messages; each is one whole frame
+
+_curve: Optional[tuple[bytes, bytes]] = None  # (public, secret) key of this installation
+_curve_endpoints: frozenset = frozenset()  # the endpoints CURVE applies to
+
+
+def load_curve_key(path: str) -> tuple[bytes, bytes]:
+    """(public, secret) from a ZeroMQ secret key file; ConfigError saying what is wrong."""
+    from flirstream.config import ConfigError
+    import zmq.auth
+
+    where = f"[endpoints] curve_key = {path!r}"
+    if not zmq.has("curve"):
+        raise ConfigError(f"{where}: this libzmq has no CURVE support; expected libzmq built "
+                          f"with libsodium (pip's pyzmq wheels are)")
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read it: {exc.strerror or exc}") from None
+    except ValueError:
+        raise ConfigError(f"{where}: expected a secret key file made by "
+                          f"zmq.auth.create_certificates (the .key_secret one)") from None
+    if not secret:
+        raise ConfigError(f"{where}: holds only a public key; expected the .key_secret file")
+    return public, secret
+
+
+def configure(config: Any) -> None:
+    """Apply [endpoints] curve_key to the sockets publisher() and subscriber() make from now on."""
+    global _curve, _curve_endpoints
+    path = getattr(config.endpoints, "curve_key", None)
+    if not path:
+        _curve, _curve_endpoints = None, frozenset()
+        return
+    _curve = load_curve_key(path)
+    _curve_endpoints = frozenset({config.endpoints.frames})
+
+
+def curve_server(sock: zmq.Socket, endpoint: str) -> None:
+    """Make a binding socket a CURVE server if CURVE is configured for this endpoint."""
+    if _curve is not None and endpoint in _curve_endpoints:
+        sock.curve_publickey, sock.curve_secretkey = _curve
+        sock.curve_server = True
+
+
+def curve_client(sock: zmq.Socket, endpoint: str) -> None:
+    """Make a connecting socket a CURVE client if CURVE is configured for this endpoint."""
+    if _curve is not None and endpoint in _curve_endpoints:
+        sock.curve_serverkey = _curve[0]
+        sock.curve_publickey, sock.curve_secretkey = _curve
 
 
 def publisher(ctx: zmq.Context, endpoint: str, hwm: int = FRAME_HWM) -> zmq.Socket:
     sock = ctx.socket(zmq.PUB)
     sock.setsockopt(zmq.SNDHWM, hwm)
     sock.setsockopt(zmq.LINGER, 0)
+    curve_server(sock, endpoint)
     try:
         sock.bind(endpoint)
     except zmq.ZMQError:
@@ -33,6 +89,7 @@ def subscriber(ctx: zmq.Context, endpoint: str, topic: bytes, hwm: int = FRAME_H
     sock.setsockopt(zmq.RECONNECT_IVL, 100)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
     sock.setsockopt(zmq.SUBSCRIBE, topic)
+    curve_client(sock, endpoint)
     sock.connect(endpoint)
     return sock
 

@@ -31,6 +31,7 @@ BAD_VALUES = {
     ("endpoints", "images"): "tcp://127.0.0.1:99999",
     ("endpoints", "control"): "udp://127.0.0.1:5562",
     ("endpoints", "allow_public"): "perhaps",
+    ("endpoints", "curve_key"): "/nonexistent/flir-stream.key_secret",
     ("capture", "source"): "usb:/dev/video0",
     ("capture", "sensor"): "lepton9",
     ("capture", "telemetry"): "middle",
