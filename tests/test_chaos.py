@@ -95,7 +95,7 @@ async def _chaos(pipe: soak.Pipeline, rng: random.Random) -> dict:
             if target != "capture":
                 # capture kept running, so the frame numbering continues
                 assert seq > last_seq, kills[-1]
-            await asyncio.sleep(rng.uniform(0.5, 2.5))
+            await asyncio.sleep(rng.uniform(0.2, 1.0))
 
         # After the last recovery: exactly the three stages, nothing else, no zombies.
         await _wait_for(lambda: len(pipe.descendants()) == 3 and len(pipe.stages()) == 3, 10, 0.1)
