@@ -36,6 +36,7 @@ import base64
 import ipaddress
 import json
 import os
+import re
 import resource
 import socket
 import struct
@@ -79,6 +80,35 @@ def handshake_request(host: str, port: int, path: str) -> bytes:
     return (f"GET {path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
             f"Origin: http://{hostport}\r\nUser-Agent: flir-stream-loadgen\r\n\r\n").encode()
+
+
+_NUMBER = rb'\s*:\s*(-?[0-9][0-9.eE+-]*)'
+_FIELDS = tuple((name, re.compile(b'"' + name.encode() + b'"' + _NUMBER))
+                for name in ("seq", "t", "t_encoded", "t_sent"))
+
+
+def header_fields(buf: bytearray, start: int, end: int) -> dict:
+    """seq, t, t_encoded, t_sent of a frame's JSON header in buf[start:end], read in place.
+
+    A JSON parse of the whole header (stats, range, telemetry...) costs several times more, and
+    this runs for every frame of every viewer; the first occurrence of each key is the top-level
+    one (the server writes seq and t first; t_encoded and t_sent are names used nowhere else).
+    Falls back to json when a field is missing."""
+    out = {}
+    for name, pattern in _FIELDS:
+        # the server writes seq, t, t_encoded first and t_sent among the last: look there first
+        near = (start, min(end, start + 256)) if name != "t_sent" else (max(start, end - 256), end)
+        m = pattern.search(buf, *near) or pattern.search(buf, start, end)
+        if m is None:
+            break
+        out[name] = float(m.group(1)) if name != "seq" else int(m.group(1))
+    else:
+        return out
+    try:
+        header = json.loads(buf[start:end])
+        return header if isinstance(header, dict) else {}
+    except ValueError:
+        return {}
 
 
 class Window:
@@ -247,10 +277,7 @@ class Client(asyncio.BufferedProtocol):
                     break
                 if avail < hl + 4 + n:
                     break
-                try:
-                    self.pending = json.loads(buf[start + hl + 4:start + hl + 4 + n])
-                except ValueError:
-                    self.pending = {}
+                self.pending = header_fields(buf, start + hl + 4, start + hl + 4 + n)
                 start += hl
                 self.skip = length
                 if length == 0:
