@@ -45,10 +45,14 @@ class ControlRelay:
 
     async def _send(self, message: dict) -> int:
         request_id = next(self._ids)
+        if self.sock.closed:  # a viewer leaving while the server stops still reports the count
+            raise RelayError("the server is stopping")
         try:
             await self.sock.send(wire.pack_control({**message, "id": request_id}), zmq.NOBLOCK)
         except zmq.Again:
             raise RelayError(f"the encoder is not reachable on {self.endpoint}") from None
+        except zmq.ZMQError as exc:
+            raise RelayError(f"control socket to {self.endpoint}: {exc}") from None
         return request_id
 
     async def notify(self, message: dict) -> bool:
