@@ -31,7 +31,6 @@ DRAIN_MAX = 256  # messages per drain, so a flood cannot starve control and stat
 CONTROL_MAX_BYTES = 64 * 1024
 ERROR_LOG_EVERY_S = 5.0
 RESTART_AGC_AFTER_S = 1.0  # a gap this long between rendered frames starts AGC smoothing afresh
-SNDBUF_BYTES = 256 * 1024  # a few 640x480 frames (JPEG + radiometric frame ~ 60 kB each)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +85,7 @@ class Encoder:
         self.images.setsockopt(zmq.LINGER, 0)
         # Small kernel send buffers too: otherwise a subscriber that reads slowly finds dozens of
         # old frames waiting in TCP buffers (megabytes on loopback), which is a queue after all.
-        self.images.setsockopt(zmq.SNDBUF, SNDBUF_BYTES)
+        self.images.setsockopt(zmq.SNDBUF, links.SEND_BUFFER_BYTES)
         _bind(self.images, "images", cfg.endpoints.images)
         self.control = ctx.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.LINGER, 0)
@@ -142,20 +141,10 @@ class Encoder:
             self._status()  # a change of settings or viewers shows at once
 
     def _frames(self) -> None:
-        newest = status = None
-        for _ in range(DRAIN_MAX):
-            try:
-                parts = self.frames.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                break
-            if wire.topic_of(parts) == wire.STATUS_TOPIC:
-                status = parts
-            else:
-                if newest is not None:
-                    self.counters["skipped"] += 1  # a newer frame arrived before we got to it
-                newest = parts
-        if status is not None:
-            self._forward_status(status)
+        newest, statuses, skipped = links.drain(self.frames, DRAIN_MAX)
+        self.counters["skipped"] += skipped
+        if statuses:
+            self._forward_status(statuses[-1])  # capture's newest status says all the older did
         if newest is not None:
             self._encode(newest)
 

@@ -2,7 +2,7 @@
 
 Publishers bind, subscribers connect, so any stage can start first or restart alone. High-water marks
 are small: a stalled subscriber makes ZeroMQ drop frames for it instead of queueing them, and
-`recv_latest` drains whatever did queue so the caller always works on the newest message.
+`drain` / `recv_latest` drain whatever did queue so the caller always works on the newest message.
 
 CURVE: with [endpoints] curve_key set (the stage's CLI calls configure()), the sockets made here for
 the frames endpoint (capture -> encoder, the link that may cross machines) use ZeroMQ's CURVE
@@ -16,7 +16,18 @@ from typing import Any, Optional
 
 import zmq
 
-FRAME_HWM = 2  # messages; each is one whole frame
+from flirstream.wire import STATUS_TOPIC
+
+FRAME_HWM = 2  # messages a publisher queues per subscriber; each is one whole frame
+# Messages a subscriber lets ZeroMQ queue. Not 2: at 2, a moment of lag (hundreds of viewers to
+# write to, a busy CPU) makes ZeroMQ stop reading the TCP connection; the frames then wait in the
+# kernel's buffers - megabytes, seconds of video - where draining cannot skip them. With room for a
+# few dozen, ZeroMQ's I/O thread keeps the kernel buffers empty and `drain` throws the old frames
+# away (at most ~RECEIVE_HWM frames of memory, ~2 MB).
+RECEIVE_HWM = 32
+# The kernel's send buffer per subscriber connection: a few frames. Unbounded, it would hold seconds
+# of frames for a subscriber that reads slowly, past the reach of SNDHWM.
+SEND_BUFFER_BYTES = 256 * 1024
 
 _curve: Optional[tuple[bytes, bytes]] = None  # (public, secret) key of this installation
 _curve_endpoints: frozenset = frozenset()  # the endpoints CURVE applies to
@@ -71,6 +82,7 @@ def curve_client(sock: zmq.Socket, endpoint: str) -> None:
 def publisher(ctx: zmq.Context, endpoint: str, hwm: int = FRAME_HWM) -> zmq.Socket:
     sock = ctx.socket(zmq.PUB)
     sock.setsockopt(zmq.SNDHWM, hwm)
+    sock.setsockopt(zmq.SNDBUF, SEND_BUFFER_BYTES)
     sock.setsockopt(zmq.LINGER, 0)
     curve_server(sock, endpoint)
     try:
@@ -81,7 +93,7 @@ def publisher(ctx: zmq.Context, endpoint: str, hwm: int = FRAME_HWM) -> zmq.Sock
     return sock
 
 
-def subscriber(ctx: zmq.Context, endpoint: str, topic: bytes, hwm: int = FRAME_HWM) -> zmq.Socket:
+def subscriber(ctx: zmq.Context, endpoint: str, topic: bytes, hwm: int = RECEIVE_HWM) -> zmq.Socket:
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.RCVHWM, hwm)
     sock.setsockopt(zmq.LINGER, 0)
@@ -94,18 +106,30 @@ def subscriber(ctx: zmq.Context, endpoint: str, topic: bytes, hwm: int = FRAME_H
     return sock
 
 
-def recv_latest(sock: zmq.Socket, timeout_ms: int = 0) -> tuple[Optional[list], int]:
-    """Wait up to timeout_ms for a message, then drain the queue: (newest parts or None, skipped)."""
-    if timeout_ms and not sock.poll(timeout_ms):
-        return None, 0
+def drain(sock: zmq.Socket, limit: int = 1024) -> tuple[Optional[list], list[list], int]:
+    """Read what is queued, without waiting: (the newest frame's parts or None, every status
+    message's parts in order, frames skipped). At most `limit` messages, so a flood cannot starve
+    the caller's other work."""
     newest = None
+    statuses: list[list] = []
     skipped = 0
-    while True:
+    for _ in range(limit):
         try:
             parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
         except zmq.Again:
             break
+        if bytes(parts[0].buffer) == STATUS_TOPIC:
+            statuses.append(parts)
+            continue
         if newest is not None:
-            skipped += 1
+            skipped += 1  # a newer frame came in before the caller got to this one
         newest = parts
+    return newest, statuses, skipped
+
+
+def recv_latest(sock: zmq.Socket, timeout_ms: int = 0) -> tuple[Optional[list], int]:
+    """Wait up to timeout_ms for a message, then drain: (newest frame's parts or None, skipped)."""
+    if timeout_ms and not sock.poll(timeout_ms):
+        return None, 0
+    newest, _, skipped = drain(sock)
     return newest, skipped
