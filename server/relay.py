@@ -14,7 +14,7 @@ from typing import Callable, Optional
 import zmq
 import zmq.asyncio
 
-from flirstream import wire
+from flirstream import links, wire
 
 log = logging.getLogger("relay")
 
@@ -33,8 +33,7 @@ class ControlRelay:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.IMMEDIATE, 1)
         self.sock.setsockopt(zmq.SNDHWM, 16)
-        self.sock.setsockopt(zmq.RECONNECT_IVL, 100)
-        self.sock.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
+        links.quick_reconnect(self.sock)
         self.sock.connect(endpoint)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}

@@ -192,3 +192,12 @@ def test_cli_help_lists_every_stage(tmp_path):
     assert result.returncode == 0
     for command in ("capture", "encoder", "server", "run"):
         assert command in result.stdout
+
+
+def test_readme_reference_lists_every_key():
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| (\w+) \| ([\w, ]+) \|", readme, re.M)
+    listed = {(section, key.strip()) for section, keys in rows for key in keys.split(",")}
+    for section, keys in SCHEMA.items():
+        for key in keys:
+            assert (section, key) in listed, f"README's configuration table lacks [{section}] {key}"
