@@ -90,7 +90,8 @@ SUMMARY_KEYS = [g[0] for g in GOALS] + [
     "fanout_clients", "latency_clients", "slow_clients", "slow_rss_growth_bytes_per_client",
     "slow_reader_rss_growth_bytes_per_client",
     "slow_normal_min_share_before", "slow_normal_latency_p99_ms_before", "frame_message_bytes",
-    "latency_p90_ms", "vospi_frame_median_ms", "fanout_u1_loadgen_cpu_percent", "fanout_u3_loadgen_cpu_percent"]
+    "latency_p90_ms", "vospi_frame_median_ms", "fanout_u1_loadgen_cpu_percent",
+    "fanout_u3_loadgen_cpu_percent"]
 
 
 def log(*args: Any) -> None:
@@ -757,8 +758,8 @@ def fanout_table(fan: list[dict]) -> str:
         rows.append((f"{SIM_FPS / r['unique_every']:.1f}", str(r["n"]), f"{r['published_fps']:g}",
                      f"{g['share_min']}", f"{g['share_median']}", f"{g['latency_ms']['p50']}",
                      f"{g['latency_ms']['p99']}", f"{r['cpu_percent']['server']}",
-                     f"{r['server_cpu_us_per_frame_sent']}", f"{r['server_rss_mb']}", f"{r['loadgen_cpu_percent']}",
-                     f"{r['system_busy_percent']}"))
+                     f"{r['server_cpu_us_per_frame_sent']}", f"{r['server_rss_mb']}",
+                     f"{r['loadgen_cpu_percent']}", f"{r['system_busy_percent']}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows)
 
