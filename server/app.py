@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import resource
 import signal
 from pathlib import Path
 
@@ -32,7 +33,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "idle keep-alive connections (slowloris protection)")
 
 
+def raise_fd_limit(max_clients: int) -> None:
+    """Room for max_clients viewer sockets: raise the soft open-file limit (systemd's default is
+    1024) up to the hard one. Viewers beyond the limit would be refused with EMFILE."""
+    need = max_clients + 256  # plus ZeroMQ, listening sockets, snapshots, logs
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    new = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    except (OSError, ValueError):
+        new = soft
+    if new < need:
+        log.warning("open-file limit is %d, too low for max_clients = %d: raise it (LimitNOFILE= in "
+                    "the systemd unit, ulimit -n) or lower max_clients", new, max_clients)
+
+
 def run(cfg: configuration.Config, args: argparse.Namespace) -> int:
+    raise_fd_limit(cfg.server.max_clients)
     asyncio.run(serve(cfg, getattr(args, "request_timeout", REQUEST_TIMEOUT_S)))
     return 0
 
