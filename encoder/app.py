@@ -55,6 +55,7 @@ class _RateLimitedLog:
 
 
 def _bind(sock: zmq.Socket, key: str, address: str) -> None:
+    links.curve_server(sock, address)  # [endpoints] curve_key
     try:
         sock.bind(address)
     except zmq.ZMQError as exc:

@@ -196,7 +196,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "images": Key(endpoint, "tcp://127.0.0.1:5561", "encoder publishes JPEG frames here (binds)"),
         "control": Key(endpoint, "tcp://127.0.0.1:5562", "encoder takes settings here (binds)"),
         "allow_public": Key(boolean, "no", "allow binding the endpoints to a non-loopback interface"),
-        "curve_key": Key(optional_path, "", "secret key file: CURVE-encrypt the frames link"),
+        "curve_key": Key(optional_path, "", "secret key file: CURVE-encrypt the links between stages"),
     },
     "capture": {
         "source": Key(source, "auto", "auto, sim, spi:/dev/spidevB.D, vospi-file:PATH or image:PATH"),

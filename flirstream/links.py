@@ -4,10 +4,11 @@ Publishers bind, subscribers connect, so any stage can start first or restart al
 are small: a stalled subscriber makes ZeroMQ drop frames for it instead of queueing them, and
 `drain` / `recv_latest` drain whatever did queue so the caller always works on the newest message.
 
-CURVE: with [endpoints] curve_key set (the stage's CLI calls configure()), the sockets made here for
-the frames endpoint (capture -> encoder, the link that may cross machines) use ZeroMQ's CURVE
-encryption: the publisher is the CURVE server, subscribers are clients, and all use the one key pair of
-the installation from the secret key file. A subscriber without that file cannot connect (it would
+CURVE: with [endpoints] curve_key set (the stage's CLI calls configure()), every link (frames, images,
+control) uses ZeroMQ's CURVE encryption: the binding socket is the CURVE server (curve_server(), also
+called by the encoder for its XPUB and ROUTER), the connecting one a client (curve_client(), also
+called by the server's control relay), and all use the one key pair of the installation from the
+secret key file. A subscriber without that file cannot connect (it would
 need the installation's public key, which is kept only in that file) nor read the traffic.
 """
 from __future__ import annotations
@@ -55,14 +56,15 @@ def load_curve_key(path: str) -> tuple[bytes, bytes]:
 
 
 def configure(config: Any) -> None:
-    """Apply [endpoints] curve_key to the sockets publisher() and subscriber() make from now on."""
+    """Apply [endpoints] curve_key to the links' sockets made from now on."""
     global _curve, _curve_endpoints
     path = getattr(config.endpoints, "curve_key", None)
     if not path:
         _curve, _curve_endpoints = None, frozenset()
         return
     _curve = load_curve_key(path)
-    _curve_endpoints = frozenset({config.endpoints.frames})
+    _curve_endpoints = frozenset({config.endpoints.frames, config.endpoints.images,
+                                  config.endpoints.control})
 
 
 def curve_server(sock: zmq.Socket, endpoint: str) -> None:

@@ -34,6 +34,7 @@ class ControlRelay:
         self.sock.setsockopt(zmq.IMMEDIATE, 1)
         self.sock.setsockopt(zmq.SNDHWM, 16)
         links.quick_reconnect(self.sock)
+        links.curve_client(self.sock, endpoint)  # [endpoints] curve_key
         self.sock.connect(endpoint)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}

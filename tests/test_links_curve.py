@@ -1,9 +1,10 @@
-"""[endpoints] curve_key: the frames link (capture -> encoder) encrypted and closed to outsiders with
-ZeroMQ CURVE, checked with real processes and real sockets:
+"""[endpoints] curve_key: the links between the stages encrypted and closed to outsiders with ZeroMQ
+CURVE, checked with real processes and real sockets:
 
 - a real capture process with the key publishes; a subscriber holding the key file gets frames,
   while a plain subscriber and one using another key pair get nothing;
-- the whole pipeline (`flir-stream run`) with the key streams frames to a websocket viewer;
+- the whole pipeline (`flir-stream run`) with the key streams frames to a websocket viewer, while
+  outsiders get nothing from the images link and no answer on the control link;
 - a missing or wrong key file stops a stage with one line and exit status 2.
 """
 from __future__ import annotations
@@ -83,7 +84,7 @@ def test_only_holders_of_the_key_file_receive_frames(tmp_path: Path, stages, pla
         ctx.destroy(linger=0)  # closes every socket, even after a failed assertion
 
 
-def test_pipeline_streams_over_a_curve_frames_link(tmp_path: Path):
+def test_pipeline_streams_over_curve_links(tmp_path: Path):
     key = _keys(tmp_path / "keys")
     path = write_config(tmp_path, endpoints={"curve_key": str(key)})
     pipe = soak.Pipeline(path, tmp_path / "run.log")
@@ -96,9 +97,28 @@ def test_pipeline_streams_over_a_curve_frames_link(tmp_path: Path):
             await client.run(until=time.monotonic() + 4.0)
             return client.got.frames
         frames = asyncio.run(watch())
+        # meanwhile outsiders get nothing from the images and control links either
+        cfg = configuration.load(path)
+        ctx = zmq.Context()
+        try:
+            images = ctx.socket(zmq.SUB)
+            images.setsockopt(zmq.SUBSCRIBE, b"")
+            images.setsockopt(zmq.LINGER, 0)
+            images.connect(cfg.endpoints.images)
+            control = ctx.socket(zmq.DEALER)
+            control.setsockopt(zmq.LINGER, 0)
+            control.connect(cfg.endpoints.control)
+            control.send(wire.pack_control({"op": "get", "id": 1}), zmq.NOBLOCK)
+            outsider_images = images.poll(2000)
+            outsider_reply = control.poll(1000)
+        finally:
+            ctx.destroy(linger=0)
     finally:
         code, leftovers = pipe.stop()
+    # frames reached the viewer: images (encoder -> server) and control (the viewer count that
+    # makes the encoder encode) both worked over CURVE
     assert frames > 5, pipe.log()[-3000:]
+    assert not outsider_images and not outsider_reply
     assert code == 0 and leftovers == []
 
 
