@@ -28,9 +28,12 @@ from . import config as configuration
 log = logging.getLogger("supervise")
 
 STAGES = ("capture", "encoder", "server")  # start order; any order works, this one wastes least
-BACKOFF_FIRST_S = 0.5    # delay before restarting a child that died
+BACKOFF_FIRST_S = 0.25   # delay before restarting a child that died
 BACKOFF_MAX_S = 10.0     # the delay doubles on each quick death up to this
-STABLE_AFTER_S = 30.0    # a child that ran this long starts again from BACKOFF_FIRST_S
+# A child that ran this long had started properly (supervisord's startsecs, as in
+# scripts/supervisord.conf): its death is not a crash loop, so it starts again after BACKOFF_FIRST_S
+# and the stream is back within ~1.5 s however often a stage is killed.
+STABLE_AFTER_S = 2.0
 STOP_WAIT_S = 5.0        # SIGTERM, then this long, then SIGKILL
 CONFIG_ERROR = 2         # the exit status every stage uses for a configuration error
 PR_SET_PDEATHSIG = 1     # <linux/prctl.h>
@@ -400,7 +403,7 @@ class Supervisor:
             return CONFIG_ERROR
         delay = child.backoff.after_exit(ran)
         child.restart_at = now + delay
-        log.warning("%s (pid %d) %s after %.1f s; restarting it in %.1f s",
+        log.warning("%s (pid %d) %s after %.1f s; restarting it in %.2f s",
                     child.stage, pid, describe_status(status), ran, delay)
         return status
 

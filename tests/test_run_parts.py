@@ -58,11 +58,12 @@ def test_a_token_gives_a_hint_but_never_the_secret():
     assert "[server] token from /etc/flir-stream/server.conf" in text
 
 
-def test_backoff_doubles_to_ten_seconds_and_resets_after_a_long_run():
+def test_backoff_doubles_to_ten_seconds_on_quick_deaths_and_resets_after_a_proper_start():
     backoff = Backoff()
-    assert [backoff.after_exit(1.0) for _ in range(7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
-    assert backoff.after_exit(30.0) == 0.5  # it had run 30 s: a fresh crash, not a loop
-    assert backoff.after_exit(0.2) == 1.0
+    assert [backoff.after_exit(1.0) for _ in range(8)] == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert backoff.after_exit(2.0) == 0.25  # it had run 2 s: a fresh death, not a crash loop
+    assert backoff.after_exit(0.2) == 0.5
+    assert backoff.after_exit(5.0) == 0.25
 
 
 def test_children_get_the_same_interpreter_config_overrides_and_log_level():
