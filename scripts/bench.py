@@ -31,7 +31,6 @@ import math
 import os
 import platform
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -51,6 +50,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import zmq  # noqa: E402
+
+from flirstream.testing import free_port, raise_fd_limit  # noqa: E402
 
 SIM_FPS = 26.5
 LINGER_S = 1.0  # how long viewers keep counting after a window, for its late frames (quick: 0.5)
@@ -99,25 +100,6 @@ def log(*args: Any) -> None:
 
 
 # ---------------------------------------------------------------- helpers
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def raise_fd_limit() -> int:
-    """Soft RLIMIT_NOFILE up to the hard limit; children (the server, load generators) inherit it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
-    if target > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    return soft
-
 
 def percentile(values: list, q: float) -> Optional[float]:
     if not values:

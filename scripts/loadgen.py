@@ -37,7 +37,6 @@ import ipaddress
 import json
 import os
 import re
-import resource
 import socket
 import struct
 import sys
@@ -46,23 +45,12 @@ from array import array
 from typing import Optional
 from urllib.parse import urlsplit
 
+from flirstream.testing import raise_fd_limit
+
 BUFFER_BYTES = 1 << 20
 MAX_HEADER = 64 * 1024
 MAX_TEXT = 256 * 1024
 CONNECTING, OPEN, CLOSED = 0, 1, 2
-
-
-def raise_fd_limit() -> int:
-    """Soft RLIMIT_NOFILE up to the hard limit (each connection is one descriptor)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        target = hard if hard != resource.RLIM_INFINITY else 1 << 20
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    return soft
 
 
 def check_loopback(host: str) -> None:

@@ -43,36 +43,13 @@ from typing import Optional
 
 import psutil
 
+from flirstream.testing import write_config
+
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("capture", "encoder", "server")
 
 
 # ---------------------------------------------------------------- config and HTTP
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def write_config(directory: Path, **sections: dict) -> Path:
-    """A server.conf on free loopback ports (the same as tests/conftest.py's write_config)."""
-    values = {
-        "endpoints": {"frames": f"tcp://127.0.0.1:{free_port()}",
-                      "images": f"tcp://127.0.0.1:{free_port()}",
-                      "control": f"tcp://127.0.0.1:{free_port()}"},
-        "capture": {"source": "sim"},
-        "encoder": {},
-        "server": {"host": "127.0.0.1", "port": str(free_port())},
-    }
-    for name, keys in sections.items():
-        values.setdefault(name, {}).update({k: str(v) for k, v in keys.items()})
-    text = "".join(f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()) + "\n"
-                   for name, keys in values.items())
-    path = Path(directory) / "server.conf"
-    path.write_text(text)
-    return path
-
 
 def server_port(config: Path) -> int:
     import configparser

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,35 +11,10 @@ from typing import Optional
 
 import pytest
 
+from flirstream.testing import free_port, write_config  # noqa: F401  (tests import them from here)
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (loopback)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def write_config(directory: Path, extra: str = "", **sections: dict) -> Path:
-    """A server.conf using free loopback ports everywhere; `sections` add or replace keys,
-    e.g. write_config(tmp_path, capture={"source": "sim"})."""
-    values = {
-        "endpoints": {"frames": f"tcp://127.0.0.1:{free_port()}",
-                      "images": f"tcp://127.0.0.1:{free_port()}",
-                      "control": f"tcp://127.0.0.1:{free_port()}"},
-        "capture": {"source": "sim"},
-        "encoder": {},
-        "server": {"host": "127.0.0.1", "port": str(free_port())},
-    }
-    for name, keys in sections.items():
-        values.setdefault(name, {}).update({k: str(v) for k, v in keys.items()})
-    text = "".join(f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()) + "\n"
-                   for name, keys in values.items())
-    path = directory / "server.conf"
-    path.write_text(text + extra)
-    return path
 
 
 class Stage:
