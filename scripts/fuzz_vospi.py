@@ -76,8 +76,9 @@ class Stream:
             i = int(rng.integers(len(packets)))
             if kind == "flip":
                 p = bytearray(packets[i])
-                for _ in range(int(rng.integers(1, 4))):
-                    bit = int(rng.integers(4, PACKET_BYTES * 8))  # not the unprotected top nibble
+                bits = len(p) * 8  # an earlier "cut" may have shortened this packet
+                for _ in range(int(rng.integers(1, 4)) if bits > 4 else 0):
+                    bit = int(rng.integers(4, bits))  # not the unprotected top nibble
                     p[bit // 8] ^= 0x80 >> (bit % 8)
                 packets[i] = bytes(p)
             elif kind == "drop":

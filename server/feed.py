@@ -26,7 +26,7 @@ class Feed:
         self.sock = links.subscriber(ctx, endpoint, wire.IMAGE_TOPIC)
         self.sock.setsockopt(zmq.SUBSCRIBE, wire.STATUS_TOPIC)
         self._sync = zmq.Socket.shadow(self.sock.underlying)  # for the non-blocking drain
-        self._last_complaint = 0.0
+        self._last_complaint: dict[str, float] = {}
 
     async def run(self) -> None:
         while True:
@@ -40,23 +40,25 @@ class Feed:
                 try:
                     self.hub.on_status(wire.unpack_status(parts))
                 except wire.WireError as exc:
-                    self._complain(f"bad status message: {exc}")
+                    self._complain("bad status message", exc)
             if image is not None:
                 try:
                     frame = wire.unpack_image(image)
                 except wire.WireError as exc:
                     self.hub.metrics.frames_bad += 1
-                    self._complain(f"bad frame message: {exc}")
+                    self._complain("bad frame message", exc)
                     continue
                 self.hub.on_image(frame, skipped)
             await asyncio.sleep(0)  # let writes and requests run between bursts
 
-    def _complain(self, text: str) -> None:
-        """Log bad input at most every 5 s, so a broken publisher cannot flood the log."""
+    def _complain(self, kind: str, exc: Exception) -> None:
+        """Log bad input at most every 5 s per kind, so a broken publisher cannot flood the log and
+        one kind of problem does not hide another."""
         now = time.monotonic()
-        if now - self._last_complaint >= 5.0:
-            self._last_complaint = now
-            log.warning("%s (from %s; such messages are dropped)", text, self.endpoint)
+        last = self._last_complaint.get(kind)
+        if last is None or now - last >= 5.0:
+            self._last_complaint[kind] = now
+            log.warning("%s: %s (from %s; such messages are dropped)", kind, exc, self.endpoint)
 
     def close(self) -> None:
         self.sock.close(0)

@@ -80,7 +80,9 @@ class FakeEncoder:
         self._ctx = zmq.Context()
         self._pub = self._ctx.socket(zmq.PUB)
         self._pub.setsockopt(zmq.LINGER, 0)
-        self._pub.setsockopt(zmq.SNDHWM, 2)
+        # Room for a burst (two statuses, then injected messages): at 2, a busy I/O thread makes
+        # ZeroMQ drop what a test injected right after a status, and the test waits in vain.
+        self._pub.setsockopt(zmq.SNDHWM, 64)
         self._pub.bind(self.images)
         self._router = self._ctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)

@@ -209,6 +209,9 @@ async def _hostile(pipe: soak.Pipeline) -> dict:
                 ("control_flood", lambda: control_flood(pipe.ws_url))):
             start = time.monotonic()
             outcome = await asyncio.wait_for(action(), 90)
+            # A phase refused in milliseconds (1 MB messages are closed at once) still gets a
+            # window of a second, long enough to see whether the normal viewer kept receiving.
+            await asyncio.sleep(max(0.0, start + 1.0 - time.monotonic()))
             phases[name] = (start, time.monotonic(), outcome)
             await asyncio.sleep(0.5)
     finally:

@@ -67,8 +67,9 @@ def mutate(packets: list[bytes], how: str, where: int, what: int) -> None:
     i = where % len(packets)
     if how == "flip":   # 1-3 bits the CRC covers (not the ID's top nibble, which it does not)
         p = bytearray(packets[i])
-        for k in range(what % 3 + 1):
-            bit = 4 + (what // (k + 1)) % (PACKET_BYTES * 8 - 4)
+        bits = len(p) * 8  # an earlier "cut" or "insert" may have left a piece shorter than a packet
+        for k in range(what % 3 + 1 if bits > 4 else 0):
+            bit = 4 + (what // (k + 1)) % (bits - 4)
             p[bit // 8] ^= 0x80 >> (bit % 8)
         packets[i] = bytes(p)
     elif how == "drop":
