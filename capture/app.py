@@ -15,7 +15,6 @@ import time
 import zmq
 
 from flirstream import config as configuration, links, wire
-from flirstream.config import ConfigError
 
 from .reader import Deduper, Reader
 from .sources import make_source
@@ -45,10 +44,7 @@ def run(config: configuration.Config, args: argparse.Namespace) -> int:
     source = make_source(spec, cap, record=record)  # ConfigError: one line, exit 2
     ctx = zmq.Context()
     try:
-        try:
-            sock = links.publisher(ctx, endpoint)
-        except zmq.ZMQError as exc:
-            raise ConfigError(f"[endpoints] frames = {endpoint}: cannot bind: {exc}") from None
+        sock = links.publisher(ctx, "frames", endpoint)  # ConfigError if it cannot bind
         log.info("publishing frames on %s; source=%s record=%s; [capture] %s", endpoint,
                  source.name, record or "-", configuration.describe(config, "capture"))
         try:
@@ -57,7 +53,6 @@ def run(config: configuration.Config, args: argparse.Namespace) -> int:
             sock.close(linger=0)
     finally:
         source.close()
-        # destroy, not term: a socket whose bind failed is still open inside links.publisher
         ctx.destroy(linger=0)
     log.info("stopped")
     return 0

@@ -17,7 +17,6 @@ import zmq
 
 from flirstream import config as configuration
 from flirstream import links, wire
-from flirstream.config import ConfigError
 
 from .control import Controller, Watchers
 from .render import Renderer
@@ -54,14 +53,6 @@ class _RateLimitedLog:
             self._last[kind], self._count[kind] = now, 0
 
 
-def _bind(sock: zmq.Socket, key: str, address: str) -> None:
-    links.curve_server(sock, address)  # [endpoints] curve_key
-    try:
-        sock.bind(address)
-    except zmq.ZMQError as exc:
-        raise ConfigError(f"[endpoints] {key} = {address}: cannot bind: {exc}") from None
-
-
 class Encoder:
     """The sockets and the loop around Renderer/Controller."""
 
@@ -81,18 +72,13 @@ class Encoder:
         self._status_at = 0.0
         self.stopping = False
 
-        self.images = ctx.socket(zmq.XPUB)  # XPUB: subscriptions tell us whether anyone watches
-        self.images.setsockopt(zmq.SNDHWM, links.FRAME_HWM)
-        self.images.setsockopt(zmq.LINGER, 0)
-        # Small kernel send buffers too: otherwise a subscriber that reads slowly finds dozens of
-        # old frames waiting in TCP buffers (megabytes on loopback), which is a queue after all.
-        self.images.setsockopt(zmq.SNDBUF, links.SEND_BUFFER_BYTES)
-        _bind(self.images, "images", cfg.endpoints.images)
+        # XPUB: its subscriptions tell us whether anyone watches
+        self.images = links.publisher(ctx, "images", cfg.endpoints.images, socket_type=zmq.XPUB)
         self.control = ctx.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.LINGER, 0)
         self.control.setsockopt(zmq.MAXMSGSIZE, CONTROL_MAX_BYTES)
         self.control.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a gone peer's reply is dropped silently
-        _bind(self.control, "control", cfg.endpoints.control)
+        links.bind(self.control, "control", cfg.endpoints.control)
         self.frames = links.subscriber(ctx, cfg.endpoints.frames, wire.RAW_TOPIC)
         self.frames.setsockopt(zmq.SUBSCRIBE, wire.STATUS_TOPIC)
         self.poller = zmq.Poller()

@@ -88,17 +88,28 @@ def quick_reconnect(sock: zmq.Socket) -> None:
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, 200)
 
 
-def publisher(ctx: zmq.Context, endpoint: str, hwm: int = FRAME_HWM) -> zmq.Socket:
-    sock = ctx.socket(zmq.PUB)
-    sock.setsockopt(zmq.SNDHWM, hwm)
-    sock.setsockopt(zmq.SNDBUF, SEND_BUFFER_BYTES)
-    sock.setsockopt(zmq.LINGER, 0)
+def bind(sock: zmq.Socket, key: str, endpoint: str) -> None:
+    """Bind `sock` to [endpoints] `key`; a failure (address in use, bad interface) closes the socket
+    and raises ConfigError naming the setting, so the stage exits with one line and status 2."""
+    from flirstream.config import ConfigError
+
     curve_server(sock, endpoint)
     try:
         sock.bind(endpoint)
-    except zmq.ZMQError:
+    except zmq.ZMQError as exc:
         sock.close()  # an open socket would keep ctx.term() waiting forever
-        raise
+        raise ConfigError(f"[endpoints] {key} = {endpoint}: cannot bind: {exc}") from None
+
+
+def publisher(ctx: zmq.Context, key: str, endpoint: str, hwm: int = FRAME_HWM,
+              socket_type: int = zmq.PUB) -> zmq.Socket:
+    """A bound PUB (or XPUB, to see subscriptions) for [endpoints] `key` that drops frames for a
+    slow subscriber rather than queueing them."""
+    sock = ctx.socket(socket_type)
+    sock.setsockopt(zmq.SNDHWM, hwm)
+    sock.setsockopt(zmq.SNDBUF, SEND_BUFFER_BYTES)
+    sock.setsockopt(zmq.LINGER, 0)
+    bind(sock, key, endpoint)
     return sock
 
 

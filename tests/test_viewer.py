@@ -76,7 +76,7 @@ class FramePublisher:
         self.endpoint = endpoint
         self.kind = kind
         self.ctx = zmq.Context()
-        self.sock = links.publisher(self.ctx, endpoint)
+        self.sock = links.publisher(self.ctx, "images", endpoint)
         self.stopping = threading.Event()
         self.camera_detail = None  # a sentence: the camera is offline, no frames are sent
         self.frames_paused = False  # statuses say "streaming" but no frame comes (a stall)
