@@ -16,10 +16,22 @@ import numpy as np
 MIN_SPAN = 10.0
 
 
+# OpenCV takes an array of four or fewer elements for a scalar, and then refuses "array - scalar";
+# frames that small (any shape the wire format allows) go through numpy instead.
+_TINY = 4
+
+
+def subtract(pixels: np.ndarray, value: float) -> np.ndarray:
+    """pixels - value, rounded and saturating at 0 (as cv2.subtract), for any frame size."""
+    if pixels.size > _TINY:
+        return cv2.subtract(pixels, value)
+    return np.clip(np.rint(pixels.astype(np.float64) - value), 0, 65535).astype(pixels.dtype)
+
+
 def histogram(pixels: np.ndarray) -> tuple[np.ndarray, int]:
     """Counts of every value from the frame's minimum up: (counts, minimum)."""
     lo = int(cv2.minMaxLoc(pixels)[0])  # OpenCV calls: fewer Python layers than numpy's min
-    return np.bincount(cv2.subtract(pixels, lo).ravel()), lo
+    return np.bincount(subtract(pixels, lo).ravel()), lo
 
 
 def percentiles(pixels: np.ndarray, low: float, high: float) -> tuple[float, float]:
@@ -34,7 +46,7 @@ def percentiles(pixels: np.ndarray, low: float, high: float) -> tuple[float, flo
 
 def stretch(pixels: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Map lo..hi linearly onto 0..255, clipping outside (two saturating OpenCV calls)."""
-    shifted = cv2.subtract(pixels, float(lo))  # saturates at 0: below lo -> 0
+    shifted = subtract(pixels, float(lo))  # saturates at 0: below lo -> 0
     return cv2.convertScaleAbs(shifted, alpha=255.0 / (hi - lo))  # saturates at 255
 
 

@@ -329,3 +329,14 @@ def test_any_frame_with_any_settings_gives_a_consistent_picture(
     assert result.pixels[y0, x0] == frame.min() and result.pixels[y1, x1] == frame.max()
     assert result.range[0] <= result.range[1]
     assert result.unit == ("C" if tlinear else "counts")
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (2, 1), (3, 1), (4, 1), (1, 4), (2, 2), (1, 5)])
+@pytest.mark.parametrize("mode", AGCS)
+def test_frames_of_four_pixels_or_fewer_render(shape, mode):
+    # OpenCV reads an array of <= 4 elements as a scalar; the AGCs must not trip over that.
+    frame = (np.arange(np.prod(shape), dtype=np.uint16).reshape(shape) * 7 + 29_300)
+    r = Renderer(agc=mode, quality=50)
+    picture = decode(r.render(frame, tlinear=True))
+    assert picture.shape == (shape[0] * 4, shape[1] * 4, 3)
+    assert r.last.stats["max"] == pytest.approx(frame.max() * 0.01 - 273.15, abs=0.01)
