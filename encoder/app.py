@@ -19,6 +19,7 @@ from flirstream import config as configuration
 from flirstream import links, wire
 
 from .control import Controller, Watchers
+from .measure import Meter
 from .render import Renderer
 
 log = logging.getLogger("encoder")
@@ -59,6 +60,7 @@ class Encoder:
     def __init__(self, cfg: configuration.Config, ctx: zmq.Context):
         self.cfg = cfg
         self.renderer = Renderer.from_settings(cfg.encoder)
+        self.meter = Meter()
         self.watchers = Watchers(cfg.encoder.pause_when_unwatched)
         self.errors = _RateLimitedLog(ERROR_LOG_EVERY_S)
         self.controller = Controller(self.renderer, self.watchers,
@@ -150,6 +152,8 @@ class Encoder:
             self._error("wire", f"dropped a frame: {exc}")
             return
         self.last_frame_at = time.monotonic()
+        if self.watchers.wants(wire.THERMAL_TOPIC):
+            self._measure(raw)
         if not self.watchers.watched:
             self.counters["unwatched"] += 1
             return
@@ -160,6 +164,18 @@ class Encoder:
         except Exception as exc:  # a stage must outlive any one frame; the log keeps the trace
             self._error("render", f"cannot render frame {raw.seq}: {exc!r}")
             log.debug("render failure", exc_info=True)
+
+    def _measure(self, raw: wire.RawFrame) -> None:
+        """Statistics and region readings of every frame, whether or not the picture is watched."""
+        try:
+            message = wire.pack_thermal(self.meter.measure(raw, dict(self.counters)))
+        except (ValueError, TypeError) as exc:  # e.g. NaN in a header field
+            self._error("measure", f"cannot measure frame {raw.seq}: {exc}")
+            return
+        try:
+            self.images.send_multipart(message, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            pass  # PUB drops at the high-water mark; never block
 
     def _publish(self, raw: wire.RawFrame) -> None:
         now = time.monotonic()

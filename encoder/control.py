@@ -51,10 +51,14 @@ class Watchers:
     def viewers(self, count: int) -> None:
         self._viewers = (count, self._clock())
 
+    def wants(self, topic: bytes) -> bool:
+        """Someone subscribes to a prefix of `topic`."""
+        return any(topic.startswith(t) for t in self._topics)
+
     @property
     def subscribed(self) -> bool:
         """Someone subscribes to a prefix of b"image" (b"" included)."""
-        return any(wire.IMAGE_TOPIC.startswith(t) for t in self._topics)
+        return self.wants(wire.IMAGE_TOPIC)
 
     @property
     def viewer_count(self) -> Optional[int]:

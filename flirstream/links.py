@@ -125,25 +125,35 @@ def subscriber(ctx: zmq.Context, endpoint: str, topic: bytes, hwm: int = RECEIVE
     return sock
 
 
-def drain(sock: zmq.Socket, limit: int = 1024) -> tuple[Optional[list], list[list], int]:
-    """Read what is queued, without waiting: (the newest frame's parts or None, every status
-    message's parts in order, frames skipped). At most `limit` messages, so a flood cannot starve
-    the caller's other work."""
-    newest = None
+def drain_by_topic(sock: zmq.Socket, limit: int = 1024
+                   ) -> tuple[dict[bytes, list], list[list], dict[bytes, int]]:
+    """Read what is queued, without waiting: (the newest message's parts of each frame topic, every
+    status message's parts in order, frames skipped of each topic). At most `limit` messages, so a
+    flood cannot starve the caller's other work."""
+    newest: dict[bytes, list] = {}
     statuses: list[list] = []
-    skipped = 0
+    skipped: dict[bytes, int] = {}
     for _ in range(limit):
         try:
             parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
         except zmq.Again:
             break
-        if bytes(parts[0].buffer) == STATUS_TOPIC:
+        topic = bytes(parts[0].buffer)
+        if topic == STATUS_TOPIC:
             statuses.append(parts)
             continue
-        if newest is not None:
-            skipped += 1  # a newer frame came in before the caller got to this one
-        newest = parts
+        if topic in newest:  # a newer frame came in before the caller got to this one
+            skipped[topic] = skipped.get(topic, 0) + 1
+        newest[topic] = parts
     return newest, statuses, skipped
+
+
+def drain(sock: zmq.Socket, limit: int = 1024) -> tuple[Optional[list], list[list], int]:
+    """drain_by_topic for a socket with one frame topic: (the newest frame's parts or None, every
+    status message's parts in order, frames skipped)."""
+    newest, statuses, skipped = drain_by_topic(sock, limit)
+    frames = list(newest.values())
+    return (frames[-1] if frames else None), statuses, sum(skipped.values()) + max(0, len(frames) - 1)
 
 
 def recv_latest(sock: zmq.Socket, timeout_ms: int = 0) -> tuple[Optional[list], int]:

@@ -21,6 +21,16 @@ encoder -> server, topic b"image" (ImageFrame):
     pixels: the radiometric frame, rotated/flipped exactly like the JPEG (so pixel (x, y) of it lies
             under the same point of the picture), little-endian uint16.
 
+encoder -> server, topic b"thermal" (ThermalFrame), for every frame, watched or not:
+    [b"thermal", header, pixels]
+    header: v, seq, t, t_measured, sensor, shape [rows, cols], tlinear, kelvin_per_count,
+            unit ("C" when tlinear, else "counts"), stats {min, max, mean, centre, min_xy, max_xy} and
+            regions {NAME: {min, max, mean, max_xy}} in unit with (x, y) positions in sensor
+            orientation, telemetry, counters {"capture": {...}, "encoder": {...}}
+    pixels: the radiometric frame as the camera delivered it (before rotate/flip), little-endian
+            uint16. This is what measurements, alarms, MQTT and the history are made of; it keeps
+            flowing while the picture is paused (nobody watching), so they never pause.
+
 capture -> encoder and encoder -> server, topic b"status" (about once a second, and on every change):
     [b"status", header]
     header: v, t, stage ("capture" or "encoder"), state ("streaming", "offline", "paused", ...),
@@ -55,6 +65,7 @@ import numpy as np
 VERSION = 1
 RAW_TOPIC = b"raw"
 IMAGE_TOPIC = b"image"
+THERMAL_TOPIC = b"thermal"
 STATUS_TOPIC = b"status"
 
 Buffer = Union[bytes, memoryview, bytearray]
@@ -101,6 +112,24 @@ class ImageFrame:
     def header(self) -> dict:
         """The JSON header as a dict (what the server forwards to viewers)."""
         return _image_header(self)
+
+
+@dataclass
+class ThermalFrame:
+    """A frame as measured: sensor-orientation pixels with their statistics and region readings."""
+
+    seq: int
+    t: float
+    t_measured: float
+    sensor: str
+    pixels: np.ndarray  # (rows, cols) uint16, before rotate/flip
+    unit: str
+    stats: dict
+    regions: dict = field(default_factory=dict)
+    tlinear: bool = True
+    kelvin_per_count: float = 0.01
+    telemetry: Optional[dict] = None
+    counters: dict = field(default_factory=dict)
 
 
 def _le_u16(pixels: np.ndarray) -> np.ndarray:
@@ -225,6 +254,36 @@ def unpack_image(parts: Sequence[Any]) -> ImageFrame:
                       else None,
                       counters=header.get("counters") if isinstance(header.get("counters"), dict)
                       else {})
+
+
+# ---------------------------------------------------------------- encoder -> server: measurements
+
+def pack_thermal(frame: ThermalFrame) -> list[Buffer]:
+    pixels = _le_u16(frame.pixels)
+    header = {"v": VERSION, "seq": frame.seq, "t": frame.t, "t_measured": frame.t_measured,
+              "sensor": frame.sensor, "shape": list(pixels.shape), "tlinear": frame.tlinear,
+              "kelvin_per_count": frame.kelvin_per_count, "unit": frame.unit,
+              "stats": frame.stats, "regions": frame.regions, "telemetry": frame.telemetry,
+              "counters": frame.counters}
+    return [THERMAL_TOPIC, _dump(header), memoryview(pixels).cast("B")]
+
+
+def unpack_thermal(parts: Sequence[Any]) -> ThermalFrame:
+    topic, head, data = _parts(parts, THERMAL_TOPIC, 3)
+    header = _load(head)
+    for name in ("stats", "regions"):
+        if not isinstance(header.get(name), dict):
+            raise WireError(f"header field {name!r} is {header.get(name)!r}")
+    return ThermalFrame(seq=_field(header, "seq", int), t=_field(header, "t", float),
+                        t_measured=_field(header, "t_measured", float),
+                        sensor=_field(header, "sensor", str), pixels=_pixels(header, data),
+                        unit=_field(header, "unit", str), stats=header["stats"],
+                        regions=header["regions"], tlinear=_field(header, "tlinear", bool),
+                        kelvin_per_count=_field(header, "kelvin_per_count", float),
+                        telemetry=header.get("telemetry")
+                        if isinstance(header.get("telemetry"), dict) else None,
+                        counters=header.get("counters")
+                        if isinstance(header.get("counters"), dict) else {})
 
 
 # ---------------------------------------------------------------- control

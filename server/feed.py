@@ -25,6 +25,7 @@ class Feed:
         self.hub = hub
         self.sock = links.subscriber(ctx, endpoint, wire.IMAGE_TOPIC)
         self.sock.setsockopt(zmq.SUBSCRIBE, wire.STATUS_TOPIC)
+        self.sock.setsockopt(zmq.SUBSCRIBE, wire.THERMAL_TOPIC)
         self._sync = zmq.Socket.shadow(self.sock.underlying)  # for the non-blocking drain
         self._last_complaint: dict[str, float] = {}
 
@@ -32,7 +33,7 @@ class Feed:
         while True:
             try:
                 await self.sock.poll(1000, zmq.POLLIN)
-                image, statuses, skipped = links.drain(self._sync)
+                newest, statuses, skipped = links.drain_by_topic(self._sync)
             except zmq.ZMQError as exc:  # socket closed on shutdown
                 log.debug("feed stopped: %s", exc)
                 return
@@ -41,6 +42,13 @@ class Feed:
                     self.hub.on_status(wire.unpack_status(parts))
                 except wire.WireError as exc:
                     self._complain("bad status message", exc)
+            thermal = newest.get(wire.THERMAL_TOPIC)
+            if thermal is not None:
+                try:
+                    self.hub.on_thermal(wire.unpack_thermal(thermal))
+                except wire.WireError as exc:
+                    self._complain("bad thermal message", exc)
+            image = newest.get(wire.IMAGE_TOPIC)
             if image is not None:
                 try:
                     frame = wire.unpack_image(image)
@@ -48,7 +56,7 @@ class Feed:
                     self.hub.metrics.frames_bad += 1
                     self._complain("bad frame message", exc)
                     continue
-                self.hub.on_image(frame, skipped)
+                self.hub.on_image(frame, skipped.get(wire.IMAGE_TOPIC, 0))
             await asyncio.sleep(0)  # let writes and requests run between bursts
 
     def _complain(self, kind: str, exc: Exception) -> None:

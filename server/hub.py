@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from flirstream.wire import ImageFrame
+from flirstream.wire import ImageFrame, ThermalFrame
 
 from . import protocol
 from .fanout import Fanout
@@ -41,6 +41,8 @@ class Hub:
         self.clock = clock
         self.fanout = Fanout(metrics, on_change=self._viewers_changed)
         self.image: Optional[ImageFrame] = None
+        self.thermal: Optional[ThermalFrame] = None  # the newest measurements, watched or not
+        self.measurement_listeners: list[Callable[[ThermalFrame], None]] = []
         self.settings: Optional[dict] = None
         self.snapshot_waiters = 0
         self.on_viewers: Callable[[int], None] = lambda n: None  # set by the app (-> encoder)
@@ -83,6 +85,12 @@ class Hub:
             if not waiter.done():
                 waiter.set_result(frame)
         self.check_status()  # a frame after silence may change "camera"
+
+    def on_thermal(self, frame: ThermalFrame) -> None:
+        """The newest measurements (every frame, even while the picture is paused)."""
+        self.thermal = frame
+        for listener in self.measurement_listeners:
+            listener(frame)
 
     def on_status(self, message: dict) -> None:
         self.health.on_status(message)

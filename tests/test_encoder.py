@@ -108,14 +108,18 @@ class Client:
 
     def next(self, want: Callable[[str, object], bool] = lambda kind, m: kind == "image",
              timeout: float = WAIT_S):
-        """The first message (kind "image" -> ImageFrame, "status" -> dict) that `want` accepts."""
+        """The first message (kind "image" -> ImageFrame, "thermal" -> ThermalFrame, "status" ->
+        dict) that `want` accepts."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.sub.poll(max(1, int((deadline - time.monotonic()) * 1000))):
                 break
             parts = self.sub.recv_multipart()
-            if wire.topic_of(parts) == wire.IMAGE_TOPIC:
+            topic = wire.topic_of(parts)
+            if topic == wire.IMAGE_TOPIC:
                 kind, message = "image", wire.unpack_image(parts)
+            elif topic == wire.THERMAL_TOPIC:
+                kind, message = "thermal", wire.unpack_thermal(parts)
             else:
                 kind, message = "status", wire.unpack_status(parts)
             if want(kind, message):
@@ -390,13 +394,15 @@ def test_viewers_zero_pauses_and_one_resumes(rig):
     client.ask({"op": "viewers", "count": 0})  # the server's heartbeat: a count lasts 3 s
     # after the paused status no image comes, although frames keep arriving (statuses still do)
     deadline = time.monotonic() + 1.5
-    statuses = 0
+    statuses = measured = 0
     while time.monotonic() < deadline:
         if client.sub.poll(100):
             parts = client.sub.recv_multipart()
-            assert wire.topic_of(parts) == wire.STATUS_TOPIC, "an image while paused"
-            statuses += 1
+            assert wire.topic_of(parts) != wire.IMAGE_TOPIC, "an image while paused"
+            statuses += wire.topic_of(parts) == wire.STATUS_TOPIC
+            measured += wire.topic_of(parts) == wire.THERMAL_TOPIC
     assert statuses >= 1
+    assert measured >= 5  # measurements never pause
     reply = client.ask({"op": "viewers", "count": 1})
     assert reply["ok"] and reply["watched"] is True
     image = client.next(timeout=5)
@@ -472,3 +478,22 @@ def test_endpoint_in_use_is_a_one_line_error(tmp_path):
     assert proc.returncode == 2
     error = [line for line in proc.stderr.splitlines() if "error" in line]
     assert len(error) == 1 and f"[endpoints] images = {cfg.endpoints.images}: cannot bind" in error[0]
+
+
+def test_every_frame_is_measured_in_sensor_orientation_watched_or_not(rig):
+    _, capture, client, encoder = rig(encoder={"rotate": "90", "flip": "horizontal"})
+    client.next()  # encoding
+    thermal = client.next(lambda kind, m: kind == "thermal")  # measured before it is rendered
+    image = client.next(lambda kind, m: kind == "image" and m.seq == thermal.seq)
+    assert thermal.pixels.shape == (120, 160)  # as the camera delivered it, not rotated
+    assert image.pixels.shape == (160, 120)
+    assert np.array_equal(np.sort(thermal.pixels, axis=None), np.sort(image.pixels, axis=None))
+    assert thermal.unit == "C" and thermal.stats["max"] == image.stats["max"]
+    x, y = thermal.stats["max_xy"]
+    assert thermal.pixels[y, x] == thermal.pixels.max()
+    assert thermal.counters["capture"]["frames"] >= 1
+    client.ask({"op": "viewers", "count": 0})
+    client.status("encoder", "paused", timeout=5)
+    client.drain()
+    paused_seq = client.next(lambda kind, m: kind == "thermal").seq
+    assert client.next(lambda kind, m: kind == "thermal" and m.seq > paused_seq + 3)

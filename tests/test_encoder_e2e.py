@@ -19,7 +19,8 @@ def collect(endpoint: str, count: int, timeout: float = WAIT_S) -> tuple[list, l
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.SUBSCRIBE, wire.IMAGE_TOPIC)
+    sub.setsockopt(zmq.SUBSCRIBE, wire.STATUS_TOPIC)
     sub.connect(endpoint)
     images, statuses = [], []
     deadline = time.monotonic() + timeout
