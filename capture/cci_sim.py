@@ -266,7 +266,8 @@ class SimulatedCCI:
                 return
             self._command(word, now)
 
-    def _words(self, address: int, count: int) -> list[int]:
+    def peek(self, address: int, count: int) -> list[int]:
+        """Words held at `address` on (registers, block buffer), as the bus would read them."""
         return [int.from_bytes(self._mem[address + 2 * i:address + 2 * i + 2], "big")
                 for i in range(count)]
 
@@ -276,7 +277,7 @@ class SimulatedCCI:
 
     def _command(self, word: int, now: float) -> None:
         cid, kind = word & ~0x3, word & 0x3
-        length = self._words(cci.REG_DATA_LENGTH, 1)[0]
+        length = self.peek(cci.REG_DATA_LENGTH, 1)[0]
         extra = 0.0
         entry = self._table().get(cid)
         code = 0
@@ -292,7 +293,7 @@ class SimulatedCCI:
                 self._put_words(register, entry[GET]())
             else:
                 try:
-                    entry[SET](self._words(register, length))
+                    entry[SET](self.peek(register, length))
                 except RangeError:
                     code = -3  # LEP_RANGE_ERROR
         self.result = code
