@@ -119,6 +119,7 @@ ERROR_NAMES = {
 
 DEFAULT_TIMEOUT_S = 1.0  # longest wait for the busy bit; commands take a few ms, FFC ~ 0.2 s
 POLL_S = 0.001
+REBOOT_TIMEOUT_S = 5.0   # a Lepton boots in about a second
 
 
 def command_name(cid: int) -> str:
@@ -560,6 +561,25 @@ class Lepton:
 
     # -- reboot
 
-    def reboot(self) -> None:
-        """OEM reboot: the camera restarts with its power-on settings (re-apply them after)."""
-        self.cci.run(OEM_REBOOT)
+    def reboot(self, timeout: float = REBOOT_TIMEOUT_S) -> None:
+        """OEM reboot: the camera restarts with its power-on settings (re-apply them after).
+        Returns once it answers again, booted and not busy; while it boots it may not
+        acknowledge its address at all (OSError), which is waited out too."""
+        c = self.cci
+        c.wait_ready("before RUN " + command_name(OEM_REBOOT))
+        c.write_registers(REG_DATA_LENGTH, [0])
+        c.write_registers(REG_COMMAND, [OEM_REBOOT | RUN])
+        deadline = c._clock() + timeout
+        why = "no answer"
+        while c._clock() < deadline:
+            try:
+                status = c.status()
+            except OSError as exc:
+                why = f"I2C: {exc.strerror or exc}"
+            else:
+                if not status & STATUS_BUSY and status & STATUS_BOOTED:
+                    return
+                why = f"STATUS 0x{status:04X}"
+            c._sleep(0.01)
+        raise CCITimeout(f"camera not back {timeout:g} s after RUN {command_name(OEM_REBOOT)} "
+                         f"({why})")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -111,6 +112,9 @@ class SimulatedCCI:
         self._pointer = 0
         self._power_up(clock())
         self._stall_s = 0.0
+        self.nack_while_booting = False  # True: no I2C answer at all while booting
+        # The capture loop (frames) and a control thread (CCI commands) may share the device.
+        self.lock = threading.RLock()
 
     # -- power
 
@@ -156,7 +160,10 @@ class SimulatedCCI:
 
     def update(self, now: Optional[float] = None) -> None:
         """Advance the FFC and boot state machines to `now`."""
-        now = self.clock() if now is None else now
+        with self.lock:
+            self._update(self.clock() if now is None else now)
+
+    def _update(self, now: float) -> None:
         if self.booting_until > self.boot_at and now >= self.booting_until:
             self._power_up(self.booting_until)
         if self.ffc_state == "complete" and self.state.ffc_mode == 1:
@@ -223,8 +230,14 @@ class SimulatedCCI:
 
     def i2c_rdwr(self, *msgs) -> None:
         """smbus2's SMBus.i2c_rdwr: run the messages in order (see the module docstring)."""
-        now = self.clock()
-        self.update(now)
+        with self.lock:
+            now = self.clock()
+            self._update(now)
+            if self.nack_while_booting and now < self.booting_until:
+                raise OSError(errno.EREMOTEIO, "Remote I/O error (the camera is booting)")
+            self._transfer(msgs, now)
+
+    def _transfer(self, msgs, now: float) -> None:
         for m in msgs:
             if m.addr != self.address:
                 raise OSError(errno.EREMOTEIO, f"Remote I/O error (no device at 0x{m.addr:02X})")

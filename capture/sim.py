@@ -170,6 +170,10 @@ class SimulatedLepton:
     # -- with a CCI device: the camera's settings decide what goes out
 
     def _camera_frame(self, index: int) -> np.ndarray:
+        with self.cci.lock:  # a control thread may be changing settings meanwhile
+            return self._camera_frame_locked(index)
+
+    def _camera_frame_locked(self, index: int) -> np.ndarray:
         dev = self.cci
         dev.update()
         mode = dev.telemetry_mode  # the packet layout follows the camera's telemetry setting
@@ -221,7 +225,8 @@ class SimulatedLepton:
         mode = self._ids_mode
         words = None
         if mode != "off":
-            rows = tm.build(self.camera_telemetry(image))
+            with self.cci.lock:
+                rows = tm.build(self.camera_telemetry(image))
             if self.sensor == "lepton3":  # the fourth telemetry packet is reserved
                 rows = np.vstack((rows, np.zeros((1, tm.ROW_WORDS), dtype=np.uint16)))
             words = rows

@@ -81,6 +81,16 @@ def test_run_sends_the_run_type_and_no_data():
     assert dev.commands[-1] == (0x0242, 0)
 
 
+def test_strings_lie_in_the_words_as_the_sdk_reads_them():
+    # The SDK turns each big-endian register into a host (little-endian) word and reads the
+    # LEP_CHAR8 array from those: so on the bus each word carries its two characters swapped.
+    clock = ManualClock()
+    bus = Recorder(SimulatedCCI(clock=clock))
+    assert Lepton(LeptonCCI(bus, clock=clock, sleep=clock.sleep)).part_number() == "500-0771-01"
+    kind, data = bus.log[-1]
+    assert kind == "r" and data.startswith(b"05-070170-\x001") and len(data) == 32
+
+
 def test_the_client_waits_while_busy(rig):
     clock, dev, client, _ = rig
     dev.command_s = 0.05
@@ -330,6 +340,23 @@ def test_reboot_waits_for_the_boot_and_forgets_the_settings(rig):
     assert clock() - start >= BOOT_S  # run() waited until the camera had booted
     assert lepton.gain_mode() == "high" and not lepton.agc_enabled()
     assert lepton.uptime_ms() < 1000
+
+
+def test_reboot_waits_out_a_camera_that_does_not_answer_while_booting(rig):
+    clock, dev, _, lepton = rig
+    dev.nack_while_booting = True
+    start = clock()
+    lepton.reboot()
+    assert clock() - start >= BOOT_S
+    assert lepton.part_number() == "500-0771-01"
+
+
+def test_reboot_gives_up_when_the_camera_never_comes_back(rig):
+    clock, dev, _, lepton = rig
+    dev.boot_s = 60.0
+    with pytest.raises(CCITimeout, match="camera not back 5 s after RUN 0x4840"):
+        lepton.reboot()
+    clock.advance(60.0)  # (the fixture's check needs the camera idle again)
 
 
 def test_open_bus_says_why_i2c_is_unavailable(monkeypatch):
