@@ -97,6 +97,8 @@ def packet_crc(packet: bytes) -> int:
 class Frame:
     image: np.ndarray  # (rows, cols) native uint16; the caller may keep it
     telemetry: Optional[dict] = None
+    # Telemetry rows A, B, C as sent, (3, 80) native uint16 (capture.telemetry.parse reads them)
+    telemetry_rows: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -504,10 +506,12 @@ class FrameAssembler:
             rows = np.concatenate([p if isinstance(p, np.ndarray) else rows_all[p[0]:p[1] + 1]
                                    for p in parts])
         image = rows[g.video].view(">u2").astype(np.uint16).reshape(g.rows, g.cols)
-        telemetry = None
+        telemetry = tel_rows = None
         if g.telemetry_packets:
-            telemetry = parse_telemetry(rows[g.telemetry_rows.start].view(">u2"))
-        frames.append(Frame(image, telemetry))
+            first = g.telemetry_rows.start
+            tel_rows = rows[first:first + 3].view(">u2").astype(np.uint16)
+            telemetry = parse_telemetry(tel_rows[0])
+        frames.append(Frame(image, telemetry, tel_rows))
         self.counters.frames += 1
         self._since_frame = 0
 

@@ -224,6 +224,9 @@ def test_telemetry_on_off_and_location_change_the_packet_layout(sensor, video):
         assert stale[0].image[0, 0] == 14  # rows A, B, C read as picture (revision 14 first)
     image, t, mode = r.frame()
     assert mode == "header" and t.revision == 14 and t.serial == r.dev.serial
+    data = r.period()  # the assembler hands out the same rows A, B, C
+    frame = vospi.FrameAssembler(sensor, "header").feed(data)[0]
+    assert tm.parse(frame.telemetry_rows.ravel()) == telemetry_of(data, sensor, "header")
     r.lepton.set_telemetry_location("footer")
     image, t, mode = r.frame()
     assert mode == "footer" and t.revision == 14
