@@ -239,6 +239,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "stale_after_s": Key(number(0.1, 3600.0), "2.0", "/healthz says 503 when the newest frame is older"),
         "static_dir": Key(optional_path, "", "serve the viewer from here instead of the packaged web/"),
     },
+    "state": {
+        "dir": Key(optional_path, "", "where settings changed at run time are kept (empty: systemd's "
+                   "StateDirectory, else ~/.local/state/flir-stream)"),
+    },
 }
 
 # The seed project's section: key -> (section, key) it now sets, or None with the reason it is ignored.

@@ -65,7 +65,7 @@ BAD_VALUES = {
     ("server", "stale_after_s"): "0",
 }
 FREE_TEXT = {("capture", "record"), ("server", "token"), ("server", "control_token"),
-             ("server", "static_dir")}
+             ("server", "static_dir"), ("state", "dir")}
 
 
 def test_every_key_has_a_bad_value_case():
