@@ -209,3 +209,13 @@ def test_an_unknown_palette_is_refused_when_chosen(page):
         catch (e) { return e.message; }
     }""")
     assert message == "unknown palette no-such"
+
+
+def test_a_payload_with_a_broken_zlib_stream_is_named(page):
+    payload = bytearray(radiometric.encode(frames(1)[0]))
+    payload[20:40] = bytes(20)
+    message = page.evaluate("""async (b64) => {
+        try { await thermal.decode(page.bytes(b64)); return "decoded"; }
+        catch (e) { return e.message; }
+    }""", b64(bytes(payload)))
+    assert message.startswith("radiometric frame: ")
