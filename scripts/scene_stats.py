@@ -3,8 +3,9 @@
 
     scripts/scene_stats.py ../shared/realdata/cacophony-v2.cptv sim sim-smooth [--json out.json]
 
-Each source is a CPTV, VoSPI or tCam (.tjsn) file, or `sim` (the simulator's scene) or `sim-smooth`
-(the scene before issue 15) or `sim-still` (only its noise moves); see scripts/recordings.py. All figures are in sensor counts.
+Each source is a CPTV, VoSPI or tCam (.tjsn) file, or `sim` (the simulator's scene), `sim-smooth`
+(the scene before issue 15) or `sim-still` (only its noise moves); see scripts/recordings.py. All
+figures are in sensor counts.
 """
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ def main() -> int:
         cells = []
         for r in results.values():
             value = r.get(key, "")
-            cells.append(f"{value:>{width + 2}.3g}" if isinstance(value, float) else f"{value!s:>{width + 2}}")
+            text = f"{value:.3g}" if isinstance(value, float) else str(value)
+            cells.append(f"{text:>{width + 2}}")
         print(f"{key:28}" + "".join(cells))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

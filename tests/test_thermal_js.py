@@ -4,9 +4,11 @@ paints the same picture as the encoder's Renderer (same palette tables, AGC and 
 Picture check: PSNR of the browser's canvas (upscaled by drawImage, nearest) against Renderer's
 picture before JPEG (`bgr`). Both apply the same 256-entry table to the same 8-bit AGC output, and
 thermal.js repeats OpenCV's arithmetic (half-to-even rounding, float32 scaling), so the pictures
-should be identical (they are: the tests also check equality); the 50 dB threshold leaves room for one grey level of difference on a few
-pixels in a thousand (a palette step is ~1-10 levels per channel: 1/1000 pixels off by 10 levels is
-58 dB), far below anything visible, while a wrong table, AGC or rotation falls to 10-25 dB.
+should be identical (they are, and the tests check that too). The 50 dB threshold is what one
+grey level of difference on a few pixels in a thousand would cost (a palette step is 1-10 levels
+per channel; 1 pixel in 1000 off by 10 levels is 58 dB), invisible; a rounding slip that moves
+many pixels by a level lands near 70 dB and is caught by the equality check, a wrong table, AGC
+or rotation falls far below 50 dB.
 """
 from __future__ import annotations
 
