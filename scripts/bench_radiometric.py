@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Bytes per frame of the browser's stream: today's JPEG against ways of sending the radiometric frame.
 
-    scripts/bench_radiometric.py ../shared/realdata/cacophony-v2.cptv sim sim-smooth
+    scripts/bench_radiometric.py ../shared/realdata/cacophony-v2.cptv sim sim-smooth \
+        ../shared/realdata/fox.tjsn ../shared/realdata/agc_off.tjsn
 
 For each source (a CPTV / VoSPI / tCam file, or the simulator: see scripts/recordings.py) it prints
 the mean bytes per frame of: the encoder's default picture (640x480 nearest, JPEG q80, ironbow,
 linear AGC), a 160x120 JPEG, and the radiometric frame through several filters and zlib settings,
 with the encode time per frame. server/radiometric.py implements the chosen one ("avg-zz-planes
-rle"). Writes bench-results/radiometric.json.
+rle"), also with its lossy `step`. Writes bench-results/radiometric.json.
 """
 from __future__ import annotations
 
@@ -103,6 +104,11 @@ def measure(frames: np.ndarray, tlinear: bool) -> dict:
                   lambda f, filt=filt, level=level, strategy=strategy:
                   deflate(filt(f.astype(np.int32)), level, strategy))
     timed("server/radiometric.encode (chosen)", radiometric.encode)
+    for step in (2, 3, 5):
+        timed(f"  the same, step {step} (values within ±{step // 2})",
+              lambda f, step=step: radiometric.encode(f, step=step))
+    if len(frames) < 2:
+        return rows
     # Not an option (a viewer that skips a frame could not decode the next), shown for scale:
     previous = np.vstack((frames[:1], frames[:-1])).astype(np.int32)
     pairs = iter(previous)

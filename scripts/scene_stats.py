@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """How rough a thermal recording is: neighbour differences, frame-to-frame change, drift.
 
-    scripts/scene_stats.py ../shared/realdata/cacophony-v2.cptv sim sim-smooth [--json out.json]
+    scripts/scene_stats.py ../shared/realdata/cacophony-v2.cptv sim-raw sim-still sim [--json out.json]
 
-Each source is a CPTV, VoSPI or tCam (.tjsn) file, or `sim` (the simulator's scene), `sim-smooth`
-(the scene before issue 15) or `sim-still` (only its noise moves); see scripts/recordings.py. All
-figures are in sensor counts.
+Each source is a CPTV, VoSPI or tCam (.tjsn) file, or `sim` (the simulator's scene, TLinear),
+`sim-raw` (the same in raw counts), `sim-still` (raw counts, only the noise moving) or
+`sim-smooth` (the scene before issue 15); see scripts/recordings.py. Figures in the frames' counts.
 """
 from __future__ import annotations
 

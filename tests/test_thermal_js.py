@@ -92,6 +92,13 @@ def test_decoded_values_equal_the_source(page, frame):
     np.testing.assert_array_equal(browser_decode(page, radiometric.encode(frame)), frame)
 
 
+@pytest.mark.parametrize("step", [3, 5])
+def test_a_stepped_payload_decodes_like_pythons(page, step):
+    frame = frames(1)[0]
+    payload = radiometric.encode(frame, step=step)
+    np.testing.assert_array_equal(browser_decode(page, payload), radiometric.decode(payload))
+
+
 def test_a_bad_payload_is_an_error_naming_it(page):
     message = page.evaluate("""async () => {
         try { await thermal.decode(new Uint8Array([1, 2, 3])); return "decoded"; }

@@ -17,7 +17,7 @@ import { PALETTES } from "./palettes.js";
 export const KELVIN_ZERO_C = 273.15;
 export const MIN_SPAN = 10; // encoder/agc.py: a flat scene is spread over at least this many counts
 const MAGIC = [0x52, 0x41, 0x44, 0x31]; // "RAD1"
-const HEADER_BYTES = 8;
+const HEADER_BYTES = 10;
 
 // ------------------------------------------------------------------ decoding
 
@@ -73,11 +73,15 @@ export async function decode(bytes) {
   if (MAGIC.some((b, i) => u8[i] !== b)) throw new Error("radiometric frame: does not start with RAD1");
   const rows = u8[4] | (u8[5] << 8);
   const cols = u8[6] | (u8[7] << 8);
+  const step = u8[8] | (u8[9] << 8); // values were sent as round(pixel / step)
+  if (step === 0) throw new Error("radiometric frame: step 0");
   const planes = await inflate(u8.subarray(HEADER_BYTES));
   if (planes.length !== 2 * rows * cols) {
     throw new Error(`radiometric frame: ${planes.length} bytes of planes, ${rows}x${cols} needs ${2 * rows * cols}`);
   }
-  return { rows, cols, pixels: unfilter(planes, rows, cols) };
+  const pixels = unfilter(planes, rows, cols);
+  if (step > 1) for (let i = 0; i < pixels.length; i++) pixels[i] = Math.min(pixels[i] * step, 65535);
+  return { rows, cols, pixels };
 }
 
 // ------------------------------------------------------------------ orientation
