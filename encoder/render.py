@@ -44,6 +44,8 @@ def as_text(key: str, value: Any) -> str:
     """A setting value as server.conf would write it (JSON numbers, booleans and lists accepted)."""
     if isinstance(value, str):
         return value
+    if key in ("isotherm", "isotherm_colour") and (value is None or isinstance(value, tuple)):
+        return _canonical(key, value)  # typed, as cfg.encoder holds it
     if value is None:
         return "auto" if key == "size" else ""
     if isinstance(value, bool):
@@ -59,6 +61,13 @@ def as_text(key: str, value: Any) -> str:
 
 def _canonical(key: str, value: Any) -> str:
     """A checked value back in server.conf form (what `get` answers)."""
+    if key == "isotherm":
+        if value is None:
+            return "off"
+        mode, lo, hi = value
+        return f"{mode} {lo:g}" if hi is None else f"{mode} {lo:g} {hi:g}"
+    if key == "isotherm_colour":
+        return "%02x%02x%02x" % tuple(value)
     if key == "size":
         return "auto" if value is None else f"{value[0]}x{value[1]}"
     if isinstance(value, bool):
@@ -117,10 +126,10 @@ class Renderer:
                  clip_percent: tuple = (1.0, 99.0), smoothing: float = 0.8,
                  range_c: tuple = (20.0, 40.0), size: Optional[tuple] = None,
                  interpolation: str = "nearest", rotate: int = 0, flip: str = "none",
-                 quality: int = 80):
+                 quality: int = 80, isotherm: Any = "off", isotherm_colour: Any = "00ff00"):
         given = dict(palette=palette, agc=agc, clip_percent=clip_percent, smoothing=smoothing,
                      range_c=range_c, size=size, interpolation=interpolation, rotate=rotate,
-                     flip=flip, quality=quality)
+                     flip=flip, quality=quality, isotherm=isotherm, isotherm_colour=isotherm_colour)
         self._state = self._build(check(given))
         self._warned_fixed = False
         self.last: Optional[Rendered] = None
@@ -181,7 +190,14 @@ class Renderer:
                              f"(0.01 or 0.1 on a Lepton)")
         pixels = orient(_checked(image), s["rotate"], s["flip"])
         mode, (gray, lo, hi) = self._agc(state, pixels, tlinear, kelvin_per_count)
-        bgr = paint(gray, s["palette"], output_size(pixels.shape, s["size"]), s["interpolation"])
+        size = output_size(pixels.shape, s["size"])
+        marked = isotherm_mask(pixels, s["isotherm"], tlinear, kelvin_per_count)
+        if marked is None:
+            bgr = paint(gray, s["palette"], size, s["interpolation"])
+        else:  # colour at sensor resolution, mark the isotherm's pixels, then scale
+            small = palettes.colorize(gray, palettes.lut(s["palette"]))
+            small[marked] = s["isotherm_colour"][::-1]  # (r, g, b) -> BGR
+            bgr = scale(small, size, s["interpolation"])
         ok, encoded = cv2.imencode(".jpg", bgr, state.jpeg_params)
         if not ok:  # pragma: no cover - OpenCV only fails here on impossible images
             raise RuntimeError("OpenCV could not encode the JPEG")
@@ -233,6 +249,23 @@ def orient(pixels: np.ndarray, rotate: int, flip: str) -> np.ndarray:
     if flip != "none":
         pixels = cv2.flip(pixels, _FLIP[flip])
     return pixels
+
+
+def isotherm_mask(pixels: np.ndarray, isotherm: Optional[tuple], tlinear: bool,
+                  kelvin_per_count: float) -> Optional[np.ndarray]:
+    """The pixels an isotherm ("above" T, "below" T, "between" LOW HIGH, degrees C) marks, or None
+    when there is none. Only TLinear frames carry temperatures; on raw counts it marks nothing.
+    The same float64 arithmetic as web/thermal.js (count * kelvin_per_count - 273.15, then >= / <=),
+    so the browser and the encoder mark the same pixels."""
+    if isotherm is None or not tlinear:
+        return None
+    mode, lo, hi = isotherm
+    celsius = pixels.astype(np.float64) * kelvin_per_count - KELVIN_ZERO_C
+    if mode == "above":
+        return celsius >= lo
+    if mode == "below":
+        return celsius <= lo
+    return (celsius >= lo) & (celsius <= hi)
 
 
 def output_size(shape: tuple, size: Optional[tuple]) -> tuple[int, int]:

@@ -124,6 +124,41 @@ def size(text: str) -> Optional[tuple[int, int]]:
     return w, h
 
 
+ISOTHERM_MODES = ("above", "below", "between")
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)"
+
+
+def isotherm(text: str) -> Optional[tuple[str, float, Optional[float]]]:
+    """'off' -> None; 'above 40' / 'below 10' -> (mode, threshold, None); 'between 30 40' ->
+    ("between", 30.0, 40.0). Thresholds in the frame's unit (degrees C on TLinear frames)."""
+    value = text.strip().lower()
+    if value in ("off", "", "none"):
+        return None
+    expected = "expected off, above T, below T or between LOW HIGH (degrees C, LOW < HIGH)"
+    m = re.fullmatch(rf"(above|below)[\s,]+({_NUM})|between[\s,]+({_NUM})[\s,]+({_NUM})", value)
+    if not m:
+        raise BadValue(expected)
+    if m.group(1):
+        a, b = float(m.group(2)), None
+        numbers = [a]
+    else:
+        a, b = float(m.group(3)), float(m.group(4))
+        numbers = [a, b]
+        if not a < b:
+            raise BadValue(expected)
+    if not all(-273.15 <= v <= 65535 for v in numbers):
+        raise BadValue(expected)
+    return (m.group(1) or "between", a, b)
+
+
+def colour(text: str) -> tuple[int, int, int]:
+    """'00ff00' (or '#00ff00', though in server.conf ' #' starts a comment) -> (0, 255, 0)."""
+    value = text.strip().lower().lstrip("#")
+    if not re.fullmatch(r"[0-9a-f]{6}", value):
+        raise BadValue("expected a colour RRGGBB in hex, e.g. 00ff00 for green")
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+
+
 def port(text: str) -> int:
     return integer(1, 65535)(text)
 
@@ -222,6 +257,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "interpolation": Key(choice("nearest", "linear", "cubic", "area", "lanczos"), "nearest", "scaling"),
         "rotate": Key(lambda t: int(choice("0", "90", "180", "270")(t)), "0", "degrees clockwise"),
         "flip": Key(choice("none", "horizontal", "vertical", "both"), "none", "mirror the image"),
+        "isotherm": Key(isotherm, "off", "highlight off, above T, below T or between LOW HIGH (°C)"),
+        "isotherm_colour": Key(colour, "00ff00", "the isotherm's highlight colour, RRGGBB in hex"),
         "quality": Key(integer(1, 100), "80", "JPEG quality"),
         "pause_when_unwatched": Key(boolean, "yes", "stop encoding while nobody watches"),
     },

@@ -53,6 +53,8 @@ BAD_VALUES = {
     ("encoder", "rotate"): "45",
     ("encoder", "flip"): "diagonal",
     ("encoder", "quality"): "150",
+    ("encoder", "isotherm"): "between 40 30",
+    ("encoder", "isotherm_colour"): "green",
     ("encoder", "pause_when_unwatched"): "sometimes",
     ("server", "host"): "not a host!",
     ("server", "port"): "http",

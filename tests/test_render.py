@@ -266,7 +266,7 @@ def test_update_takes_text_numbers_and_lists():
     assert r.settings_text() == {
         "palette": "jet", "agc": "linear", "clip_percent": "1, 99", "smoothing": "0",
         "range_c": "10, 30.5", "size": "320x240", "interpolation": "nearest", "rotate": "90",
-        "flip": "none", "quality": "50"}
+        "flip": "none", "quality": "50", "isotherm": "off", "isotherm_colour": "00ff00"}
     r.update(**r.settings_text())  # what get answers can be sent back unchanged
     assert r.settings["range_c"] == (10.0, 30.5)
     r.update(size=None)
@@ -340,3 +340,46 @@ def test_frames_of_four_pixels_or_fewer_render(shape, mode):
     picture = decode(r.render(frame, tlinear=True))
     assert picture.shape == (shape[0] * 4, shape[1] * 4, 3)
     assert r.last.stats["max"] == pytest.approx(frame.max() * 0.01 - 273.15, abs=0.01)
+
+
+def _k100(c: float) -> int:
+    return int(round((c + 273.15) * 100))
+
+
+@pytest.mark.parametrize("isotherm,hit", [
+    ("above 40", lambda c: c >= 40), ("below 21", lambda c: c <= 21),
+    ("between 30 35", lambda c: (c >= 30) & (c <= 35)), ("off", lambda c: np.zeros_like(c, bool)),
+])
+def test_isotherm_paints_its_pixels_at_sensor_resolution_before_scaling(isotherm, hit):
+    frame = np.full((12, 16), _k100(25.0), np.uint16)
+    frame[2:4, 3:6] = _k100(45.0)
+    frame[7, 1:9] = _k100(32.5)
+    frame[9:11, 10:14] = _k100(18.0)
+    plain = Renderer(palette="white-hot", agc="fixed", range_c=(15.0, 50.0), size=(64, 48))
+    marked = Renderer(palette="white-hot", agc="fixed", range_c=(15.0, 50.0), size=(64, 48),
+                      isotherm=isotherm, isotherm_colour="#ff0080")
+    ref = plain.render_pixels(frame).bgr
+    got = marked.render_pixels(frame).bgr
+    mask = np.repeat(np.repeat(hit(frame * 0.01 - 273.15), 4, axis=0), 4, axis=1)
+    assert (got[mask] == [128, 0, 255]).all()  # BGR of #ff0080, whole 4x4 blocks
+    np.testing.assert_array_equal(got[~mask], ref[~mask])
+    assert marked.settings_text()["isotherm"] == isotherm
+    assert marked.settings_text()["isotherm_colour"] == "ff0080"
+
+
+def test_isotherm_marks_nothing_on_raw_counts():
+    frame = np.full((12, 16), 30000, np.uint16)
+    renderer = Renderer(isotherm="above -100", size=(32, 24))
+    ref = Renderer(size=(32, 24)).render_pixels(frame, tlinear=False).bgr
+    np.testing.assert_array_equal(renderer.render_pixels(frame, tlinear=False).bgr, ref)
+
+
+def test_isotherm_is_a_setting_changed_at_run_time():
+    renderer = Renderer()
+    assert renderer.settings_text()["isotherm"] == "off"
+    renderer.update(isotherm="between 30.5 40", isotherm_colour="#0000FF")
+    assert renderer.settings_text()["isotherm"] == "between 30.5 40"
+    assert renderer.settings_text()["isotherm_colour"] == "0000ff"
+    with pytest.raises(ConfigError, match="isotherm"):
+        renderer.update(isotherm="above hot")
+    assert renderer.settings_text()["isotherm"] == "between 30.5 40"

@@ -228,3 +228,25 @@ def test_a_payload_with_a_broken_zlib_stream_is_named(page):
         catch (e) { return e.message; }
     }""", b64(bytes(payload)))
     assert message.startswith("radiometric frame: ")
+
+
+@pytest.mark.parametrize("text,isotherm", [
+    ("above 30", {"mode": "above", "lo": 30.0, "hi": None}),
+    ("below 21.37", {"mode": "below", "lo": 21.37, "hi": None}),
+    ("between 33 35.5", {"mode": "between", "lo": 33.0, "hi": 35.5}),
+])
+def test_isotherm_equals_the_encoders_pixel_for_pixel(page, text, isotherm):
+    """[encoder] isotherm in the encoder's picture (MJPEG, snapshots) and the same view setting in
+    the browser mark the same pixels in the same colour, on the same palette underneath."""
+    scene = frames(3, seed=8)
+    renderer = Renderer(palette="ironbow", agc="linear", isotherm=text, isotherm_colour="ff00ff",
+                        rotate=90)
+    for frame in scene:
+        ref = renderer.render_pixels(frame)
+    settings = {"palette": "ironbow", "agc": "linear", "rotate": 90,
+                "isotherm": {**isotherm, "colour": [255, 0, 255]}}
+    rgba, _ = browser_render(page, [radiometric.encode(f) for f in scene], settings, TLINEAR,
+                             (ref.width, ref.height))
+    marked = (ref.bgr[..., ::-1] == [255, 0, 255]).all(axis=-1)
+    assert 0 < marked.mean() < 1  # the case means something
+    np.testing.assert_array_equal(rgba[..., :3], ref.bgr[..., ::-1])

@@ -337,7 +337,7 @@ export class ThermalView {
     const table = paletteTable(s.palette);
     const gray = result.gray;
     for (let i = 0; i < n; i++) rgba[i] = table[gray[i]];
-    if (s.isotherm) this.isotherm(f, meta, rgba);
+    if (s.isotherm && meta.tlinear) this.isotherm(f, meta, rgba); // temperatures only, as the encoder
     const range = mode === "fixed" ? [s.range_c[0], s.range_c[1]]
       : [toUnit(result.lo, meta), toUnit(result.hi, meta)];
     return { image: this.image, frame: f, agc: mode, lo: range[0], hi: range[1] };
