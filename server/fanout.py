@@ -5,6 +5,10 @@ Each new frame is offered to every client once. A client whose previous write ha
 finishes it gets the newest frame at once. So a client holds at most one frame in flight and the
 server's memory per client stays constant however slow it is. The payloads are built once per frame
 and shared (bytes are immutable), never copied per client.
+
+Clients take one of two feeds: "image" (the encoder's JPEG frames: MJPEG and mode=jpeg websockets)
+or "thermal" (the measured radiometric frames: mode=thermal websockets). Each feed has its own
+newest frame; a client is only ever offered its own feed's.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ class Sink(Protocol):
 
     transport: str  # "websocket" or "mjpeg"
     wants_raw: bool
+    feed: str  # "image" or "thermal" (absent: "image")
 
     def payload(self, outgoing: Any) -> bytes:
         """This client's message for a frame, picked from the shared Outgoing bundle."""
@@ -31,10 +36,18 @@ class Sink(Protocol):
         Raise if the connection is closed."""
 
 
+FEEDS = ("image", "thermal")
+
+
+def feed_of(sink: Any) -> str:
+    return getattr(sink, "feed", "image")
+
+
 @dataclass
 class _State:
     pending: Optional[Any] = None  # future of the write in flight
-    index: int = 0  # publish index of the frame last sent
+    index: int = 0  # publish index (in its feed) of the frame last sent
+    feed: str = "image"
 
 
 class Fanout:
@@ -42,17 +55,20 @@ class Fanout:
         self.metrics = metrics
         self.on_change = on_change
         self.clients: dict[Sink, _State] = {}
-        self.latest: Optional[Any] = None  # the newest frame's shared payloads
-        self.published = 0  # index of self.latest
+        self.latest: dict[str, Any] = {}  # feed -> the newest frame's shared payloads
+        self.published = {feed: 0 for feed in FEEDS}  # feed -> index of its latest
 
-    def count(self, transport: Optional[str] = None) -> int:
-        if transport is None:
-            return len(self.clients)
-        return sum(1 for c in self.clients if c.transport == transport)
+    def count(self, transport: Optional[str] = None, feed: Optional[str] = None) -> int:
+        return sum(1 for c, state in self.clients.items()
+                   if (transport is None or c.transport == transport)
+                   and (feed is None or state.feed == feed))
 
     def add(self, sink: Sink) -> None:
-        """Register a viewer and send it the newest frame at once."""
-        self.clients[sink] = _State(index=self.published - 1 if self.latest else self.published)
+        """Register a viewer and send it the newest frame (of its feed) at once."""
+        feed = feed_of(sink)
+        published = self.published[feed]
+        self.clients[sink] = _State(index=published - 1 if feed in self.latest else published,
+                                    feed=feed)
         self.on_change()
         self._offer(sink)
 
@@ -60,11 +76,14 @@ class Fanout:
         if self.clients.pop(sink, None) is not None:
             self.on_change()
 
-    def publish(self, outgoing: Any) -> None:
-        self.latest = outgoing
-        self.published += 1
+    def publish(self, outgoing: Any, feed: str = "image") -> None:
+        self.latest[feed] = outgoing
+        self.published[feed] += 1
+        published = self.published[feed]
         for sink, state in list(self.clients.items()):
-            if state.index < self.published - 1:  # it never got the frame this one replaces
+            if state.feed != feed:
+                continue
+            if state.index < published - 1:  # it never got the frame this one replaces
                 self.metrics.skipped[sink.transport] += 1
             self._offer(sink)
 
@@ -72,16 +91,19 @@ class Fanout:
         """Send the newest frame again (e.g. after the client enabled raw pixels)."""
         state = self.clients.get(sink)
         if state is not None:
-            state.index = min(state.index, self.published - 1)
+            state.index = min(state.index, self.published[state.feed] - 1)
             self._offer(sink)
 
     def _offer(self, sink: Sink) -> None:
         state = self.clients.get(sink)
-        if state is None or self.latest is None or state.index >= self.published:
+        if state is None:
+            return
+        latest = self.latest.get(state.feed)
+        if latest is None or state.index >= self.published[state.feed]:
             return
         if state.pending is not None and not state.pending.done():
             return  # still writing: the newest frame goes out when that write is done
-        payload = sink.payload(self.latest)
+        payload = sink.payload(latest)
         try:
             future = sink.send_frame(payload)
         except Exception as exc:  # closed between frames: its handler will remove it too
@@ -90,7 +112,7 @@ class Fanout:
             return
         self.metrics.sent[sink.transport] += 1
         self.metrics.bytes_sent[sink.transport] += len(payload)
-        state.index = self.published
+        state.index = self.published[state.feed]
         state.pending = future
         if future is not None:
             future.add_done_callback(lambda f, s=sink: self._written(s, f))

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 from flirstream.wire import ImageFrame, ThermalFrame
 
 from . import protocol
-from .fanout import Fanout
+from .fanout import Fanout, feed_of
 from .health import Health
 from .metrics import Metrics
 
@@ -44,6 +44,7 @@ class Hub:
         self.thermal: Optional[ThermalFrame] = None  # the newest measurements, watched or not
         self.measurement_listeners: list[Callable[[ThermalFrame], None]] = []
         self.settings: Optional[dict] = None
+        self.settings_version = 0  # changes with every change of settings (thermal "defaults")
         self.snapshot_waiters = 0
         self.on_viewers: Callable[[int], None] = lambda n: None  # set by the app (-> encoder)
         self._frame_waiters: list[asyncio.Future] = []
@@ -52,8 +53,22 @@ class Hub:
     # ------------------------------------------------------------ viewers
 
     def viewers(self) -> int:
-        """Websocket and MJPEG clients, plus snapshot requests waiting for a fresh frame."""
-        return self.fanout.count() + self.snapshot_waiters
+        """Clients that need the encoder's JPEGs: MJPEG, mode=jpeg websockets, and snapshot requests
+        waiting for a fresh frame (what the encoder is told; thermal-mode viewers do not count: the
+        frames they need flow whether or not the encoder makes JPEGs)."""
+        return self.fanout.count(feed="image") + self.snapshot_waiters
+
+    def thermal_viewers(self) -> int:
+        return self.fanout.count(feed="thermal")
+
+    def join(self, sink: Any) -> None:
+        """A new client: it gets the newest frame of its feed at once. Thermal messages are built
+        only while someone takes them, so the first thermal viewer's is built here."""
+        if feed_of(sink) == "thermal" and "thermal" not in self.fanout.latest \
+                and self.thermal is not None:
+            self.fanout.publish(protocol.thermal_payload(self.thermal, self.clock(),
+                                                         self.settings_version), "thermal")
+        self.fanout.add(sink)
 
     def viewers_by_transport(self) -> dict[str, int]:
         return {"websocket": self.fanout.count("websocket"), "mjpeg": self.fanout.count("mjpeg"),
@@ -77,7 +92,7 @@ class Hub:
         self.health.on_frame(frame.seq)
         self.image = frame
         outgoing = Outgoing(frame, protocol.frame_payloads(frame, t_sent), mjpeg_part(frame.jpeg))
-        if self.fanout.clients:
+        if self.viewers():
             self.metrics.latency.observe(t_sent - frame.t)
         self.fanout.publish(outgoing)
         waiters, self._frame_waiters = self._frame_waiters, []
@@ -87,8 +102,16 @@ class Hub:
         self.check_status()  # a frame after silence may change "camera"
 
     def on_thermal(self, frame: ThermalFrame) -> None:
-        """The newest measurements (every frame, even while the picture is paused)."""
+        """The newest measurements (every frame, even while the picture is paused); thermal-mode
+        viewers get it as one message built once for all of them."""
         self.thermal = frame
+        if self.thermal_viewers():
+            t_sent = self.clock()
+            self.metrics.latency.observe(t_sent - frame.t)
+            self.fanout.publish(protocol.thermal_payload(frame, t_sent, self.settings_version),
+                                "thermal")
+        else:
+            self.fanout.latest.pop("thermal", None)  # stale by the next viewer: built afresh
         for listener in self.measurement_listeners:
             listener(frame)
 
@@ -114,6 +137,7 @@ class Hub:
         """The encoder's settings (from a control reply); viewers hear of changes."""
         if settings != self.settings:
             self.settings = settings
+            self.settings_version += 1
             self.broadcast_text(protocol.settings_message(settings))
 
     # ------------------------------------------------------------ snapshots

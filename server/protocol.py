@@ -15,6 +15,26 @@ Server -> client, one BINARY message per frame:
   A client that cannot keep up skips frames: it always gets the newest one, never a backlog.
   The newest frame is sent at once on connect.
 
+Thermal mode (/ws?mode=thermal; the default mode=jpeg is the above): instead of the JPEG, one
+BINARY message per frame with the radiometric frame itself, so each viewer paints its own view
+(palette, AGC, range, isotherm, rotation: web/thermal.js) and the server's cost does not depend on
+how many views there are. It flows whether or not the encoder makes JPEGs (it does only while some
+client needs them: MJPEG, mode=jpeg, snapshots).
+    uint32 big-endian N | N bytes UTF-8 JSON header | radiometric payload (header.rad_bytes long)
+  header = {"mode": "thermal", seq, t (capture time), t_measured (encoder), t_sent (as above),
+            sensor, shape [rows, cols], unit ("C" or "counts"), tlinear, kelvin_per_count,
+            stats {min, max, mean, centre, min_xy, max_xy}, regions {NAME: {...}} (the encoder's
+            region readings, passed on as they come), telemetry {fpa_temp_c, housing_temp_c,
+            ffc_state, ffc_desired, frame_counter: those present, else null},
+            defaults (a number that changes whenever the server's default view settings change,
+            see "settings" below), rad_bytes}
+  It is exactly the encoder's measured frame (wire.ThermalFrame), a documented projection of it:
+  pixels, stats and positions are in SENSOR orientation (before rotate/flip; the viewer orients
+  them for its own view). The payload is server/radiometric.py's RAD1 format, lossless (step 1):
+  b"RAD1", rows, cols, step, then a zlib stream (web/thermal.js decode() undoes it). A thermal-mode
+  client gets the same text messages as any other; "raw" does nothing for it (it has the pixels).
+  Unknown mode: the handshake is refused with 400 naming the modes.
+
 Server -> client, TEXT JSON:
     {"type": "hello", "settings": {...encoder settings, as in server.conf} | null,
      "palettes": [...], "agcs": [...], "control": "open" | "token",
@@ -31,6 +51,9 @@ Client -> server, TEXT JSON (at most 4 KiB, at most ~20 per second):
         and [lo, hi] lists are accepted too). "token" is needed when control says "token"
         (server.conf control_token); the token the page was opened with also counts.
         Answer: "settings" to everyone, or "error" to the sender.
+        These are the server's DEFAULT view: what MJPEG, snapshots and mode=jpeg clients show, and
+        what a thermal-mode viewer starts from (web/ keeps each viewer's own choices in the browser
+        and sends "set" only for the owner's "make this the default for everyone").
     {"op": "raw", "enable": true | false}    also send the radiometric pixels with each frame
     {"op": "ping", "t": <client time>}       answered by "pong" (for clock offset and latency)
   Anything else gets {"type": "error"}. A binary message closes the connection with 1003, a message
@@ -44,9 +67,14 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from flirstream import config as configuration
-from flirstream.wire import ImageFrame
+from flirstream.wire import ImageFrame, ThermalFrame
+
+from . import radiometric
 
 MAX_CLIENT_MESSAGE = 4096
+MODES = ("jpeg", "thermal")  # /ws?mode=...; jpeg when absent
+# Telemetry a viewer shows (FPA temperature, FFC state); the rest stays on /metrics and snapshots.
+THERMAL_TELEMETRY = ("fpa_temp_c", "housing_temp_c", "ffc_state", "ffc_desired", "frame_counter")
 _LENGTH = struct.Struct(">I")
 
 
@@ -103,6 +131,46 @@ def split_frame(message: bytes) -> tuple[dict, bytes, bytes]:
     if len(jpeg) != header["jpeg_bytes"] or len(pixels) != header["raw_bytes"]:
         raise ProtocolError("frame message length does not match its header")
     return header, jpeg, pixels
+
+
+def mode(query_value: Optional[str]) -> str:
+    """The mode a client asked for in /ws?mode=...; ProtocolError naming the modes otherwise."""
+    if query_value is None or query_value == "":
+        return "jpeg"
+    if query_value not in MODES:
+        raise ProtocolError(f"mode {query_value[:40]!r}: expected one of {', '.join(MODES)}")
+    return query_value
+
+
+def _thermal_header(frame: ThermalFrame, t_sent: float, defaults: int, rad_bytes: int) -> dict:
+    telemetry = frame.telemetry
+    shown = None
+    if isinstance(telemetry, dict):
+        shown = {k: telemetry[k] for k in THERMAL_TELEMETRY if k in telemetry}
+    return {"mode": "thermal", "seq": frame.seq, "t": frame.t, "t_measured": frame.t_measured,
+            "t_sent": t_sent, "sensor": frame.sensor, "shape": list(frame.pixels.shape),
+            "unit": frame.unit, "tlinear": frame.tlinear,
+            "kelvin_per_count": frame.kelvin_per_count, "stats": frame.stats,
+            "regions": frame.regions, "telemetry": shown, "defaults": defaults,
+            "rad_bytes": rad_bytes}
+
+
+def thermal_payload(frame: ThermalFrame, t_sent: float, defaults: int) -> bytes:
+    """The one thermal-mode message of a frame (shared by every thermal-mode client)."""
+    payload = radiometric.encode(frame.pixels.astype("=u2", copy=False))
+    return _message(_thermal_header(frame, t_sent, defaults, len(payload)), payload)
+
+
+def split_thermal(message: bytes) -> tuple[dict, bytes]:
+    """(header, RAD1 payload) of a thermal-mode message (what a client does; used by tests)."""
+    if len(message) < 4:
+        raise ProtocolError("frame message shorter than its length prefix")
+    (n,) = _LENGTH.unpack_from(message)
+    header = json.loads(message[4:4 + n])
+    payload = message[4 + n:]
+    if header.get("mode") != "thermal" or len(payload) != header.get("rad_bytes"):
+        raise ProtocolError("thermal message does not match its header")
+    return header, payload
 
 
 # ---------------------------------------------------------------- server -> client text

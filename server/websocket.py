@@ -61,8 +61,8 @@ def framed(payload: bytes) -> bytes:
         return hit[1]
     frame = frame_header(len(payload)) + payload
     _FRAMED[id(payload)] = (payload, frame)
-    while len(_FRAMED) > 4:  # the newest frame's two variants (with and without pixels), and
-        _FRAMED.popitem(last=False)  # the previous frame's
+    while len(_FRAMED) > 6:  # the newest frame's three messages (JPEG with and without pixels,
+        _FRAMED.popitem(last=False)  # thermal), and the previous frame's
     return frame
 
 
@@ -78,6 +78,7 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
     def initialize(self, ctx: Context) -> None:
         self.ctx = ctx
         self.wants_raw = False
+        self.feed = "image"  # "thermal" for /ws?mode=thermal (server/protocol.py)
         self.token: Optional[str] = None
         self.limit = RateLimit(MESSAGES_PER_S)
         self.peer = "?"
@@ -85,6 +86,14 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         if not self.viewer_allowed() or self.refuse_full():
             return
+        try:
+            mode = protocol.mode(self.get_query_argument("mode", None))
+        except protocol.ProtocolError as exc:
+            self.set_status(400)
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish(f"{exc}\n")
+            return
+        self.feed = "thermal" if mode == "thermal" else "image"
         await super().get(*args, **kwargs)
 
     def check_origin(self, origin: str) -> bool:
@@ -104,11 +113,12 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
         self.peer = self.request.remote_ip or "?"
         self.token = self.presented_token()
         hub = self.ctx.hub
-        log.info("websocket viewer %s connected (%d viewers)", self.peer, hub.viewers() + 1)
+        log.info("websocket viewer %s connected (%s mode, %d viewers)", self.peer,
+                 "thermal" if self.feed == "thermal" else "jpeg", hub.fanout.count() + 1)
         self.send_text(protocol.hello(hub.settings, bool(self.ctx.server.control_token),
                                       self.ctx.health.camera()))
         self.send_text(protocol.status_message(self.ctx.health.summary()))
-        hub.fanout.add(self)  # sends the newest frame at once
+        hub.join(self)  # sends the newest frame at once
 
     def on_close(self) -> None:
         self.ctx.hub.fanout.remove(self)
@@ -117,6 +127,8 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
     # ------------------------------------------------------------ fan-out sink
 
     def payload(self, outgoing: Any) -> bytes:
+        if self.feed == "thermal":
+            return outgoing  # the thermal feed's messages are the bytes themselves
         return outgoing.ws.for_client(self.wants_raw)
 
     def send_frame(self, payload: bytes) -> Any:
@@ -175,7 +187,7 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
             self.send_text(protocol.pong(request.t, time.time()))
         elif isinstance(request, protocol.EnableRaw):
             self.wants_raw = request.enable
-            if request.enable:
+            if request.enable and self.feed == "image":  # thermal messages carry the pixels
                 self.ctx.hub.fanout.resend(self)
         elif isinstance(request, protocol.SetSettings):
             if not access.control_allowed(self.ctx.server.control_token, request.token, self.token):

@@ -52,6 +52,17 @@ def image_frame(seq: int, t: Optional[float] = None, rows: int = 120, cols: int 
         counters={"capture": {"frames": seq, "discards": 7}, "encoder": {"frames": seq}})
 
 
+def thermal_frame(seq: int, t: Optional[float] = None) -> wire.ThermalFrame:
+    """The ThermalFrame the encoder publishes next to image_frame(seq) (sensor orientation)."""
+    image = image_frame(seq, t)
+    return wire.ThermalFrame(
+        seq=seq, t=image.t, t_measured=image.t_encoded, sensor="lepton3", pixels=image.pixels,
+        unit="C", stats=image.stats, regions={"door": {"min": 20.0, "max": 30.5, "mean": 22.0,
+                                                       "max_xy": [3, 4]}},
+        telemetry={"fpa_temp_c": 31.25, "ffc_state": "complete", "uptime_ms": 5},
+        counters=image.counters)
+
+
 DEFAULT_SETTINGS = {k: v.default for k, v in configuration.SCHEMA["encoder"].items()}
 
 
@@ -68,11 +79,13 @@ class FakeEncoder:
     jpeg_side: int = 2  # JPEG size = sensor size * this
     noisy: bool = False  # a noisy picture makes a big JPEG (memory tests)
     send_frames: bool = True
+    send_thermal: bool = True  # thermal frames flow paused or not, as the encoder's do
     answer_control: bool = True
     refuse: Optional[str] = None  # answer every "set" with this error
     settings: dict = field(default_factory=lambda: dict(DEFAULT_SETTINGS))
     requests: list = field(default_factory=list)
     seq: int = 0
+    measured: int = 0  # thermal frames sent
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -143,6 +156,10 @@ class FakeEncoder:
                     self.seq += 1
                     frame = image_frame(self.seq, side=self.jpeg_side, noisy=self.noisy)
                     self._pub.send_multipart(wire.pack_image(frame), copy=False)
+                if self.send_frames and self.send_thermal:
+                    self.measured += 1
+                    self._pub.send_multipart(wire.pack_thermal(thermal_frame(self.measured)),
+                                             copy=False)
                 next_frame = now + 1.0 / self.fps
             timeout = max(0.0, min(next_frame, next_status) - time.monotonic())
             if self._router.poll(int(timeout * 1000) + 1):

@@ -15,8 +15,9 @@ from websockets.sync.client import connect
 
 from conftest import CHROMIUM, Stage, write_config
 from flirstream import config as configuration
+from server import protocol, radiometric
 from server_support import FakeEncoder, Live, frames, http_get, image_frame, json_messages, \
-    parse_metrics, raw_request, read_mjpeg_parts, wait_http, write_index
+    parse_metrics, raw_request, read_mjpeg_parts, thermal_frame, wait_http, write_index
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -240,6 +241,60 @@ def test_viewer_count_goes_to_the_encoder(live):
     while live.encoder.viewer_counts()[-1] != 0:
         assert time.monotonic() < deadline, live.encoder.viewer_counts()[-10:]
         time.sleep(0.05)
+
+
+def thermal_messages(ws, count: int, timeout: float = 10.0) -> list[tuple[dict, bytes]]:
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < count:
+        message = ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+        if isinstance(message, bytes):
+            out.append(protocol.split_thermal(message))
+    return out
+
+
+def test_thermal_mode_sends_the_measured_frames_lossless_and_the_jpeg_mode_is_unchanged(live):
+    with live.ws("/ws?mode=thermal") as thermal, live.ws() as jpeg:
+        hello, _ = json_messages(thermal, 2)
+        assert hello["type"] == "hello" and hello["settings"]["palette"] in configuration.PALETTES
+        got = thermal_messages(thermal, 5)
+        header, _, _ = frames(jpeg, 1)[0]  # mode=jpeg (the default): JPEG frames as before
+        assert header["jpeg_bytes"] > 0
+    seqs = [h["seq"] for h, _ in got]
+    assert seqs == sorted(set(seqs))
+    for header, payload in got:
+        want = thermal_frame(header["seq"])
+        np.testing.assert_array_equal(radiometric.decode(payload), want.pixels)
+        assert header["shape"] == [120, 160] and header["unit"] == "C" and header["tlinear"]
+        assert header["t"] <= header["t_measured"] <= header["t_sent"]
+        assert header["stats"] == want.stats and header["regions"] == want.regions
+        assert header["telemetry"] == {"fpa_temp_c": 31.25, "ffc_state": "complete"}
+        assert header["kelvin_per_count"] == 0.01 and isinstance(header["defaults"], int)
+        assert header["rad_bytes"] == len(payload) < 160 * 120 * 2 // 2
+
+
+def test_thermal_viewers_do_not_count_for_the_encoder(live):
+    with live.ws("/ws?mode=thermal") as ws:
+        thermal_messages(ws, 2)
+        before = len(live.encoder.viewer_counts())
+        deadline = time.monotonic() + 5
+        while len(live.encoder.viewer_counts()) < before + 2:  # two heartbeats with it connected
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert live.encoder.viewer_counts()[-2:] == [0, 0]
+        with live.ws() as jpeg:  # a JPEG client does
+            frames(jpeg, 1)
+            while live.encoder.viewer_counts()[-1] != 1:
+                assert time.monotonic() < deadline + 5, live.encoder.viewer_counts()[-5:]
+                time.sleep(0.05)
+
+
+def test_unknown_websocket_mode_is_refused_naming_the_modes(live):
+    with pytest.raises(InvalidStatus) as info:
+        with live.ws("/ws?mode=png"):
+            pass
+    assert info.value.response.status_code == 400
+    assert b"expected one of jpeg, thermal" in info.value.response.body
 
 
 # ---------------------------------------------------------------- MJPEG

@@ -18,7 +18,8 @@ from server.health import Health
 from server.hub import Hub, Outgoing, mjpeg_part
 from server.metrics import Metrics
 from server.websocket import RateLimit
-from server_support import image_frame, parse_metrics
+from server import radiometric
+from server_support import image_frame, parse_metrics, thermal_frame
 
 
 class Clock:
@@ -287,6 +288,65 @@ def test_hub_snapshot_counts_as_viewer_until_a_frame_arrives():
         assert (await hub.fresh_image(2.0)).seq == 9  # fresh: no wait, no viewer
         assert counts == [1, 0]
     asyncio.run(scenario())
+
+
+class ThermalSink(Sink):
+    feed = "thermal"
+
+    def payload(self, outgoing):
+        return outgoing
+
+    def send_text(self, text):
+        self.texts = [*getattr(self, "texts", []), text]
+
+
+def test_hub_thermal_viewers_share_one_message_and_do_not_count_for_the_encoder():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        hub = Hub(Metrics(), Health(stale_after_s=2.0), clock=Clock(2000.0))
+        counts = []
+        hub.on_viewers = counts.append
+        hub.on_thermal(thermal_frame(1))  # nobody in thermal mode: nothing is built
+        assert "thermal" not in hub.fanout.latest
+        a, b = ThermalSink(loop), ThermalSink(loop)
+        hub.join(a)  # the newest measured frame at once, built for it
+        hub.join(b)
+        assert counts == [0, 0] and hub.viewers() == 0 and hub.thermal_viewers() == 2
+        assert a.sent[0] is b.sent[0]
+        for sink in (a, b):
+            sink.writes[-1].set_result(None)
+        await asyncio.sleep(0)
+        hub.on_thermal(thermal_frame(2))
+        assert a.sent[1] is b.sent[1]  # built once, shared
+        header, payload = protocol.split_thermal(a.sent[1])
+        frame = thermal_frame(2)
+        np.testing.assert_array_equal(radiometric.decode(payload), frame.pixels)
+        assert header["seq"] == 2 and header["t_sent"] == 2000.0 and header["defaults"] == 0
+        assert header["regions"] == frame.regions and header["stats"] == frame.stats
+        assert header["telemetry"] == {"fpa_temp_c": 31.25, "ffc_state": "complete"}
+        jpeg = ThermalSink(loop)
+        jpeg.feed = "image"
+        jpeg.payload = lambda outgoing: outgoing.ws.for_client(False)
+        hub.join(jpeg)
+        hub.on_image(image_frame(3))
+        assert counts[-1] == 1 and len(a.sent) == 2 and seqs(jpeg) == [3]  # feeds stay apart
+        hub.set_settings({"palette": "jet"})
+        a.writes[-1].set_result(None)
+        await asyncio.sleep(0)
+        hub.on_thermal(thermal_frame(4))
+        assert protocol.split_thermal(a.sent[-1])[0]["defaults"] == 1
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("value,mode", [(None, "jpeg"), ("", "jpeg"), ("jpeg", "jpeg"),
+                                        ("thermal", "thermal")])
+def test_websocket_modes(value, mode):
+    assert protocol.mode(value) == mode
+
+
+def test_unknown_websocket_mode_is_named():
+    with pytest.raises(protocol.ProtocolError, match="'png': expected one of jpeg, thermal"):
+        protocol.mode("png")
 
 
 def test_rate_limit():
