@@ -60,6 +60,13 @@ def built_frame(seq: int, palette_name: str = "inferno") -> wire.ImageFrame:
                            telemetry={"frame_counter": seq, "fpa_temp_c": 31.5, "ffc_state": "done"})
 
 
+def built_thermal(frame: wire.ImageFrame) -> wire.ThermalFrame:
+    """What the encoder measures of the same frame (it publishes it for every frame)."""
+    return wire.ThermalFrame(seq=frame.seq, t=frame.t, t_measured=frame.t_encoded, sensor=frame.sensor,
+                             pixels=frame.pixels, unit="C", stats=frame.stats, regions={},
+                             telemetry=frame.telemetry)
+
+
 def built_raw(seq: int) -> wire.RawFrame:
     """The same scene as built_frame, as capture publishes it (for a real encoder)."""
     frame = built_frame(seq)
@@ -69,8 +76,9 @@ def built_raw(seq: int) -> wire.RawFrame:
 
 class FramePublisher:
     """Plays the stage(s) before a real process, in a thread: built frames about 10 a second and
-    status messages once a second. kind "image" plays the encoder's output (ImageFrames, plus the
-    capture status it forwards and its own), kind "raw" plays capture (RawFrames, capture status)."""
+    status messages once a second. kind "image" plays the encoder's output (ImageFrames and the
+    ThermalFrames it measures of them, the capture status it forwards and its own, with its
+    settings), kind "raw" plays capture (RawFrames, capture status)."""
 
     def __init__(self, endpoint: str, kind: str = "image"):
         self.endpoint = endpoint
@@ -90,8 +98,11 @@ class FramePublisher:
         self.sock.send_multipart(wire.pack_status(
             "capture", "offline" if offline else "streaming", self.camera_detail or "", t=time.time()))
         if self.kind == "image":
+            settings = {k: v.default for k, v in configuration.SCHEMA["encoder"].items()}
+            extra = {"settings": {**settings, "palette": self.palette_name}} \
+                if self.palette_name in configuration.PALETTES else {}
             self.sock.send_multipart(wire.pack_status(
-                "encoder", "waiting" if offline else "encoding", "", t=time.time()))
+                "encoder", "waiting" if offline else "encoding", "", t=time.time(), **extra))
 
     def _run(self) -> None:
         next_status = 0.0
@@ -101,10 +112,12 @@ class FramePublisher:
                 next_status = time.monotonic() + 1.0
             if self.camera_detail is None and not self.frames_paused:
                 self.seq += 1
-                parts = (wire.pack_image(built_frame(self.seq, self.palette_name))
-                         if self.kind == "image"
-                         else wire.pack_raw(built_raw(self.seq)))
-                self.sock.send_multipart(parts, copy=False)
+                if self.kind == "image":
+                    frame = built_frame(self.seq, self.palette_name)
+                    self.sock.send_multipart(wire.pack_thermal(built_thermal(frame)), copy=False)
+                    self.sock.send_multipart(wire.pack_image(frame), copy=False)
+                else:
+                    self.sock.send_multipart(wire.pack_raw(built_raw(self.seq)), copy=False)
 
     def camera_offline(self, detail: str) -> None:
         self.camera_detail = detail  # the thread reports it within a second
@@ -257,6 +270,10 @@ def test_page_shows_the_live_changing_picture(stages, feed, page):
     page.wait_for_function("document.getElementById('st-fps').textContent !== '–'", timeout=WAIT_MS)
     assert page.inner_text("#rd-max") == "45.0\u202f°C"
     assert page.inner_text("#st-fpa") == "31.5\u202f°C"
+    # The page paints with the server's default palette, which comes with the encoder's status
+    # (about once a second), not with each frame.
+    page.wait_for_function("document.getElementById('colorbar').dataset.palette === 'inferno'",
+                           timeout=WAIT_MS)
     inferno = lut("inferno")[:, 0, ::-1].tolist()
     assert colorbar_ends(page) == [inferno[0], inferno[255]]
     assert page.inner_text("#bar-lo") == "24.0\u202f°C" and page.inner_text("#bar-hi") == "45.0\u202f°C"
@@ -267,7 +284,7 @@ def test_colour_bar_of_a_palette_the_page_does_not_know_is_sampled_from_the_pict
     config, url, publisher = feed
     publisher.palette_name = "mystery"  # coloured like inferno, but the page cannot know that
     start_server(stages, config, url)
-    page.goto(url)
+    page.goto(url + "?mode=jpeg")  # the server's JPEGs (in thermal mode the page paints its own)
     wait_for_frames(page)
     page.wait_for_function("document.getElementById('colorbar').dataset.palette === 'mystery'",
                            timeout=WAIT_MS)
@@ -472,18 +489,36 @@ def test_tokens_reach_the_socket_the_links_and_the_controls(tmp_path, stages, pa
             got = page.evaluate("async (h) => { const r = await fetch(h, {credentials: 'omit'});"
                                 " return [r.status, r.headers.get('content-type')]; }", href)
             assert got[0] == 200 and got[1].startswith(kind), (link, got)
-        # Control needs its own token: the page asks for it, and refuses without it.
-        assert page.is_visible("#token")
+        # A palette is this viewer's own choice: no token needed.
         page.select_option("#palette", "jet")
+        wait_for_palette(page, "jet")
+        # Making it the server's default needs the control token: the page asks for it, and the
+        # server refuses without it.
+        assert page.is_visible("#token")
+        page.click("#make-default")
         page.wait_for_function("document.getElementById('message').textContent.includes('token')",
                                timeout=WAIT_MS)
-        assert page.input_value("#palette") == "ironbow"  # refused: shows what is really used
+        assert setting_of_encoder(page) != "jet"
         page.fill("#token", "steer")
         page.select_option("#palette", "rainbow")
-        wait_for_palette(page, "rainbow")
-        assert page.inner_text("#message") == ""
+        page.click("#make-default")
+        page.wait_for_function("document.getElementById('message').textContent === ''",
+                               timeout=WAIT_MS)
+        other = page.context.new_page()  # a new viewer starts from the new default
+        other.goto(url + "?token=look")
+        wait_for_palette(other, "rainbow")
+        other.close()
     finally:
         publisher.stop()
+
+
+def setting_of_encoder(page) -> str:
+    """The palette the server's default view has (what a new page would get), via the page."""
+    return page.evaluate("""() => new Promise((done) => {
+      const ws = new WebSocket(new URL('ws', location.href).href.replace('http', 'ws') + location.search);
+      ws.onmessage = (ev) => { const m = JSON.parse(ev.data);
+        if (m.type === 'hello') { done(m.settings && m.settings.palette); ws.close(); } };
+    })""")
 
 
 def test_whole_pipeline_from_the_simulated_camera(tmp_path, stages, page):

@@ -1,8 +1,11 @@
-// The control panel: palette, AGC, fixed range, rotate, mirror, °C/°F and the control token.
-// It only sends requests; what the picture really uses comes back in "settings" messages (and frame
-// headers), so several viewers changing things at once all end up showing the same state.
+// The control panel: palette, AGC, clip percentiles, fixed range, isotherm, rotate, mirror, °C/°F,
+// "Reset to defaults", "Make default for everyone" and the control token.
+// It only asks for changes (change(settings), in server.conf's text form): in thermal mode the viewer
+// applies them to its own view (viewsettings.js); in JPEG mode they go to the server. What the
+// picture really uses comes back through apply(), so the inputs always show the truth.
 
 import { displayUnit, setDisplayUnit, cToDisplay, displayToC } from "./units.js";
+import { parseIsotherm } from "./viewsettings.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -18,9 +21,10 @@ function round(v) {
 }
 
 export class Controls {
-  // send(settings) -> bool; onUnit() redraws after a °C/°F change; say(text) shows a message.
-  constructor({ send, onUnit, say }) {
-    this.send = send;
+  // change(settings) asks for a change; makeDefault() and reset() are the two view buttons;
+  // onUnit() redraws after a °C/°F change; say(text) shows a message.
+  constructor({ change, makeDefault, reset, onUnit, say }) {
+    this.change = change;
     this.onUnit = onUnit;
     this.say = say;
     this.settings = {};
@@ -35,6 +39,27 @@ export class Controls {
     this.token = $("token");
     const params = new URLSearchParams(location.search);
     this.token.value = params.get("control_token") || params.get("token") || "";
+    this.clipLo = $("clip-lo");
+    this.clipHi = $("clip-hi");
+    this.isoMode = $("iso-mode");
+    this.isoLo = $("iso-lo");
+    this.isoHi = $("iso-hi");
+    this.isoColour = $("iso-colour");
+    this.isotherm = null; // {mode, lo, hi} in °C as in use
+    $("clip-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      this.applyClip();
+    });
+    $("isotherm-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      this.applyIsotherm();
+    });
+    this.isoMode.addEventListener("change", () => {
+      this.isoHi.hidden = this.isoMode.value !== "between";
+      if (this.isoMode.value === "off") this.applyIsotherm();
+    });
+    $("view-reset").addEventListener("click", () => reset());
+    $("make-default").addEventListener("click", () => makeDefault());
 
     this.palette.addEventListener("change", () => this.set({ palette: this.palette.value }));
     this.agc.addEventListener("change", () => this.set({ agc: this.agc.value }));
@@ -56,6 +81,7 @@ export class Controls {
         setDisplayUnit(radio.value);
         this.updateUnitLabels();
         if (before) this.showRange(before);
+        this.showIsotherm(this.isotherm);
         this.onUnit();
       });
     }
@@ -64,7 +90,7 @@ export class Controls {
   }
 
   enable(on) {
-    for (const el of document.querySelectorAll("#controls select, #controls button.send, #range-form input, #range-form button")) {
+    for (const el of document.querySelectorAll("#controls select, #controls button.send, #range-form input, #range-form button, #clip-form input, #clip-form button, #isotherm-form input, #isotherm-form button")) {
       el.disabled = !on;
     }
   }
@@ -91,6 +117,59 @@ export class Controls {
     }
     const rotate = parseInt(this.settings.rotate, 10) || 0;
     $("rotate-value").textContent = rotate + "°";
+    const clip = pair(settings.clip_percent);
+    if (clip && !this.typing(this.clipLo, this.clipHi)) {
+      this.clipLo.value = String(clip[0]);
+      this.clipHi.value = String(clip[1]);
+    }
+    if (typeof settings.isotherm === "string") {
+      this.isotherm = parseIsotherm(settings.isotherm);
+      if (!this.typing(this.isoLo, this.isoHi)) this.showIsotherm(this.isotherm);
+    }
+    if (typeof settings.isotherm_colour === "string" && /^#?[0-9a-f]{6}$/i.test(settings.isotherm_colour)) {
+      this.isoColour.value = "#" + settings.isotherm_colour.replace("#", "").toLowerCase();
+    }
+  }
+
+  typing(...inputs) {
+    return inputs.includes(document.activeElement);
+  }
+
+  showIsotherm(iso) {
+    this.isoMode.value = iso ? iso.mode : "off";
+    this.isoLo.value = iso ? round(cToDisplay(iso.lo)) : "";
+    this.isoHi.value = iso && iso.hi !== null ? round(cToDisplay(iso.hi)) : "";
+    this.isoHi.hidden = this.isoMode.value !== "between";
+  }
+
+  applyClip() {
+    const lo = parseFloat(this.clipLo.value);
+    const hi = parseFloat(this.clipHi.value);
+    if (!(Number.isFinite(lo) && Number.isFinite(hi) && lo >= 0 && hi <= 100 && lo < hi)) {
+      this.say("Enter two percentiles from 0 to 100, low below high.");
+      return;
+    }
+    // Clipping is the linear AGC's: choosing it means "use it".
+    this.set({ agc: "linear", clip_percent: `${lo}, ${hi}` });
+  }
+
+  applyIsotherm() {
+    const mode = this.isoMode.value;
+    const colour = this.isoColour.value.replace("#", "").toLowerCase();
+    if (mode === "off") {
+      this.set({ isotherm: "off" });
+      return;
+    }
+    const lo = parseFloat(this.isoLo.value);
+    const hi = parseFloat(this.isoHi.value);
+    const c = (v) => String(Number(displayToC(v).toFixed(2)));
+    if (!Number.isFinite(lo) || (mode === "between" && !(Number.isFinite(hi) && hi > lo))) {
+      this.say(mode === "between" ? "Enter a low and a high temperature, low below high."
+        : "Enter a temperature.");
+      return;
+    }
+    const text = mode === "between" ? `between ${c(lo)} ${c(hi)}` : `${mode} ${c(lo)}`;
+    this.set({ isotherm: text, isotherm_colour: colour });
   }
 
   // Without a settings message (settings null in hello), frames still say palette and AGC.
@@ -135,10 +214,11 @@ export class Controls {
   }
 
   set(change) {
-    const message = { op: "set", settings: change };
-    const token = this.token.value.trim();
-    if (token) message.token = token;
-    if (!this.send(message)) this.say("Not connected: the change was not sent.");
+    this.change(change);
+  }
+
+  tokenValue() {
+    return this.token.value.trim();
   }
 }
 

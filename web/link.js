@@ -6,14 +6,16 @@ const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 5000;
 const OFFSET_SAMPLES = 8;
 
-// ws:// or wss:// next to the page (so a reverse proxy under a path prefix works), with its ?token=.
-export function socketUrl(loc = window.location) {
+// ws:// or wss:// next to the page (so a reverse proxy under a path prefix works), with its ?token=
+// and, for thermal mode, ?mode=thermal (server/protocol.py).
+export function socketUrl(loc = window.location, mode = "jpeg") {
   const url = new URL("ws", loc.href);
   url.protocol = loc.protocol === "https:" ? "wss:" : "ws:";
   url.hash = "";
   url.search = "";
   const token = new URLSearchParams(loc.search).get("token");
   if (token) url.searchParams.set("token", token);
+  if (mode === "thermal") url.searchParams.set("mode", "thermal");
   return url.href;
 }
 

@@ -14,6 +14,8 @@ export class ThermalView {
     this.stage = stage;
     this.ctx = canvas.getContext("2d");
     this.bitmap = null;
+    this.smooth = true; // JPEG mode: smooth scaling; thermal mode: crisp sensor pixels
+    this.scratch = null; // thermal mode: the sensor-resolution picture
     this.header = null;
     this.probe = null; // {x, y} in raw-pixel coordinates, or null
     this.cssWidth = 0;
@@ -25,8 +27,27 @@ export class ThermalView {
   setFrame(bitmap, header) {
     const old = this.bitmap;
     this.bitmap = bitmap;
+    this.smooth = true;
     this.header = header;
-    if (old && old !== bitmap) old.close();
+    if (old && old !== bitmap && old.close) old.close();
+    this.fit();
+  }
+
+  // Thermal mode: this viewer's own picture at sensor resolution (ImageData, web/live.js), scaled
+  // up nearest-neighbour by the canvas, like the encoder's 4x nearest JPEG but to the screen's size.
+  setImage(image, header) {
+    if (!this.scratch) this.scratch = document.createElement("canvas");
+    const s = this.scratch;
+    if (s.width !== image.width || s.height !== image.height) {
+      s.width = image.width;
+      s.height = image.height;
+    }
+    s.getContext("2d").putImageData(image, 0, 0);
+    const old = this.bitmap;
+    if (old && old !== s && old.close) old.close();
+    this.bitmap = s;
+    this.smooth = false;
+    this.header = header;
     this.fit();
   }
 
@@ -98,7 +119,7 @@ export class ThermalView {
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
     if (!this.bitmap) return;
-    ctx.imageSmoothingEnabled = true;
+    ctx.imageSmoothingEnabled = this.smooth;
     ctx.drawImage(this.bitmap, 0, 0, this.canvas.width, this.canvas.height);
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     this.drawMarkers();

@@ -1,7 +1,12 @@
 // The viewer: wires the websocket, the picture, the colour bar, the readouts and the controls.
-// Frames are decoded off the main thread (createImageBitmap) and only the newest one is ever drawn:
-// while one decode runs, just the newest arriving message is kept and older ones are dropped, so a
-// slow phone shows fewer frames instead of falling further and further behind.
+// Thermal mode (the default where the browser has DecompressionStream; ?mode=jpeg forces the other):
+// frames arrive as radiometric data and this page paints its own view of them (live.js, thermal.js)
+// with its own settings (viewsettings.js), so nobody else's choices change this picture. JPEG mode:
+// frames arrive as the server's JPEGs (decoded off the main thread by createImageBitmap) and the
+// controls change the server's settings, as before.
+// Either way only the newest frame is ever drawn: while one decode runs, just the newest arriving
+// message is kept and older ones are dropped, so a slow phone shows fewer frames instead of falling
+// further and further behind.
 
 import { parseFrame, rawAt, rawToUnit } from "./frame.js";
 import { Link, socketUrl } from "./link.js";
@@ -9,11 +14,18 @@ import { ThermalView } from "./render.js";
 import { Colorbar } from "./colorbar.js";
 import { Controls } from "./controls.js";
 import { formatValue } from "./units.js";
+import { ThermalPainter } from "./live.js";
+import { ViewSettings } from "./viewsettings.js";
 
 const $ = (id) => document.getElementById(id);
 const STALE_MS = 3000; // no frame for this long: the camera counts as offline
 const RAW_IDLE_MS = 30000; // stop receiving raw pixels this long after the pointer left
 const token = new URLSearchParams(location.search).get("token");
+const THERMAL = typeof DecompressionStream === "function" &&
+  new URLSearchParams(location.search).get("mode") !== "jpeg";
+const viewSettings = new ViewSettings(); // thermal mode: this viewer's own view
+const painter = THERMAL ? new ThermalPainter(viewSettings.forRenderer()) : null;
+let pendingDefault = false; // "make default" sent, its "settings" answer not yet seen
 
 const view = new ThermalView($("view"), $("stage"));
 const colorbar = new Colorbar($("colorbar"), $("bar-lo"), $("bar-mid"), $("bar-hi"));
@@ -37,7 +49,7 @@ const state = {
   pointerSeenAt: -Infinity,
 };
 
-const link = new Link(socketUrl(), {
+const link = new Link(socketUrl(window.location, THERMAL ? "thermal" : "jpeg"), {
   onState(s, wait) {
     state.connection = s;
     const pill = $("connection");
@@ -60,8 +72,45 @@ const link = new Link(socketUrl(), {
   onBinary: offer,
 });
 
+// A view change: this viewer's own in thermal mode, the server's in JPEG mode.
+function changeView(change) {
+  if (THERMAL) {
+    viewSettings.change(change);
+    applyView();
+    return;
+  }
+  sendSettings(change);
+}
+
+function sendSettings(settings) {
+  const message = { op: "set", settings };
+  const t = controls.tokenValue();
+  if (t) message.token = t;
+  const sent = link.send(message);
+  if (!sent) say("Not connected: the change was not sent.");
+  return sent;
+}
+
+function applyView() {
+  const refused = painter.update(viewSettings.forRenderer());
+  if (refused) say(refused);
+  controls.apply(viewSettings.effective());
+  $("view-reset").disabled = !viewSettings.hasOwn();
+}
+
 const controls = new Controls({
-  send: (m) => link.send(m),
+  change: changeView,
+  reset: () => {
+    if (THERMAL) {
+      viewSettings.reset();
+      applyView();
+      say("");
+    }
+  },
+  // The owner's "this view for everyone": the server's defaults become this view (control token).
+  makeDefault: () => {
+    if (sendSettings(THERMAL ? viewSettings.effective() : controls.settings)) pendingDefault = THERMAL;
+  },
   onUnit: () => {
     view.draw();
     colorbar.drawn = null;
@@ -71,23 +120,43 @@ const controls = new Controls({
   say,
 });
 
+if (!THERMAL) { // the server's picture: no view of this viewer's own to reset or share
+  $("view-reset").hidden = true;
+  $("make-default").hidden = true;
+}
+
 function say(text) {
   $("message").textContent = text;
 }
 
 function handleText(m) {
   if (m.type === "hello") {
-    controls.hello(m);
+    if (THERMAL) {
+      viewSettings.setDefaults(m.settings);
+      controls.hello({ ...m, settings: viewSettings.effective() });
+      applyView();
+    } else {
+      controls.hello(m);
+    }
     setCamera(m.camera, "");
     say("");
     state.rawWanted = false;
     syncRaw();
   } else if (m.type === "settings" && m.settings && typeof m.settings === "object") {
-    controls.apply(m.settings);
+    if (THERMAL) {
+      viewSettings.setDefaults(m.settings);
+      if (pendingDefault) viewSettings.reset(); // this view is now everyone's default: follow it
+      pendingDefault = false;
+      applyView();
+    } else {
+      controls.apply(m.settings);
+    }
     say("");
   } else if (m.type === "error") {
     say(typeof m.error === "string" ? m.error : "The server refused the request.");
-    controls.revert();
+    pendingDefault = false;
+    if (THERMAL) controls.apply(viewSettings.effective());
+    else controls.revert();
   } else if (m.type === "status") {
     const detail = (stage) => (stage && typeof stage === "object" && typeof stage.detail === "string"
       ? stage.detail : "");
@@ -127,6 +196,7 @@ function offer(buffer) {
 }
 
 async function show(buffer) {
+  if (THERMAL) return showThermal(buffer);
   const frame = parseFrame(buffer);
   if (!frame) return next();
   state.decoding = true;
@@ -141,6 +211,23 @@ async function show(buffer) {
   next();
 }
 
+// Thermal mode: decode the radiometric frame and paint this viewer's view of it.
+async function showThermal(buffer) {
+  state.decoding = true;
+  let shown = null;
+  try {
+    shown = await painter.frame(buffer);
+  } catch (e) {
+    shown = null; // a frame that cannot be painted: keep the previous picture
+  }
+  state.decoding = false;
+  if (shown) {
+    view.setImage(shown.image, shown.header);
+    frameShown(shown);
+  }
+  next();
+}
+
 function next() {
   const buffer = state.pending;
   state.pending = null;
@@ -148,10 +235,15 @@ function next() {
 }
 
 function drawFrame(frame, bitmap) {
+  colorbar.learn(bitmap, frame, performance.now());
+  view.setFrame(bitmap, frame.header);
+  frameShown(frame);
+}
+
+// What follows a frame on screen, in either mode: frame = {header, raw} (display orientation).
+function frameShown(frame) {
   const now = performance.now();
   const h = frame.header;
-  colorbar.learn(bitmap, frame, now);
-  view.setFrame(bitmap, h);
   colorbar.draw(h);
   controls.fromFrame(h);
   state.frame = frame;
@@ -162,7 +254,8 @@ function drawFrame(frame, bitmap) {
     state.latency = state.latency === null ? age : state.latency * 0.8 + age * 0.2;
     // Where the time goes, for whoever hovers the number: capture -> encoder -> server -> screen.
     const ms = (a, b) => (Number.isFinite(a) && Number.isFinite(b) ? Math.round((b - a) * 1000) + " ms" : "?");
-    state.latencyParts = `encode ${ms(h.t, h.t_encoded)}, to server ${ms(h.t_encoded, h.t_sent)}, ` +
+    const encoded = Number.isFinite(h.t_encoded) ? h.t_encoded : h.t_measured;
+    state.latencyParts = `encode ${ms(h.t, encoded)}, to server ${ms(encoded, h.t_sent)}, ` +
       `to screen ${Math.round((age - (Number.isFinite(h.t_sent) ? h.t_sent - h.t : 0)) * 1000)} ms`;
   }
   updateOffline();
@@ -181,7 +274,7 @@ function wantRaw() {
 }
 
 function syncRaw() {
-  if (state.connection !== "connected") return;
+  if (THERMAL || state.connection !== "connected") return; // thermal frames carry every pixel
   const want = wantRaw();
   if (want !== state.rawWanted && link.send({ op: "raw", enable: want })) state.rawWanted = want;
 }
