@@ -15,6 +15,10 @@ Figures (docs/PERFORMANCE.md has the goals and what limits each one):
   fanout    N viewers (N = --clients) at 26.5 unique frames/s (sim_unique_every = 1) and at the real
             sensor's ~8.7 (= 3): per-client share of the frames published, server CPU and RSS,
             capture-to-viewer latency (the `latency` figure is the 100-client, 26.5 fps run)
+  views     issue 15 (runs scripts/bench_views.py; not part of --quick unless --only names it):
+            bytes per frame before/after on the real recording and the simulator, encoder and
+            server CPU with 1/10/100 JPEG-mode and thermal-mode viewers on a vospi-file replay of
+            the real recording, the pipeline's CPU share, the browser's per-frame time
 
 The network figures run the real stages (`python -m flirstream capture|encoder|server`, simulated
 camera) on free loopback ports, with the viewers in separate load-generator processes
@@ -288,9 +292,10 @@ class Pipeline:
 class Tap(threading.Thread):
     """Subscribes to the encoder's images: the frames published to the server, by capture time."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, topic: bytes = b"image") -> None:
         super().__init__(daemon=True)
         self.endpoint = endpoint
+        self.topic = topic  # b"thermal": the measured frames (what thermal-mode viewers get)
         self.frames: list[tuple[float, int, int]] = []  # (t, seq, jpeg bytes)
         self.stopping = threading.Event()
         self.lock = threading.Lock()
@@ -300,7 +305,7 @@ class Tap(threading.Thread):
         sock = ctx.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, 100)
-        sock.setsockopt(zmq.SUBSCRIBE, b"image")
+        sock.setsockopt(zmq.SUBSCRIBE, self.topic)
         sock.connect(self.endpoint)
         try:
             while not self.stopping.is_set():
@@ -330,12 +335,13 @@ class LoadGroup:
     """k load-generator processes holding n viewers between them."""
 
     def __init__(self, url: str, n: int, procs: int, mode: str = "normal",
-                 connect_timeout: float = 20.0, max_seconds: float = 600.0) -> None:
+                 connect_timeout: float = 20.0, max_seconds: float = 600.0,
+                 path: str = "/ws") -> None:
         self.n = n
         self.mode = mode
         k = max(1, min(procs, n))
         counts = [n // k + (1 if i < n % k else 0) for i in range(k)]
-        ws = url.replace("http://", "ws://") + "/ws"
+        ws = url.replace("http://", "ws://") + path  # e.g. /ws?mode=thermal
         self.procs = [subprocess.Popen(
             [sys.executable, str(ROOT / "scripts" / "loadgen.py"), "--url", ws, "--clients", str(c),
              "--mode", mode, "--connect-timeout", str(connect_timeout),
@@ -584,6 +590,14 @@ def section_encoder(run: ScriptRun) -> dict:
             "seed_speedup": find_number(data, "seed_speedup")}
 
 
+def start_views(quick: bool, duration: float) -> ScriptRun:
+    return ScriptRun("bench_views.py", ["--quick"] if quick else ["--duration", f"{duration:g}"])
+
+
+def section_views(run: ScriptRun) -> dict:
+    return {"raw": run.result(1800)}
+
+
 def section_pipeline(pipe: Pipeline, tap: Tap, duration: float) -> dict:
     log("pipeline: 26.5 Hz, every frame unique, 1 viewer")
     return run_clients(pipe, tap, 1, 1, duration)
@@ -829,7 +843,7 @@ def machine() -> dict:
 
 # ---------------------------------------------------------------- main
 
-SECTIONS = ("vospi", "encoder", "pipeline", "slow", "fanout")
+SECTIONS = ("vospi", "encoder", "pipeline", "slow", "fanout", "views")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -943,6 +957,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         res["vospi"] = section_vospi(background.pop("vospi"))
     if "encoder" in background:
         res["encoder"] = section_encoder(background.pop("encoder"))
+    if "views" in only and (not args.quick or args.only):
+        log("views: bytes per frame, CPU per viewer, browser (scripts/bench_views.py)")
+        res["views"] = section_views(start_views(args.quick, duration))
     res["elapsed_s"] = round(time.monotonic() - t_start, 1)
     res["summary"] = summarize(res)
 

@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Issue 15's figures: each viewer its own view, in a stream that fits a phone.
+
+    scripts/bench_views.py [--realdata ../shared/realdata/cacophony-v2.cptv] [--quick]
+
+  bytes     per frame per viewer, on the real Lepton 3 recording and on the simulator: before (the
+            /ws JPEG message: header + 640x480 q80 JPEG) and after (the /ws?mode=thermal message:
+            header + lossless RAD1), plus RAD1 with step 2 / 3 for comparison; and the JPEG's PSNR
+            against the exact picture (the thermal-mode canvas IS the exact picture: tests/
+            test_thermal_js.py checks it pixel for pixel)
+  cpu       capture (vospi-file replay of the real recording at 26.5 Hz, every frame unique),
+            encoder and server CPU with 1, 10 and 100 viewers, in JPEG mode (the encoder encodes,
+            one palette for all) and thermal mode (each viewer its own palette - any of the 4 it
+            likes: the server's work does not depend on it - and the encoder only measures); the
+            1-thermal-viewer run is the whole pipeline's CPU share, goal <= 5 % of one core
+  browser   decode + paint + draw per frame in Chromium at a phone viewport, CPU throttled 1x and
+            4x (runs scripts/bench_browser.py), goal < 10 ms at 4x
+
+Viewers are scripts/loadgen.py websocket clients (they read each message's header and skip the
+rest, as bench.py's fan-out does). CPU % = psutil user + system over the window, 100 % = one core.
+Writes bench-results/views.json; scripts/bench.py --only views runs it too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+import bench  # noqa: E402
+from encoder.measure import Meter  # noqa: E402
+from encoder.render import Renderer  # noqa: E402
+from flirstream import wire  # noqa: E402
+from recordings import load  # noqa: E402
+from server import protocol, radiometric  # noqa: E402
+
+REALDATA = ROOT.parent / "shared" / "realdata" / "cacophony-v2.cptv"
+GOAL_BYTES = 15_000
+GOAL_PIPELINE_PERCENT = 5.0
+GOAL_BROWSER_MS = 10.0
+PALETTES = ("ironbow", "white-hot", "jet", "inferno")  # what the viewers "choose" (browser-side)
+
+
+def log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+# ---------------------------------------------------------------- bytes per frame
+
+def message_sizes(spec: str) -> dict:
+    frames = load(spec)
+    renderer = Renderer()  # server.conf's defaults: ironbow, linear, 640x480 (auto), q80
+    meter = Meter()
+    jpeg, thermal, steps, quality = [], [], {2: [], 3: []}, []
+    for i, pixels in enumerate(frames.pixels):
+        raw = wire.RawFrame(seq=i, t=time.time(), sensor="lepton3", pixels=pixels,
+                            tlinear=frames.tlinear)
+        r = renderer.render_frame(raw)
+        image = wire.ImageFrame(
+            seq=i, t=raw.t, t_encoded=raw.t, sensor="lepton3", jpeg=r.jpeg, pixels=r.pixels,
+            width=r.width, height=r.height, palette=r.palette, agc=r.agc, unit=r.unit,
+            range=r.range, stats=r.stats, tlinear=raw.tlinear)
+        jpeg.append(len(protocol.frame_payloads(image, raw.t).plain))
+        thermal.append(len(protocol.thermal_payload(meter.measure(raw, {}), raw.t, 1)))
+        for step in steps:
+            steps[step].append(len(radiometric.encode(pixels, step=step)) + thermal[-1]
+                               - len(radiometric.encode(pixels)))
+        shown = cv2.imdecode(np.frombuffer(r.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        quality.append(psnr(shown, r.bgr))
+    mean = lambda v: round(sum(v) / len(v))  # noqa: E731
+    out = {"frames": len(jpeg), "tlinear": frames.tlinear, "fps": round(frames.fps, 2),
+           "before_jpeg_message_bytes": mean(jpeg), "after_thermal_message_bytes": mean(thermal),
+           "after_thermal_message_bytes_max": max(thermal),
+           "thermal_step2_message_bytes": mean(steps[2]),
+           "thermal_step3_message_bytes": mean(steps[3]),
+           "jpeg_psnr_db_vs_exact": round(float(np.mean(quality)), 2),
+           "thermal_psnr_db_vs_exact": "inf (identical: tests/test_thermal_js.py)"}
+    out["ratio"] = round(out["before_jpeg_message_bytes"] / out["after_thermal_message_bytes"], 2)
+    out["goal_met"] = out["after_thermal_message_bytes"] <= GOAL_BYTES
+    out["mbit_s_before_at_8_7_fps"] = round(out["before_jpeg_message_bytes"] * 8 * 8.7 / 1e6, 2)
+    out["mbit_s_after_at_8_7_fps"] = round(out["after_thermal_message_bytes"] * 8 * 8.7 / 1e6, 2)
+    return out
+
+
+# ---------------------------------------------------------------- CPU per viewer
+
+def cpu_runs(replay: Path, clients: list[int], duration: float, workdir: Path) -> dict:
+    overrides = {"capture": {"source": f"vospi-file:{replay}", "tlinear": "no",
+                             "replay": "realtime", "loop": "yes"}}
+    out: dict = {}
+    for mode, path, topic in (("thermal", "/ws?mode=thermal", b"thermal"), ("jpeg", "/ws", b"image")):
+        pipe = bench.Pipeline(workdir, unique_every=1, overrides=overrides)
+        tap = bench.Tap(pipe.endpoints["images"], topic)
+        tap.start()
+        runs = []
+        try:
+            pipe.start()
+            for n in clients:
+                log(f"cpu: {mode} mode, {n} viewers")
+                group = bench.LoadGroup(pipe.url, n, max(1, min(4, n // 25 + 1)), path=path)
+                try:
+                    group.wait_ready()
+                    m = bench.measure(pipe, tap, [group], duration)
+                finally:
+                    group.stop()
+                g = m["groups"][0]
+                cpu = m["cpu_percent"]
+                runs.append({
+                    "viewers": n, "published_fps": m["published_fps"],
+                    "cpu_percent": cpu, "total_percent": round(sum(cpu.values()), 2),
+                    "server_percent_per_viewer": round(cpu["server"] / n, 3),
+                    "encoder_percent_per_viewer": round(cpu["encoder"] / n, 3),
+                    "share_min": g["share_min"], "message_bytes_mean": g["message_bytes_mean"],
+                    "latency_ms_p50": g["latency_ms"]["p50"], "latency_ms_p99": g["latency_ms"]["p99"],
+                    "loadgen_cpu_percent": m["loadgen_cpu_percent"],
+                    "system_busy_percent": m["system_busy_percent"]})
+                log(f"  {json.dumps(runs[-1])}")
+        finally:
+            tap.stopping.set()
+            pipe.stop()
+            tap.join(2)
+        out[mode] = runs
+    return out
+
+
+# ---------------------------------------------------------------- browser
+
+def browser(sources: list[str], rounds: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "browser.json"
+        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_browser.py"), *sources,
+                               "--rates", "1", "4", "--rounds", str(rounds), "--json", str(out)],
+                              capture_output=True, text=True, timeout=900)
+        sys.stderr.write(done.stdout)
+        if done.returncode != 0:
+            raise RuntimeError(f"bench_browser.py failed: {done.stderr[-1500:]}")
+        data = json.loads(out.read_text())
+    return {key: {"total_ms_median": r["total"]["median"], "total_ms_p95": r["total"]["p95"],
+                  "decode_ms_median": r["decode"]["median"], "paint_ms_median": r["paint"]["median"],
+                  "draw_ms_median": r["draw"]["median"], "jpeg_640x480_ms_median": r["jpeg"]["median"],
+                  "goal_met": r["total"]["p95"] < GOAL_BROWSER_MS if key.endswith("cpu/4") else None}
+            for key, r in data.items()}
+
+
+# ---------------------------------------------------------------- main
+
+def table(res: dict) -> str:
+    lines = []
+    for label, b in (res.get("bytes") or {}).items():
+        lines.append(f"bytes/frame {label:28} before {b['before_jpeg_message_bytes']:6d}  after "
+                     f"{b['after_thermal_message_bytes']:6d} (x{b['ratio']:.1f} less; step 2: "
+                     f"{b['thermal_step2_message_bytes']}, step 3: {b['thermal_step3_message_bytes']})"
+                     f"  goal <= {GOAL_BYTES}: {'ok' if b['goal_met'] else 'MISSED'}   JPEG PSNR "
+                     f"{b['jpeg_psnr_db_vs_exact']} dB vs exact, thermal identical")
+    for mode, runs in (res.get("cpu") or {}).items():
+        for r in runs:
+            c = r["cpu_percent"]
+            lines.append(f"cpu {mode:7} {r['viewers']:4d} viewers: capture {c['capture']:5.1f} "
+                         f"encoder {c['encoder']:5.1f} server {c['server']:5.1f} = "
+                         f"{r['total_percent']:5.1f} %  (server {r['server_percent_per_viewer']:.3f} "
+                         f"%/viewer)  {r['message_bytes_mean']} B/msg, share min {r['share_min']}")
+    pipe = res.get("pipeline_share")
+    if pipe:
+        lines.append(f"pipeline (real replay 26.5 Hz, 1 thermal viewer): {pipe['total_percent']} % "
+                     f"of one core, goal <= {GOAL_PIPELINE_PERCENT}: "
+                     f"{'ok' if pipe['goal_met'] else 'MISSED'}")
+    for key, r in (res.get("browser") or {}).items():
+        lines.append(f"browser {key:34} decode+paint+draw {r['total_ms_median']:.2f} ms median, p95 "
+                     f"{r['total_ms_p95']:.2f} (JPEG path {r['jpeg_640x480_ms_median']:.2f})")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--realdata", default=os.environ.get("FLIR_REALDATA") or str(REALDATA),
+                    help="the real CPTV recording (default ../shared/realdata/cacophony-v2.cptv, or "
+                         "$FLIR_REALDATA)")
+    ap.add_argument("--quick", action="store_true", help="2 s windows, 1 and 10 viewers, 1 round")
+    ap.add_argument("--duration", type=float, help="seconds per CPU window (default 5; quick 2)")
+    ap.add_argument("--clients", help="viewer counts (default 1,10,100)")
+    ap.add_argument("--only", default="bytes,cpu,browser", help="bytes, cpu, browser")
+    ap.add_argument("--json", default=str(ROOT / "bench-results" / "views.json"))
+    args = ap.parse_args()
+    real = Path(args.realdata)
+    if not real.is_file():
+        print(f"bench_views: the real recording {real} is missing (--realdata PATH or "
+              f"FLIR_REALDATA)", file=sys.stderr)
+        return 2
+    duration = args.duration or (2.0 if args.quick else 5.0)
+    clients = [int(c) for c in (args.clients or ("1,10" if args.quick else "1,10,100")).split(",")]
+    only = set(args.only.split(","))
+    res: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                 "machine": bench.machine(), "realdata": str(real), "duration_s": duration,
+                 "palettes": PALETTES}
+    if "bytes" in only:
+        log("bytes per frame")
+        res["bytes"] = {f"real ({real.name})": message_sizes(str(real)),
+                        "simulator (TLinear 0.01 K)": message_sizes("sim")}
+    if "cpu" in only:
+        workdir = Path(tempfile.mkdtemp(prefix="flir-views-"))
+        try:
+            replay = workdir / "real.vospi"
+            subprocess.run([sys.executable, str(ROOT / "scripts" / "cptv_to_vospi.py"), str(real),
+                            str(replay)], check=True, capture_output=True, timeout=120)
+            res["cpu"] = cpu_runs(replay, clients, duration, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        one = next((r for r in res["cpu"]["thermal"] if r["viewers"] == 1), None)
+        if one:
+            res["pipeline_share"] = {"cpu_percent": one["cpu_percent"],
+                                     "total_percent": one["total_percent"],
+                                     "goal_met": one["total_percent"] <= GOAL_PIPELINE_PERCENT}
+    if "browser" in only:
+        log("browser: decode + paint + draw")
+        res["browser"] = browser([str(real), "sim"], 1 if args.quick else 2)
+    print(table(res))
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
