@@ -116,7 +116,7 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
 async def _tick(hub: Hub, relay: ControlRelay) -> None:
     """Once a second: the viewer count to the encoder, stage status, settings if still unknown."""
     while True:
-        await relay.notify({"op": "viewers", "count": hub.viewers()})
+        await relay.notify({"op": "viewers", "count": hub.jpeg_viewers()})  # who needs JPEGs
         hub.check_status()
         if hub.settings is None:
             await relay.notify({"op": "get"})  # the reply's settings land in hub.settings

@@ -46,16 +46,21 @@ class Hub:
         self.settings: Optional[dict] = None
         self.settings_version = 0  # changes with every change of settings (thermal "defaults")
         self.snapshot_waiters = 0
-        self.on_viewers: Callable[[int], None] = lambda n: None  # set by the app (-> encoder)
+        self.on_viewers: Callable[[int], None] = lambda n: None  # set by the app (-> encoder):
+        # called with jpeg_viewers() on every change
         self._frame_waiters: list[asyncio.Future] = []
         self._status: Optional[dict] = None
 
     # ------------------------------------------------------------ viewers
 
     def viewers(self) -> int:
+        """Websocket and MJPEG clients, plus snapshot requests waiting for a fresh frame."""
+        return self.fanout.count() + self.snapshot_waiters
+
+    def jpeg_viewers(self) -> int:
         """Clients that need the encoder's JPEGs: MJPEG, mode=jpeg websockets, and snapshot requests
-        waiting for a fresh frame (what the encoder is told; thermal-mode viewers do not count: the
-        frames they need flow whether or not the encoder makes JPEGs)."""
+        waiting for a fresh frame. This is the count the encoder is told: thermal-mode viewers do
+        not count, the frames they need flow whether or not the encoder makes JPEGs."""
         return self.fanout.count(feed="image") + self.snapshot_waiters
 
     def thermal_viewers(self) -> int:
@@ -75,7 +80,7 @@ class Hub:
                 "snapshot": self.snapshot_waiters}
 
     def _viewers_changed(self) -> None:
-        self.on_viewers(self.viewers())
+        self.on_viewers(self.jpeg_viewers())
 
     def websockets(self) -> list[Any]:
         return [c for c in self.fanout.clients if c.transport == "websocket"]
@@ -92,7 +97,7 @@ class Hub:
         self.health.on_frame(frame.seq)
         self.image = frame
         outgoing = Outgoing(frame, protocol.frame_payloads(frame, t_sent), mjpeg_part(frame.jpeg))
-        if self.viewers():
+        if self.fanout.count(feed="image"):
             self.metrics.latency.observe(t_sent - frame.t)
         self.fanout.publish(outgoing)
         waiters, self._frame_waiters = self._frame_waiters, []

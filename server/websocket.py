@@ -114,7 +114,7 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
         self.token = self.presented_token()
         hub = self.ctx.hub
         log.info("websocket viewer %s connected (%s mode, %d viewers)", self.peer,
-                 "thermal" if self.feed == "thermal" else "jpeg", hub.fanout.count() + 1)
+                 "thermal" if self.feed == "thermal" else "jpeg", hub.viewers() + 1)
         self.send_text(protocol.hello(hub.settings, bool(self.ctx.server.control_token),
                                       self.ctx.health.camera()))
         self.send_text(protocol.status_message(self.ctx.health.summary()))

@@ -311,7 +311,8 @@ def test_hub_thermal_viewers_share_one_message_and_do_not_count_for_the_encoder(
         a, b = ThermalSink(loop), ThermalSink(loop)
         hub.join(a)  # the newest measured frame at once, built for it
         hub.join(b)
-        assert counts == [0, 0] and hub.viewers() == 0 and hub.thermal_viewers() == 2
+        assert counts == [0, 0] and hub.jpeg_viewers() == 0 and hub.thermal_viewers() == 2
+        assert hub.viewers() == 2  # (/healthz and the log count everybody)
         assert a.sent[0] is b.sent[0]
         for sink in (a, b):
             sink.writes[-1].set_result(None)
@@ -335,6 +336,12 @@ def test_hub_thermal_viewers_share_one_message_and_do_not_count_for_the_encoder(
         await asyncio.sleep(0)
         hub.on_thermal(thermal_frame(4))
         assert protocol.split_thermal(a.sent[-1])[0]["defaults"] == 1
+        # newest frame wins per thermal client: b is still writing frame 2, then gets frame 5
+        hub.on_thermal(thermal_frame(5))
+        assert [protocol.split_thermal(m)[0]["seq"] for m in b.sent] == [1, 2]
+        b.writes[-1].set_result(None)
+        await asyncio.sleep(0)
+        assert [protocol.split_thermal(m)[0]["seq"] for m in b.sent] == [1, 2, 5]
     asyncio.run(scenario())
 
 
