@@ -15,6 +15,10 @@
             1-thermal-viewer run is the whole pipeline's CPU share, goal <= 5 % of one core
   browser   decode + paint + draw per frame in Chromium at a phone viewport, CPU throttled 1x and
             4x (runs scripts/bench_browser.py), goal < 10 ms at 4x
+  picture   the same real frame on a phone-sized canvas (390x292 CSS px at 3x) as the thermal-mode
+            viewer draws it and as the JPEG-mode viewer did, each against the reference (the exact
+            640x480 picture before JPEG, drawn like the JPEG-mode viewer draws): PSNR, and PNG
+            screenshots in bench-results/ to judge by eye
 
 Viewers are scripts/loadgen.py websocket clients (they read each message's header and skip the
 rest, as bench.py's fan-out does). CPU % = psutil user + system over the window, 100 % = one core.
@@ -35,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -159,6 +164,69 @@ def browser(sources: list[str], rounds: int) -> dict:
             for key, r in data.items()}
 
 
+# ---------------------------------------------------------------- the picture on a phone
+
+PICTURE_JS = """async ([payloads, jpeg, exact, meta, w, h]) => {
+    const canvas = (smooth) => { const c = document.createElement("canvas"); c.width = w; c.height = h;
+                                 const x = c.getContext("2d"); x.imageSmoothingEnabled = smooth; return c; };
+    const view = new thermal.ThermalView({palette: "ironbow", agc: "linear"});
+    let out;
+    for (const p of payloads) out = view.render(await thermal.decode(page.bytes(p)), meta);
+    const shown = canvas(false);
+    thermal.draw(shown, out.image);                         // what the thermal-mode viewer shows
+    const old = canvas(true);                               // what the JPEG-mode viewer showed
+    const bitmap = await createImageBitmap(new Blob([page.bytes(jpeg)], {type: "image/jpeg"}));
+    old.getContext("2d").drawImage(bitmap, 0, 0, w, h);
+    const ref = canvas(true);                               // the exact picture, drawn the same way
+    const px = page.bytes(exact);
+    const img = new ImageData(new Uint8ClampedArray(px.buffer), 640, 480);
+    const s = document.createElement("canvas"); s.width = 640; s.height = 480;
+    s.getContext("2d").putImageData(img, 0, 0);
+    ref.getContext("2d").drawImage(s, 0, 0, w, h);
+    const data = (c) => c.getContext("2d").getImageData(0, 0, w, h).data;
+    const r = data(ref);
+    const psnr = (c) => { const d = data(c); let e = 0, n = 0;
+        for (let i = 0; i < d.length; i += 4) for (let k = 0; k < 3; k++) { const x = d[i + k] - r[i + k]; e += x * x; n++; }
+        return e === 0 ? Infinity : 10 * Math.log10(255 * 255 / (e / n)); };
+    return {thermal_psnr_db: psnr(shown), jpeg_psnr_db: psnr(old),
+            png: {thermal: shown.toDataURL(), jpeg: old.toDataURL(), reference: ref.toDataURL()}};
+}"""
+
+
+def picture(real: Path, outdir: Path) -> dict:
+    from playwright.sync_api import sync_playwright
+    from bench_browser import ARGS, CHROMIUM
+    from static_site import StaticSite
+    import base64
+    frames = load(str(real))
+    renderer = Renderer()
+    for pixels in frames.pixels[:30]:
+        r = renderer.render_pixels(pixels, tlinear=False)
+    rgba = np.dstack([r.bgr[..., ::-1], np.full(r.bgr.shape[:2], 255, np.uint8)])
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    site = StaticSite()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            page = browser.new_page()
+            page.goto(site.url + "/thermal.html")
+            page.wait_for_function("window.ready === true", timeout=15_000)
+            got = page.evaluate(PICTURE_JS, [[b64(radiometric.encode(x)) for x in frames.pixels[:30]],
+                                             b64(r.jpeg), b64(rgba.tobytes()),
+                                             {"tlinear": False, "kelvin_per_count": 0.01}, 1170, 876])
+            browser.close()
+    finally:
+        site.close()
+    outdir.mkdir(parents=True, exist_ok=True)
+    shots = {}
+    for name, url in got.pop("png").items():
+        path = outdir / f"views-phone-{name}.png"
+        path.write_bytes(base64.b64decode(url.split(",", 1)[1]))
+        shots[name] = str(path)
+    return {k: (round(v, 2) if isinstance(v, float) and v != float("inf") else "inf")
+            for k, v in got.items()} | {"screenshots": shots, "canvas": "1170x876 (390x292 CSS px, 3x)"}
+
+
 # ---------------------------------------------------------------- main
 
 def table(res: dict) -> str:
@@ -181,6 +249,11 @@ def table(res: dict) -> str:
         lines.append(f"pipeline (real replay 26.5 Hz, 1 thermal viewer): {pipe['total_percent']} % "
                      f"of one core, goal <= {GOAL_PIPELINE_PERCENT}: "
                      f"{'ok' if pipe['goal_met'] else 'MISSED'}")
+    pic = res.get("picture")
+    if pic:
+        lines.append(f"picture on a phone canvas vs the exact picture: thermal mode "
+                     f"{pic['thermal_psnr_db']} dB, JPEG mode {pic['jpeg_psnr_db']} dB "
+                     f"(screenshots: {', '.join(pic['screenshots'].values())})")
     for key, r in (res.get("browser") or {}).items():
         lines.append(f"browser {key:34} decode+paint+draw {r['total_ms_median']:.2f} ms median, p95 "
                      f"{r['total_ms_p95']:.2f} (JPEG path {r['jpeg_640x480_ms_median']:.2f})")
@@ -195,7 +268,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="2 s windows, 1 and 10 viewers, 1 round")
     ap.add_argument("--duration", type=float, help="seconds per CPU window (default 5; quick 2)")
     ap.add_argument("--clients", help="viewer counts (default 1,10,100)")
-    ap.add_argument("--only", default="bytes,cpu,browser", help="bytes, cpu, browser")
+    ap.add_argument("--only", default="bytes,cpu,browser,picture", help="bytes, cpu, browser, picture")
     ap.add_argument("--json", default=str(ROOT / "bench-results" / "views.json"))
     args = ap.parse_args()
     real = Path(args.realdata)
@@ -230,6 +303,9 @@ def main() -> int:
     if "browser" in only:
         log("browser: decode + paint + draw")
         res["browser"] = browser([str(real), "sim"], 1 if args.quick else 2)
+    if "picture" in only:
+        log("picture: the real frame on a phone canvas")
+        res["picture"] = picture(real, ROOT / "bench-results")
     print(table(res))
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
