@@ -77,7 +77,7 @@ class Watchers:
     def why_paused(self) -> str:
         if not self.subscribed:
             return "nobody subscribes to the images"
-        return f"the server reports {self.viewer_count} viewers"
+        return f"the server reports {self.viewer_count} viewers that need JPEGs"
 
 
 class Controller:

@@ -88,7 +88,7 @@ class Health:
         if self.frame_fresh():
             return True, "frames are flowing"
         if encoder["state"] == "paused":
-            return True, "camera streaming, encoder paused while nobody watches"
+            return True, "camera streaming, encoder paused while no client needs JPEGs"
         age = self.frame_age()
         if age is None:
             return False, "no frame received from the encoder yet"
