@@ -1,0 +1,150 @@
+"""A real Mosquitto broker on a free loopback port, and a real paho subscriber, for the MQTT tests."""
+from __future__ import annotations
+
+import getpass
+import json
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from flirstream.testing import free_port
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+START_TIMEOUT_S = 10.0
+
+
+class Broker:
+    """mosquitto -c <generated config>; start() returns once it listens (read from its log)."""
+
+    def __init__(self, directory: Path, users: Optional[dict[str, str]] = None) -> None:
+        self.directory = Path(directory)
+        self.port = free_port()
+        self.config = self.directory / f"mosquitto-{self.port}.conf"
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stderr",
+                 "log_type error",
+                 # mosquitto started as root drops to user mosquitto, which cannot read pytest's
+                 # private tmp directory (no effect when not root)
+                 f"user {getpass.getuser()}", "log_type warning", "log_type notice", "log_type information"]
+        if users:
+            passwords = self.directory / f"passwd-{self.port}"
+            for i, (user, password) in enumerate(users.items()):
+                subprocess.run([MOSQUITTO_PASSWD, "-b"] + (["-c"] if i == 0 else []) +
+                               [str(passwords), user, password], check=True, timeout=10,
+                               capture_output=True)
+            passwords.chmod(0o600)
+            lines += ["allow_anonymous false", f"password_file {passwords}"]
+        else:
+            lines += ["allow_anonymous true"]
+        self.config.write_text("\n".join(lines) + "\n")
+        self.proc: Optional[subprocess.Popen] = None
+        self.log: list[str] = []
+
+    def start(self) -> "Broker":
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.config)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        listening = threading.Event()
+
+        def read(proc: subprocess.Popen) -> None:
+            for line in proc.stdout:
+                self.log.append(line.rstrip())
+                if "listen socket on port" in line:
+                    listening.set()
+        threading.Thread(target=read, args=(self.proc,), daemon=True).start()
+        if not listening.wait(START_TIMEOUT_S):
+            self.stop()
+            raise RuntimeError("mosquitto did not start listening: " + " | ".join(self.log))
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+class Subscriber:
+    """A paho client subscribed to `topics` (again after every reconnect); every message goes to a
+    queue, and the newest payload per topic is kept."""
+
+    def __init__(self, port: int, topics: tuple[str, ...] = ("#",)) -> None:
+        self.messages: "queue.Queue[paho.MQTTMessage]" = queue.Queue()
+        self.latest: dict[str, bytes] = {}
+        self.connected = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{port}-{id(self)}")
+        self.client.reconnect_delay_set(0.1, 0.5)
+
+        def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+            if not reason.is_failure:
+                for topic in topics:
+                    client.subscribe(topic, qos=1)
+                self.connected.set()
+
+        def on_message(client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
+            self.messages.put(message)
+
+        self.client.on_connect = on_connect
+        self.client.on_message = on_message
+        self.client.connect_async("127.0.0.1", port, keepalive=10)
+        self.client.loop_start()
+        assert self.connected.wait(10), "test subscriber could not connect"
+
+    def wait_for(self, match: Callable[[paho.MQTTMessage], bool], timeout: float = 10.0
+                 ) -> paho.MQTTMessage:
+        """The first message (from now on) that `match`es; AssertionError after timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no matching MQTT message within {timeout} s; newest per "
+                                     f"topic: {sorted(self.latest)}")
+            try:
+                message = self.messages.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            self.latest[message.topic] = message.payload
+            if match(message):
+                return message
+
+    def wait_latest(self, check: Callable[[dict[str, bytes]], bool], timeout: float = 10.0) -> dict:
+        """Take messages until check(newest payload per topic) holds; returns that dict."""
+        if not check(self.latest):
+            self.wait_for(lambda m: check(self.latest), timeout)
+        return dict(self.latest)
+
+    def wait_topic(self, topic: str, payload: Optional[bytes] = None, timeout: float = 10.0
+                   ) -> paho.MQTTMessage:
+        return self.wait_for(lambda m: m.topic == topic and (payload is None or m.payload == payload),
+                             timeout)
+
+    def wait_json(self, topic: str, check: Callable[[dict], bool] = lambda d: True,
+                  timeout: float = 10.0) -> dict:
+        message = self.wait_for(lambda m: m.topic == topic and bool(m.payload)
+                                and check(json.loads(m.payload)), timeout)
+        return json.loads(message.payload)
+
+    def drain(self) -> list[paho.MQTTMessage]:
+        """Messages already received and not yet looked at."""
+        out = []
+        while True:
+            try:
+                message = self.messages.get_nowait()
+            except queue.Empty:
+                return out
+            self.latest[message.topic] = message.payload
+            out.append(message)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
