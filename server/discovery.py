@@ -65,6 +65,11 @@ class Topics:
         """The base topic as a discovery node_id / unique_id prefix ([a-zA-Z0-9_-] only)."""
         return re.sub(r"[^A-Za-z0-9_-]", "_", self.base)
 
+    def entity_id(self, component: str, object_id: str) -> str:
+        """Home Assistant's suggested entity id, e.g. sensor.flir_stream_garage_roi_bed_max
+        (default_entity_id: object_id in discovery is deprecated since Home Assistant 2025.10)."""
+        return f"{component}." + re.sub(r"[^a-z0-9]+", "_", f"{self.node}_{object_id}".lower()).strip("_")
+
     def config(self, component: str, object_id: str) -> str:
         return f"{self.discovery_prefix}/{component}/{self.node}/{object_id}/config"
 
@@ -86,18 +91,19 @@ def _common(topics: Topics, device: Device) -> dict:
 
 def _temperature(topics: Topics, device: Device, object_id: str, name: str, template: str) -> tuple:
     payload = {"name": name, "unique_id": f"{topics.node}_{object_id}",
-               "object_id": f"{topics.node}_{object_id}", "state_topic": topics.state,
-               "value_template": template, "device_class": "temperature",
+               "default_entity_id": topics.entity_id("sensor", object_id),
+               "state_topic": topics.state, "value_template": template, "device_class": "temperature",
                "unit_of_measurement": "°C", "state_class": "measurement",
                "suggested_display_precision": 1, **_common(topics, device)}
     return topics.config("sensor", object_id), payload
 
 
 def sensor_ids(regions: Iterable[Region]) -> list[str]:
-    """object_ids of every temperature sensor, frame first."""
+    """object_ids of every temperature sensor, frame first. Box ids end in _min / _max / _mean and
+    spot ids in _value, so no two regions' ids can be the same."""
     ids = [f"frame_{s}" for s in FRAME_STATS]
     for region in regions:
-        ids += [f"roi_{region.name}"] if region.spot else [f"roi_{region.name}_{s}" for s in BOX_STATS]
+        ids += [f"roi_{region.name}_value"] if region.spot else [f"roi_{region.name}_{s}" for s in BOX_STATS]
     return ids
 
 
@@ -109,7 +115,7 @@ def discovery_messages(topics: Topics, device: Device, regions: Iterable[Region]
     for region in regions:
         key = json.dumps(region.name)  # names are [A-Za-z0-9_-]; quoted, '-' is not subtraction
         if region.spot:
-            out.append(_temperature(topics, device, f"roi_{region.name}", region.name,
+            out.append(_temperature(topics, device, f"roi_{region.name}_value", region.name,
                                     f"{{{{ value_json.regions[{key}].max }}}}"))
             continue
         for s in BOX_STATS:
@@ -119,7 +125,8 @@ def discovery_messages(topics: Topics, device: Device, regions: Iterable[Region]
         key = json.dumps(rule.name)
         object_id = f"alarm_{rule.name}"
         payload = {"name": f"Alarm {rule.name}", "unique_id": f"{topics.node}_{object_id}",
-                   "object_id": f"{topics.node}_{object_id}", "state_topic": topics.state,
+                   "default_entity_id": topics.entity_id("binary_sensor", object_id),
+                   "state_topic": topics.state,
                    "value_template": f"{{{{ 'ON' if value_json.alarms[{key}].state == 'alarm' "
                                      f"else 'OFF' }}}}",
                    "payload_on": "ON", "payload_off": "OFF",
@@ -129,6 +136,7 @@ def discovery_messages(topics: Topics, device: Device, regions: Iterable[Region]
     if image:
         out.append((topics.config("image", "image"),
                     {"name": "Thermal image", "unique_id": f"{topics.node}_image",
-                     "object_id": f"{topics.node}_image", "image_topic": topics.image,
+                     "default_entity_id": topics.entity_id("image", "image"),
+                     "image_topic": topics.image,
                      "content_type": "image/jpeg", **_common(topics, device)}))
     return out

@@ -124,6 +124,10 @@ class MqttSettings:
         return cls(**values)
 
 
+def _encode(message: Mapping) -> bytes:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 class MqttPublisher:
     """One broker connection; every method returns at once (paho's thread does the network)."""
 
@@ -143,7 +147,7 @@ class MqttPublisher:
         self._connected = False
         self._state = ("off", "no [mqtt] host set") if not settings.enabled else ("connecting", "")
         self._since = time.time()
-        self._state_payload: Optional[bytes] = None
+        self._newest: Optional[Mapping] = None  # the newest state offered (encoded when sent)
         self._last_state: Optional[float] = None
         self._last_image: Optional[float] = None
         self._discovered: set[str] = set()
@@ -160,7 +164,10 @@ class MqttPublisher:
         s = self.settings
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"flir-stream-{self.topics.node}",
                              protocol=paho.MQTTv311)
-        client.enable_logger(logging.getLogger("mqtt.paho"))
+        if log.isEnabledFor(logging.DEBUG):
+            # paho's own lines only when debugging: it logs each failed retry, our one line per
+            # change of state is what an operator needs
+            client.enable_logger(logging.getLogger("mqtt.paho"))
         client.max_queued_messages_set(MAX_QUEUED)
         client.reconnect_delay_set(*self.reconnect_delay_s)
         if s.username:
@@ -211,11 +218,10 @@ class MqttPublisher:
         changed), and the JPEG every image_interval_s."""
         now = self.clock()
         if state is not None:
-            payload = json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode()
-            self._state_payload = payload
+            self._newest = state
             if urgent or self._last_state is None or now - self._last_state >= self.settings.interval_s:
-                if self._publish(self.topics.state, payload, qos=1 if urgent else 0, retain=True,
-                                 urgent=urgent):
+                if self._publish(self.topics.state, _encode(state), qos=1 if urgent else 0,
+                                 retain=True, urgent=urgent):
                     self._last_state = now
         if jpeg is not None and self.settings.image_interval_s > 0 and (
                 self._last_image is None or now - self._last_image >= self.settings.image_interval_s):
@@ -254,8 +260,9 @@ class MqttPublisher:
             client.subscribe(self.topics.ha_status, qos=1)
             self._discovered.clear()  # a restarted broker without persistence forgot them
             self._publish_discovery()
-        if self._state_payload is not None:
-            self._publish(self.topics.state, self._state_payload, qos=1, retain=True, urgent=True)
+        newest = self._newest
+        if newest is not None:
+            self._publish(self.topics.state, _encode(newest), qos=1, retain=True, urgent=True)
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         self.counters["connect_failures"] += 1
@@ -296,8 +303,7 @@ class MqttPublisher:
         for topic in sorted(self._discovered - topics):  # entities that are gone
             self._publish(topic, b"", qos=1, retain=True, urgent=True)
         for topic, payload in messages:
-            self._publish(topic, json.dumps(payload, ensure_ascii=False).encode(), qos=1,
-                          retain=True, urgent=True)
+            self._publish(topic, _encode(payload), qos=1, retain=True, urgent=True)
         self._discovered = topics
 
     def _publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,

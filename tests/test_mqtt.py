@@ -16,7 +16,7 @@ import pytest
 from conftest import ROOT
 from flirstream.config import ConfigError
 from flirstream.regions import AlarmRule, Region, celsius, measure
-from mqtt_support import Broker, Subscriber
+from mqtt_support import Broker, Subscriber, certificates
 from server.alarms import Alarms
 from server.discovery import Device, Topics, sensor_ids, state_message
 from server.mqtt import MqttPublisher, MqttSettings
@@ -123,6 +123,9 @@ def test_discovery_describes_every_stat_and_the_state_carries_the_measured_value
                                      "manufacturer": "FLIR (flir-stream)", "model": "Lepton 3.5",
                                      "serial_number": "0123456789", "sw_version": "1.2.3",
                                      "configuration_url": "http://cam.local:8080/"}
+    entity_ids = {p["default_entity_id"] for p in found.values()}
+    assert "sensor.flir_stream_test_roi_bed_max" in entity_ids and len(entity_ids) == len(found)
+    assert "binary_sensor.flir_stream_test_alarm_nozzle_hot" in entity_ids
     classes = {p["name"]: p["device_class"] for p in binary.values()}
     assert classes == {"Alarm nozzle-hot": "heat", "Alarm frost": "cold"}
 
@@ -141,7 +144,7 @@ def test_discovery_describes_every_stat_and_the_state_carries_the_measured_value
         "frame_centre": str(reading["frame"]["centre"]),
         "roi_bed_min": str(reading["regions"]["bed"]["min"]),
         "roi_bed_max": "48.25", "roi_bed_mean": str(reading["regions"]["bed"]["mean"]),
-        "roi_nozzle": "180.0"}
+        "roi_nozzle_value": "180.0"}
     assert {p["name"]: render(p["value_template"], state) for p in binary.values()} == {
         "Alarm nozzle-hot": "OFF", "Alarm frost": "OFF"}
     assert pub.status()["state"] == "connected" and pub.status()["published"] >= 11
@@ -216,8 +219,8 @@ def test_new_layout_removes_the_entities_that_are_gone(broker, subscriber, publi
     gone = [f"homeassistant/sensor/{node}/roi_bed_{s}/config" for s in ("min", "max", "mean")]
     gone += [f"homeassistant/binary_sensor/{node}/alarm_{a}/config" for a in RULES]
     latest = subscriber.wait_latest(lambda latest: all(latest.get(t) == b"" for t in gone))
-    kept = f"homeassistant/sensor/{node}/roi_nozzle/config"
-    assert json.loads(latest[kept])["unique_id"] == f"{node}_roi_nozzle"
+    kept = f"homeassistant/sensor/{node}/roi_nozzle_value/config"
+    assert json.loads(latest[kept])["unique_id"] == f"{node}_roi_nozzle_value"
     # an empty retained payload is how discovery removes an entity: nothing is left retained
     late = Subscriber(broker.port, ("homeassistant/#",))
     try:
@@ -312,6 +315,20 @@ def test_refused_login_is_a_status_and_never_blocks(tmp_path, publishers):
         good, good_states = publishers(secured.port, username="camera",
                                        password="right horse battery", topic="flir-stream/good")
         wait_state(good_states, "connected")
+    finally:
+        secured.stop()
+
+
+def test_tls_with_a_ca_file_connects_and_an_unknown_ca_is_refused(tmp_path, publishers):
+    ca, cert, key = certificates(tmp_path)
+    secured = Broker(tmp_path, tls=(ca, cert, key)).start()
+    try:
+        pub, states = publishers(secured.port, tls=True, ca_file=str(ca))
+        wait_state(states, "connected")
+        # the system's CAs do not know the test CA: the handshake fails, reported, retried
+        other, other_states = publishers(secured.port, tls=True, topic="flir-stream/untrusted")
+        wait_state(other_states, "disconnected")
+        assert "cannot connect" in other.status()["detail"]
     finally:
         secured.stop()
 
