@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from .config import BadValue, ConfigError
+from .config import BadValue, ConfigError, number
 
 KELVIN_ZERO_C = 273.15
 SENSORS = {"lepton3": (160, 120), "lepton2": (80, 60)}  # (columns, rows)
@@ -139,18 +139,6 @@ def _temperature(text: str) -> float:
     return value
 
 
-def _number(lo: float, hi: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text.strip())
-        except ValueError:
-            raise BadValue(f"expected a number from {lo:g} to {hi:g}") from None
-        if not lo <= value <= hi:
-            raise BadValue(f"expected a number from {lo:g} to {hi:g}")
-        return value
-    return parse
-
-
 def region_from_section(name: str, values: Mapping[str, str], sensor: tuple[int, int],
                         where: str = "setting") -> Region:
     """One `[roi:NAME]` section (or the same keys from the viewer) -> Region; ConfigError names the
@@ -198,8 +186,8 @@ def alarm_from_section(name: str, values: Mapping[str, str], regions: Mapping[st
     direction = given[0]
     parsed: dict[str, Any] = {}
     parsers: dict[str, Callable[[str], Any]] = {
-        direction: _temperature, "for_s": _number(0.0, FOR_S_MAX),
-        "hysteresis": _number(0.0, HYSTERESIS_MAX), "webhook": parse_webhook}
+        direction: _temperature, "for_s": number(0.0, FOR_S_MAX),
+        "hysteresis": number(0.0, HYSTERESIS_MAX), "webhook": parse_webhook}
     for key, parse in parsers.items():
         if key in values:
             try:

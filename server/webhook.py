@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Optional
 from urllib.parse import urlsplit
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
@@ -25,6 +25,7 @@ log = logging.getLogger("webhook")
 TIMEOUT_S = 5.0
 ATTEMPTS = 4
 BACKOFF_S = 1.0
+MAX_IN_FLIGHT = 50  # a flapping alarm and a dead far end must not pile up tasks without end
 RETRY_CODES = {429, 500, 502, 503, 504, 599}  # 599: Tornado's code for timeouts and network errors
 
 
@@ -42,12 +43,17 @@ class Webhooks:
         self.attempts = attempts
         self.backoff_s = backoff_s
         self.sleep = sleep
-        self.counters = {"sent": 0, "failed": 0, "retries": 0}
+        self.counters = {"sent": 0, "failed": 0, "retries": 0, "dropped": 0}
         self._tasks: set[asyncio.Task] = set()
 
-    def send(self, url: str, body: dict) -> asyncio.Task:
+    def send(self, url: str, body: dict) -> Optional[asyncio.Task]:
         """Post in the background (needs a running event loop); the task's result is True on a
-        2xx answer."""
+        2xx answer. None (and one log line) when MAX_IN_FLIGHT posts are still under way."""
+        if len(self._tasks) >= MAX_IN_FLIGHT:
+            self.counters["dropped"] += 1
+            log.warning("webhook %s for alarm %s (%s) not sent: %d webhook posts still under way",
+                        shown(url), body.get("name", "?"), body.get("state", "?"), len(self._tasks))
+            return None
         task = asyncio.get_running_loop().create_task(self.post(url, body))
         self._tasks.add(task)  # a task nobody refers to may be garbage-collected mid-flight
         task.add_done_callback(self._tasks.discard)

@@ -78,7 +78,7 @@ def test_delivers_the_json_body_in_the_background():
         assert not task.done() and hooks.pending() == 1  # send() never waits for the far end
         assert await asyncio.wait_for(task, 10) is True
         assert receiver.bodies["ok"] == [BODY]
-        assert hooks.counters == {"sent": 1, "failed": 0, "retries": 0} and hooks.pending() == 0
+        assert hooks.counters == {"sent": 1, "failed": 0, "retries": 0, "dropped": 0} and hooks.pending() == 0
     run(scenario)
 
 
@@ -89,7 +89,7 @@ def test_retries_with_back_off_until_the_far_end_answers():
         assert await asyncio.wait_for(hooks.send(receiver.url("flaky"), BODY), 10) is True
         assert receiver.bodies["flaky"] == [BODY] * 3
         assert delays.asked == [0.5, 1.0]
-        assert hooks.counters == {"sent": 1, "failed": 0, "retries": 2}
+        assert hooks.counters == {"sent": 1, "failed": 0, "retries": 2, "dropped": 0}
     run(scenario)
 
 
@@ -100,7 +100,7 @@ def test_a_far_end_that_never_answers_times_out_and_fails_with_one_line(caplog):
         with caplog.at_level(logging.WARNING, logger="webhook"):
             assert await asyncio.wait_for(hooks.send(receiver.url("hang"), BODY), 10) is False
         assert len(receiver.bodies["hang"]) == 3 and delays.asked == [1.0, 2.0]
-        assert hooks.counters == {"sent": 0, "failed": 1, "retries": 2}
+        assert hooks.counters == {"sent": 0, "failed": 1, "retries": 2, "dropped": 0}
     run(scenario)
     lines = [r.getMessage() for r in caplog.records if r.name == "webhook"]
     assert len(lines) == 1
@@ -119,7 +119,7 @@ def test_refused_connections_are_retried_and_a_4xx_is_final(caplog):
             assert delays.asked == [0.1, 0.2]
             assert await hooks.send(receiver.url("gone"), BODY) is False
         assert len(receiver.bodies["gone"]) == 1 and delays.asked == [0.1, 0.2]
-        assert hooks.counters == {"sent": 0, "failed": 2, "retries": 2}
+        assert hooks.counters == {"sent": 0, "failed": 2, "retries": 2, "dropped": 0}
     run(scenario)
     lines = [r.getMessage() for r in caplog.records if r.name == "webhook"]
     assert len(lines) == 2
@@ -135,6 +135,22 @@ def test_close_cancels_posts_in_flight():
         await hooks.close()
         assert task.cancelled() and hooks.pending() == 0
     run(scenario)
+
+
+def test_posts_in_flight_are_bounded(caplog, monkeypatch):
+    monkeypatch.setattr("server.webhook.MAX_IN_FLIGHT", 2)
+
+    async def scenario(receiver: Receiver) -> None:
+        hooks = Webhooks(timeout_s=30.0)
+        first, second = hooks.send(receiver.url("hang"), BODY), hooks.send(receiver.url("hang"), BODY)
+        with caplog.at_level(logging.WARNING, logger="webhook"):
+            assert hooks.send(receiver.url("ok"), BODY) is None
+        assert hooks.counters["dropped"] == 1 and hooks.pending() == 2
+        receiver.release.set()  # the far end answers the two hanging posts
+        assert await asyncio.wait_for(asyncio.gather(first, second), 10) == [True, True]
+        assert await hooks.send(receiver.url("ok"), BODY) is True
+    run(scenario)
+    assert "2 webhook posts still under way" in caplog.text
 
 
 def test_urls_in_logs_lose_query_and_credentials():
