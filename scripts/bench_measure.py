@@ -10,11 +10,14 @@ batches, so other programs on a busy machine do not count):
   measure_us          one measure() call: frame min/max/centre + the 10 regions (goal well under 1000)
   frame_only_us       measure() with no regions: the frame's own readings
   per_region_us       (measure_us - frame_only_us) / 10
+  monitor_us          server.monitor.Monitor.on_frame without MQTT / webhooks: the (cached) turned regions,
+                      measure, 4 alarms, history, and the MQTT state message built
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import statistics as stat
 import sys
@@ -61,6 +64,32 @@ def per_call_us(regions: list[Region], images: list[np.ndarray], seconds: float,
     return stat.median(samples)
 
 
+def monitor_us(images: list[np.ndarray], seconds: float, batch: int) -> float:
+    from flirstream.regions import AlarmRule
+    from flirstream.wire import ImageFrame
+    from server.monitor import Monitor
+
+    class Publisher:  # stands in for MqttPublisher.offer: only the state message is built
+        def offer(self, state, jpeg=None, urgent=False):
+            return state
+
+    logging.getLogger("monitor").setLevel(logging.ERROR)  # the alarm lines are not the point here
+    rules = {f"a{i}": AlarmRule(f"a{i}", REGIONS[i].name, "above", 60.0) for i in range(4)}
+    monitor = Monitor({r.name: r for r in REGIONS}, rules, mqtt=Publisher())  # type: ignore[arg-type]
+    frames = [ImageFrame(seq=i, t=1000.0 + i, t_encoded=0.0, sensor="lepton3", jpeg=b"", pixels=p,
+                         width=640, height=480, palette="ironbow", agc="linear", unit="C",
+                         range=(0, 1), stats={}) for i, p in enumerate(images)]
+    monitor.on_frame(frames[0])
+    samples = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or len(samples) < 3:
+        t0 = time.thread_time()
+        for k in range(batch):
+            monitor.on_frame(frames[k % len(frames)])
+        samples.append((time.thread_time() - t0) / batch * 1e6)
+    return stat.median(samples)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about half a second (smoke test)")
@@ -71,14 +100,17 @@ def main() -> int:
     images = frames()
     with_regions = per_call_us(REGIONS, images, seconds, 200)
     frame_only = per_call_us([], images, seconds, 200)
+    monitor = monitor_us(images, seconds, 200)
     result = {"measure_us": round(with_regions, 2), "frame_only_us": round(frame_only, 2),
               "per_region_us": round((with_regions - frame_only) / len(REGIONS), 2),
+              "monitor_us": round(monitor, 2),
               "setup": {"shape": [ROWS, COLS], "regions": len(REGIONS), "quick": args.quick,
                         "numpy": np.__version__, "python": platform.python_version(),
                         "machine": platform.machine()}}
     print(f"measure() 160x120, {len(REGIONS)} regions : {with_regions:8.1f} us per frame")
     print(f"measure() frame only          : {frame_only:8.1f} us per frame")
     print(f"per region                    : {result['per_region_us']:8.1f} us")
+    print(f"Monitor.on_frame (no network) : {monitor:8.1f} us per frame")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

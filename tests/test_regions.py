@@ -157,3 +157,4 @@ def test_bench_measure_quick_writes_its_figures(tmp_path):
     assert "us per frame" in proc.stdout and str(out) in proc.stdout
     data = json.loads(out.read_text())
     assert data["measure_us"] > data["frame_only_us"] > 0 and data["setup"]["regions"] == 10
+    assert data["monitor_us"] > 0 and "alarm" not in proc.stderr
