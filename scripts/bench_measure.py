@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Benchmark flirstream.regions.measure: readings of every region of one frame, table + JSON.
 
-    python scripts/bench_measure.py            # ~5 s
+    python scripts/bench_measure.py            # ~8 s
     python scripts/bench_measure.py --quick    # ~0.5 s smoke run (the test suite runs this)
 
 Input: 16 synthetic 160x120 TLinear frames and 10 regions (a whole-frame box, 6 boxes from 3x3 to
-80x60, 3 spots), as server.conf would define them. Figures (this thread's CPU time, median of
+120x46, 3 spots), as server.conf would define them. Figures (this thread's CPU time, median of
 batches, so other programs on a busy machine do not count):
   measure_us          one measure() call: frame min/max/centre + the 10 regions (goal well under 1000)
   frame_only_us       measure() with no regions: the frame's own readings
@@ -96,7 +96,7 @@ def main() -> int:
     parser.add_argument("--json", default=str(ROOT / "bench-results" / "measure.json"),
                         help="where to write the results (default bench-results/measure.json)")
     args = parser.parse_args()
-    seconds = 0.2 if args.quick else 2.5
+    seconds = 0.15 if args.quick else 2.5
     images = frames()
     with_regions = per_call_us(REGIONS, images, seconds, 200)
     frame_only = per_call_us([], images, seconds, 200)
