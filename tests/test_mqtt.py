@@ -46,11 +46,12 @@ def subscriber(broker):
 def publishers():
     made: list[MqttPublisher] = []
 
-    def make(port: int, regions=REGIONS, rules=RULES, **settings) -> tuple[MqttPublisher, queue.Queue]:
+    def make(port: int, regions=REGIONS, rules=RULES, clock=None, **settings
+             ) -> tuple[MqttPublisher, queue.Queue]:
         values = dict(host="127.0.0.1", port=port, topic="flir-stream/test", interval_s=3600.0)
         values.update(settings)
         pub = MqttPublisher(MqttSettings(**values), DEVICE, regions.values(), rules.values(),
-                            reconnect_delay_s=FAST_RECONNECT)
+                            reconnect_delay_s=FAST_RECONNECT, **({"clock": clock} if clock else {}))
         states: queue.Queue = queue.Queue()
         pub.on_state = states.put
         made.append(pub)
@@ -300,6 +301,34 @@ def test_broker_restart_mid_run_reconnects_and_publishes_discovery_again(
     assert json.loads(latest["flir-stream/test/state"])["seq"] == 2
     status = pub.status()
     assert status["connects"] == 2 and status["disconnects"] == 1
+
+
+def test_a_hung_broker_fills_no_queue_and_gets_the_newest_state_when_it_wakes(broker, publishers):
+    watcher = Subscriber(broker.port, ("flir-stream/test/state",))
+    try:
+        ticks = iter(range(10**6))  # each offer is a second later: every one is due
+        pub, states = publishers(broker.port, interval_s=1.0, image_interval_s=1.0,
+                                 clock=lambda: float(next(ticks)))
+        wait_state(states, "connected")
+        picture = np.random.default_rng(1).bytes(256 * 1024)  # an incompressible "JPEG"
+        reading = measure(frame(), REGIONS.values(), celsius(0.01))
+        os.kill(broker.proc.pid, signal.SIGSTOP)  # the broker stops reading: a hung broker
+        try:
+            offered = 400  # 100 MB of pictures if paho were handed them all
+            for seq in range(1, offered + 1):
+                pub.offer(state_message(float(seq), seq, reading, {}), picture)
+            # the kernel's socket buffers take a few MB; beyond them paho holds at most MAX_PENDING
+            # periodic messages and the rest are skipped, not queued
+            status = pub.status()
+            assert status["skipped"] >= 2 * offered - 100, status
+            assert status["state"] == "connected"
+        finally:
+            os.kill(broker.proc.pid, signal.SIGCONT)
+        last = offered + 1
+        pub.offer(state_message(float(last), last, reading, {}), urgent=True)
+        assert watcher.wait_json("flir-stream/test/state", lambda s: s["seq"] == last, timeout=20)
+    finally:
+        watcher.close()
 
 
 def test_refused_login_is_a_status_and_never_blocks(tmp_path, publishers):
