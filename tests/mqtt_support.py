@@ -104,7 +104,7 @@ class Subscriber:
         self.client.loop_start()
         assert self.connected.wait(10), "test subscriber could not connect"
 
-    def wait_for(self, match: Callable[[paho.MQTTMessage], bool], timeout: float = 10.0
+    def wait_for(self, match: Callable[[paho.MQTTMessage], bool], timeout: float = 20.0
                  ) -> paho.MQTTMessage:
         """The first message (from now on) that `match`es; AssertionError after timeout."""
         deadline = time.monotonic() + timeout
@@ -121,19 +121,19 @@ class Subscriber:
             if match(message):
                 return message
 
-    def wait_latest(self, check: Callable[[dict[str, bytes]], bool], timeout: float = 10.0) -> dict:
+    def wait_latest(self, check: Callable[[dict[str, bytes]], bool], timeout: float = 20.0) -> dict:
         """Take messages until check(newest payload per topic) holds; returns that dict."""
         if not check(self.latest):
             self.wait_for(lambda m: check(self.latest), timeout)
         return dict(self.latest)
 
-    def wait_topic(self, topic: str, payload: Optional[bytes] = None, timeout: float = 10.0
+    def wait_topic(self, topic: str, payload: Optional[bytes] = None, timeout: float = 20.0
                    ) -> paho.MQTTMessage:
         return self.wait_for(lambda m: m.topic == topic and (payload is None or m.payload == payload),
                              timeout)
 
     def wait_json(self, topic: str, check: Callable[[dict], bool] = lambda d: True,
-                  timeout: float = 10.0) -> dict:
+                  timeout: float = 20.0) -> dict:
         message = self.wait_for(lambda m: m.topic == topic and bool(m.payload)
                                 and check(json.loads(m.payload)), timeout)
         return json.loads(message.payload)

@@ -63,7 +63,7 @@ def publishers():
         pub.stop()
 
 
-def wait_state(states: queue.Queue, wanted: str, timeout: float = 10.0) -> None:
+def wait_state(states: queue.Queue, wanted: str, timeout: float = 20.0) -> None:
     seen = []
     while True:
         try:
