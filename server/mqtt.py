@@ -142,8 +142,12 @@ class MqttPublisher:
         self.reconnect_delay_s = reconnect_delay_s
         self.counters = {"published": 0, "skipped": 0, "connects": 0, "disconnects": 0,
                          "refused": 0, "connect_failures": 0}
-        self._lock = threading.RLock()  # paho's thread and the server's both publish
-        self._pending: set[int] = set()
+        # Serialises discovery (paho's thread on connect, the server's on set_layout). Never taken
+        # by a paho callback that paho calls holding its own locks (on_publish is not used: paho
+        # calls it holding the lock publish() needs).
+        self._lock = threading.RLock()
+        self._pending_lock = threading.Lock()  # never held while calling paho
+        self._pending: dict[int, Any] = {}  # qos 0 mid -> MQTTMessageInfo not yet written
         self._connected = False
         self._state = ("off", "no [mqtt] host set") if not settings.enabled else ("connecting", "")
         self._since = time.time()
@@ -181,7 +185,6 @@ class MqttPublisher:
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
         client.on_message = self._on_message
         self.client = client
         self._state = ("connecting", f"to {self.broker}")
@@ -250,7 +253,7 @@ class MqttPublisher:
             self._set_state("refused", f"{self.broker} refused the connection: {reason} "
                                        f"(retrying with back-off)")
             return
-        with self._lock:
+        with self._pending_lock:
             self._pending.clear()
         self._connected = True
         self.counters["connects"] += 1
@@ -272,17 +275,12 @@ class MqttPublisher:
                        properties: Any) -> None:
         was = self._connected
         self._connected = False
-        with self._lock:
-            self._pending.clear()
+        with self._pending_lock:
+            self._pending.clear()  # paho drops unwritten qos 0 packets with the connection
         if was:
             self.counters["disconnects"] += 1
             if self.client is not None:
                 self._set_state("disconnected", f"lost {self.broker}: {reason} (reconnecting)")
-
-    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any,
-                    properties: Any) -> None:
-        with self._lock:
-            self._pending.discard(mid)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: Any) -> None:
         if message.topic == self.topics.ha_status and message.payload == ONLINE.encode():
@@ -313,18 +311,25 @@ class MqttPublisher:
         if client is None or not self._connected:
             self.counters["skipped"] += 1
             return False
-        with self._lock:
-            if not urgent and len(self._pending) >= MAX_PENDING:
-                self.counters["skipped"] += 1
-                return False
-            info = client.publish(topic, payload, qos=qos, retain=retain)
-            if info.rc != paho.MQTT_ERR_SUCCESS:
-                self.counters["skipped"] += 1
-                return False
-            if qos == 0 and not info.is_published():
-                self._pending.add(info.mid)
+        if not urgent and self._waiting() >= MAX_PENDING:
+            self.counters["skipped"] += 1
+            return False
+        info = client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            self.counters["skipped"] += 1
+            return False
+        if qos == 0:
+            with self._pending_lock:
+                self._pending[info.mid] = info
         self.counters["published"] += 1
         return True
+
+    def _waiting(self) -> int:
+        """qos 0 messages handed to paho and not yet written to the socket."""
+        with self._pending_lock:
+            for mid in [mid for mid, info in self._pending.items() if info.is_published()]:
+                del self._pending[mid]
+            return len(self._pending)
 
     def _set_state(self, state: str, detail: str) -> None:
         if self._state[0] == state:
