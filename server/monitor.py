@@ -87,6 +87,31 @@ class Monitor:
             self._oriented = key
         return self._display
 
+    def gauges(self) -> list[tuple[str, str, str, list[tuple[dict, float]]]]:
+        """(name, type, help, samples) for /metrics (metrics.Exposition.metric takes them as they are)."""
+        out = [("flirstream_alarm_active", "gauge", "1 while the alarm is in state alarm",
+                [({"alarm": name}, int(on)) for name, on in self.alarms.active().items()])]
+        temps = []
+        if self.reading is not None:
+            temps += [({"region": "frame", "stat": k}, v) for k, v in self.reading["frame"].items()]
+            for name, values in self.reading["regions"].items():
+                temps += [({"region": name, "stat": k}, values[k]) for k in ("min", "max", "mean")]
+        out.append(("flirstream_temperature_celsius", "gauge",
+                    "newest frame's readings, per region and stat", temps))
+        if self.mqtt is not None and self.mqtt.settings.enabled:
+            status = self.mqtt.status()
+            out.append(("flirstream_mqtt_connected", "gauge", "1 while connected to the MQTT broker",
+                        [({}, int(status["connected"]))]))
+            out.append(("flirstream_mqtt_messages_total", "counter", "MQTT messages, by result",
+                        [({"result": k}, status[k]) for k in ("published", "skipped")]))
+            out.append(("flirstream_mqtt_connects_total", "counter", "MQTT connection events",
+                        [({"event": k}, status[k]) for k in
+                         ("connects", "disconnects", "refused", "connect_failures")]))
+        if self.webhooks is not None:
+            out.append(("flirstream_webhooks_total", "counter", "alarm webhook posts, by result",
+                        [({"result": k}, v) for k, v in self.webhooks.counters.items()]))
+        return out
+
     def state(self) -> dict:
         """The newest readings and every alarm's state, JSON-able (GET /api/state)."""
         return {"t": self.t, "seq": self.seq, "unit": "°C",

@@ -96,6 +96,11 @@ class Webhooks:
     def pending(self) -> int:
         return len(self._tasks)
 
+    async def flush(self, timeout_s: float) -> None:
+        """Wait up to timeout_s for the posts under way (e.g. at stop, before close)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+
     async def close(self) -> None:
         """Cancel posts still in flight (at server stop)."""
         tasks = list(self._tasks)

@@ -17,7 +17,8 @@ from flirstream.testing import free_port
 from server.alarm_files import AlarmSnapshots
 from server.monitor import Monitor, sensor_size
 from server.webhook import Webhooks
-from server_support import image_frame
+from server.metrics import Exposition
+from server_support import image_frame, parse_metrics
 
 REGIONS = {"hob": Region("hob", 100, 10, 140, 40), "tap": Region("tap", 5, 100, 5, 100)}
 
@@ -68,11 +69,14 @@ def test_an_alarm_change_logs_posts_saves_and_is_in_the_state(tmp_path, caplog):
         rules = {"hob-hot": AlarmRule("hob-hot", "hob", "above", 60.0, hysteresis=5.0,
                                       webhook=f"http://127.0.0.1:{port}/hook")}
         keeper = AlarmSnapshots(tmp_path / "alarms")
-        monitor = Monitor(REGIONS, rules, webhooks=Webhooks(), keeper=keeper)
+        hooks = Webhooks()
+        monitor = Monitor(REGIONS, rules, webhooks=hooks, keeper=keeper)
         assert monitor.on_frame(shown(1, 50.0, 0, "none", 1000.0)) == []
         (change,) = monitor.on_frame(shown(2, 75.0, 0, "none", 1001.0))
         assert change.state == "alarm" and change.value == 75.0
         await asyncio.wait_for(got.wait(), 10)
+        await hooks.flush(10)  # the answer is in
+        assert hooks.pending() == 0
         assert posted == [{"name": "hob-hot", "state": "alarm", "value": 75.0, "threshold": 60.0,
                            "time": round(change.time, 3)}]
         assert [p.name.endswith(".hob-hot.jpg") for p in keeper.snapshots()[0][1]] == [True, False]
@@ -82,6 +86,14 @@ def test_an_alarm_change_logs_posts_saves_and_is_in_the_state(tmp_path, caplog):
         assert state["region_shapes"]["tap"] == {"name": "tap", "kind": "spot", "spot": [5, 100]}
         json.dumps(state)
         assert monitor.history.snapshot()["regions"]["hob"]["max"] == [50.0, 75.0]
+        out = Exposition()
+        for gauge in monitor.gauges():
+            out.metric(*gauge)
+        metrics = parse_metrics(out.text())
+        assert metrics['flirstream_alarm_active{alarm="hob-hot"}'] == 1
+        assert metrics['flirstream_temperature_celsius{region="hob",stat="max"}'] == 75.0
+        assert metrics['flirstream_temperature_celsius{region="frame",stat="centre"}'] == 21.0
+        assert metrics['flirstream_webhooks_total{result="sent"}'] == 1
         server.stop()
 
     with caplog.at_level(logging.INFO, logger="monitor"):
