@@ -162,6 +162,24 @@ def region_from_section(name: str, values: Mapping[str, str], sensor: tuple[int,
     return Region(name, *coords)
 
 
+def region_from_dict(data: Any, sensor: tuple[int, int], where: str = "region") -> Region:
+    """The JSON form (Region.as_dict, e.g. drawn in the viewer) -> Region, checked exactly like a
+    [roi:NAME] section."""
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        raise ConfigError(f"{where}: expected {{\"name\": NAME, \"spot\": [X, Y]}} or "
+                          f"{{\"name\": NAME, \"box\": [X0, Y0, X1, Y1]}}")
+    values = {}
+    for key in ROI_KEYS:
+        if key in data:
+            coords = data[key]
+            if not (isinstance(coords, list) and all(isinstance(c, int) and not isinstance(c, bool)
+                                                     for c in coords)):
+                raise ConfigError(f"{where}: [{ROI_PREFIX}{data['name']}] {key} = {coords!r}: "
+                                  f"expected a list of whole numbers")
+            values[key] = ", ".join(str(c) for c in coords)
+    return region_from_section(data["name"], values, sensor, where)
+
+
 def alarm_from_section(name: str, values: Mapping[str, str], regions: Mapping[str, Region],
                        where: str = "setting") -> AlarmRule:
     """One `[alarm:NAME]` section -> AlarmRule; `roi` must name one of `regions` (empty: the whole

@@ -13,7 +13,7 @@ from conftest import ROOT
 from encoder.render import Units, orient, statistics
 from flirstream.config import ConfigError
 from flirstream.regions import (AlarmRule, Region, celsius, counts, from_parser, measure,
-                                point_to_display, to_display)
+                                point_to_display, region_from_dict, to_display)
 
 
 def parse(text: str, sensor="lepton3"):
@@ -90,6 +90,21 @@ def test_coordinates_are_checked_against_the_sensor():
 ])
 def test_every_bad_section_gets_one_line_naming_it(text, expected):
     assert expected in error(text)
+
+
+def test_regions_from_the_viewer_are_checked_like_the_file():
+    for region in (Region("a", 1, 2, 1, 2), Region("b", 0, 0, 159, 119)):
+        assert region_from_dict(region.as_dict(), (160, 120)) == region
+    for data, expected in [
+            ({"name": "a", "spot": [160, 2]}, "viewer: [roi:a] spot = '160, 2': expected 'X, Y'"),
+            ({"name": "a", "box": [1, 2, 3]}, "viewer: [roi:a] box = '1, 2, 3': expected"),
+            ({"name": "a", "box": [1, 2, 3, "4"]}, "viewer: [roi:a] box = [1, 2, 3, '4']: expected a"),
+            ({"name": "a b", "spot": [1, 2]}, "viewer: [roi:a b]: expected a NAME"),
+            ({"name": "a"}, "viewer: [roi:a]: expected exactly one of"),
+            (["a"], "viewer: expected {"), ({"spot": [1, 2]}, "viewer: expected {")]:
+        with pytest.raises(ConfigError) as info:
+            region_from_dict(data, (160, 120), "viewer")
+        assert str(info.value).startswith(expected), str(info.value)
 
 
 def test_alarm_on_a_region_defined_later_in_the_file_is_fine():
