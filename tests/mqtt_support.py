@@ -26,6 +26,9 @@ class Broker:
 
     def __init__(self, directory: Path, users: Optional[dict[str, str]] = None,
                  tls: Optional[tuple[Path, Path, Path]] = None) -> None:
+        if not Path(MOSQUITTO).is_file():
+            raise RuntimeError(f"the MQTT tests need Debian's mosquitto ({MOSQUITTO} is missing): "
+                               f"apt-get install mosquitto, or run scripts/test")
         self.directory = Path(directory)
         self.port = free_port()
         self.config = self.directory / f"mosquitto-{self.port}.conf"
