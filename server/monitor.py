@@ -13,7 +13,7 @@ coordinates, which is what the viewer draws on.
 from __future__ import annotations
 
 import logging
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING, Mapping, Optional
 
 from flirstream.regions import AlarmRule, Region, celsius, measure, to_display
 from flirstream.wire import ImageFrame
@@ -22,8 +22,10 @@ from .alarm_files import AlarmSnapshots
 from .alarms import Alarms, Change
 from .discovery import state_message
 from .history import History
-from .mqtt import MqttPublisher
 from .webhook import Webhooks
+
+if TYPE_CHECKING:  # paho-mqtt is optional: server.mqtt is imported only when [mqtt] host is set
+    from .mqtt import MqttPublisher
 
 log = logging.getLogger("monitor")
 
@@ -36,7 +38,7 @@ def sensor_size(shape: tuple[int, int], rotate: int) -> tuple[int, int]:
 
 class Monitor:
     def __init__(self, regions: Mapping[str, Region], rules: Mapping[str, AlarmRule],
-                 mqtt: Optional[MqttPublisher] = None, webhooks: Optional[Webhooks] = None,
+                 mqtt: Optional["MqttPublisher"] = None, webhooks: Optional[Webhooks] = None,
                  keeper: Optional[AlarmSnapshots] = None, history: Optional[History] = None,
                  alarms: Optional[Alarms] = None) -> None:
         self.regions = dict(regions)

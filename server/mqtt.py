@@ -26,8 +26,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+try:  # the optional extra: pip install 'flir-stream[mqtt]'
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+except ImportError:  # pragma: no cover - the test extra installs it
+    paho = None  # type: ignore[assignment]
 
 from flirstream.config import BadValue, ConfigError, Key, boolean, number, optional_path, port, text
 from flirstream.regions import AlarmRule, Region
@@ -155,7 +158,7 @@ class MqttPublisher:
         self._last_state: Optional[float] = None
         self._last_image: Optional[float] = None
         self._discovered: set[str] = set()
-        self.client: Optional[paho.Client] = None
+        self.client: Optional["paho.Client"] = None
         # called (from paho's thread) with the new state name on every change, e.g. for /metrics
         self.on_state: Optional[Callable[[str], None]] = None
 
@@ -166,6 +169,10 @@ class MqttPublisher:
         if not self.settings.enabled or self.client is not None:
             return
         s = self.settings
+        if paho is None:
+            raise ConfigError(f"[mqtt] host = {s.host!r}: MQTT needs paho-mqtt, which is not "
+                              f"installed: pip install 'flir-stream[mqtt]' (or apt-get install "
+                              f"python3-paho-mqtt)")
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"flir-stream-{self.topics.node}",
                              protocol=paho.MQTTv311)
         if log.isEnabledFor(logging.DEBUG):

@@ -369,6 +369,15 @@ def test_broker_that_is_not_there_is_a_status(tmp_path, publishers):
     assert "cannot connect" in pub.status()["detail"]
 
 
+def test_without_paho_an_mqtt_host_is_a_clear_config_error(monkeypatch):
+    monkeypatch.setattr("server.mqtt.paho", None)
+    pub = MqttPublisher(MqttSettings(host="broker.lan"), DEVICE)
+    with pytest.raises(ConfigError, match=r"^\[mqtt\] host = 'broker.lan': MQTT needs paho-mqtt"):
+        pub.start()
+    MqttPublisher(MqttSettings(), DEVICE).start()  # no host: MQTT off, nothing needed
+    assert MqttPublisher(MqttSettings(), DEVICE).status()["state"] == "off"
+
+
 def test_settings_from_the_mqtt_section():
     s = MqttSettings.parse({"host": "broker.lan", "topic": "/cams/garage/", "interval_s": "2"}, "x.conf")
     assert (s.host, s.port, s.topic, s.interval_s, s.discovery, s.discovery_prefix,
