@@ -173,3 +173,32 @@ def test_bench_measure_quick_writes_its_figures(tmp_path):
     data = json.loads(out.read_text())
     assert data["measure_us"] > data["frame_only_us"] > 0 and data["setup"]["regions"] == 10
     assert data["monitor_us"] > 0 and "alarm" not in proc.stderr
+
+
+def tjsn(path, pixels: np.ndarray, spot: list[int]) -> None:
+    """A tCam-style .tjsn file: the frame and telemetry with the spotmeter words set."""
+    import base64
+    telemetry = np.zeros(240, "<u2")
+    telemetry[210:218] = spot
+    path.write_text(json.dumps({"radiometric": base64.b64encode(pixels.astype("<u2").tobytes()).decode(),
+                                "telemetry": base64.b64encode(telemetry.tobytes()).decode()}))
+
+
+def test_check_spotmeter_compares_measure_with_the_cameras_own_spotmeter(tmp_path):
+    # On the real fox.tjsn (Lepton 3.5, ../shared/realdata) the camera's spotmeter over rows 59-60,
+    # columns 79-80 said mean/max/min 26640/26666/26607 and measure() gives 26640.5/26666/26607.
+    pixels = np.full((120, 160), 29000, np.uint16)
+    pixels[59:61, 79:81] = [[26607, 26666], [26640, 26649]]  # mean 26640.5: the camera truncates
+    tjsn(tmp_path / "same.tjsn", pixels, [26640, 26666, 26607, 4, 59, 79, 60, 80])
+    tjsn(tmp_path / "off.tjsn", pixels, [26640, 26666, 26607, 4, 59, 80, 60, 81])  # ROI moved
+    script = str(ROOT / "scripts" / "check_spotmeter.py")
+    same = subprocess.run([sys.executable, script, str(tmp_path / "same.tjsn")], capture_output=True,
+                          text=True, timeout=60)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "26666/26607/26640, measure 26666/26607/26640.5" in same.stdout and "same" in same.stdout
+    off = subprocess.run([sys.executable, script, str(tmp_path / "same.tjsn"), str(tmp_path / "off.tjsn"),
+                          str(tmp_path / "missing.tjsn")], capture_output=True, text=True, timeout=60)
+    assert off.returncode == 1
+    lines = off.stdout.splitlines()
+    assert lines[0].endswith("same") and lines[1].endswith("DIFFERENT")
+    assert "missing.tjsn: cannot read it as a tCam .tjsn file" in lines[2]
