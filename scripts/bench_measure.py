@@ -10,8 +10,8 @@ batches, so other programs on a busy machine do not count):
   measure_us          one measure() call: frame min/max/centre + the 10 regions (goal well under 1000)
   frame_only_us       measure() with no regions: the frame's own readings
   per_region_us       (measure_us - frame_only_us) / 10
-  monitor_us          server.monitor.Monitor.on_frame without MQTT / webhooks: the (cached) turned regions,
-                      measure, 4 alarms, history, and the MQTT state message built
+  monitor_us          server.monitor.Monitor.on_thermal without MQTT / webhooks: the 10 regions measured
+                      (the encoder sent none), 4 alarms, history, and the MQTT state message built
 """
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ def per_call_us(regions: list[Region], images: list[np.ndarray], seconds: float,
 
 def monitor_us(images: list[np.ndarray], seconds: float, batch: int) -> float:
     from flirstream.regions import AlarmRule
-    from flirstream.wire import ImageFrame
+    from encoder.measure import Meter
+    from flirstream.wire import RawFrame
     from server.monitor import Monitor
 
     class Publisher:  # stands in for MqttPublisher.offer: only the state message is built
@@ -76,16 +77,16 @@ def monitor_us(images: list[np.ndarray], seconds: float, batch: int) -> float:
     logging.getLogger("monitor").setLevel(logging.ERROR)  # the alarm lines are not the point here
     rules = {f"a{i}": AlarmRule(f"a{i}", REGIONS[i].name, "above", 60.0) for i in range(4)}
     monitor = Monitor({r.name: r for r in REGIONS}, rules, mqtt=Publisher())  # type: ignore[arg-type]
-    frames = [ImageFrame(seq=i, t=1000.0 + i, t_encoded=0.0, sensor="lepton3", jpeg=b"", pixels=p,
-                         width=640, height=480, palette="ironbow", agc="linear", unit="C",
-                         range=(0, 1), stats={}) for i, p in enumerate(images)]
-    monitor.on_frame(frames[0])
+    meter = Meter()  # the encoder's thermal frames, without readings of their own: all measured here
+    frames = [meter.measure(RawFrame(seq=i, t=1000.0 + i, sensor="lepton3", pixels=p), {})
+              for i, p in enumerate(images)]
+    monitor.on_thermal(frames[0])
     samples = []
     end = time.perf_counter() + seconds
     while time.perf_counter() < end or len(samples) < 3:
         t0 = time.thread_time()
         for k in range(batch):
-            monitor.on_frame(frames[k % len(frames)])
+            monitor.on_thermal(frames[k % len(frames)])
         samples.append((time.thread_time() - t0) / batch * 1e6)
     return stat.median(samples)
 
@@ -110,7 +111,7 @@ def main() -> int:
     print(f"measure() 160x120, {len(REGIONS)} regions : {with_regions:8.1f} us per frame")
     print(f"measure() frame only          : {frame_only:8.1f} us per frame")
     print(f"per region                    : {result['per_region_us']:8.1f} us")
-    print(f"Monitor.on_frame (no network) : {monitor:8.1f} us per frame")
+    print(f"Monitor.on_thermal (no network): {monitor:8.1f} us per frame")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -1,8 +1,8 @@
-"""The frame of an alarm change kept on disk: its JPEG and radiometric TIFF (the same files as
-/snapshot.jpg and /snapshot.tiff), in one directory with bounded retention.
+"""The frame of an alarm change kept on disk: its radiometric TIFF (as /snapshot.tiff makes it) and,
+when there is a picture of it, the JPEG, in one directory with bounded retention.
 
     keeper = AlarmSnapshots("/var/lib/flir-stream/alarms", max_count=200, max_bytes=100 << 20)
-    keeper.save(frame, "kiln-hot")   # lepton-20261201T101500.123Z-seq42.kiln-hot.jpg / .tiff
+    keeper.save(thermal, "kiln-hot", jpeg)  # lepton-20261201T101500.123Z-seq42.kiln-hot.tiff / .jpg
 
 Names start with the capture time (UTC), so name order is time order; after each save the oldest
 snapshots go until at most max_count snapshots and max_bytes remain (the newest is always kept).
@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
-from flirstream.wire import ImageFrame
+from flirstream.wire import ImageFrame, ThermalFrame
 
 from . import snapshots
 
@@ -35,14 +35,18 @@ class AlarmSnapshots:
         self.max_count = max_count
         self.max_bytes = max_bytes
 
-    def save(self, frame: ImageFrame, alarm: str) -> list[Path]:
-        """Write the frame's JPEG and TIFF, then prune; returns the two paths. OSError if the
-        directory cannot be written (the caller logs it)."""
+    def save(self, frame: Union[ThermalFrame, ImageFrame], alarm: str,
+             jpeg: Optional[bytes] = None) -> list[Path]:
+        """Write the frame's TIFF and (given, or an ImageFrame's own) JPEG, then prune; returns the
+        paths written. OSError if the directory cannot be written (the caller logs it)."""
         if not re.fullmatch(r"[A-Za-z0-9_-]+", alarm):
             raise ValueError(f"alarm name {alarm!r}: expected letters, digits, _ or -")
         self.directory.mkdir(parents=True, exist_ok=True)
+        if jpeg is None:
+            jpeg = getattr(frame, "jpeg", None)  # a ThermalFrame has no picture
+        files = [("tiff", snapshots.tiff(frame))] + ([("jpg", jpeg)] if jpeg else [])
         written = []
-        for extension, data in (("jpg", frame.jpeg), ("tiff", snapshots.tiff(frame))):
+        for extension, data in files:
             path = self.directory / snapshots.filename(frame, f"{alarm}.{extension}")
             temporary = path.with_name(path.name + ".part")
             temporary.write_bytes(data)

@@ -1,22 +1,22 @@
 """Watching, frame by frame: readings -> alarm states -> history, MQTT, webhooks and alarm snapshots.
-The one object the server (or encoder) feeds; it never waits on the network (MQTT runs in paho's
-thread, webhooks are background tasks).
+The one object the server feeds with every thermal frame (wire.ThermalFrame: the encoder sends one
+per camera frame, watched or not, so none of this pauses with the picture). It never waits on the
+network: MQTT runs in paho's thread, webhooks are background tasks.
 
     monitor = Monitor(regions, rules, mqtt=publisher, webhooks=Webhooks(), keeper=AlarmSnapshots(d))
-    changes = monitor.on_frame(frame, rotate=0, flip="none")   # an ImageFrame (display orientation)
-    monitor.state()                                            # for GET /api/state
+    changes = monitor.on_thermal(thermal, image=hub.image)   # image: the newest picture, if any
+    monitor.state(), monitor.gauges()                        # GET /api/state, /metrics
 
-Regions are in sensor coordinates; the ImageFrame's pixels are already rotated / flipped, so each
-region is turned the same way before measuring and positions (max_xy) come out in the picture's
-coordinates, which is what the viewer draws on.
+Readings are in sensor coordinates (before rotate/flip), like the regions; regions.to_display /
+point_to_display turn them for the picture.
 """
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Mapping, Optional
+from typing import TYPE_CHECKING, Iterable, Mapping, Optional
 
-from flirstream.regions import AlarmRule, Region, celsius, measure, to_display
-from flirstream.wire import ImageFrame
+from flirstream.regions import AlarmRule, Region, celsius, measure
+from flirstream.wire import ImageFrame, ThermalFrame
 
 from .alarm_files import AlarmSnapshots
 from .alarms import Alarms, Change
@@ -29,11 +29,22 @@ if TYPE_CHECKING:  # paho-mqtt is optional: server.mqtt is imported only when [m
 
 log = logging.getLogger("monitor")
 
+PICTURE_MATCH_S = 1.0  # a picture this close in capture time shows the same scene as the frame
 
-def sensor_size(shape: tuple[int, int], rotate: int) -> tuple[int, int]:
-    """(columns, rows) of the sensor, from a frame of `shape` (rows, cols) rotated by `rotate`."""
-    rows, cols = shape
-    return (rows, cols) if rotate in (90, 270) else (cols, rows)
+
+def reading_of(frame: ThermalFrame, regions: Iterable[Region]) -> dict:
+    """{"frame": {min, max, centre}, "regions": {...}} of a thermal frame (°C) for `regions`: the
+    encoder's readings where it sent them, the others measured here from the frame's pixels."""
+    regions = list(regions)
+    missing = [r for r in regions if r.name not in frame.regions]
+    measured = measure(frame.pixels, missing, celsius(frame.kelvin_per_count))["regions"] \
+        if missing else {}
+    readings = {}
+    for region in regions:
+        value = frame.regions.get(region.name) or measured.get(region.name)
+        if value is not None:  # None: the region lies outside this frame
+            readings[region.name] = value
+    return {"frame": {k: frame.stats[k] for k in ("min", "max", "centre")}, "regions": readings}
 
 
 class Monitor:
@@ -45,23 +56,22 @@ class Monitor:
         self.alarms = alarms or Alarms(rules)
         self.mqtt, self.webhooks, self.keeper = mqtt, webhooks, keeper
         self.history = history or History()
-        self.reading: Optional[dict] = None  # the newest frame's, °C, display coordinates
+        self.reading: Optional[dict] = None  # the newest frame's, °C, sensor coordinates
         self.seq: Optional[int] = None
         self.t: Optional[float] = None
-        self._oriented: tuple = ()
-        self._display: list[Region] = []
 
-    def on_frame(self, frame: ImageFrame, rotate: int = 0, flip: str = "none") -> list[Change]:
-        """Measure one frame and act on alarm changes (log line, MQTT at once, webhook, snapshot).
-        Frames that are not temperatures (tlinear off) are not measured: °C thresholds mean
-        nothing for them."""
+    def on_thermal(self, frame: ThermalFrame, image: Optional[ImageFrame] = None) -> list[Change]:
+        """Take one frame's readings and act on alarm changes (log line, MQTT at once, webhook,
+        snapshot). Frames that are not temperatures (tlinear off) give no readings: °C thresholds
+        mean nothing for them."""
+        picture = image if image is not None and abs(image.t - frame.t) <= PICTURE_MATCH_S else None
+        jpeg = picture.jpeg if picture is not None else None
         if not frame.tlinear:
             self.reading = None
             if self.mqtt is not None:
-                self.mqtt.offer(None, frame.jpeg)
+                self.mqtt.offer(None, jpeg)
             return []
-        reading = measure(frame.pixels, self._regions_for(frame.pixels.shape, rotate, flip),
-                          celsius(frame.kelvin_per_count))
+        reading = reading_of(frame, self.regions.values())
         self.reading, self.seq, self.t = reading, frame.seq, frame.t
         changes = self.alarms.update(reading)
         self.history.add(frame.t, reading)
@@ -72,22 +82,14 @@ class Monitor:
                 self.webhooks.send(change.rule.webhook, change.as_dict())
             if self.keeper is not None:
                 try:
-                    self.keeper.save(frame, change.name)
+                    self.keeper.save(frame, change.name, jpeg)
                 except OSError as exc:
                     log.error("alarm %s: cannot save its snapshot in %s: %s", change.name,
                               self.keeper.directory, exc)
         if self.mqtt is not None:
             self.mqtt.offer(state_message(frame.t, frame.seq, reading, self.alarms.as_dict()),
-                            frame.jpeg, urgent=bool(changes))
+                            jpeg, urgent=bool(changes))
         return changes
-
-    def _regions_for(self, shape: tuple[int, int], rotate: int, flip: str) -> list[Region]:
-        key = (shape, rotate, flip, tuple(self.regions.values()))
-        if key != self._oriented:  # turned once per change of orientation or regions
-            sensor = sensor_size(shape, rotate)
-            self._display = [to_display(r, sensor, rotate, flip) for r in self.regions.values()]
-            self._oriented = key
-        return self._display
 
     def gauges(self) -> list[tuple[str, str, str, list[tuple[dict, float]]]]:
         """(name, type, help, samples) for /metrics (metrics.Exposition.metric takes them as they are)."""

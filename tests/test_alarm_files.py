@@ -25,7 +25,7 @@ def frame(seq: int, t: float):
 def test_save_writes_the_same_jpeg_and_tiff_as_the_snapshot_urls(tmp_path):
     keeper = AlarmSnapshots(tmp_path / "alarms")
     f = frame(42, 1_764_583_200.125)
-    jpg, tiff = keeper.save(f, "kiln-hot")
+    tiff, jpg = keeper.save(f, "kiln-hot")
     assert jpg.name == "lepton-20251201T100000.125Z-seq42.kiln-hot.jpg"
     assert tiff.name == "lepton-20251201T100000.125Z-seq42.kiln-hot.tiff"
     assert jpg.read_bytes() == f.jpeg and tiff.read_bytes() == snapshots.tiff(f)
