@@ -34,13 +34,20 @@ def kelvin100(c: float) -> int:
     return int(round((c + 273.15) * 100))
 
 
-def built_frame(seq: int, palette_name: str = "inferno") -> wire.ImageFrame:
-    """Frame `seq`: background, hot square, and a warm bar at a column that moves with seq."""
+def scene(seq: int) -> np.ndarray:
+    """Raw pixels of frame `seq`: background, hot square, and a warm bar at a column that moves
+    with seq."""
     pixels = np.full((ROWS, COLS), kelvin100(BACKGROUND_C), dtype=np.uint16)
     x0, y0, x1, y1 = HOT
     pixels[y0:y1, x0:x1] = kelvin100(HOT_C)
     bar = (seq * 7) % 60  # stays left of the hot square
     pixels[70:110, bar:bar + 6] = kelvin100(BAR_C)
+    return pixels
+
+
+def built_frame(seq: int, palette_name: str = "inferno", pixels=None) -> wire.ImageFrame:
+    """Frame `seq` of scene() (or of `pixels`), coloured and with its stats as the encoder does."""
+    pixels = scene(seq) if pixels is None else pixels
     celsius = pixels * 0.01 - 273.15
     lo, hi = float(celsius.min()), float(celsius.max())
     grey = np.clip((celsius - lo) / (hi - lo) * 255, 0, 255).astype(np.uint8)
@@ -81,11 +88,15 @@ class FramePublisher:
         self.camera_detail = None  # a sentence: the camera is offline, no frames are sent
         self.frames_paused = False  # statuses say "streaming" but no frame comes (a stall)
         self.palette_name = "inferno"  # what the frames say they are coloured with
+        self.scene = scene  # seq -> raw pixels of that frame
+        self.statuses = True  # False: frames only, as just after a restart before any status
         self.seq = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _status(self) -> None:
+        if not self.statuses:
+            return
         offline = self.camera_detail is not None
         self.sock.send_multipart(wire.pack_status(
             "capture", "offline" if offline else "streaming", self.camera_detail or "", t=time.time()))
@@ -101,7 +112,8 @@ class FramePublisher:
                 next_status = time.monotonic() + 1.0
             if self.camera_detail is None and not self.frames_paused:
                 self.seq += 1
-                parts = (wire.pack_image(built_frame(self.seq, self.palette_name))
+                parts = (wire.pack_image(built_frame(self.seq, self.palette_name,
+                                                     self.scene(self.seq)))
                          if self.kind == "image"
                          else wire.pack_raw(built_raw(self.seq)))
                 self.sock.send_multipart(parts, copy=False)
@@ -187,6 +199,12 @@ def start_server(stages, config, url):
     stage = stages("server", config)
     wait_for_server(stage, url)
     return stage
+
+
+def wait_for_capture(page, state: str) -> None:
+    """Until the page has been told capture's state (status messages come about once a second)."""
+    page.wait_for_function(f"document.getElementById('stage').dataset.capture === '{state}'",
+                           timeout=WAIT_MS)
 
 
 def shown_seq(page) -> int:
@@ -367,6 +385,9 @@ def test_no_frame_for_3_s_counts_as_offline(stages, feed, page):
     start_server(stages, config, url)
     page.goto(url)
     wait_for_frames(page)
+    # Statuses come once a second: stop the frames only once the page has heard capture streaming
+    # (else the server has nothing to say but "starting", and the test would depend on timing).
+    wait_for_capture(page, "streaming")
     publisher.frames_paused = True
     page.wait_for_selector("#offline:not([hidden])", timeout=WAIT_MS)
     assert "camera offline" in page.inner_text("#offline").lower()
@@ -375,6 +396,130 @@ def test_no_frame_for_3_s_counts_as_offline(stages, feed, page):
     assert page.inner_text("#st-fps") == "–"
     publisher.frames_paused = False
     page.wait_for_selector("#offline", state="hidden", timeout=WAIT_MS)
+
+
+def test_live_picture_before_any_status_is_not_called_offline(stages, feed, page):
+    """Just after a (server) restart frames arrive before the first status does (statuses come once
+    a second): the page must show the live picture, not "camera offline" over it."""
+    config, url, publisher = feed
+    publisher.statuses = False
+    start_server(stages, config, url)
+    page.goto(url)
+    wait_for_frames(page, after=2)  # several live frames, and the server has said what it knows
+    assert page.get_attribute("#stage", "data-capture") == "unknown"  # no status has come
+    assert page.get_attribute("#stage", "data-camera") == "online"  # frames are arriving
+    assert page.is_hidden("#offline")
+    assert "is-offline" not in page.get_attribute("#stage", "class")
+    publisher.statuses = True
+    wait_for_capture(page, "streaming")
+    assert page.is_hidden("#offline")
+
+
+def test_page_says_starting_before_any_frame_or_status(stages, feed, page):
+    config, url, publisher = feed
+    publisher.statuses = False
+    publisher.frames_paused = True
+    start_server(stages, config, url)
+    page.goto(url)
+    page.wait_for_function("document.getElementById('connection').dataset.state === 'connected'",
+                           timeout=WAIT_MS)
+    page.wait_for_function("document.getElementById('stage').dataset.camera === 'starting'",
+                           timeout=WAIT_MS)
+    assert page.is_hidden("#offline")  # not "camera offline": nobody has said so
+    assert "is-waiting" in page.get_attribute("#stage", "class")
+    assert page.get_attribute("#stage", "data-waiting") == "starting…"
+
+
+def _healthz(url: str) -> tuple[int, dict]:
+    import json
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url + "healthz", timeout=5) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def wait_for_health(url: str, until, timeout: float = 20.0) -> dict:
+    """Poll /healthz until until(report) is true; the report."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, report = _healthz(url)
+        if until(report):
+            return report
+        assert time.monotonic() < deadline, (status, report)
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("silent, title", [("encoder", "encoder not responding"),
+                                           ("capture", "capture not responding")])
+def test_a_stalled_stage_is_named_in_the_page_and_healthz(tmp_path, stages, page, silent, title):
+    """A real pipeline; one stage is frozen with SIGSTOP. The page and /healthz must name that
+    stage, not call the camera offline (capture's status reaches the server through the encoder,
+    so a stalled encoder silences capture too)."""
+    import signal
+    config = write_config(tmp_path, capture={"source": "sim"})
+    url = f"http://127.0.0.1:{setting(config, 'server', 'port')}/"
+    procs = {"capture": stages("capture", config), "encoder": stages("encoder", config)}
+    start_server(stages, config, url)
+    page.goto(url)
+    wait_for_frames(page)
+    wait_for_capture(page, "streaming")
+    wait_for_health(url, lambda r: r["healthy"])
+    frozen = procs[silent].proc
+    frozen.send_signal(signal.SIGSTOP)
+    try:
+        report = wait_for_health(url, lambda r: r["fault"] is not None)
+        assert report["fault"]["stage"] == silent, report
+        assert report["reason"].startswith(f"{silent} silent: no status from {silent} for"), report
+        assert report[silent]["state"] == "silent", report
+        if silent == "encoder":
+            assert report["capture"]["state"] == "unknown", report  # not blamed: it cannot be seen
+        assert report["camera"] == "unknown", report
+        page.wait_for_function(
+            f"document.getElementById('offline-title').textContent.toLowerCase() === '{title}'",
+            timeout=WAIT_MS)
+        assert page.is_visible("#offline")
+        assert f"no status from {silent} for" in page.inner_text("#offline-detail")
+        assert page.get_attribute("#stage", "data-fault") == silent
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    wait_for_health(url, lambda r: r["healthy"])
+    page.wait_for_selector("#offline", state="hidden", timeout=WAIT_MS)
+
+
+def test_a_cached_frame_from_before_a_pause_is_shown_as_stale_without_latency(stages, feed, page):
+    """The frame a viewer gets on connect may be the one the server kept from before a pause: it
+    must be marked stale, shown as such, and give no latency (it once read 17 s and crept down)."""
+    config, url, publisher = feed
+    start_server(stages, config, url)
+    wait_for_health(url, lambda r: r["healthy"])
+    publisher.frames_paused = True  # the stages still say streaming: a pause, or a stall
+    stale_after_s = float(setting(config, "server", "stale_after_s"))
+    wait_for_health(url, lambda r: r["frame_age_s"] is not None and r["frame_age_s"] > stale_after_s)
+    page.goto(url)
+    wait_for_frames(page)  # the cached frame, drawn
+    assert page.get_attribute("#view", "data-stale") == "true"
+    assert "is-stale" in page.get_attribute("#stage", "class")
+    assert page.get_attribute("#stage", "data-waiting").startswith("last picture, from ")
+    assert page.inner_text("#st-latency") == "–" and page.inner_text("#rd-max") == "–"
+    # With the page's clock offset known, have the server send the cached frame again (a pointer
+    # on the picture asks for raw pixels, and the server resends the newest frame with them).
+    page.wait_for_function("window.flirstream.link.offset !== null", timeout=WAIT_MS)
+    box = page.locator("#view").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function("window.flirstream.state.frame.raw !== null", timeout=WAIT_MS)
+    assert page.get_attribute("#view", "data-stale") == "true"
+    assert page.evaluate("window.flirstream.state.latency") is None
+    stale_seq = shown_seq(page)
+    publisher.frames_paused = False
+    wait_for_frames(page, after=stale_seq)
+    assert page.get_attribute("#view", "data-stale") == "false"
+    page.wait_for_function("window.flirstream.state.latency !== null", timeout=WAIT_MS)
+    assert "is-stale" not in page.get_attribute("#stage", "class")
+    # the first latency comes from a live frame, not from the cached one's age
+    assert page.evaluate("window.flirstream.state.latency") < stale_after_s
 
 
 CANVAS_RGB = """([fx, fy]) => {
