@@ -522,6 +522,73 @@ def test_a_cached_frame_from_before_a_pause_is_shown_as_stale_without_latency(st
     assert page.evaluate("window.flirstream.state.latency") < stale_after_s
 
 
+def adjacent_spots(seq: int) -> np.ndarray:
+    """The coldest and hottest pixels right beside the centre one, so all three markers touch."""
+    pixels = np.full((ROWS, COLS), kelvin100(BACKGROUND_C), dtype=np.uint16)
+    pixels[ROWS // 2, COLS // 2 + 1] = kelvin100(HOT_C)
+    pixels[ROWS // 2 + 1, COLS // 2 - 1] = kelvin100(10.0)
+    return pixels
+
+
+LABEL_BOXES = """() => {
+  const v = window.flirstream.view;
+  return {boxes: v.labelBoxes, width: v.cssWidth, height: v.cssHeight};
+}"""
+
+
+@pytest.mark.parametrize("viewport, mobile", [((1000, 700), False), ((360, 740), True),
+                                              ((844, 390), True)])
+def test_min_max_and_centre_labels_never_overlap(stages, feed, browser, viewport, mobile):
+    config, url, publisher = feed
+    publisher.scene = adjacent_spots
+    start_server(stages, config, url)
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]},
+                                  device_scale_factor=2 if mobile else 1, is_mobile=mobile,
+                                  has_touch=mobile)
+    try:
+        page = context.new_page()
+        page.goto(url)
+        wait_for_frames(page)
+        drawn = page.evaluate(LABEL_BOXES)
+        boxes = drawn["boxes"]
+        assert sorted(b["name"] for b in boxes) == ["centre", "max", "min"], drawn
+        for b in boxes:  # each wholly on the picture
+            assert 0 <= b["x"] and b["x"] + b["w"] <= drawn["width"], drawn
+            assert 0 <= b["y"] and b["y"] + b["h"] <= drawn["height"], drawn
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                apart = (a["x"] + a["w"] <= b["x"] or b["x"] + b["w"] <= a["x"] or
+                         a["y"] + a["h"] <= b["y"] or b["y"] + b["h"] <= a["y"])
+                assert apart, f"labels {a['name']} and {b['name']} overlap: {drawn}"
+    finally:
+        context.close()
+
+
+def test_phone_in_landscape_shows_the_picture_as_large_as_the_screen_allows(stages, feed, browser):
+    config, url, _ = feed
+    start_server(stages, config, url)
+    width, height = 844, 390  # a phone on its side
+    context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=3,
+                                  is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.goto(url)
+        wait_for_frames(page)
+        box = page.locator("#view").bounding_box()
+        assert abs(box["width"] / box["height"] - COLS / ROWS) < 0.02, box  # aspect kept
+        # 4:3 in 844x390 is bound by the height: the picture takes (nearly) all of it
+        assert box["height"] >= 0.95 * height, box
+        assert box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= width, box
+        assert box["y"] + box["height"] <= height, box
+        assert page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scroll
+        controls = page.locator("#controls").bounding_box()
+        assert controls["x"] >= box["x"] + box["width"] - 1, (box, controls)  # beside, not over it
+        page.locator("#palette").scroll_into_view_if_needed()
+        assert page.is_visible("#palette")
+    finally:
+        context.close()
+
+
 CANVAS_RGB = """([fx, fy]) => {
   const c = document.getElementById('view');
   const x = Math.floor(fx * c.width), y = Math.floor(fy * c.height);
