@@ -80,29 +80,36 @@ class Health:
 
     def _silence(self, name: str) -> float:
         """Seconds since the stage last showed it runs: its status, or a frame (every frame passed
-        through both stages). Counted at most from the server's start, and for capture from when
-        the encoder, which forwards capture's status, reports again."""
+        through both stages), and for the encoder also capture's status, which it forwarded.
+        Counted at most from the server's start. Capture's status comes
+        through the encoder, so its silence counts only from when the encoder reports again and
+        only up to the encoder's latest status: capture is silent only while the encoder is not
+        (if both stop, the encoder's silence is always the longer)."""
         status = self.statuses.get(name)
         since = max(self.started, status.received if status is not None else self.started,
                     self.frame_received if self.frame_received is not None else self.started)
+        if name == "encoder" and "capture" in self.statuses:  # it forwarded capture's status
+            since = max(since, self.statuses["capture"].received)
+        until = self.clock()
         if name == "capture":
             since = max(since, self.encoder_back)
-        return self.clock() - since
+            encoder = self.statuses.get("encoder")
+            if encoder is not None:
+                until = min(until, encoder.received)
+        return max(0.0, until - since)
 
     def stage(self, name: str) -> dict:
         """{"state", "detail"} of a stage: its own (while it runs), or "starting" / "silent" when
         it has not reported lately, or "unknown" for capture behind an encoder that does not."""
         status = self.statuses.get(name)
+        if name == "capture" and self.stage("encoder")["state"] == "silent":
+            return {"state": "unknown",
+                    "detail": "capture's status comes through the encoder, which is silent"}
         quiet = self._silence(name)
         if status is not None and quiet <= self.status_timeout_s:
             return {"state": status.state, "detail": status.detail}
-        if name == "capture":
-            encoder = self.stage("encoder")["state"]
-            if encoder == "silent":
-                return {"state": "unknown",
-                        "detail": "capture's status comes through the encoder, which is silent"}
-            if "encoder" not in self.statuses:
-                return {"state": "unknown", "detail": "no status from capture yet"}
+        if name == "capture" and "encoder" not in self.statuses:
+            return {"state": "unknown", "detail": "no status from capture yet"}
         if quiet <= self.status_timeout_s:  # it had no time to report yet
             return {"state": "starting", "detail": f"no status from {name} yet"}
         if status is None:

@@ -210,6 +210,36 @@ def test_silent_encoder_is_named_not_blamed_on_capture_or_the_camera():
     assert report["fault"]["stage"] == "encoder" and report["camera"] == "unknown"
 
 
+def test_an_encoder_that_stops_right_after_its_status_never_gets_capture_blamed():
+    """Capture's last status (and the last frame) can be older than the encoder's last status:
+    capture must not time out first and take the blame for a moment."""
+    clock = Clock()
+    health = Health(stale_after_s=2.0, clock=clock)
+    health.on_status(status("encoder", "encoding"))
+    health.on_status(status("capture", "streaming"))
+    health.on_frame(1)
+    clock.now += 0.9
+    health.on_status(status("encoder", "encoding"))  # its last word; then it is frozen
+    blamed = set()
+    for _ in range(60):
+        clock.now += 0.1
+        fault = health.fault()
+        blamed.add(fault and fault["stage"])
+        assert health.stage("capture")["state"] != "silent"
+    assert blamed == {None, "encoder"}
+    # and when the last thing through was capture's status (forwarded after the encoder's own)
+    health.on_status(status("encoder", "encoding"))
+    health.on_frame(2)
+    clock.now += 0.5
+    health.on_status(status("capture", "streaming"))
+    for _ in range(60):
+        clock.now += 0.1
+        if health.fault() is not None:  # once the encoder counts as silent, nothing says online
+            assert health.fault()["stage"] == "encoder" and health.camera() == "unknown"
+            assert health.stage("capture")["state"] == "unknown"
+    assert health.fault()["stage"] == "encoder"
+
+
 def test_silent_capture_behind_a_reporting_encoder_is_named():
     clock = Clock()
     health = Health(stale_after_s=2.0, clock=clock)

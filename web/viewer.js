@@ -196,6 +196,12 @@ function drawFrame(frame, bitmap) {
   $("view").dataset.stale = String(!live);
 }
 
+// Is a live frame on screen (one came less than STALE_MS ago, and the one shown is not stale)?
+function live() {
+  return state.lastFrameAt > 0 && state.staleShown === null &&
+    performance.now() - state.lastFrameAt < STALE_MS;
+}
+
 // ---------------------------------------------------------------- pointer temperature
 
 function wantRaw() {
@@ -255,7 +261,7 @@ canvas.addEventListener("keydown", (ev) => {
 function updateProbe() {
   const probe = $("probe");
   const spot = $("spot");
-  const frame = performance.now() - state.lastFrameAt < STALE_MS ? state.frame : null;
+  const frame = live() ? state.frame : null;
   const p = state.pointer;
   const at = p && frame ? view.toRaw(p.fx, p.fy) : null;
   if (!at) {
@@ -327,7 +333,7 @@ function clockTime(t) {
 function updateStatus() {
   const now = performance.now();
   state.shownAt = state.shownAt.filter((t) => now - t < 2000);
-  const fresh = now - state.lastFrameAt < STALE_MS;
+  const fresh = live();
   const fps = fresh && state.shownAt.length > 1
     ? (state.shownAt.length - 1) / ((state.shownAt[state.shownAt.length - 1] - state.shownAt[0]) / 1000) : 0;
   $("st-fps").textContent = fresh ? fps.toFixed(1) : "–";
@@ -352,7 +358,7 @@ function updateStatus() {
 }
 
 function updateReadouts() {
-  const fresh = performance.now() - state.lastFrameAt < STALE_MS;
+  const fresh = live();
   const h = fresh && state.frame && state.frame.header;
   const s = h && h.stats && typeof h.stats === "object" ? h.stats : {};
   const unit = h ? h.unit : "C";
