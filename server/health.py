@@ -1,8 +1,9 @@
 """What the server knows about the stages before it: their status messages and the frames' age.
 
 Healthy (/healthz 200) means all of:
-  - capture's status is fresh (at most status_timeout_s old) and says "streaming" (camera online);
-  - the encoder's status is fresh and says "encoding" (or "streaming") or "paused";
+  - capture's status is current (at most status_timeout_s old, or frames still arrive) and says
+    "streaming" (camera online);
+  - the encoder's status is current and says "encoding" (or "streaming") or "paused";
   - the newest frame is at most stale_after_s old - unless the encoder says "paused", which it does
     while nobody watches (then no frames is the expected state, not a fault).
 
@@ -21,7 +22,6 @@ from typing import Callable, Optional
 STAGES = ("capture", "encoder")
 ENCODER_OK = ("encoding", "streaming", "paused")  # "waiting" = no frames from capture
 STATUS_TIMEOUT_S = 3.0  # stages report about once a second
-CAMERAS = ("online", "offline", "starting", "unknown")  # what viewers are told in "camera"
 
 
 @dataclass
@@ -79,12 +79,12 @@ class Health:
         return status
 
     def _silence(self, name: str) -> float:
-        """Seconds since the stage last showed it runs: its status, or a frame (every frame passed
-        through both stages), and for the encoder also capture's status, which it forwarded.
-        Counted at most from the server's start. Capture's status comes
-        through the encoder, so its silence counts only from when the encoder reports again and
-        only up to the encoder's latest status: capture is silent only while the encoder is not
-        (if both stop, the encoder's silence is always the longer)."""
+        """Seconds since the stage last showed it runs - its status, or a frame (every frame passed
+        through both stages), and for the encoder also capture's status, which it forwarded -
+        counted at most from the server's start. Capture's status comes through the encoder, so
+        its silence counts only from when the encoder reports again and only up to the encoder's
+        latest status: capture is silent only while the encoder is not (if both stop, the
+        encoder's silence is always the longer)."""
         status = self.statuses.get(name)
         since = max(self.started, status.received if status is not None else self.started,
                     self.frame_received if self.frame_received is not None else self.started)

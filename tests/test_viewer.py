@@ -6,8 +6,12 @@ frame to frame so the picture visibly changes.
 """
 from __future__ import annotations
 
+import json
+import signal
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import cv2
 import numpy as np
@@ -179,8 +183,6 @@ def pipeline(tmp_path, stages):
 
 
 def wait_for_server(stage, url: str, timeout: float = 20.0) -> None:
-    import urllib.error
-    import urllib.request
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if stage.proc.poll() is not None:
@@ -431,9 +433,6 @@ def test_page_says_starting_before_any_frame_or_status(stages, feed, page):
 
 
 def _healthz(url: str) -> tuple[int, dict]:
-    import json
-    import urllib.error
-    import urllib.request
     try:
         with urllib.request.urlopen(url + "healthz", timeout=5) as answer:
             return answer.status, json.loads(answer.read())
@@ -458,7 +457,6 @@ def test_a_stalled_stage_is_named_in_the_page_and_healthz(tmp_path, stages, page
     """A real pipeline; one stage is frozen with SIGSTOP. The page and /healthz must name that
     stage, not call the camera offline (capture's status reaches the server through the encoder,
     so a stalled encoder silences capture too)."""
-    import signal
     config = write_config(tmp_path, capture={"source": "sim"})
     url = f"http://127.0.0.1:{setting(config, 'server', 'port')}/"
     procs = {"capture": stages("capture", config), "encoder": stages("encoder", config)}

@@ -168,18 +168,18 @@ function drawFrame(frame, bitmap) {
   const h = frame.header;
   // A stale frame (the server's cached one, sent on connect after a pause) is shown, greyed, but
   // it is not live: it counts for no latency, no fps and no fresh temperatures.
-  const live = h.stale !== true;
+  const isLive = h.stale !== true;
   colorbar.learn(bitmap, frame, now);
   view.setFrame(bitmap, h);
   colorbar.draw(h);
   controls.fromFrame(h);
   state.frame = frame;
-  state.staleShown = live ? null : h;
-  if (live) {
+  state.staleShown = isLive ? null : h;
+  if (isLive) {
     state.lastFrameAt = now;
     state.shownAt.push(now);
   }
-  const age = live ? link.since(h.t) : null;
+  const age = isLive ? link.since(h.t) : null;
   if (age !== null && Number.isFinite(age)) {
     state.latency = state.latency === null ? age : state.latency * 0.8 + age * 0.2;
     // Where the time goes, for whoever hovers the number: capture -> encoder -> server -> screen.
@@ -193,7 +193,7 @@ function drawFrame(frame, bitmap) {
   // Let tests and tools see which frame is on screen.
   $("view").dataset.seq = String(h.seq);
   $("view").dataset.palette = String(h.palette);
-  $("view").dataset.stale = String(!live);
+  $("view").dataset.stale = String(!isLive);
 }
 
 // Is a live frame on screen (one came less than STALE_MS ago, and the one shown is not stale)?
