@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from . import __version__, config as configuration, logs
+from . import __version__, binding, config as configuration, logs
 
 # subcommand -> (module with add_arguments(parser) and run(config, args) -> exit status, summary)
 COMMANDS = {
@@ -69,6 +69,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except configuration.ConfigError as exc:  # a stage's own check of a setting
         print(f"flir-stream {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except binding.StageFault as exc:  # e.g. a restarted stage's port stayed taken
+        logging.getLogger(args.command).error("stopped: %s", exc)
+        return 1
     except KeyboardInterrupt:
         return 0
     except Exception:

@@ -388,3 +388,47 @@ def test_stages_stop_when_run_itself_is_killed(tmp_path, run_flir_stream):
     run.proc.kill()
     run.proc.wait(5)
     assert wait_until(lambda: not live(children), 15), f"orphans left running: {live(children)}"
+
+
+@pytest.mark.parametrize("stage", ["capture", "server"])
+def test_a_port_taken_while_a_stage_restarts_is_retried_not_a_config_error(tmp_path,
+                                                                           run_flir_stream, stage):
+    # The audit: kill capture and bind its frames port within 5 ms: the restarted capture exited 2
+    # ("cannot bind") and run took that for a configuration error and stopped everything.
+    config = write_config(tmp_path)
+    text = config.read_text()
+    http_port = int(re.search(r"^port = (\d+)$", text, re.M).group(1))
+    frames_port = int(re.search(r"^frames = tcp://127.0.0.1:(\d+)$", text, re.M).group(1))
+    port = frames_port if stage == "capture" else http_port
+    run = run_flir_stream(config)
+    run.wait_url()
+    old = run.wait_children()[stage]
+
+    # Deterministic race: run is stopped while the stage dies and the port is taken.
+    os.kill(run.proc.pid, signal.SIGSTOP)
+    try:
+        os.kill(old, signal.SIGKILL)
+        assert wait_until(lambda: psutil.Process(old).status() == psutil.STATUS_ZOMBIE, 10)
+        squatter = socket.socket()
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+    finally:
+        os.kill(run.proc.pid, signal.SIGCONT)
+    try:
+        def attempts() -> int:
+            return run.stderr().count("a restarted stage retries")
+        assert wait_until(lambda: attempts() >= 3, 30), run.stderr()[-3000:]
+        assert run.proc.poll() is None, run.stderr()[-3000:]
+        assert "exited with status 2" not in run.stderr()
+        line = next(l for l in run.stderr().splitlines() if "a restarted stage retries" in l)
+        assert f"127.0.0.1:{port}" in line and stage in line, line  # says which port and why
+    finally:
+        squatter.close()
+    with FrameWatcher(f"ws://127.0.0.1:{http_port}/ws") as watcher:
+        released = time.time()
+        assert watcher.first_frame_captured_after(released, 30) is not None, \
+            f"no frames after the port was released: {watcher.last_error}\n{run.stderr()[-3000:]}"
+    assert run.children()[stage] != old
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.proc.wait(15) == 0, run.stderr()[-3000:]
