@@ -31,7 +31,7 @@ RECEIVE_HWM = 32
 SEND_BUFFER_BYTES = 256 * 1024
 # The largest message a publisher accepts from a subscriber: room for ZeroMQ's handshake (READY with
 # its metadata) and a subscription to any topic of the wire format, not for more.
-SUBSCRIBER_MAX_BYTES = 256
+SUBSCRIBER_MAX_BYTES = 64
 
 _curve: Optional[tuple[bytes, bytes]] = None  # (public, secret) key of this installation
 _curve_endpoints: frozenset = frozenset()  # the endpoints CURVE applies to
