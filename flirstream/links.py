@@ -13,6 +13,7 @@ need the installation's public key, which is kept only in that file) nor read th
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Optional
 
 import zmq
@@ -97,8 +98,17 @@ def bind(sock: zmq.Socket, key: str, endpoint: str) -> None:
     socket is closed and BindError (a ConfigError naming the setting: one line, status 2) or
     StageFault (status 1) is raised."""
     from flirstream.binding import BindError, bind_retrying
+    from flirstream.config import ConfigError
 
     curve_server(sock, endpoint)
+    if endpoint.startswith("ipc://"):  # the instance's runtime directory: made, for us alone
+        directory = os.path.dirname(endpoint[len("ipc://"):])
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"[endpoints] {key} = {endpoint}: cannot make {directory}: "
+                              f"{exc.strerror or exc}") from None
 
     def attempt() -> None:
         try:

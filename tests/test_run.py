@@ -411,7 +411,14 @@ def test_a_port_taken_while_a_stage_restarts_is_retried_not_a_config_error(tmp_p
         assert wait_until(lambda: psutil.Process(old).status() == psutil.STATUS_ZOMBIE, 10)
         squatter = socket.socket()
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind(("127.0.0.1", port))
+
+        def squat() -> bool:  # as soon as the dead stage's last thread let go of the port
+            try:
+                squatter.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                return False
+        assert wait_until(squat, 10), f"port {port} still held after {stage} died"
         squatter.listen()
     finally:
         os.kill(run.proc.pid, signal.SIGCONT)
@@ -432,3 +439,26 @@ def test_a_port_taken_while_a_stage_restarts_is_retried_not_a_config_error(tmp_p
     assert run.children()[stage] != old
     run.proc.send_signal(signal.SIGTERM)
     assert run.proc.wait(15) == 0, run.stderr()[-3000:]
+
+
+def test_a_second_instance_needs_only_another_port(tmp_path, run_flir_stream, monkeypatch):
+    # The endpoints are left to their default: each instance's own ipc:// sockets under its port.
+    monkeypatch.setenv("FLIRSTREAM_RUNTIME_DIR", str(tmp_path / "runtime"))
+    first, second = free_port(), free_port()
+    config = tmp_path / "server.conf"
+    config.write_text(f"[capture]\nsource = sim\n\n[server]\nhost = 127.0.0.1\nport = {first}\n")
+    one = run_flir_stream(config)
+    assert one.wait_url() == f"http://127.0.0.1:{first}/"
+    two = run_flir_stream(config, "--set", f"server.port={second}")
+    assert two.wait_url() == f"http://127.0.0.1:{second}/"
+    for port in (first, second):
+        with FrameWatcher(f"ws://127.0.0.1:{port}/ws") as watcher:
+            assert len(watcher.wait_frames(3, 30)) >= 3, f"{port}: {watcher.last_error}"
+    for run in (one, two):
+        assert run.proc.poll() is None and "exited with status" not in run.stderr(), \
+            run.stderr()[-3000:]
+    assert (tmp_path / "runtime" / str(first) / "frames").exists()
+    assert (tmp_path / "runtime" / str(second) / "images").exists()
+    for run in (one, two):
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.proc.wait(15) == 0, run.stderr()[-3000:]
