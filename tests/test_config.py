@@ -254,3 +254,20 @@ def test_an_unknown_key_is_named_without_its_value(tmp_path):
     assert "VerySecret" not in str(info.value)
     result = run_cli("server", "--config", str(path), cwd=tmp_path)
     assert result.returncode == 2 and "VerySecret" not in result.stderr + result.stdout
+
+
+def test_cli_alone_lists_its_commands_and_exits_2(tmp_path):
+    result = run_cli(cwd=tmp_path)
+    assert result.returncode == 2
+    for command in ("capture", "encoder", "server", "run"):
+        assert re.search(rf"^\s+{command}\s+\w", result.stderr, re.M), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["capture", "encoder", "server", "run"])
+def test_cli_help_shows_each_default_once(tmp_path, command):
+    result = run_cli(command, "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())  # argparse wraps lines
+    assert "(default: info)" in text and text.count("(default: info)") == 1, text
+    assert "(default: None)" not in text and "(default: [])" not in text
