@@ -13,6 +13,7 @@ import zmq.asyncio
 
 import web
 from flirstream import config as configuration
+from flirstream.binding import bind_retrying
 
 from .feed import Feed
 from .handlers import Context
@@ -55,11 +56,31 @@ def raise_fd_limit(max_clients: int) -> None:
 
 def run(cfg: configuration.Config, args: argparse.Namespace) -> int:
     raise_fd_limit(cfg.server.max_clients)
-    asyncio.run(serve(cfg, getattr(args, "request_timeout", REQUEST_TIMEOUT_S)))
-    return 0
+    return asyncio.run(serve(cfg, getattr(args, "request_timeout", REQUEST_TIMEOUT_S)))
 
 
-async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+def watch_vital(task: "asyncio.Task", name: str, on_death: asyncio.Event,
+                stopping: asyncio.Event) -> None:
+    """If `task` ever ends (an exception, or returning) before `stopping` is set, log it and set
+    on_death: the process then stops with status 1, so run / supervisord / systemd restart it,
+    instead of living on without frames."""
+
+    def done(t: "asyncio.Task") -> None:
+        if stopping.is_set() or t.cancelled():
+            return
+        exc = t.exception()
+        if exc is not None:
+            log.error("the %s task died: %r; stopping with status 1 to be restarted", name, exc,
+                      exc_info=exc)
+        else:
+            log.error("the %s task ended; stopping with status 1 to be restarted", name)
+        on_death.set()
+
+    task.add_done_callback(done)
+
+
+async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TIMEOUT_S) -> int:
+    """Serve until SIGINT / SIGTERM (returns 0) or until a vital task dies (returns 1)."""
     loop = asyncio.get_running_loop()
     srv = cfg.server
     zctx = zmq.asyncio.Context()
@@ -70,8 +91,9 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
     ports = tuple(p for p in (srv.port, srv.websocket_port) if p)
     ctx = Context(server=srv, hub=hub, relay=relay, metrics=metrics, health=health, ports=ports)
     try:
-        servers = listen(make_app(ctx, srv.static_dir), srv, request_timeout_s)
-    except configuration.ConfigError:
+        app = make_app(ctx, srv.static_dir)
+        servers = bind_retrying(lambda: listen(app, srv, request_timeout_s))
+    except Exception:  # ConfigError, or StageFault after retrying a restarted server's port
         feed.close()
         relay.close()
         zctx.term()
@@ -86,12 +108,19 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
             asyncio.ensure_future(relay.notify({"op": "viewers", "count": count}))
 
     hub.on_viewers = tell_encoder
-    stop = asyncio.Event()
+    stop, died = asyncio.Event(), asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     relay.start()
     tasks = [loop.create_task(feed.run()), loop.create_task(_tick(hub, relay))]
-    await stop.wait()
+    for task, name in zip(tasks, ("frame feed", "status tick")):
+        watch_vital(task, name, died, stop)
+    watch_vital(relay.reader, "control reply reader", died, stop)
+    waiters = [loop.create_task(stop.wait()), loop.create_task(died.wait())]
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
+    stop.set()  # from here on, tasks end because we stop them
 
     log.info("stopping")
     for http in servers:
@@ -111,6 +140,7 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
     relay.close()
     zctx.term()
     log.info("stopped")
+    return 1 if died.is_set() else 0
 
 
 async def _tick(hub: Hub, relay: ControlRelay) -> None:

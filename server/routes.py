@@ -12,6 +12,7 @@ import tornado.netutil
 import tornado.web
 
 import web
+from flirstream.binding import BindError
 from flirstream.config import ConfigError
 
 from .handlers import Context, Healthz, MetricsPage, MJPEGStream, Snapshot, ViewerFiles
@@ -79,7 +80,7 @@ def listen(app: tornado.web.Application, server: Any,
             for s in servers:
                 s.stop()
             why = "already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
-            raise ConfigError(f"[server] cannot listen on {host_port(server.host, port)}: {why}") \
+            raise BindError(f"[server] cannot listen on {host_port(server.host, port)}: {why}") \
                 from None
         http = tornado.httpserver.HTTPServer(
             app, ssl_options=tls, max_header_size=MAX_HEADER_BYTES, max_body_size=MAX_BODY_BYTES,

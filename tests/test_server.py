@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import CHROMIUM, Stage, write_config
-from flirstream import config as configuration
+from flirstream import config as configuration, wire
 from server_support import FakeEncoder, Live, frames, http_get, image_frame, json_messages, \
     parse_metrics, raw_request, read_mjpeg_parts, wait_http, write_index
 
@@ -416,3 +416,71 @@ def test_stalled_client_skips_frames_others_get_all_and_memory_stays_flat(tmp_pa
             s.close()
         assert stage.stop() == 0
         encoder.close()
+
+
+# ---------------------------------------------------------------- hostile messages on the feed
+
+NAN_SETTINGS = (b'{"v":1,"t":1.0,"stage":"encoder","state":"encoding","detail":"",'
+                b'"settings":{"palette":NaN}}')
+
+
+def test_one_bad_status_does_not_end_the_frame_feed(tmp_path):
+    # An encoder status with a NaN setting made json.dumps(allow_nan=False) raise in the hub: the
+    # feed task ended without a word, /healthz stayed 503 and the process lived on.
+    server = Live(tmp_path)
+    try:
+        with server.ws() as ws:
+            frames(ws, 2)
+            server.encoder.inject([b"status", NAN_SETTINGS])
+            deadline = time.monotonic() + 10
+            while "NaN is not a number" not in server.stage.log():
+                assert time.monotonic() < deadline, server.stage.log()[-3000:]
+                time.sleep(0.05)
+            frames(ws, 5)  # still coming after the bad status
+        assert http_get(server.port, "/healthz")[0] == 200
+        assert server.stage.proc.poll() is None
+    finally:
+        assert server.close() == 0
+
+
+def test_fuzzed_image_and_status_messages_never_stop_the_server(tmp_path):
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    server = Live(tmp_path)
+    good_image = [bytes(p) for p in wire.pack_image(image_frame(1))]
+    good_head = json.loads(good_image[1])
+    values = st.recursive(
+        st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=10),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                    max_size=3), max_leaves=10)
+    head = st.one_of(
+        st.binary(max_size=100),
+        st.dictionaries(st.sampled_from(sorted(good_head)), values, max_size=3)
+        .map(lambda d: json.dumps({**good_head, **d}).encode()),
+        st.dictionaries(st.sampled_from(["t", "stage", "state", "detail", "counters", "settings",
+                                         "last_error", "x"]), values, max_size=4)
+        .map(lambda d: json.dumps({"v": 1, "t": 1.0, "stage": "encoder", "state": "encoding",
+                                   **d}).encode()),
+        st.integers(1, 5000).map(lambda n: b"[" * n))
+    message = st.tuples(st.sampled_from([b"image", b"status"]), head,
+                        st.sampled_from([good_image[2], b""]),
+                        st.sampled_from([good_image[3], b"\0" * 3]), st.integers(1, 4))
+
+    @settings(max_examples=150, deadline=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(message)
+    def one(parts):
+        topic, header, jpeg, pixels, count = parts
+        server.encoder.inject([topic, header, jpeg, pixels][:count])
+        while len(server.encoder._injected) > 20:  # keep pace with the publisher's thread
+            time.sleep(0.01)
+
+    try:
+        one()
+        with server.ws() as ws:
+            frames(ws, 5)
+        assert wait_http(server.port, want=200) is not None
+        assert server.stage.proc.poll() is None
+        assert "Traceback" not in server.stage.log()
+    finally:
+        assert server.close() == 0

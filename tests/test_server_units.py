@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import re
+import logging
 
 import cv2
 import numpy as np
@@ -436,3 +437,33 @@ def test_rate_limit():
 def test_websocket_frame_header(length, header):
     from server.websocket import frame_header
     assert frame_header(length) == header
+
+
+# ---------------------------------------------------------------- vital tasks
+
+def test_a_vital_task_that_dies_is_logged_and_stops_the_process(caplog):
+    from server.app import watch_vital
+
+    async def main() -> tuple[bool, bool]:
+        stopping, died = asyncio.Event(), asyncio.Event()
+
+        async def broken() -> None:
+            raise RuntimeError("feed broke")
+
+        async def forever() -> None:
+            await asyncio.sleep(3600)
+
+        watch_vital(asyncio.get_running_loop().create_task(broken()), "frame feed", died, stopping)
+        await asyncio.wait_for(died.wait(), 5)
+        # a task ended on purpose while stopping does not count
+        calm = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(forever())
+        watch_vital(task, "status tick", calm, stopping)
+        stopping.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return died.is_set(), calm.is_set()
+
+    with caplog.at_level(logging.ERROR):
+        assert asyncio.run(main()) == (True, False)
+    assert "the frame feed task died: RuntimeError('feed broke')" in caplog.text
