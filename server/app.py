@@ -15,6 +15,7 @@ import web
 from flirstream import config as configuration
 from flirstream.binding import bind_retrying
 
+from . import listener
 from .feed import Feed
 from .handlers import Context
 from .health import Health
@@ -34,24 +35,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "idle keep-alive connections (slowloris protection)")
 
 
-def raise_fd_limit(max_clients: int) -> None:
-    """Room for max_clients viewer sockets: raise the soft open-file limit (systemd's default is
-    1024) up to the hard one. Viewers beyond the limit would be refused with EMFILE."""
-    need = max_clients + 256  # plus ZeroMQ, listening sockets, snapshots, logs
+def raise_fd_limit(max_clients: int) -> int:
+    """Raise the soft open-file limit (systemd's default is 1024) to the hard one: every viewer is
+    a descriptor. Returns the limit in force; warns when it leaves too little room for max_clients."""
     try:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     except (OSError, ValueError):
-        return
-    if soft == resource.RLIM_INFINITY or soft >= need:
-        return
-    new = need if hard == resource.RLIM_INFINITY else min(need, hard)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-    except (OSError, ValueError):
-        new = soft
-    if new < need:
+        return listener.open_file_limit()
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > soft):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError):
+            pass
+    limit = listener.open_file_limit()
+    if listener.connection_limit(limit, max_clients) < max_clients + listener.RESERVE_FDS:
         log.warning("open-file limit is %d, too low for max_clients = %d: raise it (LimitNOFILE= in "
-                    "the systemd unit, ulimit -n) or lower max_clients", new, max_clients)
+                    "the systemd unit, ulimit -n) or lower max_clients", limit, max_clients)
+    return limit
 
 
 def run(cfg: configuration.Config, args: argparse.Namespace) -> int:

@@ -7,7 +7,6 @@ import socket
 import ssl
 from typing import Any, Optional
 
-import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
@@ -15,6 +14,7 @@ import web
 from flirstream.binding import BindError
 from flirstream.config import ConfigError
 
+from . import listener
 from .handlers import Context, Healthz, MetricsPage, MJPEGStream, Snapshot, ViewerFiles
 from .websocket import Viewer
 
@@ -63,7 +63,7 @@ def host_port(host: str, port: int) -> str:
 
 
 def listen(app: tornado.web.Application, server: Any,
-           request_timeout_s: float = REQUEST_TIMEOUT_S) -> list[tornado.httpserver.HTTPServer]:
+           request_timeout_s: float = REQUEST_TIMEOUT_S) -> list[listener.HTTPServer]:
     """Listen on [server] port (and websocket_port); ConfigError naming host:port if that fails."""
     ports = [server.port]
     if server.websocket_port is not None and server.websocket_port != server.port:
@@ -73,6 +73,7 @@ def listen(app: tornado.web.Application, server: Any,
     address = None if server.host == "::" else server.host
     family = socket.AF_UNSPEC
     servers = []
+    limit = listener.connection_limit(listener.open_file_limit(), server.max_clients)
     for port in ports:
         try:
             sockets = tornado.netutil.bind_sockets(port, address, family, backlog=server.backlog)
@@ -82,9 +83,10 @@ def listen(app: tornado.web.Application, server: Any,
             why = "already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
             raise BindError(f"[server] cannot listen on {host_port(server.host, port)}: {why}") \
                 from None
-        http = tornado.httpserver.HTTPServer(
+        http = listener.HTTPServer(
             app, ssl_options=tls, max_header_size=MAX_HEADER_BYTES, max_body_size=MAX_BODY_BYTES,
             idle_connection_timeout=request_timeout_s, body_timeout=request_timeout_s)
+        http.connection_limit = limit
         http.add_sockets(sockets)
         servers.append(http)
     return servers

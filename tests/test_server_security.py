@@ -18,6 +18,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import free_port, write_config
+from server.protocol import split_frame
 from server_support import Live, basic_auth, frames, http_get, json_messages, raw_request, \
     read_mjpeg_parts, wait_http
 
@@ -339,3 +340,61 @@ def test_signal_stops_cleanly_with_viewers_connected(live_factory, sig):
     mjpeg.close()
     log = live.stage.log_path.read_text()
     assert "stopped" in log and "Traceback" not in log
+
+
+# ---------------------------------------------------------------- hostile input (issue 11)
+
+def _frames_for(ws, seconds: float) -> list[dict]:
+    """Headers of the frames a viewer receives within `seconds` (a fixed window, not a wait)."""
+    out = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            message = ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+        except TimeoutError:
+            break
+        if isinstance(message, bytes):
+            out.append(split_frame(message)[0])
+    return out
+
+
+def test_idle_connection_flood_under_1024_files(live_factory):
+    """Issue 11 defect 1: 1,100 idle TCP connections under a 1024 open-file limit (soft and hard)
+    must neither busy-loop the server nor flood its log, and a viewer keeps its frames."""
+    import psutil
+    live = live_factory(wrap=("prlimit", "--nofile=1024"), max_clients="200")
+    server = psutil.Process(live.stage.pid)
+    assert server.rlimit(psutil.RLIMIT_NOFILE)[0] == 1024
+    flood: list[socket.socket] = []
+    try:
+        with live.ws() as ws:
+            frames(ws, 2)
+            lines_before = live.stage.log().count("\n")
+            refused_in_a_row = 0
+            while len(flood) < 1100 and refused_in_a_row < 3:
+                # one at a time, as the server takes them: a burst of 1,100 SYNs would mostly
+                # be dropped at the listen backlog and never reach it
+                s = socket.socket()
+                s.settimeout(0.3)
+                try:
+                    s.connect(("127.0.0.1", live.port))
+                    refused_in_a_row = 0
+                except OSError:
+                    refused_in_a_row += 1
+                flood.append(s)
+            assert server.num_fds() > 400, server.num_fds()  # the server did take a crowd
+            cpu_before, wall_before = sum(server.cpu_times()[:2]), time.monotonic()
+            got = _frames_for(ws, 3.0)
+            cpu = sum(server.cpu_times()[:2]) - cpu_before
+            wall = time.monotonic() - wall_before
+        seqs = [h["seq"] for h in got]
+        assert len(seqs) >= 20
+        assert len(seqs) >= 0.95 * (seqs[-1] - seqs[0] + 1), seqs
+        assert cpu < 0.4 * wall, (cpu, wall)
+        added = live.stage.log().splitlines()[lines_before:]
+        assert len(added) <= 5, added[:10]
+        assert "Traceback" not in live.stage.log()
+    finally:
+        for s in flood:
+            s.close()
+    assert wait_http(live.port, want=200) == 200  # and it serves as before
