@@ -15,7 +15,7 @@ import web
 from flirstream import config as configuration
 from flirstream.binding import bind_retrying
 
-from . import listener
+from . import listener, redact
 from .feed import Feed
 from .handlers import Context
 from .health import Health
@@ -55,6 +55,7 @@ def raise_fd_limit(max_clients: int) -> int:
 
 
 def run(cfg: configuration.Config, args: argparse.Namespace) -> int:
+    redact.install((cfg.server.token, cfg.server.control_token))
     raise_fd_limit(cfg.server.max_clients)
     return asyncio.run(serve(cfg, getattr(args, "request_timeout", REQUEST_TIMEOUT_S)))
 

@@ -27,6 +27,23 @@ WS_PING_INTERVAL_S = 10.0
 WS_PING_TIMEOUT_S = 10.0  # Tornado wants it <= the interval
 
 
+access_log = logging.getLogger("tornado.access")
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """One access line per request (tokens are taken out by server.redact). An expected 503 -
+    /healthz saying unhealthy, a full server, no fresh snapshot - is news, not an error."""
+    status = handler.get_status()
+    if status < 400 or status == 503:
+        method = access_log.info
+    elif status < 500:
+        method = access_log.warning
+    else:
+        method = access_log.error
+    method("%d %s %.2fms", status, handler._request_summary(),
+           1000.0 * handler.request.request_time())
+
+
 def make_app(ctx: Context, static_dir: Optional[str] = None) -> tornado.web.Application:
     args = {"ctx": ctx}
     return tornado.web.Application(
@@ -42,6 +59,7 @@ def make_app(ctx: Context, static_dir: Optional[str] = None) -> tornado.web.Appl
         websocket_ping_interval=WS_PING_INTERVAL_S,
         websocket_ping_timeout=WS_PING_TIMEOUT_S,
         compress_response=False,
+        log_function=log_request,
         xsrf_cookies=False,
     )
 

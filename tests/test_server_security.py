@@ -398,3 +398,57 @@ def test_idle_connection_flood_under_1024_files(live_factory):
         for s in flood:
             s.close()
     assert wait_http(live.port, want=200) == 200  # and it serves as before
+
+
+VIEW_SECRET = "ViewSecret-4f1c9a"
+CONTROL_SECRET = "CtlSecret-77b2e0"
+
+
+def _get_some(port: int, path: str, headers: dict) -> int:
+    """Status of a GET, reading at most 64 KiB of the body (for endpoints that stream forever)."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        response.read1(65536) if response.status == 200 else response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def test_tokens_never_reach_any_log(tmp_path, stages):
+    """Issue 11 defect 2: every endpoint, with right and nearly right tokens in the query, basic
+    auth, cookies and paths, against the whole pipeline; no stage's log may contain either token."""
+    from urllib.parse import quote
+    conf = write_config(tmp_path, server={"token": VIEW_SECRET, "control_token": CONTROL_SECRET})
+    port = int(conf.read_text().split("port = ")[-1].split()[0])
+    started = [stages(name, conf, "--log-level", "debug") for name in ("capture", "encoder", "server")]
+    wait_http(port, want=200, headers=basic_auth(VIEW_SECRET), timeout=30)
+    near = [VIEW_SECRET[:-1], VIEW_SECRET + "x", VIEW_SECRET.upper(), CONTROL_SECRET[:-1],
+            CONTROL_SECRET + "0", quote(VIEW_SECRET + "/")]
+    paths = ["/", "/index.html", "/viewer.js", "/stream.mjpg", "/snapshot.jpg", "/snapshot.tiff",
+             "/snapshot.csv", "/healthz", "/metrics", "/ws", "/missing.html", "/index.html%00.js"]
+    for path in paths:
+        for token in [VIEW_SECRET, CONTROL_SECRET, *near]:
+            _get_some(port, f"{path}?token={token}", {})
+            _get_some(port, f"{path}?a=1&token={quote(token)}&b=2", {})
+            _get_some(port, path, basic_auth(token))
+            _get_some(port, path, {"Cookie": f"flirstream_session={token}"})
+        _get_some(port, f"/{VIEW_SECRET}{path}", {})
+    with connect(f"ws://127.0.0.1:{port}/ws?token={VIEW_SECRET}", open_timeout=5) as ws:
+        json_messages(ws, 2)
+        for token in (CONTROL_SECRET + "x", CONTROL_SECRET):
+            ws.send(json.dumps({"op": "set", "settings": {"palette": "jet"}, "token": token}))
+            json_messages(ws, 1)
+    for name in (VIEW_SECRET + "x", VIEW_SECRET, CONTROL_SECRET):
+        with pytest.raises(InvalidStatus):
+            connect(f"ws://127.0.0.1:{port}/ws?token={name}", open_timeout=5,
+                    origin="http://evil.example")
+    for stage in started:
+        assert stage.stop() == 0, stage.log()
+    logs = "".join(stage.log() for stage in started)
+    assert "401 GET" in logs and "200 GET" in logs  # requests were logged...
+    for secret in ("viewsecret", "ctlsecret", "4f1c9a", "77b2e0"):  # ...but no token, right or not
+        assert secret not in logs.lower(), [line for line in logs.splitlines()
+                                            if secret in line.lower()][:5]
