@@ -202,6 +202,14 @@ def origins(text: str) -> tuple[str, ...]:
     return items
 
 
+def host_names(text: str) -> tuple[str, ...]:
+    items = tuple(p.lower().rstrip(".") for p in re.split(r"[,\s]+", text.strip()) if p)
+    for item in items:
+        if item != "*" and not re.fullmatch(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?|[0-9a-f:.]+", item):
+            raise BadValue("expected host names (no scheme or port) separated by commas, or *")
+    return items
+
+
 # ---------------------------------------------------------------- the schema
 
 @dataclass(frozen=True)
@@ -259,6 +267,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "token": Key(text, "", "if set, every request needs ?token= or basic auth with it"),
         "control_token": Key(text, "", "if set, palette/AGC changes need this token"),
         "allowed_origins": Key(origins, "", "websocket origins allowed besides the page's own"),
+        "allowed_hosts": Key(host_names, "", "Host header names allowed besides IP addresses, "
+                                            "localhost, host and this machine's name"),
         "tls_cert": Key(optional_path, "", "certificate file: serve https:// and wss://"),
         "tls_key": Key(optional_path, "", "private key file for tls_cert"),
         "stale_after_s": Key(number(0.1, 3600.0), "2.0", "/healthz says 503 when the newest frame is older"),

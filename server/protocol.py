@@ -48,6 +48,7 @@ Client -> server, TEXT JSON (at most 4 KiB, at most ~20 per second):
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -176,10 +177,18 @@ def _as_conf_text(value: Any) -> str:
     raise ProtocolError(f"setting value {value!r} is not a string, number, boolean or list")
 
 
+def _no_constant(name: str) -> Any:
+    raise ProtocolError(f"{name} is not a JSON number")
+
+
 def parse_client(text: str) -> SetSettings | EnableRaw | Ping:
     """Parse and check one text message from a browser; raises ProtocolError."""
     try:
-        message = json.loads(text)
+        message = json.loads(text, parse_constant=_no_constant)
+    except ProtocolError:
+        raise
+    except RecursionError:  # e.g. 3,000 '[': Python's JSON parser recurses per level
+        raise ProtocolError("message is nested too deeply") from None
     except ValueError:
         raise ProtocolError("message is not JSON") from None
     if not isinstance(message, dict):
@@ -187,8 +196,8 @@ def parse_client(text: str) -> SetSettings | EnableRaw | Ping:
     op = message.get("op")
     if op == "ping":
         t = message.get("t")
-        if not isinstance(t, (int, float)) or isinstance(t, bool):
-            raise ProtocolError("ping needs a number t")
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t):
+            raise ProtocolError("ping needs a finite number t")
         return Ping(t)
     if op == "raw":
         enable = message.get("enable")

@@ -60,6 +60,7 @@ BAD_VALUES = {
     ("server", "backlog"): "0",
     ("server", "max_clients"): "-1",
     ("server", "allowed_origins"): "example.org",
+    ("server", "allowed_hosts"): "http://camera.example:8080",
     ("server", "tls_cert"): "/nonexistent/cert.pem",
     ("server", "tls_key"): "/nonexistent/key.pem",
     ("server", "stale_after_s"): "0",

@@ -484,3 +484,112 @@ def test_fuzzed_image_and_status_messages_never_stop_the_server(tmp_path):
         assert "Traceback" not in server.stage.log()
     finally:
         assert server.close() == 0
+
+
+# ---------------------------------------------------------------- hostile input (issue 11)
+
+@pytest.mark.parametrize("text", ['{"op": "ping", "t": NaN}', '{"op": "ping", "t": Infinity}',
+                                  '{"op": "ping", "t": -Infinity}', '{"op": "ping", "t": 1e999}',
+                                  '{"op": "set", "settings": {"quality": NaN}}', "[" * 3000,
+                                  "[" * 4000, '{"a":' * 800])
+def test_hostile_messages_get_an_error_not_a_traceback(live, text):
+    """Issue 11 defect 7: each of these raised out of on_message with a traceback."""
+    with live.ws() as ws:
+        json_messages(ws, 2)
+        ws.send(text)
+        reply = json_messages(ws, 1)[0]
+        assert reply["type"] == "error" and reply["error"], reply
+        frames(ws, 2)
+    assert "Traceback" not in live.stage.log() and "Uncaught" not in live.stage.log()
+
+
+@pytest.mark.parametrize("path", ["/index.html%00.js", "/%00", "/sub/x.js%00", "/%00/../index.html"])
+def test_nul_in_a_path_is_400_not_500(live, path):
+    """Issue 11 defect 7: 'embedded null byte' was a 500 with a traceback."""
+    answer = raw_request(live.port, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                    f"Connection: close\r\n\r\n".encode())
+    assert int(answer.split(b" ", 2)[1]) in (400, 404), answer[:200]
+    assert "Traceback" not in live.stage.log() and "Uncaught" not in live.stage.log()
+
+
+def test_only_the_viewers_files_are_served(live, tmp_path):
+    """Issue 11 defect 12: web/ is a Python package; a static_dir may hold anything. Only the
+    viewer's kinds of file (html, js, css, svg, ico, png) are served, and no dotfiles."""
+    from pathlib import Path
+    static = Path(live.cfg.server.static_dir)
+    for name in ("tool.py", "notes.txt", ".env", ".git/config", ".hidden/x.js", "sub/.x.js",
+                 "data.json", "ok.css", "icon.png", "logo.svg", "favicon.ico"):
+        (static / name).parent.mkdir(parents=True, exist_ok=True)
+        (static / name).write_text("SECRET-CONTENT" if not name.startswith("ok") else "b{}")
+    for name in ("tool.py", "notes.txt", ".env", ".git/config", ".hidden/x.js", "sub/.x.js",
+                 "data.json", ".git/"):
+        status, _, body = http_get(live.port, "/" + name)
+        assert status == 404 and b"SECRET" not in body, name
+    for name in ("ok.css", "icon.png", "logo.svg", "favicon.ico", "sub/x.js", "index.html", ""):
+        assert http_get(live.port, "/" + name)[0] == 200, name
+
+
+def test_the_packaged_python_files_are_not_served(tmp_path):
+    import web
+    conf = write_config(tmp_path)
+    cfg = configuration.load(conf)
+    stage = Stage("server", conf)
+    try:
+        wait_http(cfg.server.port, want=503)
+        for name in ("__init__.py", "make_palettes.py", "__pycache__/"):
+            assert http_get(cfg.server.port, "/" + name)[0] == 404, name
+        served = [p.name for p in web.DIRECTORY.iterdir()
+                  if p.suffix in (".html", ".js", ".css", ".svg")]
+        assert len(served) >= 5
+        for name in served:
+            status, _, body = http_get(cfg.server.port, "/" + name)
+            assert status == 200 and body == (web.DIRECTORY / name).read_bytes(), name
+    finally:
+        assert stage.stop() == 0
+
+
+def _head(port: int, path: str) -> tuple[int, dict, bytes]:
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("HEAD", path)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("path,kind", [
+    ("/healthz", "application/json"), ("/metrics", "text/plain"), ("/", "text/html"),
+    ("/stream.mjpg", "multipart/x-mixed-replace"), ("/snapshot.jpg", "image/jpeg"),
+    ("/snapshot.tiff", "image/tiff"), ("/snapshot.csv", "text/csv")])
+def test_head_answers_like_get_without_a_body(live, path, kind):
+    status, headers, body = _head(live.port, path)
+    assert status == 200 and headers["content-type"].startswith(kind) and body == b""
+
+
+def test_flooding_websocket_is_dropped_at_once(live):
+    """Issue 11 defect 9: after closing a flooder with 1008 the server read its flood until
+    Tornado's 5 s close timeout, at a core's worth of CPU. Now the connection is dropped at once."""
+    import psutil
+    server = psutil.Process(live.stage.pid)
+    s = socket.create_connection(("127.0.0.1", live.port), timeout=5)
+    try:
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  b"Sec-WebSocket-Version: 13\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 101")
+        burst = _ws_frame('{"op": "ping", "t": 1}') * 500
+        cpu_before, started = sum(server.cpu_times()[:2]), time.monotonic()
+        with pytest.raises(OSError):  # reset or broken pipe once the server drops us
+            while time.monotonic() - started < 8:
+                s.sendall(burst)
+        gone_after = time.monotonic() - started
+        cpu = sum(server.cpu_times()[:2]) - cpu_before
+    finally:
+        s.close()
+    assert gone_after < 2.5, gone_after  # Tornado alone waits 5 s
+    assert cpu < 2.0, cpu
+    assert "closing (1008)" in live.stage.log()
+    with live.ws() as ws:  # and the server is fine
+        frames(ws, 2)

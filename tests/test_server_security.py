@@ -344,18 +344,32 @@ def test_signal_stops_cleanly_with_viewers_connected(live_factory, sig):
 
 # ---------------------------------------------------------------- hostile input (issue 11)
 
-def _frames_for(ws, seconds: float) -> list[dict]:
-    """Headers of the frames a viewer receives within `seconds` (a fixed window, not a wait)."""
-    out = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+class _Watcher:
+    """A websocket viewer reading in its own thread, recording (arrival time, seq) of each frame."""
+
+    def __init__(self, live) -> None:
+        import threading
+        self.ws = live.ws()
+        self.got: list[tuple[float, int]] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        from websockets.exceptions import ConnectionClosed
         try:
-            message = ws.recv(timeout=max(0.01, deadline - time.monotonic()))
-        except TimeoutError:
-            break
-        if isinstance(message, bytes):
-            out.append(split_frame(message)[0])
-    return out
+            while True:
+                message = self.ws.recv()
+                if isinstance(message, bytes):
+                    self.got.append((time.monotonic(), split_frame(message)[0]["seq"]))
+        except ConnectionClosed:
+            pass
+
+    def seqs_between(self, start: float, end: float) -> list[int]:
+        return [seq for t, seq in list(self.got) if start <= t <= end]
+
+    def close(self) -> None:
+        self.ws.close()
+        self.thread.join(5)
 
 
 def test_idle_connection_flood_under_1024_files(live_factory):
@@ -367,9 +381,14 @@ def test_idle_connection_flood_under_1024_files(live_factory):
     assert server.rlimit(psutil.RLIMIT_NOFILE)[0] == 1024
     flood: list[socket.socket] = []
     try:
-        with live.ws() as ws:
-            frames(ws, 2)
+        watcher = _Watcher(live)
+        try:
+            deadline = time.monotonic() + 10
+            while len(watcher.got) < 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
             lines_before = live.stage.log().count("\n")
+            flood_start = time.monotonic()
             refused_in_a_row = 0
             while len(flood) < 1100 and refused_in_a_row < 3:
                 # one at a time, as the server takes them: a burst of 1,100 SYNs would mostly
@@ -383,12 +402,21 @@ def test_idle_connection_flood_under_1024_files(live_factory):
                     refused_in_a_row += 1
                 flood.append(s)
             assert server.num_fds() > 400, server.num_fds()  # the server did take a crowd
-            cpu_before, wall_before = sum(server.cpu_times()[:2]), time.monotonic()
-            got = _frames_for(ws, 3.0)
+            cpu_before, start = sum(server.cpu_times()[:2]), time.monotonic()
+            deadline = start + 3.0
+            while time.monotonic() < deadline:  # the flood is held open for 3 s
+                time.sleep(0.1)
+            end = time.monotonic()
             cpu = sum(server.cpu_times()[:2]) - cpu_before
-            wall = time.monotonic() - wall_before
-        seqs = [h["seq"] for h in got]
-        assert len(seqs) >= 20
+            wall = end - start
+            deadline = time.monotonic() + 5
+            while watcher.got[-1][0] < end:  # frames sent before `end` have arrived
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        finally:
+            watcher.close()
+        seqs = watcher.seqs_between(flood_start, end)  # while the flood came and stayed
+        assert len(seqs) >= 20, seqs
         assert len(seqs) >= 0.95 * (seqs[-1] - seqs[0] + 1), seqs
         assert cpu < 0.4 * wall, (cpu, wall)
         added = live.stage.log().splitlines()[lines_before:]
@@ -452,3 +480,69 @@ def test_tokens_never_reach_any_log(tmp_path, stages):
     for secret in ("viewsecret", "ctlsecret", "4f1c9a", "77b2e0"):  # ...but no token, right or not
         assert secret not in logs.lower(), [line for line in logs.splitlines()
                                             if secret in line.lower()][:5]
+
+
+def test_a_lone_surrogate_token_is_refused_cleanly(live_factory):
+    """Issue 11 defect 7: a token "\\ud800" (legal in JSON, not in UTF-8) raised UnicodeEncodeError
+    in the token comparison."""
+    live = live_factory(token="view", control_token="ctl")
+    with live.ws("/ws?token=view") as ws:
+        json_messages(ws, 2)
+        ws.send('{"op": "set", "settings": {"palette": "jet"}, "token": "\\ud800"}')
+        reply = json_messages(ws, 1)[0]
+        assert reply["type"] == "error" and "control token" in reply["error"]
+        frames(ws, 1)
+    assert http_get(live.port, "/?token=%ED%A0%80")[0] in (400, 401)
+    assert http_get(live.port, "/?token=%80")[0] in (400, 401)
+    assert http_get(live.port, "/", headers={"Authorization": "Basic 7aCA"})[0] == 401
+    log = live.stage.log()
+    assert "Traceback" not in log and "Uncaught" not in log and " ERROR " not in log, log[-2000:]
+
+
+def _status_with_host(port: int, request: str) -> int:
+    """The status of a raw request (only the status line is read)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(request.encode())
+        head = b""
+        while b"\r\n" not in head:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    return int(head.split(b" ", 2)[1])
+
+
+def test_dns_rebinding_host_header_is_refused(live_factory):
+    """Issue 11 defect 11: a page on evil.example (resolving to 127.0.0.1) must not watch a
+    loopback camera: Host must be a name the server is reachable under."""
+    live = live_factory(allowed_hosts="camera.example, proxy.example.org")
+    port = live.port
+
+    def http(host: str, path: str = "/") -> int:
+        return _status_with_host(port, f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n")
+
+    def ws(host: str) -> int:
+        return _status_with_host(
+            port, f"GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  f"Sec-WebSocket-Version: 13\r\nOrigin: http://{host}\r\n\r\n")
+
+    for host in (f"evil.example:{port}", "evil.example", f"localhost.evil.example:{port}",
+                 f"127.0.0.1.nip.io:{port}", "camera.example.evil", f"{socket.gethostname()}x"):
+        assert ws(host) == 400, host
+        for path in ("/", "/healthz", "/snapshot.jpg", "/stream.mjpg", "/metrics", "/sub/x.js"):
+            assert http(host, path) == 400, (host, path)
+    good = [f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST.", f"[::1]:{port}",
+            f"app.localhost:{port}", f"camera.example:{port}", "Proxy.Example.Org",
+            f"{socket.gethostname()}:{port}", "192.0.2.7"]
+    for host in good:
+        assert ws(host) == 101, host
+        assert http(host) == 200, host
+    samples = http_get(port, "/metrics")[2].decode()
+    assert 'flirstream_rejected_total{reason="host"} 42' in samples
+    assert "allowed_hosts" in live.stage.log()
+
+
+def test_any_host_with_a_star(live_factory):
+    live = live_factory(allowed_hosts="*")
+    assert _status_with_host(live.port, "GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n") == 200
