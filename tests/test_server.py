@@ -332,7 +332,7 @@ def test_metrics_text_parses_and_counts(live):
     assert samples['flirstream_frames_sent_total{transport="websocket"}'] >= 3
     assert samples['flirstream_bytes_sent_total{transport="websocket"}'] > 3 * 2000
     assert 'flirstream_frames_dropped_total{stage="server",reason="slow_websocket_client"}' in samples
-    assert samples['flirstream_stage_counter{stage="capture",counter="discards"}'] == 7
+    assert samples['flirstream_stage_events_total{stage="capture",event="discards"}'] == 7
     assert samples['flirstream_stage_up{stage="capture",state="streaming"}'] == 1
     count = samples["flirstream_frame_latency_seconds_count"]
     assert count >= 3 and samples['flirstream_frame_latency_seconds_bucket{le="+Inf"}'] == count
@@ -593,3 +593,16 @@ def test_flooding_websocket_is_dropped_at_once(live):
     assert "closing (1008)" in live.stage.log()
     with live.ws() as ws:  # and the server is fine
         frames(ws, 2)
+
+
+def test_promtool_accepts_the_metrics(live):
+    """`promtool check metrics` (Debian's prometheus package, which the test environment installs:
+    no skip) lints the live /metrics: names, types, help, histogram buckets."""
+    import subprocess
+    with live.ws() as ws:
+        frames(ws, 3)
+        status, _, body = http_get(live.port, "/metrics")
+    assert status == 200 and b"flirstream_stage_events_total" in body
+    result = subprocess.run(["/usr/bin/promtool", "check", "metrics"], input=body,
+                            capture_output=True, timeout=30)
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()

@@ -288,7 +288,7 @@ def test_metrics_exposition_parses_and_counts():
     assert samples["flirstream_frames_received_total"] == 4
     assert samples['flirstream_frames_dropped_total{stage="upstream",reason="seq_gap"}'] == 2
     assert samples['flirstream_frames_dropped_total{stage="server",reason="newer_frame_waiting"}'] == 1
-    assert samples['flirstream_stage_counter{stage="capture",counter="crc_errors"}'] == 3
+    assert samples['flirstream_stage_events_total{stage="capture",event="crc_errors"}'] == 3
     assert not any("counter=\"name\"" in k or "counter=\"ok\"" in k for k in samples)
     assert samples['flirstream_frame_latency_seconds_bucket{le="0.01"}'] == 1
     assert samples['flirstream_frame_latency_seconds_bucket{le="0.075"}'] == 3
