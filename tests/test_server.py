@@ -298,6 +298,28 @@ def test_snapshot_tiff_has_the_raw_values(live):
     assert np.array_equal(values, image_frame(int(headers["x-frame-seq"])).pixels)
 
 
+def test_snapshot_tiff_explains_itself(live):
+    """The TIFF carries its scale: sensor, unit, kelvin per count and capture time, read back with
+    Pillow (another TIFF reader than the one that wrote it)."""
+    import io
+    from PIL import Image
+    status, headers, body = http_get(live.port, "/snapshot.tiff")
+    assert status == 200
+    with Image.open(io.BytesIO(body)) as image:
+        assert image.size == (160, 120) and image.mode.startswith("I;16")
+        tags = image.tag_v2
+        about = json.loads(tags[270])  # ImageDescription
+        assert np.array_equal(np.array(image), image_frame(int(headers["x-frame-seq"])).pixels)
+    assert about["sensor"] == "lepton3" and about["unit"] == "kelvin" and about["tlinear"] is True
+    assert about["kelvin_per_count"] == 0.01 and "273.15" in about["meaning"]
+    assert about["seq"] == int(headers["x-frame-seq"])
+    assert abs(about["capture_time_unix"] - float(headers["x-frame-time"])) < 0.002
+    assert about["capture_time"].endswith("Z")
+    assert tags[305] == "flir-stream"  # Software
+    assert re.fullmatch(r"\d{4}:\d\d:\d\d \d\d:\d\d:\d\d", tags[306])  # DateTime
+    assert tags[306].replace(":", "-", 2).replace(" ", "T") == about["capture_time"][:19]
+
+
 def test_snapshot_csv_is_celsius(live):
     status, headers, body = http_get(live.port, "/snapshot.csv")
     assert status == 200 and headers["content-type"].startswith("text/csv")
