@@ -298,6 +298,9 @@ def test_healthz_503_without_any_stage(tmp_path):
         assert status == 503 and b"no fresh frame" in body
     finally:
         assert stage.stop() == 0
+    log = stage.log()
+    assert "503 GET /healthz" in log
+    assert " ERROR " not in log, log  # an expected 503 is news, not an error
 
 
 def test_snapshot_wakes_a_paused_encoder(live_factory):
