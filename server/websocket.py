@@ -19,7 +19,10 @@ from .relay import RelayError
 log = logging.getLogger("ws")
 
 MESSAGES_PER_S = 20  # sustained; a burst of as many is allowed
-ABORT_AFTER_S = 0.1  # a refused client's connection is dropped this soon after the close frame
+# A refused client's connection is dropped this long after the close frame: time for the client to
+# read the close frame (dropping a connection with its flood unread sends a TCP reset, which makes
+# the client's kernel discard what the client has not read yet), a tenth of Tornado's 5 s.
+ABORT_AFTER_S = 0.5
 
 
 class RateLimit:
