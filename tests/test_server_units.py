@@ -467,3 +467,70 @@ def test_a_vital_task_that_dies_is_logged_and_stops_the_process(caplog):
     with caplog.at_level(logging.ERROR):
         assert asyncio.run(main()) == (True, False)
     assert "the frame feed task died: RuntimeError('feed broke')" in caplog.text
+
+
+# ---------------------------------------------------------------- accepting under EMFILE
+
+_EMFILE_CHILD = r"""
+import asyncio, logging, os, resource, socket, sys, time
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
+from server.listener import Acceptor
+
+async def main():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    accepted = []
+    Acceptor(sock, lambda connection, address: accepted.append(connection), limit=1 << 20)
+    filler = []
+    try:
+        while True:  # use up every descriptor: accept() must fail with EMFILE
+            filler.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        pass
+    print(sock.getsockname()[1], flush=True)
+    sys.stdin.readline()  # the parent has connected
+    cpu = time.process_time()
+    await asyncio.sleep(2.0)  # a window: the listening socket stays readable all along
+    cpu = time.process_time() - cpu
+    for fd in filler[:16]:
+        os.close(fd)
+    await asyncio.sleep(1.0)  # accepting resumes after its pause
+    print(len(accepted), f"{cpu:.3f}", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_accept_backs_off_on_emfile_instead_of_spinning(tmp_path):
+    """Issue 11 defect 1: with no descriptor left, Tornado's accept loop spun on the readable
+    listening socket writing a traceback each time. Acceptor pauses, logs one line, resumes."""
+    import subprocess
+    import socket
+    import sys
+    from conftest import ROOT
+    log = open(tmp_path / "child.log", "w")  # a file: a flood of lines must not block the child
+    child = subprocess.Popen([sys.executable, "-c", _EMFILE_CHILD], cwd=str(ROOT), text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+    clients = []
+    try:
+        port = int(child.stdout.readline())
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(5)]
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        accepted, cpu = child.stdout.readline().split()
+        child.wait(30)
+    finally:
+        for c in clients:
+            c.close()
+        child.kill()
+        log.close()
+    err = (tmp_path / "child.log").read_text()
+    assert child.returncode == 0, err[-2000:]
+    assert int(accepted) == 5  # none lost: they waited in the backlog
+    assert float(cpu) < 0.5, cpu  # not a busy loop (2 s of it would be ~2 s of CPU)
+    lines = err.splitlines()
+    assert len(lines) == 1 and "not accepting connections" in lines[0] and "Too many" in lines[0], \
+        err[-2000:]
