@@ -15,7 +15,7 @@ import web
 from flirstream import config as configuration
 from flirstream.binding import bind_retrying
 
-from . import listener, redact
+from . import access, listener, redact
 from .feed import Feed
 from .handlers import Context
 from .health import Health
@@ -90,7 +90,10 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
     relay = ControlRelay(zctx, cfg.endpoints.control, on_settings=hub.set_settings)
     feed = Feed(zctx, cfg.endpoints.images, hub)
     ports = tuple(p for p in (srv.port, srv.websocket_port) if p)
-    ctx = Context(server=srv, hub=hub, relay=relay, metrics=metrics, health=health, ports=ports)
+    # the names are looked up once here: getfqdn() may ask DNS, which must not stall a request
+    hosts = access.own_names(srv.host, srv.allowed_hosts)
+    ctx = Context(server=srv, hub=hub, relay=relay, metrics=metrics, health=health, ports=ports,
+                  hosts=hosts)
     try:
         app = make_app(ctx, srv.static_dir)
         servers = bind_retrying(lambda: listen(app, srv, request_timeout_s))
