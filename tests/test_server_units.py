@@ -534,3 +534,35 @@ def test_accept_backs_off_on_emfile_instead_of_spinning(tmp_path):
     lines = err.splitlines()
     assert len(lines) == 1 and "not accepting connections" in lines[0] and "Too many" in lines[0], \
         err[-2000:]
+
+
+# ---------------------------------------------------------------- Host check and log redaction
+
+NAMES = access.own_names("camera.lan", ("proxy.example.org",))
+
+
+@pytest.mark.parametrize("host,allowed", [
+    ("127.0.0.1:8080", True), ("[::1]:8080", True), ("::1", True), ("10.1.2.3", True),
+    ("localhost", True), ("LocalHost.:8080", True), ("a.b.localhost", True),
+    ("camera.lan:8080", True), ("proxy.example.org", True), ("PROXY.EXAMPLE.ORG.", True),
+    ("evil.example", False), ("evil.example:8080", False), ("localhost.evil.example", False),
+    ("camera.lan.evil.example", False), ("127.0.0.1.nip.io", False), ("", False), ("[", False)])
+def test_host_allowed(host, allowed):
+    assert access.host_allowed(host, NAMES) is allowed
+
+
+def test_own_names_has_this_machine():
+    import socket
+    assert socket.gethostname().lower() in NAMES and "camera.lan" in NAMES
+    assert access.host_allowed("evil.example", access.own_names("127.0.0.1", ("*",)))
+
+
+def test_redact_takes_out_tokens_right_or_wrong():
+    from server.redact import Redact
+    clean = Redact(["s3cret/+x", ""]).clean
+    assert clean("200 GET /?token=anything&a=1 (1.2.3.4)") == "200 GET /?token=<redacted>&a=1 (1.2.3.4)"
+    assert clean("uri='/ws?control_token=zz'") == "uri='/ws?control_token=<redacted>'"
+    assert clean("404 GET /s3cret/+x/a") == "404 GET /<token>/a"
+    assert clean("404 GET /s3cret%2F%2Bx") == "404 GET /<token>"
+    assert clean("Authorization: Basic dXNlcjpzM2NyZXQ=") == "Authorization: Basic <redacted>"
+    assert clean("websocket viewer 127.0.0.1 connected") == "websocket viewer 127.0.0.1 connected"
