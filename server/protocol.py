@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from flirstream import config as configuration
+from flirstream import wire
 from flirstream.wire import ImageFrame
 
 MAX_CLIENT_MESSAGE = 4096
@@ -177,20 +178,14 @@ def _as_conf_text(value: Any) -> str:
     raise ProtocolError(f"setting value {value!r} is not a string, number, boolean or list")
 
 
-def _no_constant(name: str) -> Any:
-    raise ProtocolError(f"{name} is not a JSON number")
-
-
 def parse_client(text: str) -> SetSettings | EnableRaw | Ping:
     """Parse and check one text message from a browser; raises ProtocolError."""
     try:
-        message = json.loads(text, parse_constant=_no_constant)
-    except ProtocolError:
-        raise
-    except RecursionError:  # e.g. 3,000 '[': Python's JSON parser recurses per level
-        raise ProtocolError("message is nested too deeply") from None
-    except ValueError:
-        raise ProtocolError("message is not JSON") from None
+        # the stages' bounded reader: size, depth (3,000 "[" was a RecursionError), and no
+        # NaN / Infinity / 1e999 (a pong with one of them could not be written back)
+        message = wire.load_json(text.encode("utf-8", "surrogatepass"))
+    except wire.WireError as exc:
+        raise ProtocolError(f"message refused: {exc}") from None
     if not isinstance(message, dict):
         raise ProtocolError("message is not a JSON object")
     op = message.get("op")
