@@ -289,7 +289,7 @@ def test_metrics_exposition_parses_and_counts():
     assert samples['flirstream_frames_dropped_total{stage="upstream",reason="seq_gap"}'] == 2
     assert samples['flirstream_frames_dropped_total{stage="server",reason="newer_frame_waiting"}'] == 1
     assert samples['flirstream_stage_events_total{stage="capture",event="crc_errors"}'] == 3
-    assert not any("counter=\"name\"" in k or "counter=\"ok\"" in k for k in samples)
+    assert not any("event=\"name\"" in k or "event=\"ok\"" in k for k in samples)
     assert samples['flirstream_frame_latency_seconds_bucket{le="0.01"}'] == 1
     assert samples['flirstream_frame_latency_seconds_bucket{le="0.075"}'] == 3
     assert samples['flirstream_frame_latency_seconds_bucket{le="5"}'] == 3
