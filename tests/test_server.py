@@ -357,7 +357,9 @@ def test_metrics_text_parses_and_counts(live):
     assert samples['flirstream_stage_events_total{stage="capture",event="discards"}'] == 7
     assert samples['flirstream_stage_up{stage="capture",state="streaming"}'] == 1
     count = samples["flirstream_frame_latency_seconds_count"]
-    assert count >= 3 and samples['flirstream_frame_latency_seconds_bucket{le="+Inf"}'] == count
+    # the first of the 3 frames may be the one cached before the viewer came (no latency is
+    # observed for it); the other two were observed as they arrived
+    assert count >= 2 and samples['flirstream_frame_latency_seconds_bucket{le="+Inf"}'] == count
     buckets = [v for k, v in samples.items() if k.startswith("flirstream_frame_latency_seconds_bucket")]
     assert buckets == sorted(buckets)
 
