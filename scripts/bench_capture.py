@@ -47,6 +47,7 @@ MODES = ("before", "segments", "after")
 GOAL = 0.99
 WARMUP_S = 2.0
 POOL_FRAMES = 64  # frames pre-rendered so the simulator's pixels cost capture no CPU
+LATENCY_FRAMES = 3  # frames from the camera's frame start to its arrival here, at most
 
 
 # ---------------------------------------------------------------- the child: capture
@@ -89,7 +90,8 @@ def child(mode: str, endpoint: str, cpu: int, speed_hz: int) -> int:
     sock = links.publisher(ctx, "frames", endpoint)
     if mode != "before":
         scheduling = app.tune(config.capture)
-    print(json.dumps({"epoch": camera.epoch, "scheduling": scheduling}), flush=True)
+    print(json.dumps({"epoch": camera.epoch, "fps": camera.sim.fps, "scheduling": scheduling}),
+          flush=True)
     cpu_start = time.process_time()
     try:
         app._loop(config, source, sock, scheduling=scheduling)
@@ -127,6 +129,7 @@ def run_mode(mode: str, seconds: float, cpu: int, speed_hz: int, with_hog: bool)
     sub.connect(endpoint)
     first = last = None
     received = 0
+    marks = []
     scheduling = ""
     try:
         start = json.loads(proc.stdout.readline() or "{}")
@@ -149,7 +152,7 @@ def run_mode(mode: str, seconds: float, cpu: int, speed_hz: int, with_hog: bool)
             mark = (frame.telemetry["frame_counter"], frame.counters["published"],
                     frame.counters)
             first = first or mark
-            last = mark
+            marks.append(mark)
             received += 1
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -164,9 +167,15 @@ def run_mode(mode: str, seconds: float, cpu: int, speed_hz: int, with_hog: bool)
         sub.close()
         ctx.term()
     stats = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
-    if first is None or last is None:
+    if first is None:
         raise RuntimeError(f"no frame from capture ({mode}): {err[-2000:]}")
-    produced = last[0] - first[0] + 1
+    # The window: from the first frame received to the camera's frame at the end (by its clock,
+    # CLOCK_MONOTONIC in both processes), less a few frames of publishing latency; so frames
+    # lost at the end count as lost too.
+    last_frame = int((end - start["epoch"]) * start["fps"]) - LATENCY_FRAMES
+    inside = [m for m in marks if m[0] <= last_frame]
+    last = inside[-1] if inside else first
+    produced = max(last_frame, last[0]) - first[0] + 1
     published = last[1] - first[1] + 1
     c0, c1 = first[2], last[2]
     return {
