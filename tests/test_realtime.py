@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import sys
 
 import pytest
@@ -73,3 +74,35 @@ def test_the_config_keys_parse_and_refuse_bad_values():
         ("off", 10, 0, None)
     with pytest.raises(ConfigError, match=r"\[capture\] cpu = 'x': expected CPU numbers"):
         configuration.loads("[capture]\ncpu = x\n")
+
+
+def test_the_capture_process_reports_its_scheduling_in_the_log_and_status(tmp_path, stages):
+    import zmq
+
+    from conftest import write_config
+    from flirstream import links, wire
+
+    cpu = max(os.sched_getaffinity(0))
+    config = write_config(tmp_path, capture={"source": "sim", "realtime": "fifo",
+                                             "priority": "3", "cpu": str(cpu)})
+    endpoint = next(line.split("=", 1)[1].strip() for line in config.read_text().splitlines()
+                    if line.startswith("frames"))
+    ctx = zmq.Context()
+    sock = links.subscriber(ctx, endpoint, wire.STATUS_TOPIC, hwm=100)
+    stage = stages("capture", config)
+    try:
+        status = None
+        deadline = time.monotonic() + 20
+        while status is None and time.monotonic() < deadline and stage.proc.poll() is None:
+            if sock.poll(100):
+                status = wire.unpack_status(sock.recv_multipart())
+        assert status is not None, stage.log()
+    finally:
+        sock.close(0)
+        ctx.term()
+    expected = (f"SCHED_FIFO priority 3, CPU {cpu}" if os.geteuid() == 0
+                else "SCHED_FIFO 3 refused: not permitted")
+    assert expected in status["scheduling"] and "gc frozen" in status["scheduling"]
+    assert stage.stop() == 0
+    log = stage.log_path.read_text()
+    assert log.count("scheduling: ") == 1 and expected in log
