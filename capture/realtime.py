@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import errno
 import gc
-import logging
 import os
 from typing import Optional, Sequence
-
-log = logging.getLogger("capture.realtime")
 
 POLICIES = ("off", "fifo")
 DEFAULT_PRIORITY = 10  # above normal tasks, below the kernel's IRQ threads (50) that move the bytes
