@@ -151,8 +151,7 @@ class Reader:
                 self._step("reopening", f"{head}: reopening {self.source.name}", "reopen")
         else:
             delay = self.retry_backoff_s[min(level - len(steps), len(self.retry_backoff_s) - 1)]
-            what = " and ".join({"reboot": "reboot", "reopen": "reopen"}[s] for s in steps)
-            self._step("retrying", f"{head}: {what} again in {delay:g} s", "retry")
+            self._step("retrying", f"{head}: {' and '.join(steps)} again in {delay:g} s", "retry")
             reopen = self._reopener()
             if reopen:
                 reopen()  # closed (chip select high) while waiting; opened by the next read
