@@ -127,7 +127,8 @@ def _loop(config: configuration.Config, source, sock: zmq.Socket, *, scheduling:
             try:
                 sock.send_multipart(wire.pack_status(
                     "capture", reader.state, reader.detail, time.time(), source=source.name,
-                    sensor=cap.sensor, counters=counters(), scheduling=scheduling),
+                    sensor=cap.sensor, counters=counters(),
+                    scheduling=scheduling[:500]),  # (wire's limit for this text)
                     flags=zmq.NOBLOCK)
             except zmq.Again:
                 pass

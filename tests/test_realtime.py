@@ -106,3 +106,14 @@ def test_the_capture_process_reports_its_scheduling_in_the_log_and_status(tmp_pa
     assert stage.stop() == 0
     log = stage.log_path.read_text()
     assert log.count("scheduling: ") == 1 and expected in log
+
+
+def test_the_status_schema_takes_the_scheduling_line_within_its_limit():
+    from flirstream import wire
+
+    line = "SCHED_FIFO priority 10, CPU 3; gc frozen (24557 objects), threshold 10000"
+    parts = wire.pack_status("capture", "streaming", "", 1.0, scheduling=line)
+    assert wire.unpack_status(parts)["scheduling"] == line
+    with pytest.raises(wire.WireError):
+        wire.unpack_status(wire.pack_status("capture", "streaming", "", 1.0,
+                                            scheduling="x" * 501))
