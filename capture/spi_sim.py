@@ -93,6 +93,7 @@ class TimedLepton:
         self._boot_seen = getattr(sim.cci, "boot_at", None)
         self._last_end: Optional[float] = None  # bus time the last read ended (None: never read)
         self._partial = False                   # the last read stopped inside a packet
+        self._carry = b""                       # ... and the rest of that packet
         self._segment = -1                       # index of the segment being served
         self._taken = 0                          # packets of it read so far
         self._whole = False                      # ... all of them
@@ -200,6 +201,8 @@ class TimedLepton:
                                or (self._partial and gap > INTRA_PACKET_TIMEOUT_S)):
             self.in_sync = False
             self.sync_losses += 1
+        if not self.in_sync or gap is None or gap >= RESYNC_MIN_S:
+            self._carry = b""
         end = start + size / P * self.packet_s
         if self._after_boot and start >= self.booting_until:
             self._after_boot = False
@@ -233,6 +236,11 @@ class TimedLepton:
         size = len(out)
         pos = 0
         t = start
+        if self._carry:  # the rest of a packet the last read stopped inside
+            pos = min(len(self._carry), size)
+            out[:pos] = self._carry[:pos]
+            self._carry = self._carry[pos:]
+            t += pos / P * self.packet_s
         while pos < size:
             current = int((t - self.epoch) / self.segment_s)
             self._advance(current)
@@ -246,7 +254,9 @@ class TimedLepton:
                 total = len(data) // P
                 take = min(count, total - self._taken)
                 n = min(take * P, size - pos)
-                out[pos:pos + n] = data[self._taken * P:self._taken * P + n]
+                at = self._taken * P
+                out[pos:pos + n] = data[at:at + n]
+                self._carry = data[at + n:at + take * P]
                 pos += n
                 self._taken += take
                 if self._taken >= total:
@@ -255,6 +265,7 @@ class TimedLepton:
             for _ in range(count - take):
                 n = min(P, size - pos)
                 out[pos:pos + n] = self._discard[:n]
+                self._carry = self._discard[n:]
                 pos += n
             t += count * self.packet_s
 

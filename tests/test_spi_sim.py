@@ -124,6 +124,21 @@ def test_out_of_sync_can_be_discards_only():
     assert all(data[i] & 0x0F == 0x0F for i in range(0, len(data), P))
 
 
+def test_a_read_that_stops_inside_a_packet_goes_on_with_its_rest():
+    cam, _ = camera()
+    device = cam.open()
+    whole = FrameAssembler("lepton3", "header")
+    cut = FrameAssembler("lepton3", "header")
+    other, _ = camera()
+    reference = other.open()
+    frames_whole, frames_cut = [], []
+    for _ in range(60):
+        frames_whole += whole.feed(reference.read(61 * P))
+        frames_cut += cut.feed(device.read(30 * P + 100) + device.read(31 * P - 100))
+    assert len(frames_cut) == len(frames_whole) > 5
+    assert cut.counters.crc_errors == 0 and cam.sync_losses == 0
+
+
 def test_stopping_inside_a_packet_longer_than_the_intra_packet_timeout_loses_sync():
     cam, clock = camera()
     device = cam.open()
