@@ -185,8 +185,10 @@ class SpiSource:
             elif hasattr(device, "readinto"):
                 got = sum(device.readinto(view) for view in self._views)
             else:  # a plain read(size) device: new bytes per transfer
-                return b"".join(device.read(len(view)) for view in self._views)
-            data = bytes(self._buffer) if got == len(self._buffer) else bytes(self._buffer[:got])
+                got = -1
+                data = b"".join(device.read(len(view)) for view in self._views)
+            if got >= 0:
+                data = bytes(self._buffer) if got == len(self._buffer) else bytes(self._buffer[:got])
         except OSError as exc:
             if exc.errno == errno.EMSGSIZE:
                 return self._too_long()
