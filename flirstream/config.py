@@ -194,6 +194,16 @@ def source(text: str) -> str:
     raise BadValue("expected auto, sim, spi:/dev/spidevB.D, vospi-file:PATH or image:PATH")
 
 
+def cpu_list(text: str) -> Optional[tuple[int, ...]]:
+    """'' -> None (any CPU); '1' or '2, 3' -> CPU numbers."""
+    parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
+    if not parts:
+        return None
+    if not all(p.isdigit() and int(p) < 1024 for p in parts):
+        raise BadValue("expected CPU numbers such as 1 or 2, 3 (empty: any CPU)")
+    return tuple(sorted({int(p) for p in parts}))
+
+
 def origins(text: str) -> tuple[str, ...]:
     items = tuple(p for p in re.split(r"[,\s]+", text.strip()) if p)
     for item in items:
@@ -244,6 +254,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "sim_unique_every": Key(integer(1, 10), "3", "sim: each scene frame is sent this many times"),
         "sim_fps": Key(number(0.5, 200.0), "26.5", "sim: VoSPI frames per second"),
         "record": Key(optional_path, "", "also write the raw VoSPI bytes read to this file"),
+        "realtime": Key(choice("off", "fifo"), "off", "fifo: read the camera with SCHED_FIFO "
+                        "real-time priority where permitted"),
+        "priority": Key(integer(1, 99), "10", "realtime = fifo: the SCHED_FIFO priority"),
+        "nice": Key(integer(-20, 19), "0", "nice value of the capture process"),
+        "cpu": Key(cpu_list, "", "pin capture to these CPUs (e.g. 3); empty: any"),
     },
     "encoder": {
         "palette": Key(choice(*PALETTES), "ironbow", "colour map"),

@@ -35,7 +35,9 @@ capture -> encoder and encoder -> server, topic b"status" (about once a second, 
     [b"status", header]
     header: v, t, stage ("capture" or "encoder"), state ("streaming", "offline", "paused", ...),
             detail (a sentence for people, e.g. "cannot open /dev/spidev0.0: no such file"), source,
-            counters (the stage's counters). The encoder forwards capture's status as it is and also
+            counters (the stage's counters); capture's also carries scheduling (one line: what it
+            got of [capture] realtime / nice / cpu, e.g. "SCHED_FIFO priority 10, CPU 3; gc frozen
+            ..." or what was refused and why). The encoder forwards capture's status as it is and also
             publishes its own, so the server knows both; the encoder's also carries settings (its
             [encoder] settings as in server.conf) and last_error ("" or the newest problem).
 
@@ -381,7 +383,8 @@ def unpack_control(part: Buffer) -> dict:
 
 STATUS_STAGES = ("capture", "encoder")
 # field -> longest text allowed (None: the field is not text)
-_STATUS_TEXTS = {"state": 32, "detail": 2000, "source": 1000, "sensor": 32, "last_error": 2000}
+_STATUS_TEXTS = {"state": 32, "detail": 2000, "source": 1000, "sensor": 32, "last_error": 2000,
+                 "scheduling": 500}
 _STATUS_FIELDS = {"v", "t", "stage", "counters", "settings", *_STATUS_TEXTS}
 MAX_MAP_ITEMS = 64  # counters / settings
 MAX_NAME_CHARS = 64
