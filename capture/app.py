@@ -16,6 +16,7 @@ import zmq
 
 from flirstream import config as configuration, links, wire
 
+from . import realtime
 from .reader import Deduper, Reader
 from .sources import make_source
 from .vospi import FrameAssembler
@@ -48,7 +49,7 @@ def run(config: configuration.Config, args: argparse.Namespace) -> int:
         log.info("publishing frames on %s; source=%s record=%s; [capture] %s", endpoint,
                  source.name, record or "-", configuration.describe(config, "capture"))
         try:
-            _loop(config, source, sock)
+            _loop(config, source, sock, scheduling=tune(cap))
         finally:
             sock.close(linger=0)
     finally:
@@ -58,7 +59,28 @@ def run(config: configuration.Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _loop(config: configuration.Config, source, sock: zmq.Socket) -> None:
+def tune(cap) -> str:
+    """Real-time scheduling, nice and CPU affinity as [capture] asks, and the GC frozen after
+    start-up: the one line saying what capture got (logged; also in its status)."""
+    got = realtime.apply(cap.realtime, cap.priority, cap.nice, cap.cpu)
+    got = f"{got}; {realtime.tune_gc()}"
+    log.info("scheduling: %s", got)
+    return got
+
+
+def sim_reboot(source):
+    """The recovery ladder's reboot for a simulated camera with a simulated CCI device: an OEM
+    reboot through the real CCI client (None when the source has none)."""
+    device = getattr(getattr(source, "sim", None), "cci", None)
+    if device is None:
+        return None
+    from .cci import Lepton, LeptonCCI
+
+    return Lepton(LeptonCCI(device)).reboot
+
+
+def _loop(config: configuration.Config, source, sock: zmq.Socket, *, scheduling: str = "",
+          reboot=None) -> None:
     cap = config.capture
     stop = threading.Event()
 
@@ -69,7 +91,7 @@ def _loop(config: configuration.Config, source, sock: zmq.Socket) -> None:
         signal.signal(sig, on_signal)
 
     assembler = FrameAssembler(cap.sensor, cap.telemetry)
-    reader = Reader(source, assembler)
+    reader = Reader(source, assembler, reboot=reboot or sim_reboot(source))
     dedupe = Deduper() if cap.dedupe else None
     kelvin_per_count = float(cap.tlinear_resolution)
     seq = 0
@@ -105,6 +127,8 @@ def _loop(config: configuration.Config, source, sock: zmq.Socket) -> None:
             try:
                 sock.send_multipart(wire.pack_status(
                     "capture", reader.state, reader.detail, time.time(), source=source.name,
-                    sensor=cap.sensor, counters=counters()), flags=zmq.NOBLOCK)
+                    sensor=cap.sensor, counters=counters(),
+                    scheduling=scheduling[:500]),  # (wire's limit for this text)
+                    flags=zmq.NOBLOCK)
             except zmq.Again:
                 pass

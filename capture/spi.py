@@ -25,12 +25,20 @@ log = logging.getLogger("capture.spi")
 BUFSIZ_PATH = "/sys/module/spidev/parameters/bufsiz"
 SPIDEV_DEFAULT_BUFSIZ = 4096
 MAX_READ_PACKETS = 128        # ~21 kB per read: a few ms of the bus, so frames leave promptly
-BATCH_PACKETS = 72            # read() gathers about this many packets (fewer, larger feeds)
+BATCH_PACKETS = 72            # what read() gathered before whole-segment reads (the benchmark's
+                              # "before")
+# read() takes one Lepton segment's worth: 61 packets (a Lepton 3 segment with telemetry; one
+# packet more than without, and about a Lepton 2 frame). One wake-up per segment (106 a second)
+# reads ~5 ms of bus at 16 MHz and leaves the other ~4.5 ms of the 9.4 ms segment period for the
+# assembler, instead of a Python loop per packet or per small transfer.
+SEGMENT_READ_PACKETS = 61
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 5.0)
 
 
 class Device(Protocol):
-    """What SpiSource needs of an opened SPI device."""
+    """What SpiSource needs of an opened SPI device. A device may also have readv(buffers)
+    (consecutive transfers into the buffers, as os.readv on spidev) or readinto(buffer): then
+    SpiSource reads into its own preallocated buffer instead of making new bytes per transfer."""
 
     def read(self, size: int) -> bytes: ...
 
@@ -81,6 +89,19 @@ class SpidevDevice:
             return os.read(self._fd, size)
         return bytes(self._spi.readbytes(size))
 
+    def readv(self, buffers) -> int:
+        """One transfer per buffer in one system call: spidev has no read_iter, so the kernel
+        calls its read() for each buffer in turn (each within bufsiz), chip select deasserted
+        between them, which VoSPI allows between whole packets."""
+        if self._fd is not None:
+            return os.readv(self._fd, buffers)
+        total = 0
+        for buffer in buffers:
+            data = self._spi.readbytes(len(buffer))
+            buffer[:len(data)] = bytes(data)
+            total += len(data)
+        return total
+
     def close(self) -> None:
         self._spi.close()
 
@@ -99,16 +120,24 @@ class SpiSource:
     is offline: it closes the device and tries again with growing delays, forever."""
 
     def __init__(self, path: str, speed_hz: int = 16_000_000,
-                 device_factory: Optional[DeviceFactory] = None, bufsiz: Optional[int] = None):
+                 device_factory: Optional[DeviceFactory] = None, bufsiz: Optional[int] = None,
+                 read_packets: int = SEGMENT_READ_PACKETS,
+                 sleep: Callable[[float], None] = time.sleep):
         self.path = path
         self.name = f"spi:{path}"
         self.speed_hz = speed_hz
         if device_factory is None:
             device_factory = lambda p: SpidevDevice(p, speed_hz)  # noqa: E731
         self._factory = device_factory
+        self._sleep = sleep
         size = bufsiz if bufsiz is not None else spidev_bufsiz()
         # Whole packets only, within spidev's buffer (a bigger read fails with Errno 90).
         self.read_size = max(1, min(size // vospi.PACKET_BYTES, MAX_READ_PACKETS)) * vospi.PACKET_BYTES
+        # One buffer for every read(), cut into transfers of at most read_size (views made once).
+        self.read_packets = max(1, read_packets)
+        self._buffer = bytearray(self.read_packets * vospi.PACKET_BYTES)
+        self._views: list[memoryview] = []
+        self._cut()
         self._device: Optional[Device] = None
         self._failures = 0
         self.retry_delay = BACKOFF_S[0]
@@ -139,12 +168,27 @@ class SpiSource:
         log.info("opened %s (mode 3, %d Hz, %d-byte reads)", self.path, self.speed_hz,
                  self.read_size)
 
+    def _cut(self) -> None:
+        whole = memoryview(self._buffer)
+        step = self.read_size
+        self._views = [whole[i:i + step] for i in range(0, len(whole), step)]
+
     def read(self) -> bytes:
+        """About `read_packets` packets (whole transfers of at most read_size bytes)."""
         if self._device is None:
             self._open()
+        device = self._device
         try:
-            reads = max(1, BATCH_PACKETS * vospi.PACKET_BYTES // self.read_size)
-            data = b"".join(self._device.read(self.read_size) for _ in range(reads))
+            readv = getattr(device, "readv", None)
+            if readv is not None:
+                got = readv(self._views)
+            elif hasattr(device, "readinto"):
+                got = sum(device.readinto(view) for view in self._views)
+            else:  # a plain read(size) device: new bytes per transfer
+                got = -1
+                data = b"".join(device.read(len(view)) for view in self._views)
+            if got >= 0:
+                data = bytes(self._buffer) if got == len(self._buffer) else bytes(self._buffer[:got])
         except OSError as exc:
             if exc.errno == errno.EMSGSIZE:
                 return self._too_long()
@@ -163,12 +207,17 @@ class SpiSource:
             raise self._offline(message)
         # Keep streaming with smaller reads meanwhile.
         self.read_size = max(self.read_size // 2 // vospi.PACKET_BYTES, 1) * vospi.PACKET_BYTES
+        self._cut()
         log.warning("%s; reading %d bytes at a time for now", message, self.read_size)
         return b""
 
     def pause(self, seconds: float) -> None:
         # spidev deasserts chip select between transfers: not reading for a while resyncs.
-        time.sleep(seconds)
+        self._sleep(seconds)
+
+    def reopen(self) -> None:
+        """Close the device; the next read() opens it again (the recovery ladder's step)."""
+        self.close()
 
     def close(self) -> None:
         if self._device is not None:

@@ -51,9 +51,11 @@ class _State:
 
 
 class Fanout:
-    def __init__(self, metrics: Metrics, on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, metrics: Metrics, on_change: Callable[[], None] = lambda: None,
+                 as_sent: Callable[[Any], Any] = lambda outgoing: outgoing) -> None:
         self.metrics = metrics
         self.on_change = on_change
+        self.as_sent = as_sent  # the newest frame as it goes out now (e.g. marked stale)
         self.clients: dict[Sink, _State] = {}
         self.latest: dict[str, Any] = {}  # feed -> the newest frame's shared payloads
         self.published = {feed: 0 for feed in FEEDS}  # feed -> index of its latest
@@ -103,7 +105,8 @@ class Fanout:
             return
         if state.pending is not None and not state.pending.done():
             return  # still writing: the newest frame goes out when that write is done
-        payload = sink.payload(latest)
+        # (as_sent marks a cached image frame stale; thermal messages are marked when built)
+        payload = sink.payload(self.as_sent(latest) if state.feed == "image" else latest)
         try:
             future = sink.send_frame(payload)
         except Exception as exc:  # closed between frames: its handler will remove it too

@@ -33,15 +33,23 @@ def mjpeg_part(jpeg: bytes) -> bytes:
             .encode() + jpeg + b"\r\n")
 
 
+def _states(status: dict) -> tuple:
+    """What a status change is logged for: states, not details (a silence's "for N s" counts up)."""
+    fault = status["fault"]
+    return (status["capture"]["state"], status["encoder"]["state"], status["camera"],
+            fault and fault["stage"])
+
+
 class Hub:
     def __init__(self, metrics: Metrics, health: Health,
                  clock: Callable[[], float] = time.time) -> None:
         self.metrics = metrics
         self.health = health
         self.clock = clock
-        self.fanout = Fanout(metrics, on_change=self._viewers_changed)
+        self.fanout = Fanout(metrics, on_change=self._viewers_changed, as_sent=self._as_sent)
         self.image: Optional[ImageFrame] = None
         self.thermal: Optional[ThermalFrame] = None  # the newest measurements, watched or not
+        self._thermal_at = 0.0  # when it arrived (self.clock)
         self.measurement_listeners: list[Callable[[ThermalFrame], None]] = []
         self.settings: Optional[dict] = None
         self.settings_version = 0  # changes with every change of settings (thermal "defaults")
@@ -50,6 +58,7 @@ class Hub:
         # called with jpeg_viewers() on every change
         self._frame_waiters: list[asyncio.Future] = []
         self._status: Optional[dict] = None
+        self._stale: Optional[tuple[Outgoing, Outgoing]] = None  # (frame, its stale-marked copy)
 
     # ------------------------------------------------------------ viewers
 
@@ -69,10 +78,13 @@ class Hub:
     def join(self, sink: Any) -> None:
         """A new client: it gets the newest frame of its feed at once. Thermal messages are built
         only while someone takes them, so the first thermal viewer's is built here."""
-        if feed_of(sink) == "thermal" and "thermal" not in self.fanout.latest \
-                and self.thermal is not None:
-            self.fanout.publish(protocol.thermal_payload(self.thermal, self.clock(),
-                                                         self.settings_version), "thermal")
+        if feed_of(sink) == "thermal" and self.thermal is not None:
+            now = self.clock()
+            # Older than stale_after_s (capture stopped): marked stale, as the cached image is.
+            stale = now - self._thermal_at > self.health.stale_after_s
+            if stale or "thermal" not in self.fanout.latest:
+                self.fanout.publish(protocol.thermal_payload(self.thermal, now, self.settings_version,
+                                                             stale=stale), "thermal")
         self.fanout.add(sink)
 
     def viewers_by_transport(self) -> dict[str, int]:
@@ -84,6 +96,18 @@ class Hub:
 
     def websockets(self) -> list[Any]:
         return [c for c in self.fanout.clients if c.transport == "websocket"]
+
+    def _as_sent(self, outgoing: Outgoing) -> Outgoing:
+        """The newest frame as it goes out now. Older than stale_after_s (the cached frame a viewer
+        gets on connect after a pause, or again after enabling raw pixels) it is marked stale, so
+        the viewer shows it as such and computes no latency from it. The copy is built once."""
+        if self.health.frame_fresh():
+            return outgoing
+        if self._stale is None or self._stale[0] is not outgoing:
+            frame = outgoing.image
+            self._stale = (outgoing, Outgoing(
+                frame, protocol.frame_payloads(frame, self.clock(), stale=True), outgoing.mjpeg))
+        return self._stale[1]
 
     def broadcast_text(self, text: str) -> None:
         for client in self.websockets():
@@ -110,6 +134,7 @@ class Hub:
         """The newest measurements (every frame, even while the picture is paused); thermal-mode
         viewers get it as one message built once for all of them."""
         self.thermal = frame
+        self._thermal_at = self.clock()
         if self.thermal_viewers():
             t_sent = self.clock()
             self.metrics.latency.observe(t_sent - frame.t)
@@ -131,10 +156,12 @@ class Hub:
         """Tell viewers when a stage's state or the camera changed (also called once a second)."""
         status = self.health.summary()
         if status != self._status:
-            if self._status is not None:
-                log.info("status: capture %s (%s), encoder %s (%s), camera %s",
+            if self._status is not None and _states(status) != _states(self._status):
+                fault = status["fault"]
+                log.info("status: capture %s (%s), encoder %s (%s), camera %s%s",
                          status["capture"]["state"], status["capture"]["detail"],
-                         status["encoder"]["state"], status["encoder"]["detail"], status["camera"])
+                         status["encoder"]["state"], status["encoder"]["detail"], status["camera"],
+                         f"; {fault['stage']} at fault: {fault['detail']}" if fault else "")
             self._status = status
             self.broadcast_text(protocol.status_message(status))
 

@@ -13,7 +13,10 @@ Server -> client, one BINARY message per frame:
   (x, y) lies under the same point of the JPEG, scaled by width/cols). With tlinear a pixel is
   kelvin / kelvin_per_count, so degrees C = value * kelvin_per_count - 273.15.
   A client that cannot keep up skips frames: it always gets the newest one, never a backlog.
-  The newest frame is sent at once on connect.
+  The newest frame is sent at once on connect. A frame the server received more than stale_after_s
+  before it sends it (the cached one a viewer gets on connect after a pause or a stall) carries
+  "stale": true: it is not live, so no latency may be computed from it (t_sent is then the time it
+  was sent again).
 
 Thermal mode (/ws?mode=thermal; the default mode=jpeg is the above): instead of the JPEG, one
 BINARY message per frame with the radiometric frame itself, so each viewer paints its own view
@@ -27,7 +30,8 @@ client needs them: MJPEG, mode=jpeg, snapshots).
             region readings, passed on as they come), telemetry {fpa_temp_c, housing_temp_c,
             ffc_state, ffc_desired, frame_counter: those present, else null},
             defaults (a number that changes whenever the server's default view settings change,
-            see "settings" below), rad_bytes}
+            see "settings" below), rad_bytes, and "stale": true on a frame older than
+            stale_after_s (as above)}
   It is exactly the encoder's measured frame (wire.ThermalFrame), a documented projection of it:
   pixels, stats and positions are in SENSOR orientation (before rotate/flip; the viewer orients
   them for its own view). The payload is server/radiometric.py's RAD1 format, lossless (step 1):
@@ -38,10 +42,16 @@ client needs them: MJPEG, mode=jpeg, snapshots).
 Server -> client, TEXT JSON:
     {"type": "hello", "settings": {...encoder settings, as in server.conf} | null,
      "palettes": [...], "agcs": [...], "control": "open" | "token",
-     "camera": "online" | "offline"}                                 first message on connect
+     "camera": "online" | "offline" | "starting" | "unknown"}        first message on connect
     {"type": "settings", "settings": {...}}                          to everyone, after a change
     {"type": "status", "capture": {"state", "detail"}, "encoder": {"state", "detail"},
-     "camera": "online" | "offline"}                                 on connect and on every change
+     "camera": "online" | "offline" | "starting" | "unknown",
+     "fault": null | {"stage": "encoder" | "capture" | "camera", "detail"}}
+                                                                     on connect and on every change
+        camera: "starting" before any status came (frames arriving mean "online" even then),
+        "unknown" while a stage is silent. fault names the part that is silent or failing: the
+        encoder (capture's status reaches the server through it), capture, or the camera
+        (capture reports it offline); server/health.py decides.
     {"type": "pong", "t": <the client's t>, "server": <server time, Unix s>}
     {"type": "error", "error": "<a sentence>"}
 
@@ -62,11 +72,13 @@ Client -> server, TEXT JSON (at most 4 KiB, at most ~20 per second):
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from flirstream import config as configuration
+from flirstream import wire
 from flirstream.wire import ImageFrame, ThermalFrame
 
 from . import radiometric
@@ -97,11 +109,13 @@ class FramePayloads:
         return self.raw if wants_raw else self.plain
 
 
-def _header(frame: ImageFrame, t_sent: float, raw_bytes: int) -> dict:
+def _header(frame: ImageFrame, t_sent: float, raw_bytes: int, stale: bool) -> dict:
     header = frame.header()
     header.pop("v", None)
     header.pop("counters", None)  # stage internals; /metrics has them
     header.update(t_sent=t_sent, jpeg_bytes=len(frame.jpeg), raw_bytes=raw_bytes)
+    if stale:
+        header["stale"] = True
     return header
 
 
@@ -110,13 +124,14 @@ def _message(header: dict, *parts: bytes) -> bytes:
     return b"".join((_LENGTH.pack(len(head)), head, *parts))
 
 
-def frame_payloads(frame: ImageFrame, t_sent: float) -> FramePayloads:
-    """Both binary messages (with and without pixels) for one frame."""
+def frame_payloads(frame: ImageFrame, t_sent: float, stale: bool = False) -> FramePayloads:
+    """Both binary messages (with and without pixels) for one frame; `stale` marks a frame that is
+    not live any more."""
     pixels = frame.pixels.astype("<u2", copy=False).tobytes()
     return FramePayloads(
         seq=frame.seq, t=frame.t,
-        plain=_message(_header(frame, t_sent, 0), frame.jpeg),
-        raw=_message(_header(frame, t_sent, len(pixels)), frame.jpeg, pixels))
+        plain=_message(_header(frame, t_sent, 0, stale), frame.jpeg),
+        raw=_message(_header(frame, t_sent, len(pixels), stale), frame.jpeg, pixels))
 
 
 def split_frame(message: bytes) -> tuple[dict, bytes, bytes]:
@@ -142,7 +157,8 @@ def mode(query_value: Optional[str]) -> str:
     return query_value
 
 
-def _thermal_header(frame: ThermalFrame, t_sent: float, defaults: int, rad_bytes: int) -> dict:
+def _thermal_header(frame: ThermalFrame, t_sent: float, defaults: int, rad_bytes: int,
+                    stale: bool) -> dict:
     telemetry = frame.telemetry
     shown = None
     if isinstance(telemetry, dict):
@@ -152,13 +168,15 @@ def _thermal_header(frame: ThermalFrame, t_sent: float, defaults: int, rad_bytes
             "unit": frame.unit, "tlinear": frame.tlinear,
             "kelvin_per_count": frame.kelvin_per_count, "stats": frame.stats,
             "regions": frame.regions, "telemetry": shown, "defaults": defaults,
-            "rad_bytes": rad_bytes}
+            "rad_bytes": rad_bytes, **({"stale": True} if stale else {})}
 
 
-def thermal_payload(frame: ThermalFrame, t_sent: float, defaults: int) -> bytes:
-    """The one thermal-mode message of a frame (shared by every thermal-mode client)."""
+def thermal_payload(frame: ThermalFrame, t_sent: float, defaults: int,
+                    stale: bool = False) -> bytes:
+    """The one thermal-mode message of a frame (shared by every thermal-mode client); `stale`
+    marks a frame older than stale_after_s (as frame_payloads does)."""
     payload = radiometric.encode(frame.pixels.astype("=u2", copy=False))
-    return _message(_thermal_header(frame, t_sent, defaults, len(payload)), payload)
+    return _message(_thermal_header(frame, t_sent, defaults, len(payload), stale), payload)
 
 
 def split_thermal(message: bytes) -> tuple[dict, bytes]:
@@ -190,7 +208,7 @@ def settings_message(settings: dict) -> str:
 
 
 def status_message(status: dict) -> str:
-    """status = {"capture": {state, detail}, "encoder": {state, detail}, "camera": ...}."""
+    """status = {"capture": {state, detail}, "encoder": {state, detail}, "camera", "fault"}."""
     return _text({"type": "status", **status})
 
 
@@ -235,16 +253,18 @@ def _as_conf_text(value: Any) -> str:
 def parse_client(text: str) -> SetSettings | EnableRaw | Ping:
     """Parse and check one text message from a browser; raises ProtocolError."""
     try:
-        message = json.loads(text)
-    except ValueError:
-        raise ProtocolError("message is not JSON") from None
+        # the stages' bounded reader: size, depth (3,000 "[" was a RecursionError), and no
+        # NaN / Infinity / 1e999 (a pong with one of them could not be written back)
+        message = wire.load_json(text.encode("utf-8", "surrogatepass"))
+    except wire.WireError as exc:
+        raise ProtocolError(f"message refused: {exc}") from None
     if not isinstance(message, dict):
         raise ProtocolError("message is not a JSON object")
     op = message.get("op")
     if op == "ping":
         t = message.get("t")
-        if not isinstance(t, (int, float)) or isinstance(t, bool):
-            raise ProtocolError("ping needs a number t")
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t):
+            raise ProtocolError("ping needs a finite number t")
         return Ping(t)
     if op == "raw":
         enable = message.get("enable")

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import re
+import logging
 
 import cv2
 import numpy as np
@@ -139,7 +140,7 @@ def status(stage, state, detail=""):
 def test_health_needs_both_stages_and_fresh_frames():
     clock = Clock()
     health = Health(stale_after_s=2.0, clock=clock)
-    assert health.check() == (False, "camera offline: capture is unknown: no status from capture yet")
+    assert health.check() == (False, "starting: no status from capture yet")
     health.on_status(status("capture", "streaming"))
     health.on_status(status("encoder", "encoding"))
     assert health.check() == (False, "no frame received from the encoder yet")
@@ -151,17 +152,123 @@ def test_health_needs_both_stages_and_fresh_frames():
     health.on_status(status("encoder", "paused", "nobody watches"))
     health.on_status(status("capture", "streaming"))
     assert health.check()[0] is True and health.camera() == "online"
-    clock.now += 3.5  # statuses stop coming
-    assert health.stage("capture") == {"state": "silent", "detail": "no status from capture for 4 s"}
-    assert health.check()[0] is False and health.camera() == "offline"
     health.on_status(status("capture", "offline", "cannot open /dev/spidev0.0"))
     healthy, reason = health.check()
     assert not healthy and "cannot open /dev/spidev0.0" in reason
+    assert health.camera() == "offline"
+    assert health.fault() == {"stage": "camera", "detail": "cannot open /dev/spidev0.0"}
     health.on_status(status("capture", "streaming"))
     health.on_status(status("encoder", "waiting", "waiting for frames"))
     assert health.check() == (False, "encoder is waiting: waiting for frames")
+    assert health.fault() is None
     health.on_status(status("someone", "else"))  # ignored
     assert set(health.statuses) == {"capture", "encoder"}
+
+
+def test_camera_is_starting_not_offline_before_any_status_and_online_while_frames_arrive():
+    """Just after a server restart no status has come yet (they come once a second), but frames
+    may: the camera must not be called offline over a live picture."""
+    clock = Clock()
+    health = Health(stale_after_s=2.0, clock=clock)
+    assert health.camera() == "starting" and health.fault() is None
+    assert health.summary()["camera"] == "starting"
+    assert health.stage("encoder") == {"state": "starting", "detail": "no status from encoder yet"}
+    health.on_frame(1)
+    assert health.camera() == "online" and health.fault() is None
+    healthy, reason = health.check()
+    assert not healthy and reason == "starting: no status from capture yet"
+    clock.now += 0.9
+    health.on_status(status("encoder", "encoding"))  # forwarded capture status comes next
+    health.on_frame(2)
+    assert health.camera() == "online" and health.fault() is None
+    health.on_status(status("capture", "streaming"))
+    assert health.check() == (True, "frames are flowing")
+    # frames prove both stages run, so statuses that are late (dropped at a full queue) while
+    # frames keep coming blame nobody
+    for seq in range(3, 60):
+        clock.now += 0.1
+        health.on_frame(seq)
+    assert health.fault() is None and health.camera() == "online"
+    assert health.stage("capture")["state"] == "streaming"
+    # capture's status says "offline": that is believed even with a recent frame
+    health.on_status(status("capture", "offline", "sync lost"))
+    assert health.camera() == "offline"
+
+
+def test_silent_encoder_is_named_not_blamed_on_capture_or_the_camera():
+    clock = Clock()
+    health = Health(stale_after_s=2.0, clock=clock)
+    health.on_status(status("capture", "streaming"))
+    health.on_status(status("encoder", "encoding"))
+    health.on_frame(1)
+    clock.now += 3.5  # both stop: capture's status comes through the encoder, which stalled
+    assert health.stage("encoder") == {"state": "silent", "detail": "no status from encoder for 4 s"}
+    assert health.stage("capture")["state"] == "unknown"
+    assert health.fault() == {"stage": "encoder", "detail": "no status from encoder for 4 s"}
+    assert health.camera() == "unknown"
+    healthy, reason = health.check()
+    assert not healthy and reason.startswith("encoder silent: no status from encoder for 4 s")
+    healthy, report = health.report(viewers=1)
+    assert report["fault"]["stage"] == "encoder" and report["camera"] == "unknown"
+
+
+def test_an_encoder_that_stops_right_after_its_status_never_gets_capture_blamed():
+    """Capture's last status (and the last frame) can be older than the encoder's last status:
+    capture must not time out first and take the blame for a moment."""
+    clock = Clock()
+    health = Health(stale_after_s=2.0, clock=clock)
+    health.on_status(status("encoder", "encoding"))
+    health.on_status(status("capture", "streaming"))
+    health.on_frame(1)
+    clock.now += 0.9
+    health.on_status(status("encoder", "encoding"))  # its last word; then it is frozen
+    blamed = set()
+    for _ in range(60):
+        clock.now += 0.1
+        fault = health.fault()
+        blamed.add(fault and fault["stage"])
+        assert health.stage("capture")["state"] != "silent"
+    assert blamed == {None, "encoder"}
+    # and when the last thing through was capture's status (forwarded after the encoder's own)
+    health.on_status(status("encoder", "encoding"))
+    health.on_frame(2)
+    clock.now += 0.5
+    health.on_status(status("capture", "streaming"))
+    for _ in range(60):
+        clock.now += 0.1
+        if health.fault() is not None:  # once the encoder counts as silent, nothing says online
+            assert health.fault()["stage"] == "encoder" and health.camera() == "unknown"
+            assert health.stage("capture")["state"] == "unknown"
+    assert health.fault()["stage"] == "encoder"
+
+
+def test_silent_capture_behind_a_reporting_encoder_is_named():
+    clock = Clock()
+    health = Health(stale_after_s=2.0, clock=clock)
+    health.on_status(status("capture", "streaming"))
+    health.on_status(status("encoder", "encoding"))
+    for _ in range(4):  # the encoder keeps reporting; capture does not
+        clock.now += 1.0
+        health.on_status(status("encoder", "waiting", "waiting for frames"))
+    assert health.stage("capture") == {"state": "silent", "detail": "no status from capture for 4 s"}
+    assert health.fault() == {"stage": "capture", "detail": "no status from capture for 4 s"}
+    assert health.camera() == "unknown"
+    assert health.check() == (False, "capture silent: no status from capture for 4 s")
+
+
+def test_stage_that_never_reports_is_silent_after_the_timeout_and_restarts_get_their_grace():
+    clock = Clock()
+    health = Health(stale_after_s=2.0, clock=clock)
+    clock.now += 10
+    assert health.fault() == {"stage": "encoder", "detail": "no status from encoder in 10 s"}
+    health.on_status(status("encoder", "encoding"))  # the encoder (re)starts: capture's status
+    clock.now += 1.0                                  # has not had time to come through yet
+    assert health.stage("capture") == {"state": "starting", "detail": "no status from capture yet"}
+    assert health.fault() is None and health.camera() == "starting"
+    health.on_status(status("encoder", "encoding"))
+    clock.now += 3.0
+    health.on_status(status("encoder", "encoding"))
+    assert health.fault() == {"stage": "capture", "detail": "no status from capture in 4 s"}
 
 
 # ---------------------------------------------------------------- metrics
@@ -182,8 +289,8 @@ def test_metrics_exposition_parses_and_counts():
     assert samples["flirstream_frames_received_total"] == 4
     assert samples['flirstream_frames_dropped_total{stage="upstream",reason="seq_gap"}'] == 2
     assert samples['flirstream_frames_dropped_total{stage="server",reason="newer_frame_waiting"}'] == 1
-    assert samples['flirstream_stage_counter{stage="capture",counter="crc_errors"}'] == 3
-    assert not any("counter=\"name\"" in k or "counter=\"ok\"" in k for k in samples)
+    assert samples['flirstream_stage_events_total{stage="capture",event="crc_errors"}'] == 3
+    assert not any("event=\"name\"" in k or "event=\"ok\"" in k for k in samples)
     assert samples['flirstream_frame_latency_seconds_bucket{le="0.01"}'] == 1
     assert samples['flirstream_frame_latency_seconds_bucket{le="0.075"}'] == 3
     assert samples['flirstream_frame_latency_seconds_bucket{le="5"}'] == 3
@@ -273,6 +380,32 @@ def test_fanout_newest_wins_per_client():
     asyncio.run(scenario())
 
 
+def test_a_frame_older_than_stale_after_s_goes_out_marked_stale():
+    """The cached frame a viewer gets on connect after a pause must not pass for a live one (its
+    age would be read as latency)."""
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        clock = Clock()
+        hub = Hub(Metrics(), Health(stale_after_s=2.0, clock=clock), clock=lambda: 5000.0 + clock.now)
+        hub.on_image(image_frame(4))
+        early, late = Sink(loop), Sink(loop, wants_raw=True)
+        hub.fanout.add(early)
+        assert "stale" not in protocol.split_frame(early.sent[-1])[0]  # fresh: as it came
+        clock.now += 2.5  # no frame since
+        hub.fanout.add(late)
+        header, jpeg, pixels = protocol.split_frame(late.sent[-1])
+        assert header["stale"] is True and header["seq"] == 4 and header["t_sent"] == 5000.0 + 1002.5
+        assert jpeg == image_frame(4).jpeg and len(pixels) == 160 * 120 * 2
+        again = Sink(loop, wants_raw=True)
+        hub.fanout.add(again)
+        assert again.sent[-1] is late.sent[-1]  # the stale copy is built once and shared
+        hub.on_image(image_frame(5))  # live again
+        early.writes[-1].set_result(None)
+        await asyncio.sleep(0)
+        assert "stale" not in protocol.split_frame(early.sent[-1])[0]
+    asyncio.run(scenario())
+
+
 def test_hub_snapshot_counts_as_viewer_until_a_frame_arrives():
     async def scenario():
         health = Health(stale_after_s=2.0)
@@ -342,6 +475,11 @@ def test_hub_thermal_viewers_share_one_message_and_do_not_count_for_the_encoder(
         b.writes[-1].set_result(None)
         await asyncio.sleep(0)
         assert [protocol.split_thermal(m)[0]["seq"] for m in b.sent] == [1, 2, 5]
+        assert "stale" not in protocol.split_thermal(b.sent[-1])[0]
+        hub.clock.now += 3.0  # no measured frame for longer than stale_after_s: capture stopped
+        late = ThermalSink(loop)
+        hub.join(late)
+        assert protocol.split_thermal(late.sent[-1])[0]["stale"] is True
     asyncio.run(scenario())
 
 
@@ -371,3 +509,132 @@ def test_rate_limit():
 def test_websocket_frame_header(length, header):
     from server.websocket import frame_header
     assert frame_header(length) == header
+
+
+# ---------------------------------------------------------------- vital tasks
+
+def test_a_vital_task_that_dies_is_logged_and_stops_the_process(caplog):
+    from server.app import watch_vital
+
+    async def main() -> tuple[bool, bool]:
+        stopping, died = asyncio.Event(), asyncio.Event()
+
+        async def broken() -> None:
+            raise RuntimeError("feed broke")
+
+        async def forever() -> None:
+            await asyncio.sleep(3600)
+
+        watch_vital(asyncio.get_running_loop().create_task(broken()), "frame feed", died, stopping)
+        await asyncio.wait_for(died.wait(), 5)
+        # a task ended on purpose while stopping does not count
+        calm = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(forever())
+        watch_vital(task, "status tick", calm, stopping)
+        stopping.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return died.is_set(), calm.is_set()
+
+    with caplog.at_level(logging.ERROR):
+        assert asyncio.run(main()) == (True, False)
+    assert "the frame feed task died: RuntimeError('feed broke')" in caplog.text
+
+
+# ---------------------------------------------------------------- accepting under EMFILE
+
+_EMFILE_CHILD = r"""
+import asyncio, logging, os, resource, socket, sys, time
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
+from server.listener import Acceptor
+
+async def main():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    accepted = []
+    Acceptor(sock, lambda connection, address: accepted.append(connection), limit=1 << 20)
+    filler = []
+    try:
+        while True:  # use up every descriptor: accept() must fail with EMFILE
+            filler.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        pass
+    print(sock.getsockname()[1], flush=True)
+    sys.stdin.readline()  # the parent has connected
+    cpu = time.process_time()
+    await asyncio.sleep(2.0)  # a window: the listening socket stays readable all along
+    cpu = time.process_time() - cpu
+    for fd in filler[:16]:
+        os.close(fd)
+    await asyncio.sleep(1.0)  # accepting resumes after its pause
+    print(len(accepted), f"{cpu:.3f}", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_accept_backs_off_on_emfile_instead_of_spinning(tmp_path):
+    """Issue 11 defect 1: with no descriptor left, Tornado's accept loop spun on the readable
+    listening socket writing a traceback each time. Acceptor pauses, logs one line, resumes."""
+    import subprocess
+    import socket
+    import sys
+    from conftest import ROOT
+    log = open(tmp_path / "child.log", "w")  # a file: a flood of lines must not block the child
+    child = subprocess.Popen([sys.executable, "-c", _EMFILE_CHILD], cwd=str(ROOT), text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+    clients = []
+    try:
+        port = int(child.stdout.readline())
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(5)]
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        accepted, cpu = child.stdout.readline().split()
+        child.wait(30)
+    finally:
+        for c in clients:
+            c.close()
+        child.kill()
+        log.close()
+    err = (tmp_path / "child.log").read_text()
+    assert child.returncode == 0, err[-2000:]
+    assert int(accepted) == 5  # none lost: they waited in the backlog
+    assert float(cpu) < 0.5, cpu  # not a busy loop (2 s of it would be ~2 s of CPU)
+    lines = err.splitlines()
+    assert len(lines) == 1 and "not accepting connections" in lines[0] and "Too many" in lines[0], \
+        err[-2000:]
+
+
+# ---------------------------------------------------------------- Host check and log redaction
+
+NAMES = access.own_names("camera.lan", ("proxy.example.org",))
+
+
+@pytest.mark.parametrize("host,allowed", [
+    ("127.0.0.1:8080", True), ("[::1]:8080", True), ("::1", True), ("10.1.2.3", True),
+    ("localhost", True), ("LocalHost.:8080", True), ("a.b.localhost", True),
+    ("camera.lan:8080", True), ("proxy.example.org", True), ("PROXY.EXAMPLE.ORG.", True),
+    ("evil.example", False), ("evil.example:8080", False), ("localhost.evil.example", False),
+    ("camera.lan.evil.example", False), ("127.0.0.1.nip.io", False), ("", False), ("[", False)])
+def test_host_allowed(host, allowed):
+    assert access.host_allowed(host, NAMES) is allowed
+
+
+def test_own_names_has_this_machine():
+    import socket
+    assert socket.gethostname().lower() in NAMES and "camera.lan" in NAMES
+    assert access.host_allowed("evil.example", access.own_names("127.0.0.1", ("*",)))
+
+
+def test_redact_takes_out_tokens_right_or_wrong():
+    from server.redact import Redact
+    clean = Redact(["s3cret/+x", ""]).clean
+    assert clean("200 GET /?token=anything&a=1 (1.2.3.4)") == "200 GET /?token=<redacted>&a=1 (1.2.3.4)"
+    assert clean("uri='/ws?control_token=zz'") == "uri='/ws?control_token=<redacted>'"
+    assert clean("404 GET /s3cret/+x/a") == "404 GET /<token>/a"
+    assert clean("404 GET /s3cret%2F%2Bx") == "404 GET /<token>"
+    assert clean("Authorization: Basic dXNlcjpzM2NyZXQ=") == "Authorization: Basic <redacted>"
+    assert clean("websocket viewer 127.0.0.1 connected") == "websocket viewer 127.0.0.1 connected"
