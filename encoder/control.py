@@ -123,7 +123,7 @@ class Controller:
     def _dispatch(self, request: dict) -> dict:
         op = request.get("op")
         if op == "get":
-            return {"ok": True, "settings": self.settings(), **self._regions()}
+            return {"ok": True, "settings": self.settings()}
         if op == "regions":  # {"op": "regions", "put": [region, ...], "delete": [name, ...]}
             if self.layout is None:
                 raise ConfigError("regions: this encoder measures no regions")

@@ -21,6 +21,7 @@ from .hub import Hub
 from .metrics import Metrics
 from .relay import ControlRelay
 from .routes import REQUEST_TIMEOUT_S, host_port, listen, make_app
+from .watch import Watch
 
 log = logging.getLogger("server")
 
@@ -68,10 +69,14 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
     relay = ControlRelay(zctx, cfg.endpoints.control, on_settings=hub.set_settings)
     feed = Feed(zctx, cfg.endpoints.images, hub)
     ports = tuple(p for p in (srv.port, srv.websocket_port) if p)
-    ctx = Context(server=srv, hub=hub, relay=relay, metrics=metrics, health=health, ports=ports)
+    watch = Watch(cfg, hub)  # readings, alarms, history, MQTT: every frame, watched or not
+    ctx = Context(server=srv, hub=hub, relay=relay, metrics=metrics, health=health, ports=ports,
+                  watch=watch)
     try:
+        watch.start()  # ConfigError if the [mqtt] TLS files cannot be used
         servers = listen(make_app(ctx, srv.static_dir), srv, request_timeout_s)
     except configuration.ConfigError:
+        await watch.stop()
         feed.close()
         relay.close()
         zctx.term()
@@ -107,6 +112,7 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
             await asyncio.wait_for(http.close_all_connections(), 2.0)
         except asyncio.TimeoutError:
             pass
+    await watch.stop()  # MQTT says offline; webhooks under way get a moment to finish
     feed.close()
     relay.close()
     zctx.term()
@@ -130,7 +136,7 @@ def _announce(cfg: configuration.Config, ports: tuple) -> None:
     extra = f", also /ws on {host_port(srv.host, srv.websocket_port)}" \
         if srv.websocket_port and srv.websocket_port != srv.port else ""
     log.info("serving %s://%s/ (viewer), %s://%s/ws, /stream.mjpg, /snapshot.jpg|tiff|csv, /healthz, "
-             "/metrics%s; frames from %s, control to %s", http, where, ws, where, extra,
+             "/metrics, /api/state%s; frames from %s, control to %s", http, where, ws, where, extra,
              cfg.endpoints.images, cfg.endpoints.control)
     log.info("settings: %s", configuration.describe(cfg, "server"))
     static = Path(srv.static_dir or web.DIRECTORY)

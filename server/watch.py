@@ -1,0 +1,163 @@
+"""The server's monitoring, wired up: every thermal frame from the hub into the Monitor (readings,
+alarms, history, MQTT, webhooks, alarm snapshots), the region list the encoder reports, the camera's
+identity for Home Assistant, and what viewers are told about all that.
+
+    watch = Watch(cfg, hub)      # hub.measurement_listeners / status_listeners now feed it
+    watch.start()                # MQTT connects in paho's thread
+    watch.state(), watch.gauges(), watch.mqtt_status()   # /api/state, /metrics, /healthz
+    await watch.stop()
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from typing import Any, Optional
+
+import flirstream
+from flirstream import config as configuration
+from flirstream.regions import SENSORS, Region, region_from_dict
+from flirstream.state import default_dir
+from flirstream.wire import ThermalFrame
+
+from . import protocol
+from .alarm_files import AlarmSnapshots
+from .discovery import Device
+from .hub import Hub
+from .monitor import Monitor
+from .webhook import Webhooks
+
+log = logging.getLogger("monitor")
+
+WEBHOOK_FLUSH_S = 2.0
+DEFAULT_MODEL = "FLIR Lepton"
+
+
+def viewer_url(srv: Any) -> str:
+    """The viewer's address as other machines reach it (configuration_url in Home Assistant)."""
+    scheme = "https" if srv.tls_cert else "http"
+    host = srv.host
+    if host in ("0.0.0.0", "::"):
+        host = socket.getfqdn() or socket.gethostname()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{srv.port}/"
+
+
+def device_of(camera: Optional[dict], url: Optional[str]) -> Device:
+    """Home Assistant's device from capture's `camera` status dict (model, serial, firmware) where
+    it has one, else a plain "FLIR Lepton"."""
+    camera = camera if isinstance(camera, dict) else {}
+
+    def field(key: str) -> str:
+        value = camera.get(key)
+        return value.strip() if isinstance(value, str) else ""
+
+    return Device(name=f"flir-stream {socket.gethostname()}", model=field("model") or DEFAULT_MODEL,
+                  serial=field("serial"), sw_version=field("firmware") or flirstream.__version__,
+                  configuration_url=url)
+
+
+class Watch:
+    def __init__(self, cfg: configuration.Config, hub: Hub) -> None:
+        self.cfg = cfg
+        self.hub = hub
+        self.sensor = SENSORS[cfg.capture.sensor]
+        self.configured: dict[str, Region] = dict(getattr(cfg, "regions", {}))
+        rules = dict(getattr(cfg, "alarms", {}))
+        self.url = viewer_url(cfg.server)
+        self.camera: Optional[dict] = None
+        self.mqtt = None
+        if cfg.mqtt.host:
+            from .mqtt import MqttPublisher, MqttSettings  # paho-mqtt is needed only then
+            self.mqtt = MqttPublisher(MqttSettings.from_values(cfg.mqtt.as_dict()),
+                                      device_of(None, self.url), self.configured.values(),
+                                      rules.values())
+        directory = cfg.monitor.alarm_dir or str(Path(cfg.state.dir or default_dir()) / "alarms")
+        keeper = AlarmSnapshots(directory, cfg.monitor.alarm_max_count,
+                                int(cfg.monitor.alarm_max_mb * 1024 * 1024)) if rules else None
+        self.webhooks = Webhooks()
+        self.monitor = Monitor(self.configured, rules, mqtt=self.mqtt, webhooks=self.webhooks,
+                               keeper=keeper)
+        self.regions: list[dict] = [{**r.as_dict(), "source": "config"}
+                                    for r in self.configured.values()]
+        hub.measurement_listeners.append(self.on_thermal)
+        hub.status_listeners.append(self.on_status)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        if self.mqtt is not None:
+            self.mqtt.start()  # ConfigError if the TLS files cannot be used
+
+    async def stop(self) -> None:
+        if self.mqtt is not None:
+            self.mqtt.stop()
+        await self.webhooks.flush(WEBHOOK_FLUSH_S)
+        await self.webhooks.close()
+
+    # ------------------------------------------------------------ from the hub
+
+    def on_thermal(self, frame: ThermalFrame) -> None:
+        changes = self.monitor.on_thermal(frame, image=self.hub.image)
+        sample = self.monitor.sample
+        if sample is not None:
+            self.hub.broadcast_text(protocol.sample_message(sample))
+        if changes:
+            self.hub.broadcast_text(protocol.alarms_message(self.monitor.alarms.as_dict()))
+
+    def on_status(self, message: dict) -> None:
+        stage = message.get("stage")
+        if stage == "encoder" and isinstance(message.get("regions"), list):
+            self._set_regions(message["regions"])
+        elif stage == "capture" and isinstance(message.get("camera"), dict):
+            camera = message["camera"]
+            if self.mqtt is not None and device_of(camera, self.url) != self.mqtt.device:
+                self.mqtt.device = device_of(camera, self.url)
+                self.mqtt.set_layout(self.monitor.regions.values(), self.monitor.alarms.rules.values())
+            self.camera = camera
+
+    def _set_regions(self, listed: list) -> None:
+        """The encoder's region list (server.conf's and drawn ones), as its status reports it."""
+        regions: dict[str, Region] = {}
+        shown = []
+        for item in listed:
+            try:
+                region = region_from_dict({k: v for k, v in item.items() if k in ("name", "spot", "box")}
+                                          if isinstance(item, dict) else item, self.sensor,
+                                          where="encoder status")
+            except configuration.ConfigError as exc:
+                log.warning("%s: region ignored", exc)
+                continue
+            regions[region.name] = region
+            shown.append({**region.as_dict(),
+                          "source": "viewer" if item.get("source") == "viewer" else "config"})
+        if shown == self.regions:
+            return
+        self.regions = shown
+        self.monitor.regions = regions
+        if self.mqtt is not None:
+            self.mqtt.set_layout(regions.values(), self.monitor.alarms.rules.values())
+        self.hub.broadcast_text(protocol.regions_message(shown))
+
+    # ------------------------------------------------------------ for handlers and viewers
+
+    def state(self) -> dict:
+        """GET /api/state: the newest readings, every region and alarm, camera and MQTT status."""
+        return {**self.monitor.state(),
+                "camera": {"state": self.hub.health.camera(), **(self.camera or {})},
+                "mqtt": self.mqtt_status()}
+
+    def mqtt_status(self) -> dict:
+        if self.mqtt is None:
+            return {"state": "off", "detail": "no [mqtt] host set"}
+        return self.mqtt.status()
+
+    def gauges(self) -> list:
+        return self.monitor.gauges()
+
+    def greeting(self) -> list[str]:
+        """What a new viewer is sent: the regions, the alarms' states, the history."""
+        return [protocol.regions_message(self.regions),
+                protocol.alarms_message(self.monitor.alarms.as_dict()),
+                protocol.history_message(self.monitor.history.snapshot())]

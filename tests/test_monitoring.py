@@ -1,0 +1,254 @@
+"""Monitoring end to end with real processes: regions and alarms from server.conf measured by a real
+encoder, alarms firing and clearing with hysteresis (/api/state, /metrics, the webhook on a real
+Tornado server, alarm snapshots), all while nobody watches (the picture paused); and a real pipeline
+(simulated camera, encoder, server) publishing to a real Mosquitto broker."""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+import zmq
+
+from conftest import write_config
+from flirstream.testing import free_port
+from mqtt_support import Broker, Subscriber
+from server_support import http_get, wait_http
+from flirstream import links, wire
+from test_viewer import HOT, kelvin100, scene, setting, start_server
+
+WAIT_S = 30.0
+
+
+def wait_until(check, timeout: float = WAIT_S, what: str = "condition"):
+    """Poll check() until it returns something truthy; returns that."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not reached within {timeout} s (last: {last!r})")
+
+
+def api_state(port: int) -> dict:
+    status, _, body = http_get(port, "/api/state")
+    assert status == 200, body
+    return json.loads(body)
+
+
+def metric(port: int, line_start: str) -> float:
+    status, _, body = http_get(port, "/metrics")
+    assert status == 200
+    for line in body.decode().splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise KeyError(line_start)
+
+
+class Receiver:
+    """A webhook's far end: a real Tornado server on its own thread and event loop."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.port = free_port()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10)
+
+    def _run(self) -> None:
+        receiver = self
+
+        class Hook(tornado.web.RequestHandler):
+            def post(self) -> None:
+                assert self.request.headers["Content-Type"] == "application/json"
+                receiver.bodies.append(json.loads(self.request.body))
+                self.finish()
+
+        async def main() -> None:
+            server = tornado.httpserver.HTTPServer(tornado.web.Application([(r"/hook", Hook)]))
+            server.add_sockets(tornado.netutil.bind_sockets(self.port, "127.0.0.1"))
+            self.loop, self.stopping = asyncio.get_running_loop(), asyncio.Event()
+            self.ready.set()
+            await self.stopping.wait()
+            server.stop()
+
+        asyncio.run(main())
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.stopping.set)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+class Camera:
+    """Plays capture for a real encoder: test_viewer's scene with the hot square at `hot_c` °C
+    (changed while the test runs), about 10 RawFrames a second, capture's status once a second."""
+
+    def __init__(self, endpoint: str, hot_c: float) -> None:
+        self.hot_c = hot_c
+        self.ctx = zmq.Context()
+        self.sock = links.publisher(self.ctx, "frames", endpoint)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        seq, next_status = 0, 0.0
+        while not self.stopping.wait(0.1):
+            if time.monotonic() >= next_status:
+                self.sock.send_multipart(wire.pack_status("capture", "streaming", "", t=time.time()))
+                next_status = time.monotonic() + 1.0
+            seq += 1
+            pixels = scene(seq)
+            x0, y0, x1, y1 = HOT
+            pixels[y0:y1, x0:x1] = kelvin100(self.hot_c)
+            self.sock.send_multipart(wire.pack_raw(wire.RawFrame(seq=seq, t=time.time(),
+                                                                 sensor="lepton3", pixels=pixels)))
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        self.sock.close(0)
+        self.ctx.term()
+
+
+def test_an_alarm_fires_and_clears_with_hysteresis_while_nobody_watches(tmp_path, stages, receiver):
+    x0, y0, x1, y1 = HOT
+    extra = (f"[roi:square]\nbox = {x0}, {y0}, {x1 - 1}, {y1 - 1}\n"
+             f"[roi:corner]\nspot = 0, 0\n"
+             f"[alarm:square-hot]\nroi = square\nabove = 40\nhysteresis = 2\nwebhook = {receiver.url}\n")
+    config = write_config(tmp_path, extra, state={"dir": tmp_path / "state"},
+                          monitor={"alarm_dir": tmp_path / "alarms"})
+    camera = Camera(setting(config, "endpoints", "frames"), hot_c=35.0)
+    port = setting(config, "server", "port")
+    try:
+        stages("encoder", config)
+        server = start_server(stages, config, f"http://127.0.0.1:{port}/")
+        state = wait_until(lambda: (s := api_state(port))["regions"].get("square") and s,
+                           what="square's readings")
+        assert state["alarms"]["square-hot"]["state"] == "ok"
+        assert state["regions"]["corner"]["max"] == 24.0  # the background (test_viewer's scene)
+        assert state["unit"] == "°C" and state["frame"]["min"] == 24.0
+        assert metric(port, 'flirstream_alarm_active{alarm="square-hot"}') == 0
+        # nobody watches: the encoder paused the picture, the measurements go on
+        wait_until(lambda: json.loads(http_get(port, "/healthz")[2])["encoder"]["state"] == "paused",
+                   what="encoder paused")
+
+        camera.hot_c = 45.0
+        state = wait_until(lambda: (s := api_state(port))["alarms"]["square-hot"]["state"] == "alarm"
+                           and s, what="alarm fired")
+        assert state["alarms"]["square-hot"]["value"] == 45.0
+        assert state["regions"]["square"]["max"] == 45.0
+        assert state["regions"]["square"]["max_xy"][0] in range(x0, x1)
+        assert metric(port, 'flirstream_alarm_active{alarm="square-hot"}') == 1
+        assert metric(port, 'flirstream_temperature_celsius{region="square",stat="max"}') == 45.0
+        body = wait_until(lambda: receiver.bodies and receiver.bodies[0], what="webhook POST")
+        assert {k: body[k] for k in ("name", "state", "value", "threshold")} == \
+            {"name": "square-hot", "state": "alarm", "value": 45.0, "threshold": 40.0}
+        # the frame is kept: its radiometric TIFF (no JPEG: nobody watched, so no picture)
+        assert wait_until(lambda: list((tmp_path / "alarms").glob("*square-hot.tiff")),
+                          what="alarm snapshot")
+
+        camera.hot_c = 39.0  # below the threshold, not by the hysteresis: still in alarm
+        wait_until(lambda: api_state(port)["regions"]["square"]["max"] == 39.0, what="39 °C")
+        seq = api_state(port)["seq"]
+        wait_until(lambda: api_state(port)["seq"] > seq + 5, what="more frames")
+        assert api_state(port)["alarms"]["square-hot"]["state"] == "alarm"
+        assert len(receiver.bodies) == 1
+
+        camera.hot_c = 37.5
+        state = wait_until(lambda: (s := api_state(port))["alarms"]["square-hot"]["state"] == "ok"
+                           and s, what="alarm cleared")
+        assert state["alarms"]["square-hot"]["value"] == 37.5
+        assert metric(port, 'flirstream_alarm_active{alarm="square-hot"}') == 0
+        wait_until(lambda: len(receiver.bodies) == 2, what="second webhook POST")
+        assert receiver.bodies[1]["state"] == "ok"
+        log = server.log()
+        assert len(re.findall(r"alarm square-hot fired", log)) == 1
+        assert len(re.findall(r"alarm square-hot cleared", log)) == 1
+    finally:
+        camera.stop()
+
+
+def test_a_real_pipeline_publishes_discovery_and_the_readings_to_mqtt(tmp_path, stages):
+    broker = Broker(tmp_path).start()
+    subscriber = Subscriber(broker.port)
+    extra = "[roi:kiln]\nbox = 30, 10, 130, 75\n[roi:door]\nspot = 10, 100\n" \
+            "[alarm:kiln-hot]\nroi = kiln\nabove = 500\n"
+    config = write_config(tmp_path, extra, state={"dir": tmp_path / "state"},
+                          mqtt={"host": "127.0.0.1", "port": broker.port, "topic": "flir-stream/test",
+                                "interval_s": 0.5})
+    port = setting(config, "server", "port")
+    try:
+        capture = stages("capture", config)
+        stages("encoder", config)
+        start_server(stages, config, f"http://127.0.0.1:{port}/")
+        node = "flir-stream_test"
+        discovery = json.loads(subscriber.wait_topic(
+            f"homeassistant/sensor/{node}/roi_kiln_max/config").payload)
+        assert discovery["device_class"] == "temperature" and discovery["unit_of_measurement"] == "°C"
+        assert discovery["device"]["configuration_url"] == f"http://127.0.0.1:{port}/"
+        assert discovery["device"]["model"] == "FLIR Lepton"  # capture reports no camera identity
+        assert discovery["state_topic"] == "flir-stream/test/state"
+        subscriber.wait_topic(f"homeassistant/sensor/{node}/roi_door_value/config")
+        subscriber.wait_topic(f"homeassistant/binary_sensor/{node}/alarm_kiln-hot/config")
+        first = subscriber.wait_json("flir-stream/test/state", lambda s: "kiln" in s["regions"])
+        later = subscriber.wait_json("flir-stream/test/state", lambda s: s["seq"] > first["seq"])
+        assert later["regions"]["kiln"]["max"] > 50  # the simulator's hot spot (60-80 °C) is in it
+        # nobody watches: the picture is paused, the readings keep coming
+        assert json.loads(http_get(port, "/healthz")[2])["encoder"]["state"] == "paused"
+        health = json.loads(http_get(port, "/healthz")[2])
+        assert health["mqtt"]["state"] == "connected" and health["mqtt"]["connected"] is True
+        assert metric(port, "flirstream_mqtt_connected") == 1
+
+        # The same frame both ways: stop the camera, so the newest frame stays the newest, and
+        # restart the broker: on reconnect the publisher sends the newest state at once.
+        capture.proc.send_signal(signal.SIGSTOP)
+        try:
+            def settled():
+                a = api_state(port)
+                time.sleep(1.0)
+                b = api_state(port)
+                return a["seq"] == b["seq"] and b
+            state = wait_until(settled, what="no new frames")
+            broker.stop()
+            wait_until(lambda: api_state(port)["mqtt"]["state"] == "disconnected",
+                       what="MQTT disconnected")
+            broker.start()
+            published = subscriber.wait_json("flir-stream/test/state",
+                                             lambda s: s["seq"] == state["seq"])
+        finally:
+            capture.proc.send_signal(signal.SIGCONT)
+        assert published["regions"] == {k: {s: v[s] for s in ("min", "max", "mean", "max_xy")}
+                                        for k, v in state["regions"].items()}
+        assert published["frame"] == state["frame"]
+        assert published["alarms"]["kiln-hot"]["state"] == state["alarms"]["kiln-hot"]["state"] == "ok"
+        assert api_state(port)["mqtt"]["connects"] == 2
+    finally:
+        subscriber.close()
+        broker.stop()
