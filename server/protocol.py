@@ -33,18 +33,19 @@ Server -> client, TEXT JSON:
         (capture reports it offline); server/health.py decides.
     {"type": "pong", "t": <the client's t>, "server": <server time, Unix s>}
     {"type": "error", "error": "<a sentence>"}
-  Monitoring (regions, alarms, history; all temperatures in °C, coordinates in sensor pixels as the
-  camera delivers them, before [encoder] rotate / flip: turn them like the picture):
+  Monitoring, only to a client that sent {"op": "monitor"} (regions, alarms, history; temperatures
+  in °C, coordinates in sensor pixels as the camera delivers them, before [encoder] rotate / flip:
+  turn them like the picture):
     {"type": "regions", "regions": [{"name", "kind": "spot" | "box", "spot": [x, y] |
-     "box": [x0, y0, x1, y1], "source": "config" | "viewer"}]}     on connect and on every change
+     "box": [x0, y0, x1, y1], "source": "config" | "viewer"}]}     on "monitor" and on every change
     {"type": "alarms", "alarms": {NAME: {"state": "ok" | "alarm", "since" (Unix s), "value",
      "threshold", "direction": "above" | "below", "roi": NAME | null}}}
-                                                                     on connect and on every change
+                                                                     on "monitor" and on every change
     {"type": "history", "history": {"seconds": 600, "t": [...], "frame": {"max" | "min" | "centre":
-     [...]}, "regions": {NAME: {"max" | "min" | "mean": [...]}}}}    on connect: the last 10 minutes,
+     [...]}, "regions": {NAME: {"max" | "min" | "mean": [...]}}}}    on "monitor": the last 10 minutes,
         one sample a second, as columns (null where a region did not exist yet)
     {"type": "sample", "sample": {"t", "frame": {"max", "min", "centre"}, "regions": {NAME: {"max",
-     "min", "mean"}}}}                                              about once a second, to everyone
+     "min", "mean"}}}}                                              about once a second
         (measured whether or not the picture is paused)
 
 Client -> server, TEXT JSON (at most 4 KiB, at most ~20 per second):
@@ -55,6 +56,8 @@ Client -> server, TEXT JSON (at most 4 KiB, at most ~20 per second):
         Answer: "settings" to everyone, or "error" to the sender.
     {"op": "raw", "enable": true | false}    also send the radiometric pixels with each frame
     {"op": "ping", "t": <client time>}       answered by "pong" (for clock offset and latency)
+    {"op": "monitor"}                        send regions, alarms and the history now, and from now
+                                             on every sample and change (answered as above)
     {"op": "region", "put": {"name": NAME, "box": [x0, y0, x1, y1]} | {"name", "spot": [x, y]},
      "token": "..."}                         add a region, or move one (same name); sensor pixels
     {"op": "region", "delete": NAME, "token": "..."}   delete a region drawn in the viewer
@@ -200,6 +203,11 @@ class Ping:
 
 
 @dataclass(frozen=True)
+class Monitor:
+    """The client wants the monitoring messages (regions, alarms, history, samples)."""
+
+
+@dataclass(frozen=True)
 class ChangeRegion:
     """Put (add or move) one region, or delete one by name; the encoder checks the region."""
 
@@ -220,7 +228,7 @@ def _as_conf_text(value: Any) -> str:
     raise ProtocolError(f"setting value {value!r} is not a string, number, boolean or list")
 
 
-def parse_client(text: str) -> SetSettings | EnableRaw | Ping | ChangeRegion:
+def parse_client(text: str) -> SetSettings | EnableRaw | Ping | Monitor | ChangeRegion:
     """Parse and check one text message from a browser; raises ProtocolError."""
     try:
         message = json.loads(text)
@@ -255,6 +263,8 @@ def parse_client(text: str) -> SetSettings | EnableRaw | Ping | ChangeRegion:
         if token is not None and not isinstance(token, str):
             raise ProtocolError("token must be a string")
         return SetSettings(checked, token)
+    if op == "monitor":
+        return Monitor()
     if op == "region":
         put, delete, token = message.get("put"), message.get("delete"), message.get("token")
         if (put is None) == (delete is None):
@@ -269,4 +279,4 @@ def parse_client(text: str) -> SetSettings | EnableRaw | Ping | ChangeRegion:
         if put is not None:
             put = {k: v for k, v in put.items() if k in ("name", "spot", "box")}
         return ChangeRegion(put, delete, token)
-    raise ProtocolError(f"unknown op {op!r} (expected set, raw, ping or region)")
+    raise ProtocolError(f"unknown op {op!r} (expected set, raw, ping, monitor or region)")

@@ -102,14 +102,20 @@ class Watch:
         changes = self.monitor.on_thermal(frame, image=self.hub.image)
         sample = self.monitor.sample
         if sample is not None:
-            self.hub.broadcast_text(protocol.sample_message(sample))
+            self.tell(protocol.sample_message(sample))
         if changes:
-            self.hub.broadcast_text(protocol.alarms_message(self.monitor.alarms.as_dict()))
+            self.tell(protocol.alarms_message(self.monitor.alarms.as_dict()))
+
+    def tell(self, text: str) -> None:
+        """To the viewers that asked for monitoring (the "monitor" op)."""
+        for client in self.hub.websockets():
+            if getattr(client, "monitoring", False):
+                client.send_text(text)
 
     def on_status(self, message: dict) -> None:
         stage = message.get("stage")
         if stage == "encoder" and isinstance(message.get("regions"), list):
-            self._set_regions(message["regions"])
+            self.set_regions(message["regions"])
         elif stage == "capture" and isinstance(message.get("camera"), dict):
             camera = message["camera"]
             if self.mqtt is not None and device_of(camera, self.url) != self.mqtt.device:
@@ -117,8 +123,9 @@ class Watch:
                 self.mqtt.set_layout(self.monitor.regions.values(), self.monitor.alarms.rules.values())
             self.camera = camera
 
-    def _set_regions(self, listed: list) -> None:
-        """The encoder's region list (server.conf's and drawn ones), as its status reports it."""
+    def set_regions(self, listed: list) -> bool:
+        """The encoder's region list (server.conf's and drawn ones), as its status (or a reply)
+        reports it; True if it changed (monitoring viewers are told)."""
         regions: dict[str, Region] = {}
         shown = []
         for item in listed:
@@ -133,12 +140,13 @@ class Watch:
             shown.append({**region.as_dict(),
                           "source": "viewer" if item.get("source") == "viewer" else "config"})
         if shown == self.regions:
-            return
+            return False
         self.regions = shown
         self.monitor.regions = regions
         if self.mqtt is not None:
             self.mqtt.set_layout(regions.values(), self.monitor.alarms.rules.values())
-        self.hub.broadcast_text(protocol.regions_message(shown))
+        self.tell(protocol.regions_message(shown))
+        return True
 
     # ------------------------------------------------------------ for handlers and viewers
 

@@ -78,6 +78,7 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
     def initialize(self, ctx: Context) -> None:
         self.ctx = ctx
         self.wants_raw = False
+        self.monitoring = False  # asked for regions, alarms, history and samples ("monitor" op)
         self.token: Optional[str] = None
         self.limit = RateLimit(MESSAGES_PER_S)
         self.peer = "?"
@@ -108,9 +109,6 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
         self.send_text(protocol.hello(hub.settings, bool(self.ctx.server.control_token),
                                       self.ctx.health.camera()))
         self.send_text(protocol.status_message(self.ctx.health.summary()))
-        if self.ctx.watch is not None:  # regions, alarm states, the last 10 minutes of readings
-            for text in self.ctx.watch.greeting():
-                self.send_text(text)
         hub.fanout.add(self)  # sends the newest frame at once
 
     def on_close(self) -> None:
@@ -187,6 +185,11 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
                 self.send_text(protocol.error("changing settings needs the control token"))
                 return
             asyncio.ensure_future(self._set(request.settings))
+        elif isinstance(request, protocol.Monitor):
+            self.monitoring = True
+            if self.ctx.watch is not None:  # regions, alarm states, the last 10 minutes
+                for text in self.ctx.watch.greeting():
+                    self.send_text(text)
         elif isinstance(request, protocol.ChangeRegion):
             if not access.control_allowed(self.ctx.server.control_token, request.token, self.token):
                 self.ctx.metrics.rejected["control_token"] += 1
@@ -207,9 +210,9 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
             return
         if reply.get("ok") is True and isinstance(reply.get("regions"), list):
             log.info("regions changed by %s: %s", self.peer, change)
-            if self.ctx.watch is not None:
-                self.ctx.watch.on_status({"stage": "encoder", "regions": reply["regions"]})
-                self.send_text(protocol.regions_message(self.ctx.watch.regions))  # even if unchanged
+            watch = self.ctx.watch
+            if watch is not None and not (watch.set_regions(reply["regions"]) and self.monitoring):
+                self.send_text(protocol.regions_message(watch.regions))  # the sender hears back
         else:
             error = str(reply.get("error") or "the encoder refused the region")
             log.info("region change %s from %s refused by the encoder: %s", change, self.peer, error)
