@@ -252,3 +252,132 @@ def test_a_real_pipeline_publishes_discovery_and_the_readings_to_mqtt(tmp_path, 
     finally:
         subscriber.close()
         broker.stop()
+
+
+# ---------------------------------------------------------------- in the browser
+
+from test_viewer import COLS, ROWS, WAIT_MS, browser, page, wait_for_frames  # noqa: E402,F401
+
+
+def region_at(page, name: str) -> str:
+    return f"#stage svg.regions g.region[data-name='{name}']"
+
+
+def drag(page, start: tuple, end: tuple) -> None:
+    """Mouse from raw pixel `start` to `end` (centres), in a few steps, as a hand would."""
+    box = page.locator("#view").bounding_box()
+
+    def at(p):
+        return (box["x"] + (p[0] + 0.5) / COLS * box["width"],
+                box["y"] + (p[1] + 0.5) / ROWS * box["height"])
+    page.mouse.move(*at(start))
+    page.mouse.down()
+    page.mouse.move(*at(end), steps=8)
+    page.mouse.up()
+
+
+def test_a_newcomer_draws_a_box_over_the_hot_spot_and_it_survives_a_restart(tmp_path, stages, page):
+    config = write_config(tmp_path, state={"dir": tmp_path / "state"})
+    port = setting(config, "server", "port")
+    url = f"http://127.0.0.1:{port}/"
+    stages("capture", config)
+    encoder = stages("encoder", config)
+    server = start_server(stages, config, url)
+    page.goto(url)
+    wait_for_frames(page)
+    # The simulator's hot spot (60-80 °C) circles inside x 40..120, y 18..66.
+    page.click("#region-box")
+    drag(page, (30, 10), (130, 75))
+    page.wait_for_function(
+        f"(() => {{ const g = document.querySelector(\"{region_at(page, 'box1')}\");"
+        f" return g && Number(g.dataset.max) > 50; }})()", timeout=WAIT_MS)
+    label = page.text_content(region_at(page, "box1") + " text")
+    assert label.startswith("box1 max ") and label.endswith("°C")
+    state = api_state(port)
+    assert state["region_shapes"]["box1"] == {"name": "box1", "kind": "box", "box": [30, 10, 130, 75]}
+    assert state["regions"]["box1"]["max"] > 50
+    # ... and in the chart, kept across a reload from the server's history
+    box1_values = ("(window.flirstream.monitoring.chart.series().find(s => s.label === 'box1 max') "
+                   "|| {values: []}).values.filter(v => v !== null)")
+    page.wait_for_function(f"{box1_values}.length >= 3", timeout=WAIT_MS)
+    page.reload()
+    page.wait_for_function(f"{box1_values}.length >= 3 && "
+                           "document.getElementById('history').dataset.series.includes('box1 max')",
+                           timeout=WAIT_MS)  # at once: from the server's history
+    series = page.evaluate(box1_values)
+    assert len(series) >= 3 and min(series) > 50
+
+    # Restart the encoder and the server: the region is in the encoder's state file.
+    encoder.stop()
+    server.stop()
+    stages("encoder", config)
+    start_server(stages, config, url)
+    page.reload()
+    wait_for_frames(page)
+    page.wait_for_selector(region_at(page, "box1"), timeout=WAIT_MS)
+    assert wait_until(lambda: api_state(port)["region_shapes"].get("box1"))["box"] == [30, 10, 130, 75]
+
+    # Move it by dragging (10 pixels right, 5 down), then delete it.
+    drag(page, (35, 15), (45, 20))
+    wait_until(lambda: api_state(port)["region_shapes"]["box1"]["box"] == [40, 15, 140, 80],
+               what="box moved")
+    page.click(region_at(page, "box1") + " rect", position={"x": 3, "y": 3})
+    page.click("#region-delete")
+    wait_until(lambda: "box1" not in api_state(port)["region_shapes"], what="box deleted")
+    page.wait_for_selector(region_at(page, "box1"), state="detached", timeout=WAIT_MS)
+
+
+def test_a_spot_with_a_finger_and_regions_turned_with_the_picture(tmp_path, stages, browser):
+    config = write_config(tmp_path, encoder={"rotate": 90, "flip": "horizontal"},
+                          state={"dir": tmp_path / "state"}, extra="[roi:door]\nbox = 10, 20, 29, 39\n")
+    port = setting(config, "server", "port")
+    url = f"http://127.0.0.1:{port}/"
+    stages("capture", config)
+    stages("encoder", config)
+    start_server(stages, config, url)
+    context = browser.new_context(viewport={"width": 400, "height": 800}, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.goto(url)
+        wait_for_frames(page)
+        # The same turn as flirstream.regions.point_to_display, for every rotate and flip.
+        from flirstream.regions import point_to_display
+        cases = [(x, y, r, f) for (x, y) in [(0, 0), (159, 0), (3, 117), (80, 60)]
+                 for r in (0, 90, 180, 270) for f in ("none", "horizontal", "vertical", "both")]
+        got = page.evaluate("""async (cases) => {
+            const m = await import('./regions.js');
+            return cases.map(([x, y, r, f]) => {
+              const d = m.toDisplay(x, y, [160, 120], r, f);
+              return [...d, ...m.toSensor(d[0], d[1], [160, 120], r, f)];
+            }); }""", cases)
+        for (x, y, r, f), (dx, dy, sx, sy) in zip(cases, got):
+            assert (dx, dy) == point_to_display(x, y, (160, 120), r, f), (x, y, r, f)
+            assert (sx, sy) == (x, y)
+        # server.conf's box, drawn where the turned picture shows it: rotate 90 then mirror
+        page.wait_for_selector("#stage svg.regions g.region[data-name='door']", timeout=WAIT_MS)
+        rect = page.eval_on_selector("#stage svg.regions g.region[data-name='door'] rect",
+                                     "r => ['x', 'y', 'width', 'height'].map(k => Number(r.getAttribute(k)))")
+        (ax, ay), (bx, by) = point_to_display(10, 20, (160, 120), 90, "horizontal"), \
+            point_to_display(29, 39, (160, 120), 90, "horizontal")
+        assert rect == [min(ax, bx), min(ay, by), abs(ax - bx) + 1, abs(ay - by) + 1]
+        # a spot put with a finger lands on the sensor pixel under it
+        page.tap("#region-spot")  # the buttons are below the picture on a phone
+        page.locator("#view").scroll_into_view_if_needed()
+        box = page.locator("#view").bounding_box()  # portrait now: 120 wide, 160 high
+        page.touchscreen.tap(box["x"] + 30.5 / 120 * box["width"], box["y"] + 100.5 / 160 * box["height"])
+        want = list(sensor_of_display(30, 100))
+        shape = wait_until(lambda: api_state(port)["region_shapes"].get("spot1"), what="spot put")
+        assert shape == {"name": "spot1", "kind": "spot", "spot": want}
+        assert wait_until(lambda: api_state(port)["regions"].get("spot1"))["max"] > 0
+    finally:
+        context.close()
+
+
+def sensor_of_display(x: int, y: int) -> tuple[int, int]:
+    """The sensor pixel shown at display (x, y) with rotate 90 and a horizontal mirror."""
+    from flirstream.regions import point_to_display
+    for sx in range(160):
+        for sy in range(120):
+            if point_to_display(sx, sy, (160, 120), 90, "horizontal") == (x, y):
+                return sx, sy
+    raise AssertionError((x, y))
