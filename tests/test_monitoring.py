@@ -381,3 +381,78 @@ def sensor_of_display(x: int, y: int) -> tuple[int, int]:
             if point_to_display(sx, sy, (160, 120), 90, "horizontal") == (x, y):
                 return sx, sy
     raise AssertionError((x, y))
+
+
+def test_the_alarm_banner_and_the_red_region_come_and_go(tmp_path, stages, page):
+    x0, y0, x1, y1 = HOT
+    extra = (f"[roi:square]\nbox = {x0}, {y0}, {x1 - 1}, {y1 - 1}\n"
+             f"[alarm:square-hot]\nroi = square\nabove = 40\nhysteresis = 2\n")
+    config = write_config(tmp_path, extra, state={"dir": tmp_path / "state"},
+                          monitor={"alarm_dir": tmp_path / "alarms"})
+    camera = Camera(setting(config, "endpoints", "frames"), hot_c=35.0)
+    port = setting(config, "server", "port")
+    try:
+        stages("encoder", config)
+        start_server(stages, config, f"http://127.0.0.1:{port}/")
+        page.goto(f"http://127.0.0.1:{port}/")
+        wait_for_frames(page)
+        square = region_at(page, "square")
+        page.wait_for_function(f"document.querySelector(\"{square}\")?.dataset.max === '35'",
+                               timeout=WAIT_MS)
+        assert page.is_hidden("#alarm-banner")
+        camera.hot_c = 45.0
+        page.wait_for_selector("#alarm-banner", state="visible", timeout=WAIT_MS)
+        assert page.inner_text("#alarm-banner").startswith("⚠ square-hot: square max 45.0")
+        assert "alarm" in page.get_attribute(square, "class")
+        # the picture of the frame that fired is kept now that someone watches
+        assert wait_until(lambda: list((tmp_path / "alarms").glob("*square-hot.jpg")),
+                          what="alarm JPEG")
+        camera.hot_c = 39.0  # within the hysteresis: still on
+        page.wait_for_function(f"document.querySelector(\"{square}\")?.dataset.max === '39'",
+                               timeout=WAIT_MS)
+        assert page.is_visible("#alarm-banner")
+        camera.hot_c = 37.0
+        page.wait_for_selector("#alarm-banner", state="hidden", timeout=WAIT_MS)
+        assert "alarm" not in page.get_attribute(square, "class").split()
+    finally:
+        camera.stop()
+
+
+def test_region_changes_over_the_websocket_need_the_control_token(tmp_path, stages):
+    from websockets.sync.client import connect
+    config = write_config(tmp_path, "[roi:door]\nspot = 1, 1\n", server={"control_token": "ctl"},
+                          state={"dir": tmp_path / "state"})
+    camera = Camera(setting(config, "endpoints", "frames"), hot_c=35.0)
+    port = setting(config, "server", "port")
+    try:
+        stages("encoder", config)
+        start_server(stages, config, f"http://127.0.0.1:{port}/")
+        with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10) as ws:
+            def reply(kind: str) -> dict:
+                deadline = time.monotonic() + WAIT_S
+                while time.monotonic() < deadline:
+                    message = ws.recv(timeout=WAIT_S)
+                    if isinstance(message, str) and json.loads(message)["type"] == kind:
+                        return json.loads(message)
+                raise AssertionError(f"no {kind} message")
+
+            ws.send(json.dumps({"op": "monitor"}))
+            regions = wait_until(lambda: reply("regions")["regions"], what="door in regions")
+            assert regions == [{"name": "door", "kind": "spot", "spot": [1, 1], "source": "config"}]
+            assert set(reply("history")["history"]) == {"seconds", "t", "frame", "regions"}
+            put = {"op": "region", "put": {"name": "bed", "box": [0, 0, 9, 9]}}
+            ws.send(json.dumps(put))
+            assert reply("error")["error"] == "changing regions needs the control token"
+            ws.send(json.dumps({**put, "token": "ctl"}))
+            assert reply("regions")["regions"][1] == {"name": "bed", "kind": "box", "box": [0, 0, 9, 9],
+                                                      "source": "viewer"}
+            sample = reply("sample")["sample"]
+            assert sample["regions"]["bed"]["max"] == 24.0 and "door" in sample["regions"]
+            for bad, needle in [({"put": {"name": "x", "box": [0, 0, 200, 9]}}, "from 0 to 159"),
+                                ({"delete": "door"}, "[roi:door] in server.conf"),
+                                ({"put": "bed"}, "region put must be an object")]:
+                ws.send(json.dumps({"op": "region", **bad, "token": "ctl"}))
+                assert needle in reply("error")["error"]
+        assert api_state(port)["region_shapes"]["bed"]["box"] == [0, 0, 9, 9]
+    finally:
+        camera.stop()
