@@ -418,10 +418,12 @@ def test_the_alarm_banner_and_the_red_region_come_and_go(tmp_path, stages, page)
         camera.stop()
 
 
-def test_region_changes_over_the_websocket_need_the_control_token(tmp_path, stages):
+def test_region_changes_over_the_websocket_need_the_control_token_and_no_broker(tmp_path, stages):
     from websockets.sync.client import connect
+    # and a broker that is not there: it never holds up frames, samples or replies
     config = write_config(tmp_path, "[roi:door]\nspot = 1, 1\n", server={"control_token": "ctl"},
-                          state={"dir": tmp_path / "state"})
+                          state={"dir": tmp_path / "state"},
+                          mqtt={"host": "127.0.0.1", "port": free_port()})
     camera = Camera(setting(config, "endpoints", "frames"), hot_c=35.0)
     port = setting(config, "server", "port")
     try:
@@ -454,5 +456,8 @@ def test_region_changes_over_the_websocket_need_the_control_token(tmp_path, stag
                 ws.send(json.dumps({"op": "region", **bad, "token": "ctl"}))
                 assert needle in reply("error")["error"]
         assert api_state(port)["region_shapes"]["bed"]["box"] == [0, 0, 9, 9]
+        mqtt = json.loads(http_get(port, "/healthz")[2])["mqtt"]
+        assert mqtt["state"] == "disconnected" and "cannot connect" in mqtt["detail"]
+        assert mqtt["connect_failures"] >= 1
     finally:
         camera.stop()
