@@ -83,6 +83,9 @@ class Watch:
                                     for r in self.configured.values()]
         hub.measurement_listeners.append(self.on_thermal)
         hub.status_listeners.append(self.on_status)
+        log.info("monitoring: regions %s; alarms %s%s; MQTT %s", ", ".join(self.configured) or "none",
+                 ", ".join(rules) or "none", f" (snapshots in {directory})" if rules else "",
+                 f"to {cfg.mqtt.host}:{cfg.mqtt.port}" if cfg.mqtt.host else "off")
 
     # ------------------------------------------------------------ lifecycle
 
@@ -153,7 +156,7 @@ class Watch:
     def state(self) -> dict:
         """GET /api/state: the newest readings, every region and alarm, camera and MQTT status."""
         return {**self.monitor.state(),
-                "camera": {"state": self.hub.health.camera(), **(self.camera or {})},
+                "camera": {**(self.camera or {}), "state": self.hub.health.camera()},
                 "mqtt": self.mqtt_status()}
 
     def mqtt_status(self) -> dict:

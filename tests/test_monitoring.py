@@ -44,8 +44,8 @@ def wait_until(check, timeout: float = WAIT_S, what: str = "condition"):
     raise AssertionError(f"{what} not reached within {timeout} s (last: {last!r})")
 
 
-def api_state(port: int) -> dict:
-    status, _, body = http_get(port, "/api/state")
+def api_state(port: int, token: str = "") -> dict:
+    status, _, body = http_get(port, "/api/state" + (f"?token={token}" if token else ""))
     assert status == 200, body
     return json.loads(body)
 
@@ -421,7 +421,8 @@ def test_the_alarm_banner_and_the_red_region_come_and_go(tmp_path, stages, page)
 def test_region_changes_over_the_websocket_need_the_control_token_and_no_broker(tmp_path, stages):
     from websockets.sync.client import connect
     # and a broker that is not there: it never holds up frames, samples or replies
-    config = write_config(tmp_path, "[roi:door]\nspot = 1, 1\n", server={"control_token": "ctl"},
+    config = write_config(tmp_path, "[roi:door]\nspot = 1, 1\n",
+                          server={"control_token": "ctl", "token": "view"},
                           state={"dir": tmp_path / "state"},
                           mqtt={"host": "127.0.0.1", "port": free_port()})
     camera = Camera(setting(config, "endpoints", "frames"), hot_c=35.0)
@@ -429,7 +430,10 @@ def test_region_changes_over_the_websocket_need_the_control_token_and_no_broker(
     try:
         stages("encoder", config)
         start_server(stages, config, f"http://127.0.0.1:{port}/")
-        with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10) as ws:
+        wait_http(port, "/healthz?token=view")
+        # /api/state is guarded by the view token like every other endpoint
+        assert http_get(port, "/api/state")[0] == 401
+        with connect(f"ws://127.0.0.1:{port}/ws?token=view", open_timeout=10) as ws:
             def reply(kind: str) -> dict:
                 deadline = time.monotonic() + WAIT_S
                 while time.monotonic() < deadline:
@@ -455,8 +459,8 @@ def test_region_changes_over_the_websocket_need_the_control_token_and_no_broker(
                                 ({"put": "bed"}, "region put must be an object")]:
                 ws.send(json.dumps({"op": "region", **bad, "token": "ctl"}))
                 assert needle in reply("error")["error"]
-        assert api_state(port)["region_shapes"]["bed"]["box"] == [0, 0, 9, 9]
-        mqtt = json.loads(http_get(port, "/healthz")[2])["mqtt"]
+        assert api_state(port, "view")["region_shapes"]["bed"]["box"] == [0, 0, 9, 9]
+        mqtt = json.loads(http_get(port, "/healthz?token=view")[2])["mqtt"]
         assert mqtt["state"] == "disconnected" and "cannot connect" in mqtt["detail"]
         assert mqtt["connect_failures"] >= 1
     finally:
