@@ -145,9 +145,11 @@ class Watch:
         if shown == self.regions:
             return False
         self.regions = shown
-        self.monitor.regions = regions
+        # server.conf's regions stay measured (here, from the pixels) even if an encoder run with
+        # another file does not know them: alarms name them
+        self.monitor.regions = {**self.configured, **regions}
         if self.mqtt is not None:
-            self.mqtt.set_layout(regions.values(), self.monitor.alarms.rules.values())
+            self.mqtt.set_layout(self.monitor.regions.values(), self.monitor.alarms.rules.values())
         self.tell(protocol.regions_message(shown))
         return True
 
