@@ -9,6 +9,7 @@ identity for Home Assistant, and what viewers are told about all that.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from pathlib import Path
@@ -24,12 +25,13 @@ from . import protocol
 from .alarm_files import AlarmSnapshots
 from .discovery import Device
 from .hub import Hub
-from .monitor import Monitor
+from .monitor import PICTURE_MATCH_S, Monitor
 from .webhook import Webhooks
 
 log = logging.getLogger("monitor")
 
 WEBHOOK_FLUSH_S = 2.0
+LATE_PICTURE_WAIT_S = 3.0  # an alarm while nobody watches: wait this long for the picture
 DEFAULT_MODEL = "FLIR Lepton"
 
 
@@ -77,8 +79,10 @@ class Watch:
         keeper = AlarmSnapshots(directory, cfg.monitor.alarm_max_count,
                                 int(cfg.monitor.alarm_max_mb * 1024 * 1024)) if rules else None
         self.webhooks = Webhooks()
+        self.keeper = keeper
         self.monitor = Monitor(self.configured, rules, mqtt=self.mqtt, webhooks=self.webhooks,
                                keeper=keeper)
+        self._tasks: set[asyncio.Task] = set()
         self.regions: list[dict] = [{**r.as_dict(), "source": "config"}
                                     for r in self.configured.values()]
         hub.measurement_listeners.append(self.on_thermal)
@@ -94,6 +98,8 @@ class Watch:
             self.mqtt.start()  # ConfigError if the TLS files cannot be used
 
     async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         if self.mqtt is not None:
             self.mqtt.stop()
         await self.webhooks.flush(WEBHOOK_FLUSH_S)
@@ -108,6 +114,26 @@ class Watch:
             self.tell(protocol.sample_message(sample))
         if changes:
             self.tell(protocol.alarms_message(self.monitor.alarms.as_dict()))
+            image = self.hub.image
+            if self.keeper is not None and (image is None or abs(image.t - frame.t) > PICTURE_MATCH_S):
+                task = asyncio.ensure_future(self._late_picture(frame, [c.name for c in changes]))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _late_picture(self, frame: ThermalFrame, alarms: list[str]) -> None:
+        """The picture was paused (nobody watched): wake the encoder as a snapshot request does and
+        add the first picture that comes to the alarm's snapshot."""
+        image = await self.hub.fresh_image(LATE_PICTURE_WAIT_S)
+        if image is None or image.t < frame.t - PICTURE_MATCH_S:
+            log.info("alarm %s: no picture came within %g s: its snapshot is the TIFF alone",
+                     ", ".join(alarms), LATE_PICTURE_WAIT_S)
+            return
+        for name in alarms:
+            try:
+                self.keeper.add_picture(frame, name, image.jpeg)
+            except OSError as exc:
+                log.error("alarm %s: cannot save its picture in %s: %s", name, self.keeper.directory,
+                          exc)
 
     def tell(self, text: str) -> None:
         """To the viewers that asked for monitoring (the "monitor" op)."""

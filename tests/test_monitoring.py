@@ -170,9 +170,13 @@ def test_an_alarm_fires_and_clears_with_hysteresis_while_nobody_watches(tmp_path
         body = wait_until(lambda: receiver.bodies and receiver.bodies[0], what="webhook POST")
         assert {k: body[k] for k in ("name", "state", "value", "threshold")} == \
             {"name": "square-hot", "state": "alarm", "value": 45.0, "threshold": 40.0}
-        # the frame is kept: its radiometric TIFF (no JPEG: nobody watched, so no picture)
-        assert wait_until(lambda: list((tmp_path / "alarms").glob("*square-hot.tiff")),
-                          what="alarm snapshot")
+        # the frame is kept: its radiometric TIFF, and the picture, which the server woke the paused
+        # encoder for (the first one after the frame), under the same name
+        tiff = wait_until(lambda: list((tmp_path / "alarms").glob("*square-hot.tiff")),
+                          what="alarm snapshot")[0]
+        jpeg = wait_until(lambda: tiff.with_suffix(".jpg").is_file() and tiff.with_suffix(".jpg"),
+                          what="alarm picture")
+        assert jpeg.read_bytes()[:2] == b"\xff\xd8"
 
         camera.hot_c = 39.0  # below the threshold, not by the hysteresis: still in alarm
         wait_until(lambda: api_state(port)["regions"]["square"]["max"] == 39.0, what="39 °C")
