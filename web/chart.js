@@ -1,4 +1,4 @@
-// The history chart: the last ten minutes of the frame's max / min / centre and each region's max,
+// The history chart: up to the last ten minutes of the frame's max / min / centre and each region's max,
 // on a canvas. The server sends its history to a new viewer (so the chart survives a reconnect or a
 // reload) and a sample about once a second after that.
 
@@ -97,9 +97,11 @@ export class HistoryChart {
     const top = 14;
     const bottom = H - 14;
     const right = W - 4;
+    // The time axis spans the samples there are: at least a minute, at most `seconds`.
     const tEnd = this.t[this.t.length - 1];
-    const tStart = tEnd - this.seconds;
-    const X = (t) => left + (t - tStart) / this.seconds * (right - left);
+    const span = Math.min(this.seconds, Math.max(60, tEnd - this.t[0]));
+    const tStart = tEnd - span;
+    const X = (t) => left + (t - tStart) / span * (right - left);
     const Y = (v) => bottom - (cToDisplay(v) - lo) / (hi - lo) * (bottom - top);
     // grid and scale
     ctx.font = FONT;
@@ -115,7 +117,7 @@ export class HistoryChart {
       ctx.stroke();
       ctx.fillText(v.toFixed(0) + "°", 2, y + 4);
     }
-    ctx.fillText(`−${Math.round(this.seconds / 60)} min`, left, H - 2);
+    ctx.fillText(`−${Math.round(span / 60)} min`, left, H - 2);
     ctx.fillText(`now (°${unit})`, right - 52, H - 2);
     // lines (gaps where a value is missing)
     ctx.lineWidth = 1.5;

@@ -60,7 +60,7 @@ export class Monitoring {
       const where = a.roi ? a.roi : "frame";
       const stat = a.direction === "below" ? "min" : "max";
       return `⚠ ${name}: ${where} ${stat} ${formatValue(a.value, "C")} ${a.direction} ` +
-        `${formatValue(a.threshold, "C")} since ${new Date(a.since * 1000).toLocaleTimeString()}`;
+        `${formatValue(a.threshold, "C")} at ${new Date(a.since * 1000).toLocaleTimeString()}`;
     }).join(" · ");
   }
 }

@@ -102,8 +102,8 @@ export class RegionLayer {
       tools.appendChild(b);
       return b;
     };
-    this.boxButton = button("region-box", "＋ Box", "Draw a box on the picture: its min, max and mean");
-    this.spotButton = button("region-spot", "＋ Spot", "Put a spot on the picture: its temperature");
+    this.boxButton = button("region-box", "+ Box", "Draw a box on the picture: its min, max and mean");
+    this.spotButton = button("region-spot", "+ Spot", "Put a spot on the picture: its temperature");
     this.deleteButton = button("region-delete", "Delete", "Delete the selected region (Delete key)");
     this.boxButton.addEventListener("click", () => this.setMode(this.mode === "box" ? null : "box"));
     this.spotButton.addEventListener("click", () => this.setMode(this.mode === "spot" ? null : "spot"));
@@ -171,7 +171,7 @@ export class RegionLayer {
     const [dcols, drows] = displaySize(sensor, rotate);
     this.svg.setAttribute("viewBox", `0 0 ${dcols} ${drows}`);
     this.svg.replaceChildren();
-    const font = Math.max(4, dcols / 32);
+    const font = Math.max(3, dcols / 44);
     for (const region of this.regions) {
       let rect = displayRect(region, sensor, rotate, flip);
       if (this.drag && this.drag.kind === "move" && this.drag.region === region.name) {
