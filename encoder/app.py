@@ -73,7 +73,7 @@ class Encoder:
                                      on_refusal=lambda text: self.errors.warning("control", text),
                                      layout=self.layout)
         self.counters = {"frames": 0, "skipped": 0, "unwatched": 0, "errors": 0, "control": 0,
-                         "paused": False}
+                         "refused_subscriptions": 0, "paused": False}
         self.last_frame_at: Optional[float] = None
         self.rendered_at: Optional[float] = None
         self.last_error = ""
@@ -103,21 +103,33 @@ class Encoder:
     def run(self) -> None:
         while not self.stopping:
             events = dict(self.poller.poll(POLL_MS))
-            if self.images in events:
-                self._subscriptions()
-            if self.control in events:
-                self._control()
-            if self.frames in events:
-                self._frames()
-            self._status()
+            for sock, handle in ((self.images, self._subscriptions), (self.control, self._control),
+                                 (self.frames, self._frames)):
+                if sock in events:
+                    self._guarded(handle)
+            self._guarded(self._status)
+
+    def _guarded(self, handle) -> None:
+        """Run one handler; an error it did not expect costs what it was reading, not the stage."""
+        try:
+            handle()
+        except zmq.ContextTerminated:
+            raise
+        except Exception as exc:
+            self._error("loop", f"{handle.__name__.strip('_')}: {exc!r:.200}")
+            log.debug("loop failure", exc_info=True)
 
     def _subscriptions(self) -> None:
-        while True:
+        for _ in range(DRAIN_MAX * 4):
             try:
                 message = self.images.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self.watchers.subscription(message)
+            if not self.watchers.subscription(message):
+                self.counters["refused_subscriptions"] += 1
+                self._error("subscription", f"ignored a subscription to {bytes(message[1:17])!r}"
+                                            f" ({len(message)} bytes): not a topic of the wire "
+                                            f"format")
 
     def _control(self) -> None:
         for _ in range(DRAIN_MAX):
@@ -130,11 +142,11 @@ class Encoder:
             self.counters["control"] += 1
             envelope, request = parts[:-1], parts[-1]  # DEALER: [id]; REQ: [id, b""]
             regions_before = self.layout.version
-            reply = self.controller.handle(request)
+            reply = self.controller.handle(request)  # never raises: a bad request gets an error
             try:
                 self.control.send_multipart([*envelope, reply], zmq.NOBLOCK)
             except zmq.ZMQError as exc:
-                log.warning("control reply not sent: %s", exc)
+                self._error("control", f"control reply not sent: {exc}")
             # a change of settings or viewers shows at once, one of the regions too
             self._status(force=self.layout.version != regions_before)
 
@@ -148,17 +160,25 @@ class Encoder:
 
     def _forward_status(self, parts: list) -> None:
         try:
-            wire.unpack_status(parts)  # only well-formed statuses go on to the server
+            status = wire.unpack_status(parts)  # only well-formed statuses go on to the server
+            if status["stage"] != "capture":  # the encoder speaks for itself
+                raise wire.WireError(f"stage is {status['stage']!r}, expected 'capture'")
         except wire.WireError as exc:
             self._error("status", f"dropped a capture status message: {exc}")
             return
-        self.images.send_multipart([p.buffer for p in parts], zmq.NOBLOCK, copy=False)
+        try:
+            self.images.send_multipart([p.buffer for p in parts], zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError:
+            pass  # at the high-water mark: the next status says the same
 
     def _encode(self, parts: list) -> None:
         try:
             raw = wire.unpack_raw(parts)
         except wire.WireError as exc:
             self._error("wire", f"dropped a frame: {exc}")
+            return
+        except Exception as exc:  # nothing on the frames link may stop the encoder
+            self._error("wire", f"dropped a frame: {exc!r:.200}")
             return
         self.last_frame_at = time.monotonic()
         if self.watchers.wants(wire.THERMAL_TOPIC):
@@ -235,7 +255,7 @@ class Encoder:
         message = wire.pack_status("encoder", state, detail, t=time.time(),
                                    source=self.cfg.endpoints.frames, counters=dict(self.counters),
                                    settings=self.controller.settings(), last_error=self.last_error,
-                                   regions=self.layout.as_list())
+                                   regions=self.layout.as_list()[:wire.MAX_REGIONS])
         try:
             self.images.send_multipart(message, zmq.NOBLOCK)
         except zmq.Again:

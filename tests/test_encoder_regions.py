@@ -99,3 +99,19 @@ def test_every_thermal_frame_carries_the_regions_readings():
     assert again.regions == frame.regions
     regions.pop("cold")  # asked on every frame: a deleted region is gone from the next one
     assert list(meter.measure(raw, {}).regions) == ["bed"]
+
+
+def test_the_region_list_goes_through_the_status_schema():
+    layout = Layout({"door": Region("door", 5, 5, 5, 5)}, SENSOR)
+    layout.change(put=[{"name": "bed", "box": [1, 2, 3, 4]}])
+    status = wire.unpack_status(wire.pack_status("encoder", "encoding", t=1.0,
+                                                 regions=layout.as_list()))
+    assert status["regions"] == layout.as_list()
+    for bad in ([{"name": "x", "box": [1.5, 2, 3, 4]}], [{"name": "x", "colour": "red"}],
+                [{"box": [1, 2, 3, 4]}], [{"name": "x", "spot": [1, 2]}] * (wire.MAX_REGIONS + 1)):
+        try:
+            wire.pack_status("encoder", "encoding", t=1.0, regions=bad)
+        except wire.WireError as exc:
+            assert "regions" in str(exc)
+        else:
+            raise AssertionError(f"accepted {bad!r:.60}")
