@@ -50,6 +50,7 @@ class Hub:
         self.image: Optional[ImageFrame] = None
         self.thermal: Optional[ThermalFrame] = None  # the newest measurements, watched or not
         self.measurement_listeners: list[Callable[[ThermalFrame], None]] = []
+        self.status_listeners: list[Callable[[dict], None]] = []  # every stage status message
         self.settings: Optional[dict] = None
         self.snapshot_waiters = 0
         self.on_viewers: Callable[[int], None] = lambda n: None  # set by the app (-> encoder)
@@ -117,6 +118,8 @@ class Hub:
         settings = message.get("settings")
         if message.get("stage") == "encoder" and isinstance(settings, dict):
             self.set_settings(settings)  # the encoder's status carries its settings too
+        for listener in self.status_listeners:
+            listener(message)
         self.check_status()
 
     def check_status(self) -> None:

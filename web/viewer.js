@@ -9,6 +9,7 @@ import { ThermalView } from "./render.js";
 import { Colorbar } from "./colorbar.js";
 import { Controls } from "./controls.js";
 import { formatValue } from "./units.js";
+import { Monitoring } from "./monitoring.js";
 
 const $ = (id) => document.getElementById(id);
 const STALE_MS = 3000; // no frame for this long: the camera counts as offline
@@ -67,6 +68,7 @@ const controls = new Controls({
   send: (m) => link.send(m),
   onUnit: () => {
     view.draw();
+    monitoring.redraw();
     colorbar.drawn = null;
     if (state.frame) colorbar.draw(state.frame.header);
     updateReadouts();
@@ -78,7 +80,17 @@ function say(text) {
   $("message").textContent = text;
 }
 
+// Regions, alarms and the history chart. The picture is turned as the encoder's settings say.
+const monitoring = new Monitoring({
+  send: (m) => link.send(m),
+  token: () => $("token").value.trim(),
+  orientation: () => ({ rotate: parseInt(controls.settings.rotate, 10) || 0, flip: controls.settings.flip || "none" }),
+  header: () => state.frame && state.frame.header,
+  say,
+});
+
 function handleText(m) {
+  if (monitoring.handle(m)) return;
   if (m.type === "hello") {
     controls.hello(m);
     setCamera(m.camera, "");
@@ -87,6 +99,7 @@ function handleText(m) {
     syncRaw();
   } else if (m.type === "settings" && m.settings && typeof m.settings === "object") {
     controls.apply(m.settings);
+    monitoring.redraw(); // the picture may be turned now
     say("");
   } else if (m.type === "error") {
     say(typeof m.error === "string" ? m.error : "The server refused the request.");
@@ -171,6 +184,7 @@ function drawFrame(frame, bitmap) {
   const isLive = h.stale !== true;
   colorbar.learn(bitmap, frame, now);
   view.setFrame(bitmap, h);
+  monitoring.frame();
   colorbar.draw(h);
   controls.fromFrame(h);
   state.frame = frame;
@@ -411,5 +425,5 @@ $("save-view").addEventListener("click", () => {
 link.start();
 
 // For tools and tests (read, do not change): what the page knows, and where it drew the labels.
-window.flirstream = { state, link, view };
+window.flirstream = { state, link, view, monitoring };
 
