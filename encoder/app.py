@@ -17,8 +17,11 @@ import zmq
 
 from flirstream import config as configuration
 from flirstream import links, wire
+from flirstream.regions import SENSORS
+from flirstream.state import StateFile
 
 from .control import Controller, Watchers
+from .layout import Layout
 from .measure import Meter
 from .render import Renderer
 
@@ -60,11 +63,15 @@ class Encoder:
     def __init__(self, cfg: configuration.Config, ctx: zmq.Context):
         self.cfg = cfg
         self.renderer = Renderer.from_settings(cfg.encoder)
-        self.meter = Meter()
+        # regions: server.conf's [roi:NAME] and those drawn in the viewer (kept in the state file)
+        self.layout = Layout(getattr(cfg, "regions", {}), SENSORS[cfg.capture.sensor],
+                             StateFile(cfg.state.dir, "encoder"))
+        self.meter = Meter(regions=lambda: self.layout.regions().values())
         self.watchers = Watchers(cfg.encoder.pause_when_unwatched)
         self.errors = _RateLimitedLog(ERROR_LOG_EVERY_S)
         self.controller = Controller(self.renderer, self.watchers,
-                                     on_refusal=lambda text: self.errors.warning("control", text))
+                                     on_refusal=lambda text: self.errors.warning("control", text),
+                                     layout=self.layout)
         self.counters = {"frames": 0, "skipped": 0, "unwatched": 0, "errors": 0, "control": 0,
                          "refused_subscriptions": 0, "paused": False}
         self.last_frame_at: Optional[float] = None
@@ -134,12 +141,14 @@ class Encoder:
                 continue
             self.counters["control"] += 1
             envelope, request = parts[:-1], parts[-1]  # DEALER: [id]; REQ: [id, b""]
+            regions_before = self.layout.version
             reply = self.controller.handle(request)  # never raises: a bad request gets an error
             try:
                 self.control.send_multipart([*envelope, reply], zmq.NOBLOCK)
             except zmq.ZMQError as exc:
                 self._error("control", f"control reply not sent: {exc}")
-            self._status()  # a change of settings or viewers shows at once
+            # a change of settings or viewers shows at once, one of the regions too
+            self._status(force=self.layout.version != regions_before)
 
     def _frames(self) -> None:
         newest, statuses, skipped = links.drain(self.frames, DRAIN_MAX)
@@ -245,7 +254,8 @@ class Encoder:
         self.counters["paused"] = state == "paused"
         message = wire.pack_status("encoder", state, detail, t=time.time(),
                                    source=self.cfg.endpoints.frames, counters=dict(self.counters),
-                                   settings=self.controller.settings(), last_error=self.last_error)
+                                   settings=self.controller.settings(), last_error=self.last_error,
+                                   regions=self.layout.as_list()[:wire.MAX_REGIONS])
         try:
             self.images.send_multipart(message, zmq.NOBLOCK)
         except zmq.Again:

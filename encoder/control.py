@@ -16,12 +16,13 @@ from flirstream import config as configuration
 from flirstream import wire
 from flirstream.config import ConfigError
 
+from .layout import Layout
 from .render import Renderer, as_text
 
 log = logging.getLogger("encoder.control")
 
 VIEWERS_TTL_S = 3.0  # a viewer count older than this no longer counts (the server may be gone)
-OPS = ("set", "get", "viewers")
+OPS = ("set", "get", "viewers", "regions")
 # The topics a subscriber may ask for: those of the wire format and their prefixes (b"" is all).
 # Any other subscription is ignored at once, so what is tracked stays this small set.
 TOPICS = frozenset(topic[:n] for topic in (wire.IMAGE_TOPIC, wire.THERMAL_TOPIC, wire.STATUS_TOPIC)
@@ -88,12 +89,14 @@ class Watchers:
 
 
 class Controller:
-    """Answers control requests: set / get settings, viewer counts."""
+    """Answers control requests: set / get settings, viewer counts, regions."""
 
     def __init__(self, renderer: Renderer, watchers: Watchers,
-                 on_refusal: Callable[[str], None] = log.warning):
+                 on_refusal: Callable[[str], None] = log.warning,
+                 layout: Optional[Layout] = None):
         self.renderer = renderer
         self.watchers = watchers
+        self.layout = layout
         self.on_refusal = on_refusal  # told the reason of every refused request (for the log)
 
     def settings(self) -> dict[str, str]:
@@ -132,6 +135,16 @@ class Controller:
         op = request.get("op")
         if op == "get":
             return {"ok": True, "settings": self.settings()}
+        if op == "regions":  # {"op": "regions", "put": [region, ...], "delete": [name, ...]}
+            if self.layout is None:
+                raise ConfigError("regions: this encoder measures no regions")
+            put, delete = request.get("put", []), request.get("delete", [])
+            if not isinstance(put, list) or not isinstance(delete, list) or not (put or delete):
+                raise ConfigError("regions: expected \"put\": [{\"name\": NAME, \"box\": [X0, Y0, "
+                                  "X1, Y1]} or {..., \"spot\": [X, Y]}, ...] and/or \"delete\": "
+                                  "[NAME, ...]")
+            self.layout.change(put, delete)
+            return {"ok": True, **self._regions()}
         if op == "viewers":
             count = request.get("count")
             if not isinstance(count, int) or isinstance(count, bool) or count < 0:
@@ -142,6 +155,9 @@ class Controller:
             self._set(request.get("settings"))
             return {"ok": True, "settings": self.settings()}
         raise ConfigError(f"unknown op {op!r} (expected {', '.join(OPS)})")
+
+    def _regions(self) -> dict:
+        return {} if self.layout is None else {"regions": self.layout.as_list()}
 
     def _set(self, changes: Any) -> None:
         if not isinstance(changes, dict) or not changes:

@@ -7,23 +7,30 @@ region's coordinates are sensor pixels whatever the mounting. Plain code, no soc
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 from flirstream import wire
+from flirstream.regions import Region, celsius, counts, measure
 
 from .render import Units, statistics
 
 
 class Meter:
-    """RawFrame -> ThermalFrame: the frame's statistics (and, with regions, their readings)."""
+    """RawFrame -> ThermalFrame: the frame's statistics and each region's readings (regions.measure:
+    min, max, mean, max_xy; °C for TLinear frames, else raw counts)."""
 
-    def __init__(self, clock: Callable[[], float] = time.time):
+    def __init__(self, clock: Callable[[], float] = time.time,
+                 regions: Callable[[], Iterable[Region]] = tuple):
         self.clock = clock
+        self.regions = regions  # the regions to read, asked on every frame (they change at run time)
 
     def measure(self, raw: wire.RawFrame, counters: dict) -> wire.ThermalFrame:
         unit = Units(raw.tlinear, raw.kelvin_per_count)
+        regions = list(self.regions())
+        readings = measure(raw.pixels, regions, celsius(raw.kelvin_per_count) if raw.tlinear
+                           else counts)["regions"] if regions else {}
         return wire.ThermalFrame(
             seq=raw.seq, t=raw.t, t_measured=self.clock(), sensor=raw.sensor, pixels=raw.pixels,
-            unit=unit.name, stats=statistics(raw.pixels, unit), regions={}, tlinear=raw.tlinear,
+            unit=unit.name, stats=statistics(raw.pixels, unit), regions=readings, tlinear=raw.tlinear,
             kelvin_per_count=raw.kelvin_per_count, telemetry=raw.telemetry,
             counters={"capture": raw.counters, "encoder": counters})

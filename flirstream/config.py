@@ -255,6 +255,20 @@ def host_names(text: str) -> tuple[str, ...]:
     return items
 
 
+def broker_host(text: str) -> str:
+    value = text.strip()
+    if value and not re.fullmatch(r"[A-Za-z0-9.:_-]+|\[[0-9A-Fa-f:.]+\]", value):
+        raise BadValue("expected a broker host name or address, or empty for no MQTT")
+    return value.strip("[]")
+
+
+def mqtt_topic(text: str) -> str:
+    value = text.strip().strip("/")
+    if value and (not re.fullmatch(r"[^\s#+]+", value) or "//" in value or len(value) > 200):
+        raise BadValue("expected an MQTT topic without spaces, + or # (e.g. flir-stream/garage)")
+    return value
+
+
 # ---------------------------------------------------------------- the schema
 
 @dataclass(frozen=True)
@@ -329,6 +343,27 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "state": {
         "dir": Key(optional_path, "", "where settings changed at run time are kept (empty: systemd's "
                    "StateDirectory, else ~/.local/state/flir-stream)"),
+    },
+    "monitor": {
+        "alarm_dir": Key(optional_path, "", "alarm snapshots (JPEG + TIFF) go here (empty: "
+                         "alarms/ in the state directory)"),
+        "alarm_max_count": Key(integer(1, 100_000), "200", "alarm snapshots kept at most"),
+        "alarm_max_mb": Key(number(0.1, 100_000.0), "100", "megabytes of alarm snapshots kept at most"),
+    },
+    "mqtt": {
+        "host": Key(broker_host, "", "broker host name or address; empty = no MQTT"),
+        "port": Key(port, "1883", "broker port (8883 is the usual one for tls)"),
+        "username": Key(text, "", "login name (empty = none)"),
+        "password": Key(text, "", "password for username"),
+        "tls": Key(boolean, "no", "connect with TLS"),
+        "ca_file": Key(optional_path, "", "CA certificate file for tls (empty: the system's CAs)"),
+        "topic": Key(mqtt_topic, "", "base topic; empty = flir-stream/<hostname>"),
+        "interval_s": Key(number(0.5, 86400.0), "5", "publish the state this often (and at once "
+                                                      "on an alarm change)"),
+        "discovery": Key(boolean, "yes", "publish Home Assistant MQTT discovery"),
+        "discovery_prefix": Key(mqtt_topic, "homeassistant", "Home Assistant's discovery prefix"),
+        "image_interval_s": Key(number(0.0, 86400.0), "0", "publish the JPEG on <topic>/image this "
+                                                           "often (0 = never)"),
     },
 }
 
@@ -436,12 +471,15 @@ def from_parser(parser: configparser.ConfigParser, where: str,
                                       for s, keys in SCHEMA.items()}
     given: dict[tuple[str, str], str] = {}  # where each explicitly set value came from
 
+    from . import regions as roi  # regions.py uses this module's parsers
+
     for section in parser.sections():
-        if section == SEED_SECTION:
+        if section == SEED_SECTION or roi.is_region_section(section):
             continue
         if section not in SCHEMA:
             raise ConfigError(f"{where}: [{section}]: unknown section "
-                              f"(expected {', '.join('[%s]' % s for s in SCHEMA)})")
+                              f"(expected {', '.join('[%s]' % s for s in SCHEMA)}, "
+                              f"[roi:NAME] or [alarm:NAME])")
         for key, value in parser.items(section):
             if key not in SCHEMA[section]:  # its value is not shown: it may be a misspelt secret
                 raise ConfigError(f"{where}: [{section}] {key}: unknown key "
@@ -474,6 +512,8 @@ def from_parser(parser: configparser.ConfigParser, where: str,
             setattr(values["endpoints"], key, instance_endpoint(key, values["server"].port))
     config = Config(path=where, **values)
     _check_whole(config, where)
+    # [roi:NAME] / [alarm:NAME]: {name: regions.Region}, {name: regions.AlarmRule}, in file order
+    config.regions, config.alarms = roi.from_parser(parser, where, config.capture.sensor)
     return config
 
 
@@ -549,10 +589,15 @@ def _check_whole(config: Config, where: str) -> None:
         value = getattr(srv, key)
         if value and not os.path.isfile(value):
             raise ConfigError(f"{where}: [server] {key} = {value!r}: expected an existing file")
+    mqtt = config.mqtt
+    if mqtt.ca_file and not os.path.isfile(mqtt.ca_file):
+        raise ConfigError(f"{where}: [mqtt] ca_file = {mqtt.ca_file!r}: expected an existing file")
+    if mqtt.password and not mqtt.username:
+        raise ConfigError(f"{where}: [mqtt] password: expected username as well")
 
 
 def describe(config: Config, section: str) -> str:
     """'key=value key=value' of one section, for the one start-up log line of a stage."""
     values: Mapping[str, Any] = config.section(section).as_dict()
-    hidden = {"token", "control_token"}
+    hidden = {"token", "control_token", "password"}
     return " ".join(f"{k}={'***' if k in hidden and v else v}" for k, v in values.items())

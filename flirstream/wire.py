@@ -385,7 +385,7 @@ STATUS_STAGES = ("capture", "encoder")
 # field -> longest text allowed (None: the field is not text)
 _STATUS_TEXTS = {"state": 32, "detail": 2000, "source": 1000, "sensor": 32, "last_error": 2000,
                  "scheduling": 500}
-_STATUS_FIELDS = {"v", "t", "stage", "counters", "settings", *_STATUS_TEXTS}
+_STATUS_FIELDS = {"v", "t", "stage", "counters", "settings", "regions", *_STATUS_TEXTS}
 MAX_MAP_ITEMS = 64  # counters / settings
 MAX_NAME_CHARS = 64
 MAX_SETTING_CHARS = 200
@@ -409,6 +409,26 @@ def _counter(value: Any) -> bool:
 
 def _setting(value: Any) -> bool:
     return isinstance(value, str) and len(value) <= MAX_SETTING_CHARS
+
+
+MAX_REGIONS = 64  # the encoder's regions (server.conf's and drawn ones) in its status
+_REGION_KEYS = {"name": str, "kind": str, "source": str, "spot": list, "box": list}
+
+
+def check_regions(regions: Any) -> list:
+    """The encoder's region list (in its status): [{"name", "kind", "spot" | "box", "source"}]
+    with short texts and at most four whole-number coordinates; flirstream.regions checks more."""
+    if not isinstance(regions, list) or len(regions) > MAX_REGIONS:
+        raise WireError(f"status field 'regions' is not a list of at most {MAX_REGIONS} regions")
+    for region in regions:
+        if not isinstance(region, dict) or not isinstance(region.get("name"), str) or any(
+                key not in _REGION_KEYS or not isinstance(value, _REGION_KEYS[key])
+                or (isinstance(value, str) and len(value) > MAX_NAME_CHARS)
+                or (isinstance(value, list) and (len(value) > 4 or not all(
+                    isinstance(c, int) and not isinstance(c, bool) for c in value)))
+                for key, value in region.items()):
+            raise WireError(f"status field 'regions': {region!r:.80} is not a region")
+    return regions
 
 
 def check_settings(settings: Any) -> dict:
@@ -439,6 +459,8 @@ def check_status(header: dict) -> dict:
                                 f"most {most} characters")
     _status_map(header, "counters", _counter, "a finite number")
     _status_map(header, "settings", _setting, f"text of at most {MAX_SETTING_CHARS} characters")
+    if header.get("regions") is not None:
+        check_regions(header["regions"])
     return header
 
 

@@ -55,6 +55,19 @@ class AlarmSnapshots:
         self.prune(keep=written[0].name.rsplit(".", 1)[0])
         return written
 
+    def add_picture(self, frame: Union[ThermalFrame, ImageFrame], alarm: str, jpeg: bytes
+                    ) -> Optional[Path]:
+        """Add a JPEG to a snapshot saved without one (nobody watched, so there was no picture of
+        that frame; the caller waited for the next one). None if the snapshot is gone already."""
+        path = self.directory / snapshots.filename(frame, f"{alarm}.jpg")
+        if not path.with_suffix(".tiff").exists():
+            return None
+        temporary = path.with_name(path.name + ".part")
+        temporary.write_bytes(jpeg)
+        os.replace(temporary, path)
+        self.prune(keep=path.name.rsplit(".", 1)[0])
+        return path
+
     def snapshots(self) -> list[tuple[str, list[Path], int]]:
         """(stem, files, bytes) of every snapshot in the directory, oldest first."""
         groups: dict[str, list[Path]] = {}

@@ -23,6 +23,7 @@ from .hub import Hub
 from .metrics import Metrics
 from .relay import ControlRelay
 from .routes import REQUEST_TIMEOUT_S, host_port, listen, make_app
+from .watch import Watch
 
 log = logging.getLogger("server")
 
@@ -90,14 +91,22 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
     relay = ControlRelay(zctx, cfg.endpoints.control, on_settings=hub.set_settings)
     feed = Feed(zctx, cfg.endpoints.images, hub)
     ports = tuple(p for p in (srv.port, srv.websocket_port) if p)
+    watch = Watch(cfg, hub)  # readings, alarms, history, MQTT: every frame, watched or not
     # the names are looked up once here: getfqdn() may ask DNS, which must not stall a request
     hosts = access.own_names(srv.host, srv.allowed_hosts)
     ctx = Context(server=srv, hub=hub, relay=relay, metrics=metrics, health=health, ports=ports,
-                  hosts=hosts)
+                  hosts=hosts, watch=watch)
     try:
         app = make_app(ctx, srv.static_dir)
         servers = bind_retrying(lambda: listen(app, srv, request_timeout_s))
+        try:
+            watch.start()  # ConfigError if the [mqtt] TLS files cannot be used
+        except Exception:
+            for http in servers:
+                http.stop()
+            raise
     except Exception:  # ConfigError, or StageFault after retrying a restarted server's port
+        await watch.stop()
         feed.close()
         relay.close()
         zctx.term()
@@ -140,6 +149,7 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
             await asyncio.wait_for(http.close_all_connections(), 2.0)
         except asyncio.TimeoutError:
             pass
+    await watch.stop()  # MQTT says offline; webhooks under way get a moment to finish
     feed.close()
     relay.close()
     zctx.term()
@@ -164,7 +174,7 @@ def _announce(cfg: configuration.Config, ports: tuple) -> None:
     extra = f", also /ws on {host_port(srv.host, srv.websocket_port)}" \
         if srv.websocket_port and srv.websocket_port != srv.port else ""
     log.info("serving %s://%s/ (viewer), %s://%s/ws, /stream.mjpg, /snapshot.jpg|tiff|csv, /healthz, "
-             "/metrics%s; frames from %s, control to %s", http, where, ws, where, extra,
+             "/metrics, /api/state%s; frames from %s, control to %s", http, where, ws, where, extra,
              cfg.endpoints.images, cfg.endpoints.control)
     log.info("settings: %s", configuration.describe(cfg, "server"))
     static = Path(srv.static_dir or web.DIRECTORY)

@@ -60,6 +60,7 @@ class Context:
     ports: tuple = ()  # every port this server listens on (for the Origin check)
     hosts: Optional[frozenset] = None  # names the server is reached under (access.own_names)
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    watch: Optional[Any] = None  # server.watch.Watch: readings, alarms, MQTT (None in some tests)
 
 
 class AccessMixin:
@@ -263,6 +264,8 @@ class Snapshot(Base):
 class Healthz(Base):
     def get(self) -> None:
         healthy, report = self.ctx.health.report(self.ctx.hub.viewers())
+        if self.ctx.watch is not None:
+            report["mqtt"] = self.ctx.watch.mqtt_status()  # detail only: MQTT never makes it 503
         self.set_status(200 if healthy else 503)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(report))
@@ -281,7 +284,21 @@ class MetricsPage(Base):
             for name, values in hub.image.counters.items():
                 if isinstance(values, dict):
                     counters[name] = values
+        extra = self.ctx.watch.gauges() if self.ctx.watch is not None else ()
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.finish(self.ctx.metrics.render(viewers, counters, states))
+        self.finish(self.ctx.metrics.render(viewers, counters, states, extra))
+
+    head = get
+
+
+class ApiState(Base):
+    """GET /api/state: the newest frame's readings, every region's and alarm's, camera and MQTT
+    status, as JSON (what Home Assistant REST sensors and scripts poll)."""
+
+    def get(self) -> None:
+        if self.ctx.watch is None:
+            raise tornado.web.HTTPError(404)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(self.ctx.watch.state(), allow_nan=False))
 
     head = get

@@ -51,6 +51,7 @@ class Hub:
         self.thermal: Optional[ThermalFrame] = None  # the newest measurements, watched or not
         self._thermal_at = 0.0  # when it arrived (self.clock)
         self.measurement_listeners: list[Callable[[ThermalFrame], None]] = []
+        self.status_listeners: list[Callable[[dict], None]] = []  # every stage status message
         self.settings: Optional[dict] = None
         self.settings_version = 0  # changes with every change of settings (thermal "defaults")
         self.snapshot_waiters = 0
@@ -150,6 +151,8 @@ class Hub:
         settings = message.get("settings")
         if message.get("stage") == "encoder" and isinstance(settings, dict):
             self.set_settings(settings)  # the encoder's status carries its settings too
+        for listener in self.status_listeners:
+            listener(message)
         self.check_status()
 
     def check_status(self) -> None:

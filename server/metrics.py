@@ -54,7 +54,8 @@ class Metrics:
         self._last_seq = seq
 
     def render(self, viewers: Mapping[str, int], stage_counters: Mapping[str, Mapping],
-               stage_states: Mapping[str, str]) -> str:
+               stage_states: Mapping[str, str], extra: Iterable[tuple] = ()) -> str:
+        """The exposition; `extra` = more (name, type, help, samples) metrics (the monitor's)."""
         out = Exposition()
         out.metric("flirstream_frames_received_total", "counter",
                    "frames the server received from the encoder", [({}, self.frames_received)])
@@ -89,6 +90,8 @@ class Metrics:
                    samples)
         out.histogram("flirstream_frame_latency_seconds",
                       "capture time to server send, per frame", self.latency)
+        for metric in extra:
+            out.metric(*metric)
         return out.text()
 
 

@@ -59,6 +59,7 @@ class Monitor:
         self.reading: Optional[dict] = None  # the newest frame's, °C, sensor coordinates
         self.seq: Optional[int] = None
         self.t: Optional[float] = None
+        self.sample: Optional[dict] = None  # the history sample the newest frame added, if any
 
     def on_thermal(self, frame: ThermalFrame, image: Optional[ImageFrame] = None) -> list[Change]:
         """Take one frame's readings and act on alarm changes (log line, MQTT at once, webhook,
@@ -66,6 +67,7 @@ class Monitor:
         mean nothing for them."""
         picture = image if image is not None and abs(image.t - frame.t) <= PICTURE_MATCH_S else None
         jpeg = picture.jpeg if picture is not None else None
+        self.sample = None
         if not frame.tlinear:
             self.reading = None
             if self.mqtt is not None:
@@ -74,7 +76,7 @@ class Monitor:
         reading = reading_of(frame, self.regions.values())
         self.reading, self.seq, self.t = reading, frame.seq, frame.t
         changes = self.alarms.update(reading)
-        self.history.add(frame.t, reading)
+        self.sample = self.history.add(frame.t, reading)
         for change in changes:
             log.log(logging.WARNING if change.state == "alarm" else logging.INFO, "%s",
                     change.describe())

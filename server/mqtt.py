@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -32,7 +31,8 @@ try:  # the optional extra: pip install 'flir-stream[mqtt]'
 except ImportError:  # pragma: no cover - the test extra installs it
     paho = None  # type: ignore[assignment]
 
-from flirstream.config import BadValue, ConfigError, Key, boolean, number, optional_path, port, text
+from flirstream import config as configuration
+from flirstream.config import BadValue, ConfigError, Key
 from flirstream.regions import AlarmRule, Region
 
 from .discovery import OFFLINE, ONLINE, Device, Topics, discovery_messages
@@ -46,36 +46,9 @@ KEEPALIVE_S = 30
 STOP_WAIT_S = 2.0
 
 
-def _broker_host(value: str) -> str:
-    value = value.strip()
-    if value and not re.fullmatch(r"[A-Za-z0-9.:_-]+|\[[0-9A-Fa-f:.]+\]", value):
-        raise BadValue("expected a broker host name or address, or empty for no MQTT")
-    return value.strip("[]")
-
-
-def _topic(value: str) -> str:
-    value = value.strip().strip("/")
-    if value and (not re.fullmatch(r"[^\s#+]+", value) or "//" in value or len(value) > 200):
-        raise BadValue("expected an MQTT topic without spaces, + or # (e.g. flir-stream/garage)")
-    return value
-
-
-# [mqtt] in server.conf. Kept here until config.py takes it into its SCHEMA (then: SCHEMA["mqtt"]).
-MQTT_KEYS: dict[str, Key] = {
-    "host": Key(_broker_host, "", "broker host name or address; empty = no MQTT"),
-    "port": Key(port, "1883", "broker port (8883 is the usual one for tls)"),
-    "username": Key(text, "", "login name (empty = none)"),
-    "password": Key(text, "", "password for username"),
-    "tls": Key(boolean, "no", "connect with TLS"),
-    "ca_file": Key(optional_path, "", "CA certificate file for tls (empty: the system's CAs)"),
-    "topic": Key(_topic, "", "base topic; empty = flir-stream/<hostname>"),
-    "interval_s": Key(number(0.5, 86400.0), "5", "publish the state this often (and at once on an "
-                                                  "alarm change)"),
-    "discovery": Key(boolean, "yes", "publish Home Assistant MQTT discovery"),
-    "discovery_prefix": Key(_topic, "homeassistant", "Home Assistant's discovery prefix"),
-    "image_interval_s": Key(number(0.0, 86400.0), "0", "publish the JPEG on <topic>/image this "
-                                                       "often (0 = never)"),
-}
+_topic = configuration.mqtt_topic
+# [mqtt] in server.conf: config.py's SCHEMA owns the keys, their parsers and defaults.
+MQTT_KEYS: dict[str, Key] = configuration.SCHEMA["mqtt"]
 
 
 @dataclass(frozen=True)
@@ -102,7 +75,7 @@ class MqttSettings:
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> "MqttSettings":
-        """From typed values (a config Section's as_dict(), once [mqtt] is in the SCHEMA)."""
+        """From typed values (config.mqtt.as_dict())."""
         return cls(**{k: v for k, v in values.items() if k in MQTT_KEYS})
 
     @classmethod

@@ -54,6 +54,20 @@ Server -> client, TEXT JSON:
         (capture reports it offline); server/health.py decides.
     {"type": "pong", "t": <the client's t>, "server": <server time, Unix s>}
     {"type": "error", "error": "<a sentence>"}
+  Monitoring, only to a client that sent {"op": "monitor"} (regions, alarms, history; temperatures
+  in °C, coordinates in sensor pixels as the camera delivers them, before [encoder] rotate / flip:
+  turn them like the picture):
+    {"type": "regions", "regions": [{"name", "kind": "spot" | "box", "spot": [x, y] |
+     "box": [x0, y0, x1, y1], "source": "config" | "viewer"}]}     on "monitor" and on every change
+    {"type": "alarms", "alarms": {NAME: {"state": "ok" | "alarm", "since" (Unix s), "value",
+     "threshold", "direction": "above" | "below", "roi": NAME | null}}}
+                                                                     on "monitor" and on every change
+    {"type": "history", "history": {"seconds": 600, "t": [...], "frame": {"max" | "min" | "centre":
+     [...]}, "regions": {NAME: {"max" | "min" | "mean": [...]}}}}    on "monitor": the last 10 minutes,
+        one sample a second, as columns (null where a region did not exist yet)
+    {"type": "sample", "sample": {"t", "frame": {"max", "min", "centre"}, "regions": {NAME: {"max",
+     "min", "mean"}}}}                                              about once a second
+        (measured whether or not the picture is paused)
 
 Client -> server, TEXT JSON (at most 4 KiB, at most ~20 per second):
     {"op": "set", "settings": {"palette": "jet", ...}, "token": "..."}
@@ -66,6 +80,14 @@ Client -> server, TEXT JSON (at most 4 KiB, at most ~20 per second):
         and sends "set" only for the owner's "make this the default for everyone").
     {"op": "raw", "enable": true | false}    also send the radiometric pixels with each frame
     {"op": "ping", "t": <client time>}       answered by "pong" (for clock offset and latency)
+    {"op": "monitor"}                        send regions, alarms and the history now, and from now
+                                             on every sample and change (answered as above)
+    {"op": "region", "put": {"name": NAME, "box": [x0, y0, x1, y1]} | {"name", "spot": [x, y]},
+     "token": "..."}                         add a region, or move one (same name); sensor pixels
+    {"op": "region", "delete": NAME, "token": "..."}   delete a region drawn in the viewer
+        Same token rule as "set". Relayed to the encoder, which checks the region (NAME: 1 to 40
+        letters, digits, _ or -; inside the sensor; not one of server.conf's [roi:NAME]) and keeps
+        it in its state file. Answer: "regions" to everyone, or "error" to the sender.
   Anything else gets {"type": "error"}. A binary message closes the connection with 1003, a message
   over 4 KiB with 1009, a flood of messages with 1008.
 """
@@ -220,6 +242,22 @@ def error(text: str) -> str:
     return _text({"type": "error", "error": text})
 
 
+def regions_message(regions: list) -> str:
+    return _text({"type": "regions", "regions": regions})
+
+
+def alarms_message(alarms: dict) -> str:
+    return _text({"type": "alarms", "alarms": alarms})
+
+
+def history_message(history: dict) -> str:
+    return _text({"type": "history", "history": history})
+
+
+def sample_message(sample: dict) -> str:
+    return _text({"type": "sample", "sample": sample})
+
+
 # ---------------------------------------------------------------- client -> server
 
 @dataclass(frozen=True)
@@ -238,6 +276,20 @@ class Ping:
     t: Any
 
 
+@dataclass(frozen=True)
+class Monitor:
+    """The client wants the monitoring messages (regions, alarms, history, samples)."""
+
+
+@dataclass(frozen=True)
+class ChangeRegion:
+    """Put (add or move) one region, or delete one by name; the encoder checks the region."""
+
+    put: Optional[dict]
+    delete: Optional[str]
+    token: Optional[str]
+
+
 def _as_conf_text(value: Any) -> str:
     """A JSON value as server.conf would spell it (so parse_value checks it)."""
     if isinstance(value, bool):
@@ -250,7 +302,7 @@ def _as_conf_text(value: Any) -> str:
     raise ProtocolError(f"setting value {value!r} is not a string, number, boolean or list")
 
 
-def parse_client(text: str) -> SetSettings | EnableRaw | Ping:
+def parse_client(text: str) -> SetSettings | EnableRaw | Ping | Monitor | ChangeRegion:
     """Parse and check one text message from a browser; raises ProtocolError."""
     try:
         # the stages' bounded reader: size, depth (3,000 "[" was a RecursionError), and no
@@ -287,4 +339,20 @@ def parse_client(text: str) -> SetSettings | EnableRaw | Ping:
         if token is not None and not isinstance(token, str):
             raise ProtocolError("token must be a string")
         return SetSettings(checked, token)
-    raise ProtocolError(f"unknown op {op!r} (expected set, raw or ping)")
+    if op == "monitor":
+        return Monitor()
+    if op == "region":
+        put, delete, token = message.get("put"), message.get("delete"), message.get("token")
+        if (put is None) == (delete is None):
+            raise ProtocolError("region needs put: {\"name\": NAME, \"box\": [X0, Y0, X1, Y1]} "
+                                "(or \"spot\": [X, Y]), or delete: NAME")
+        if put is not None and not (isinstance(put, dict) and isinstance(put.get("name"), str)):
+            raise ProtocolError("region put must be an object with a name and a box or spot")
+        if delete is not None and not isinstance(delete, str):
+            raise ProtocolError("region delete must be a region name")
+        if token is not None and not isinstance(token, str):
+            raise ProtocolError("token must be a string")
+        if put is not None:
+            put = {k: v for k, v in put.items() if k in ("name", "spot", "box")}
+        return ChangeRegion(put, delete, token)
+    raise ProtocolError(f"unknown op {op!r} (expected set, raw, ping, monitor or region)")

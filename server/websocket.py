@@ -84,6 +84,7 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
         self.ctx = ctx
         self.wants_raw = False
         self.feed = "image"  # "thermal" for /ws?mode=thermal (server/protocol.py)
+        self.monitoring = False  # asked for regions, alarms, history and samples ("monitor" op)
         self.token: Optional[str] = None
         self.limit = RateLimit(MESSAGES_PER_S)
         self.peer = "?"
@@ -218,6 +219,38 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
                 self.send_text(protocol.error("changing settings needs the control token"))
                 return
             asyncio.ensure_future(self._set(request.settings))
+        elif isinstance(request, protocol.Monitor):
+            self.monitoring = True
+            if self.ctx.watch is not None:  # regions, alarm states, the last 10 minutes
+                for text in self.ctx.watch.greeting():
+                    self.send_text(text)
+        elif isinstance(request, protocol.ChangeRegion):
+            if not access.control_allowed(self.ctx.server.control_token, request.token, self.token):
+                self.ctx.metrics.rejected["control_token"] += 1
+                log.info("websocket %s: region change refused: no valid control token", self.peer)
+                self.send_text(protocol.error("changing regions needs the control token"))
+                return
+            asyncio.ensure_future(self._region(request))
+
+    async def _region(self, request: protocol.ChangeRegion) -> None:
+        change = {"put": [request.put]} if request.put is not None else {"delete": [request.delete]}
+        try:
+            if self.ctx.relay is None:
+                raise RelayError("no control channel to the encoder")
+            reply = await self.ctx.relay.request({"op": "regions", **change})
+        except RelayError as exc:
+            log.warning("region change %s from %s not applied: %s", change, self.peer, exc)
+            self.send_text(protocol.error(f"region not changed: {exc}"))
+            return
+        if reply.get("ok") is True and isinstance(reply.get("regions"), list):
+            log.info("regions changed by %s: %s", self.peer, change)
+            watch = self.ctx.watch
+            if watch is not None and not (watch.set_regions(reply["regions"]) and self.monitoring):
+                self.send_text(protocol.regions_message(watch.regions))  # the sender hears back
+        else:
+            error = str(reply.get("error") or "the encoder refused the region")
+            log.info("region change %s from %s refused by the encoder: %s", change, self.peer, error)
+            self.send_text(protocol.error(error))
 
     async def _set(self, settings: dict) -> None:
         relay = self.ctx.relay

@@ -95,3 +95,17 @@ def test_history_regions_come_and_go_and_a_clock_step_back_starts_again():
     assert snap["frame"]["centre"] == [20.0, 20.0]
     history.add(5.0, reading_at(30.0))
     assert history.snapshot()["t"] == [5.0]
+
+
+def test_a_late_picture_joins_its_snapshot_and_counts_in_its_bytes(tmp_path):
+    keeper = AlarmSnapshots(tmp_path, max_count=1)
+    f = frame(7, 1_764_583_200.5)
+    (tiff,) = keeper.save(f, "hot", b"")  # b"": a thermal frame, no picture
+    assert [p.suffix for p in tmp_path.iterdir()] == [".tiff"]  # no picture of that frame
+    jpg = keeper.add_picture(f, "hot", b"\xff\xd8later")
+    assert jpg == tiff.with_suffix(".jpg") and jpg.read_bytes() == b"\xff\xd8later"
+    (stem, files, size), = keeper.snapshots()  # one snapshot, both files
+    assert files == [jpg, tiff] and size == tiff.stat().st_size + 7
+    keeper.save(frame(8, 1_764_583_201.5), "hot", b"")  # the newer one pushes it out (max_count 1)
+    assert keeper.add_picture(f, "hot", b"\xff\xd8") is None  # gone: nothing written
+    assert not jpg.exists()

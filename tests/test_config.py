@@ -70,9 +70,21 @@ BAD_VALUES = {
     ("server", "tls_cert"): "/nonexistent/cert.pem",
     ("server", "tls_key"): "/nonexistent/key.pem",
     ("server", "stale_after_s"): "0",
+    ("monitor", "alarm_max_count"): "0",
+    ("monitor", "alarm_max_mb"): "lots",
+    ("mqtt", "host"): "broker with spaces",
+    ("mqtt", "port"): "0",
+    ("mqtt", "tls"): "sometimes",
+    ("mqtt", "ca_file"): "/nonexistent/ca.pem",
+    ("mqtt", "topic"): "home/#",
+    ("mqtt", "interval_s"): "0.1",
+    ("mqtt", "discovery"): "perhaps",
+    ("mqtt", "discovery_prefix"): "home assistant",
+    ("mqtt", "image_interval_s"): "-1",
 }
 FREE_TEXT = {("capture", "record"), ("server", "token"), ("server", "control_token"),
-             ("server", "static_dir"), ("state", "dir")}
+             ("server", "static_dir"), ("state", "dir"), ("monitor", "alarm_dir"),
+             ("mqtt", "username"), ("mqtt", "password")}
 
 
 def test_every_key_has_a_bad_value_case():
@@ -103,8 +115,9 @@ def test_shipped_config_loads_and_documents_every_key():
     text = (ROOT / "server.conf").read_text()
     for section, keys in SCHEMA.items():
         assert f"[{section}]" in text
+        body = text.split(f"\n[{section}]\n", 1)[1].split("\n[", 1)[0]  # the section's own lines
         for key, spec in keys.items():
-            line = re.search(rf"^{key} =(.*)$", text, re.M)
+            line = re.search(rf"^{key} =(.*)$", body, re.M)
             assert line, f"server.conf does not document [{section}] {key}"
             # the shipped file shows the defaults
             assert SCHEMA[section][key].parse(line.group(1)) == spec.parse(spec.default)
@@ -208,6 +221,22 @@ def test_readme_reference_lists_every_key():
     for section, keys in SCHEMA.items():
         for key in keys:
             assert (section, key) in listed, f"README's configuration table lacks [{section}] {key}"
+
+
+def test_region_and_alarm_sections_come_through_the_loader():
+    cfg = config.loads("[capture]\nsensor = lepton2\n[roi:bed]\nbox = 0, 0, 79, 59\n"
+                       "[alarm:bed-hot]\nroi = bed\nabove = 60\nfor_s = 2\n")
+    assert cfg.regions["bed"].as_dict() == {"name": "bed", "kind": "box", "box": [0, 0, 79, 59]}
+    assert cfg.alarms["bed-hot"].threshold == 60.0 and cfg.alarms["bed-hot"].for_s == 2.0
+    for content, needle in [
+            ("[capture]\nsensor = lepton2\n[roi:bed]\nspot = 80, 10\n",
+             "my.conf: [roi:bed] spot = '80, 10': expected 'X, Y' with X from 0 to 79"),
+            ("[alarm:hot]\nroi = nowhere\nabove = 50\n", "my.conf: [alarm:hot] roi = 'nowhere': no such region"),
+            ("[alarm:hot]\nabove = warm\n", "my.conf: [alarm:hot] above = 'warm': expected degrees C"),
+            ("[mqtt]\nhost = broker\npassword = secret\n", "my.conf: [mqtt] password: expected username")]:
+        with pytest.raises(ConfigError) as info:
+            config.loads(content, name="my.conf")
+        assert str(info.value).startswith(needle) and "\n" not in str(info.value)
 
 
 # ---------------------------------------------------------------- messages about the file itself

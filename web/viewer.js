@@ -16,6 +16,7 @@ import { Controls } from "./controls.js";
 import { formatValue } from "./units.js";
 import { ThermalPainter } from "./live.js";
 import { ViewSettings } from "./viewsettings.js";
+import { Monitoring } from "./monitoring.js";
 
 const $ = (id) => document.getElementById(id);
 const STALE_MS = 3000; // no frame for this long: the camera counts as offline
@@ -99,6 +100,7 @@ function applyView() {
   if (refused) say(refused);
   controls.apply(viewSettings.effective());
   $("view-reset").disabled = !viewSettings.hasOwn();
+  monitoring.redraw(); // this viewer's turn of the picture may have changed (regions follow it)
 }
 
 const controls = new Controls({
@@ -116,6 +118,7 @@ const controls = new Controls({
   },
   onUnit: () => {
     view.draw();
+    monitoring.redraw();
     colorbar.drawn = null;
     if (state.frame) colorbar.draw(state.frame.header);
     updateReadouts();
@@ -132,7 +135,17 @@ function say(text) {
   $("message").textContent = text;
 }
 
+// Regions, alarms and the history chart. The picture is turned as the encoder's settings say.
+const monitoring = new Monitoring({
+  send: (m) => link.send(m),
+  token: () => $("token").value.trim(),
+  orientation: () => ({ rotate: parseInt(controls.settings.rotate, 10) || 0, flip: controls.settings.flip || "none" }),
+  header: () => state.frame && state.frame.header,
+  say,
+});
+
 function handleText(m) {
+  if (monitoring.handle(m)) return;
   if (m.type === "hello") {
     if (THERMAL) {
       viewSettings.setDefaults(m.settings);
@@ -154,6 +167,7 @@ function handleText(m) {
     } else {
       controls.apply(m.settings);
     }
+    monitoring.redraw(); // the picture may be turned now
     say("");
   } else if (m.type === "error") {
     say(typeof m.error === "string" ? m.error : "The server refused the request.");
@@ -263,6 +277,7 @@ function frameShown(frame) {
   // A stale frame (the server's cached one, sent on connect after a pause) is shown, greyed, but
   // it is not live: it counts for no latency, no fps and no fresh temperatures.
   const isLive = h.stale !== true;
+  monitoring.frame();
   colorbar.draw(h);
   controls.fromFrame(h);
   state.frame = frame;
@@ -504,5 +519,5 @@ $("save-view").addEventListener("click", () => {
 link.start();
 
 // For tools and tests (read, do not change): what the page knows, and where it drew the labels.
-window.flirstream = { state, link, view };
+window.flirstream = { state, link, view, monitoring };
 
