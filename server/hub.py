@@ -48,6 +48,7 @@ class Hub:
         self.on_viewers: Callable[[int], None] = lambda n: None  # set by the app (-> encoder)
         self._frame_waiters: list[asyncio.Future] = []
         self._status: Optional[dict] = None
+        self.camera: Optional[dict] = None  # capture's camera dict, as viewers were last told
 
     # ------------------------------------------------------------ viewers
 
@@ -97,7 +98,15 @@ class Hub:
         settings = message.get("settings")
         if message.get("stage") == "encoder" and isinstance(settings, dict):
             self.set_settings(settings)  # the encoder's status carries its settings too
+        if message.get("stage") == "capture":
+            self.set_camera(self.health.camera_info())
         self.check_status()
+
+    def set_camera(self, camera: Optional[dict]) -> None:
+        """The camera dict (capture's status, a camera control reply); viewers hear of changes."""
+        if camera is not None and camera != self.camera:
+            self.camera = camera
+            self.broadcast_text(protocol.camera_message(camera))
 
     def check_status(self) -> None:
         """Tell viewers when a stage's state or the camera changed (also called once a second)."""

@@ -22,6 +22,9 @@ Server -> client, TEXT JSON:
     {"type": "settings", "settings": {...}}                          to everyone, after a change
     {"type": "status", "capture": {"state", "detail"}, "encoder": {"state", "detail"},
      "camera": "online" | "offline"}                                 on connect and on every change
+    {"type": "camera", "camera": {...}}   capture's camera dict (flirstream/wire.py: model, serial,
+     firmware, fpa_temp_c, ffc_state, since_ffc_s, ffc_desired, gain_mode, emissivity, meaning,
+     control, ...): on connect, on every change (about once a second) and after a camera command
     {"type": "pong", "t": <the client's t>, "server": <server time, Unix s>}
     {"type": "error", "error": "<a sentence>"}
 
@@ -31,6 +34,10 @@ Client -> server, TEXT JSON (at most 4 KiB, at most ~20 per second):
         and [lo, hi] lists are accepted too). "token" is needed when control says "token"
         (server.conf control_token); the token the page was opened with also counts.
         Answer: "settings" to everyone, or "error" to the sender.
+    {"op": "camera", "request": {"op": "ffc"}, "token": "..."}
+        a camera command (flirstream/wire.py "camera control": ffc, ffc_mode, gain, emissivity,
+        reboot, camera), with the same token rule as "set". Answer: "camera" to the sender (and
+        to everyone as it changes), or "error".
     {"op": "raw", "enable": true | false}    also send the radiometric pixels with each frame
     {"op": "ping", "t": <client time>}       answered by "pong" (for clock offset and latency)
   Anything else gets {"type": "error"}. A binary message closes the connection with 1003, a message
@@ -44,6 +51,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from flirstream import config as configuration
+from flirstream import wire
 from flirstream.wire import ImageFrame
 
 MAX_CLIENT_MESSAGE = 4096
@@ -126,6 +134,10 @@ def status_message(status: dict) -> str:
     return _text({"type": "status", **status})
 
 
+def camera_message(camera: dict) -> str:
+    return _text({"type": "camera", "camera": camera})
+
+
 def pong(client_t: Any, server_t: float) -> str:
     return _text({"type": "pong", "t": client_t, "server": server_t})
 
@@ -139,6 +151,12 @@ def error(text: str) -> str:
 @dataclass(frozen=True)
 class SetSettings:
     settings: dict[str, str]  # key -> value as written in server.conf, already checked
+    token: Optional[str]
+
+
+@dataclass(frozen=True)
+class CameraCommand:
+    request: dict  # checked by wire.check_camera_request
     token: Optional[str]
 
 
@@ -164,7 +182,7 @@ def _as_conf_text(value: Any) -> str:
     raise ProtocolError(f"setting value {value!r} is not a string, number, boolean or list")
 
 
-def parse_client(text: str) -> SetSettings | EnableRaw | Ping:
+def parse_client(text: str) -> SetSettings | EnableRaw | Ping | CameraCommand:
     """Parse and check one text message from a browser; raises ProtocolError."""
     try:
         message = json.loads(text)
@@ -199,4 +217,13 @@ def parse_client(text: str) -> SetSettings | EnableRaw | Ping:
         if token is not None and not isinstance(token, str):
             raise ProtocolError("token must be a string")
         return SetSettings(checked, token)
-    raise ProtocolError(f"unknown op {op!r} (expected set, raw or ping)")
+    if op == "camera":
+        token = message.get("token")
+        if token is not None and not isinstance(token, str):
+            raise ProtocolError("token must be a string")
+        try:
+            request = wire.check_camera_request(message.get("request"))
+        except wire.WireError as exc:
+            raise ProtocolError(f"camera: {exc}") from None
+        return CameraCommand(request, token)
+    raise ProtocolError(f"unknown op {op!r} (expected set, camera, raw or ping)")

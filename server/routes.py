@@ -14,6 +14,7 @@ import tornado.web
 import web
 from flirstream.config import ConfigError
 
+from .camera import CameraAPI
 from .handlers import Context, Healthz, MetricsPage, MJPEGStream, Snapshot, ViewerFiles
 from .websocket import Viewer
 
@@ -35,6 +36,7 @@ def make_app(ctx: Context, static_dir: Optional[str] = None) -> tornado.web.Appl
             (r"/snapshot\.(jpg|tiff|csv)", Snapshot, args),
             (r"/healthz", Healthz, args),
             (r"/metrics", MetricsPage, args),
+            (r"/api/camera", CameraAPI, args),
             (r"/(.*)", ViewerFiles, {"ctx": ctx, "path": str(static_dir or web.DIRECTORY)}),
         ],
         websocket_max_message_size=4096,

@@ -108,6 +108,8 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
         self.send_text(protocol.hello(hub.settings, bool(self.ctx.server.control_token),
                                       self.ctx.health.camera()))
         self.send_text(protocol.status_message(self.ctx.health.summary()))
+        if hub.camera is not None:
+            self.send_text(protocol.camera_message(hub.camera))
         hub.fanout.add(self)  # sends the newest frame at once
 
     def on_close(self) -> None:
@@ -184,6 +186,25 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
                 self.send_text(protocol.error("changing settings needs the control token"))
                 return
             asyncio.ensure_future(self._set(request.settings))
+        elif isinstance(request, protocol.CameraCommand):
+            if not access.control_allowed(self.ctx.server.control_token, request.token, self.token):
+                self.ctx.metrics.rejected["control_token"] += 1
+                log.info("websocket %s: camera command refused: no valid control token", self.peer)
+                self.send_text(protocol.error("camera commands need the control token"))
+                return
+            asyncio.ensure_future(self._camera(request.request))
+
+    async def _camera(self, request: dict) -> None:
+        from .camera import ask  # (camera.py builds on handlers, as this module does)
+
+        status, body = await ask(self.ctx.camera_relay, request)
+        if status != 200:
+            log.info("camera %s from %s not done: %s", request, self.peer, body["error"])
+            self.send_text(protocol.error(body["error"]))
+            return
+        log.info("camera %s by %s", request["op"], self.peer)
+        self.ctx.hub.set_camera(body["camera"])
+        self.send_text(protocol.camera_message(body["camera"]))
 
     async def _set(self, settings: dict) -> None:
         relay = self.ctx.relay
