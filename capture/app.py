@@ -127,6 +127,7 @@ def _loop(cap, source, sock: zmq.Socket, camera: Camera, stop: threading.Event) 
     reader = _reader(source, assembler, camera)
     dedupe = Deduper() if cap.dedupe else None
     last_meaning = None
+    last_ffc = None
     seq = 0
     published = 0
     status_at = 0.0
@@ -142,8 +143,12 @@ def _loop(cap, source, sock: zmq.Socket, camera: Camera, stop: threading.Event) 
         frames = reader.poll(wait=stop.wait)
         for frame in frames:
             t = camera.observe(frame.telemetry_rows)  # the camera's word on this frame
-            if dedupe and dedupe.is_duplicate(frame.image):
+            # A frozen picture (FFC) repeats the image, but the FFC state it carries is news.
+            ffc = (t.ffc_state, t.ffc_desired) if t is not None else None
+            duplicate = dedupe.is_duplicate(frame.image) if dedupe else False
+            if duplicate and ffc == last_ffc:
                 continue
+            last_ffc = ffc
             meaning, source_of = camera.meaning(t)
             if meaning != last_meaning:
                 log.info("pixels are %s (from %s)", meaning, source_of)

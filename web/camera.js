@@ -32,6 +32,8 @@ export class CameraPanel {
     this.say = say;
     this.token = token;
     this.camera = null;
+    this.frameTelemetryAt = -Infinity; // performance.now() of the newest frame with telemetry
+    this.ffcStates = []; // FFC states seen, in order (changes only): for people hovering, and tests
     $("cam-ffc").addEventListener("click", () => this.command({ op: "ffc" }));
     $("cam-gain").addEventListener("change", () => this.command({ op: "gain", mode: $("cam-gain").value }));
     $("cam-emissivity-form").addEventListener("submit", (ev) => {
@@ -56,6 +58,33 @@ export class CameraPanel {
     else if (request.op === "ffc") $("cam-ffc-state").textContent = "FFC requested…";
   }
 
+  // Every frame's telemetry says the FFC state at once (the status comes once a second, and an FFC
+  // lasts a fraction of that).
+  fromFrame(header) {
+    const tel = header && header.telemetry && typeof header.telemetry === "object" ? header.telemetry : null;
+    if (header && MEANING[header.meaning]) $("cam-meaning").textContent = MEANING[header.meaning];
+    if (!tel || typeof tel.ffc_state !== "string") return;
+    this.frameTelemetryAt = performance.now();
+    let since = null;
+    if (Number.isFinite(tel.uptime_ms) && Number.isFinite(tel.time_at_ffc_ms)) {
+      since = Math.max(0, tel.uptime_ms - tel.time_at_ffc_ms) / 1000;
+    }
+    this.showFfc(tel.ffc_state, since, tel.ffc_desired === true);
+  }
+
+  showFfc(state, sinceS, desired) {
+    const el = $("cam-ffc-state");
+    if (this.ffcStates[this.ffcStates.length - 1] !== state) {
+      this.ffcStates = [...this.ffcStates.slice(-19), state];
+      el.dataset.seen = this.ffcStates.join(",");
+    }
+    el.textContent = state === "in progress" || state === "imminent"
+      ? "FFC " + state : "last FFC " + since(sinceS);
+    el.dataset.state = text(state, "");
+    if (typeof sinceS === "number") el.dataset.since = String(sinceS);
+    $("cam-ffc-wanted").hidden = desired !== true;
+  }
+
   update(camera) {
     if (!camera || typeof camera !== "object") return;
     this.camera = camera;
@@ -64,11 +93,9 @@ export class CameraPanel {
     $("cam-serial").textContent = text(camera.serial);
     $("cam-firmware").textContent = text(camera.firmware);
     $("cam-fpa").textContent = typeof camera.fpa_temp_c === "number" ? formatValue(camera.fpa_temp_c, "C") : "–";
-    const state = camera.ffc_state;
-    $("cam-ffc-state").textContent = state === "in progress" || state === "imminent"
-      ? "FFC " + state : "last FFC " + since(camera.since_ffc_s);
-    $("cam-ffc-state").dataset.state = text(state, "");
-    $("cam-ffc-wanted").hidden = camera.ffc_desired !== true;
+    if (performance.now() - this.frameTelemetryAt > 2000) {
+      this.showFfc(camera.ffc_state, camera.since_ffc_s, camera.ffc_desired);
+    }
     $("cam-meaning").textContent = MEANING[camera.meaning] || text(camera.meaning);
     const gain = $("cam-gain");
     if (document.activeElement !== gain && typeof camera.gain_mode === "string") gain.value = camera.gain_mode;

@@ -163,6 +163,7 @@ function drawFrame(frame, bitmap) {
   view.setFrame(bitmap, h);
   colorbar.draw(h);
   controls.fromFrame(h);
+  cameraPanel.fromFrame(h);
   state.frame = frame;
   state.lastFrameAt = now;
   state.shownAt.push(now);
