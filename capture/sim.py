@@ -26,6 +26,7 @@ import numpy as np
 from . import telemetry as tm
 from . import vospi
 from .cci import FluxParameters
+from .scene import SensorNoise
 
 ZERO_C = 273.15
 
@@ -72,6 +73,7 @@ class SimulatedLepton:
         self._scene: Optional[np.ndarray] = None
         self._ids = vospi.segment_ids(sensor, telemetry)
         self._ids_mode = telemetry
+        self._noise = SensorNoise(self.rows, self.cols, seed)
         # The scene's physics (used with a CCI device): the hot spot's mean temperature, the
         # true emissivity of everything in view and the temperature it reflects.
         self.hot_c = hot_c
@@ -112,8 +114,7 @@ class SimulatedLepton:
         hot = self.hot_c + 10.0 * math.sin(0.25 * t)
         spot = np.exp(-h / (2 * (self.cols / 60.0) ** 2))
         celsius = celsius + spot * (hot - celsius)
-        noise = self.rng.normal(0.0, 0.05, celsius.shape)  # sensor noise, ~50 mK
-        return celsius + noise
+        return celsius + self._noise.kelvin(t)  # a real Lepton's texture and noise (scene.py)
 
     # -- the byte stream
 

@@ -1,7 +1,8 @@
 """Palettes: 256-entry BGR lookup tables, built once, applied with one OpenCV LUT call per frame.
 
 The names are exactly flirstream.config.PALETTES. OpenCV's own colour maps are taken as OpenCV draws
-them (applyColorMap on a 0..255 ramp); the thermal classics are built here from control points.
+them (applyColorMap on a 0..255 ramp; rainbow backwards, so that hot is red); the thermal classics are
+built here from control points. In every palette with a warm and a cold end, the hot end is warm.
 """
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ _OPENCV = {
     "turbo": cv2.COLORMAP_TURBO,
     "rainbow": cv2.COLORMAP_RAINBOW,
 }
+# OpenCV's rainbow runs red -> violet; on a thermal picture hot must be the warm end (red), as in
+# jet and turbo, so it is taken backwards.
+_REVERSED = frozenset({"rainbow"})
 
 # Ironbow as thermal cameras draw it: black - blue - purple - red - orange - yellow - white.
 # (position 0..1, R, G, B)
@@ -71,7 +75,8 @@ def build(name: str) -> np.ndarray:
     """The (256, 1, 3) uint8 BGR lookup table of one palette (ValueError for an unknown name)."""
     ramp = np.arange(256, dtype=np.uint8).reshape(256, 1)
     if name in _OPENCV:
-        return np.ascontiguousarray(cv2.applyColorMap(ramp, _OPENCV[name]).reshape(256, 1, 3))
+        levels = 255 - ramp if name in _REVERSED else ramp
+        return np.ascontiguousarray(cv2.applyColorMap(levels, _OPENCV[name]).reshape(256, 1, 3))
     if name == "ironbow":
         return _from_points(_IRONBOW)
     if name == "white-hot":

@@ -38,9 +38,11 @@ class _State:
 
 
 class Fanout:
-    def __init__(self, metrics: Metrics, on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, metrics: Metrics, on_change: Callable[[], None] = lambda: None,
+                 as_sent: Callable[[Any], Any] = lambda outgoing: outgoing) -> None:
         self.metrics = metrics
         self.on_change = on_change
+        self.as_sent = as_sent  # the newest frame as it goes out now (e.g. marked stale)
         self.clients: dict[Sink, _State] = {}
         self.latest: Optional[Any] = None  # the newest frame's shared payloads
         self.published = 0  # index of self.latest
@@ -81,7 +83,7 @@ class Fanout:
             return
         if state.pending is not None and not state.pending.done():
             return  # still writing: the newest frame goes out when that write is done
-        payload = sink.payload(self.latest)
+        payload = sink.payload(self.as_sent(self.latest))
         try:
             future = sink.send_frame(payload)
         except Exception as exc:  # closed between frames: its handler will remove it too

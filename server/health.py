@@ -1,10 +1,17 @@
 """What the server knows about the stages before it: their status messages and the frames' age.
 
 Healthy (/healthz 200) means all of:
-  - capture's status is fresh (at most status_timeout_s old) and says "streaming" (camera online);
-  - the encoder's status is fresh and says "encoding" (or "streaming") or "paused";
+  - capture's status is current (at most status_timeout_s old, or frames still arrive) and says
+    "streaming" (camera online);
+  - the encoder's status is current and says "encoding" (or "streaming") or "paused";
   - the newest frame is at most stale_after_s old - unless the encoder says "paused", which it does
     while nobody watches (then no frames is the expected state, not a fault).
+
+When something is wrong, `fault()` names the part that actually went quiet. Capture's status reaches
+the server only through the encoder (the server subscribes to the encoder alone), so a silent encoder
+silences capture too: then the encoder is the one to blame, and capture's state is "unknown", not
+"silent". Frames arriving prove the camera works, so the camera is never called offline while they
+do unless capture itself says so; before any status has come (just after a restart) it is "starting".
 """
 from __future__ import annotations
 
@@ -35,6 +42,8 @@ class Health:
         self.stale_after_s = stale_after_s
         self.status_timeout_s = status_timeout_s
         self.clock = clock
+        self.started = clock()  # silence is counted from here until a stage first reports
+        self.encoder_back = self.started  # when the encoder last started reporting after silence
         self.statuses: dict[str, StageStatus] = {}
         self.frame_received: Optional[float] = None
         self.frame_seq: Optional[int] = None
@@ -44,6 +53,8 @@ class Health:
         stage = message.get("stage")
         if stage not in STAGES:
             return
+        if stage == "encoder" and self._fresh("encoder") is None:
+            self.encoder_back = self.clock()  # capture's status can only come through from now on
         counters = message.get("counters")
         self.statuses[stage] = StageStatus(
             state=str(message.get("state")), detail=str(message.get("detail") or ""),
@@ -69,29 +80,98 @@ class Health:
         age = self.frame_age()
         return age is not None and age <= self.stale_after_s
 
-    def stage(self, name: str) -> dict:
-        """{"state", "detail"} of a stage; "unknown"/"silent" when it has not reported (lately)."""
+    def _fresh(self, name: str) -> Optional[StageStatus]:
+        """The stage's status if at most status_timeout_s old, else None."""
         status = self.statuses.get(name)
+        if status is None or self.clock() - status.received > self.status_timeout_s:
+            return None
+        return status
+
+    def _silence(self, name: str) -> float:
+        """Seconds since the stage last showed it runs - its status, or a frame (every frame passed
+        through both stages), and for the encoder also capture's status, which it forwarded -
+        counted at most from the server's start. Capture's status comes through the encoder, so
+        its silence counts only from when the encoder reports again and only up to the encoder's
+        latest status: capture is silent only while the encoder is not (if both stop, the
+        encoder's silence is always the longer)."""
+        status = self.statuses.get(name)
+        since = max(self.started, status.received if status is not None else self.started,
+                    self.frame_received if self.frame_received is not None else self.started)
+        if name == "encoder" and "capture" in self.statuses:  # it forwarded capture's status
+            since = max(since, self.statuses["capture"].received)
+        until = self.clock()
+        if name == "capture":
+            since = max(since, self.encoder_back)
+            encoder = self.statuses.get("encoder")
+            if encoder is not None:
+                until = min(until, encoder.received)
+        return max(0.0, until - since)
+
+    def stage(self, name: str) -> dict:
+        """{"state", "detail"} of a stage: its own (while it runs), or "starting" / "silent" when
+        it has not reported lately, or "unknown" for capture behind an encoder that does not."""
+        status = self.statuses.get(name)
+        if name == "capture" and self.stage("encoder")["state"] == "silent":
+            return {"state": "unknown",
+                    "detail": "capture's status comes through the encoder, which is silent"}
+        quiet = self._silence(name)
+        if status is not None and quiet <= self.status_timeout_s:
+            return {"state": status.state, "detail": status.detail}
+        if name == "capture" and "encoder" not in self.statuses:
+            return {"state": "unknown", "detail": "no status from capture yet"}
+        if quiet <= self.status_timeout_s:  # it had no time to report yet
+            return {"state": "starting", "detail": f"no status from {name} yet"}
         if status is None:
-            return {"state": "unknown", "detail": f"no status from {name} yet"}
-        age = self.clock() - status.received
-        if age > self.status_timeout_s:
-            return {"state": "silent", "detail": f"no status from {name} for {age:.0f} s"}
-        return {"state": status.state, "detail": status.detail}
+            return {"state": "silent", "detail": f"no status from {name} in {quiet:.0f} s"}
+        return {"state": "silent", "detail": f"no status from {name} for {quiet:.0f} s"}
+
+    def fault(self) -> Optional[dict]:
+        """{"stage", "detail"} of the part that is silent or failing - "encoder", "capture" or
+        "camera" - or None while none is (also while the stages are only starting)."""
+        encoder, capture = self.stage("encoder"), self.stage("capture")
+        if encoder["state"] == "silent":
+            return {"stage": "encoder", "detail": encoder["detail"]}
+        if capture["state"] == "silent":
+            return {"stage": "capture", "detail": capture["detail"]}
+        if self._fresh("capture") is not None and self.camera() == "offline":
+            return {"stage": "camera",
+                    "detail": capture["detail"] or f"capture is {capture['state']}"}
+        return None
 
     def camera(self) -> str:
-        return "online" if self.stage("capture")["state"] == "streaming" else "offline"
+        """"online", "offline", "starting" (no status yet) or "unknown" (capture or the encoder is
+        silent, so nobody can tell)."""
+        capture = self._fresh("capture")
+        if capture is not None and capture.state == "offline":
+            return "offline"  # capture says so itself
+        if self.frame_fresh():
+            return "online"  # frames are arriving: whatever the statuses say, or have not said yet
+        if capture is not None:
+            return {"streaming": "online", "starting": "starting"}.get(capture.state, "offline")
+        if "silent" in (self.stage("encoder")["state"], self.stage("capture")["state"]):
+            return "unknown"
+        return "starting"
 
     def summary(self) -> dict:
         """What viewers are told in a "status" message."""
         return {"capture": self.stage("capture"), "encoder": self.stage("encoder"),
-                "camera": self.camera()}
+                "camera": self.camera(), "fault": self.fault()}
 
     def check(self) -> tuple[bool, str]:
         """(healthy, the reason in one sentence)."""
+        fault = self.fault()
+        if fault is not None and fault["stage"] == "encoder":
+            return False, (f"encoder silent: {fault['detail']} (capture's status comes through it, "
+                           f"so capture cannot be seen either)")
+        if fault is not None and fault["stage"] == "capture":
+            return False, f"capture silent: {fault['detail']}"
         capture, encoder = self.stage("capture"), self.stage("encoder")
         if capture["state"] != "streaming":
-            return False, f"camera offline: capture is {capture['state']}: {capture['detail']}"
+            if self.camera() == "offline":
+                return False, f"camera offline: capture is {capture['state']}: {capture['detail']}"
+            if capture["state"] in ("unknown", "starting"):
+                return False, f"starting: {capture['detail']}"
+            return False, f"capture is {capture['state']}: {capture['detail']}"
         if encoder["state"] not in ENCODER_OK:
             return False, f"encoder is {encoder['state']}: {encoder['detail']}"
         if self.frame_fresh():
@@ -108,6 +188,7 @@ class Health:
         healthy, reason = self.check()
         age = self.frame_age()
         return healthy, {"healthy": healthy, "reason": reason, "camera": self.camera(),
+                         "fault": self.fault(),
                          "capture": self.stage("capture"), "encoder": self.stage("encoder"),
                          "frame_age_s": None if age is None else round(age, 3),
                          "seq": self.frame_seq, "viewers": viewers}

@@ -33,13 +33,20 @@ def mjpeg_part(jpeg: bytes) -> bytes:
             .encode() + jpeg + b"\r\n")
 
 
+def _states(status: dict) -> tuple:
+    """What a status change is logged for: states, not details (a silence's "for N s" counts up)."""
+    fault = status["fault"]
+    return (status["capture"]["state"], status["encoder"]["state"], status["camera"],
+            fault and fault["stage"])
+
+
 class Hub:
     def __init__(self, metrics: Metrics, health: Health,
                  clock: Callable[[], float] = time.time) -> None:
         self.metrics = metrics
         self.health = health
         self.clock = clock
-        self.fanout = Fanout(metrics, on_change=self._viewers_changed)
+        self.fanout = Fanout(metrics, on_change=self._viewers_changed, as_sent=self._as_sent)
         self.image: Optional[ImageFrame] = None
         self.thermal: Optional[ThermalFrame] = None  # the newest measurements, watched or not
         self.measurement_listeners: list[Callable[[ThermalFrame], None]] = []
@@ -48,6 +55,7 @@ class Hub:
         self.on_viewers: Callable[[int], None] = lambda n: None  # set by the app (-> encoder)
         self._frame_waiters: list[asyncio.Future] = []
         self._status: Optional[dict] = None
+        self._stale: Optional[tuple[Outgoing, Outgoing]] = None  # (frame, its stale-marked copy)
         self.camera: Optional[dict] = None  # capture's camera dict, as viewers were last told
 
     # ------------------------------------------------------------ viewers
@@ -65,6 +73,18 @@ class Hub:
 
     def websockets(self) -> list[Any]:
         return [c for c in self.fanout.clients if c.transport == "websocket"]
+
+    def _as_sent(self, outgoing: Outgoing) -> Outgoing:
+        """The newest frame as it goes out now. Older than stale_after_s (the cached frame a viewer
+        gets on connect after a pause, or again after enabling raw pixels) it is marked stale, so
+        the viewer shows it as such and computes no latency from it. The copy is built once."""
+        if self.health.frame_fresh():
+            return outgoing
+        if self._stale is None or self._stale[0] is not outgoing:
+            frame = outgoing.image
+            self._stale = (outgoing, Outgoing(
+                frame, protocol.frame_payloads(frame, self.clock(), stale=True), outgoing.mjpeg))
+        return self._stale[1]
 
     def broadcast_text(self, text: str) -> None:
         for client in self.websockets():
@@ -112,10 +132,12 @@ class Hub:
         """Tell viewers when a stage's state or the camera changed (also called once a second)."""
         status = self.health.summary()
         if status != self._status:
-            if self._status is not None:
-                log.info("status: capture %s (%s), encoder %s (%s), camera %s",
+            if self._status is not None and _states(status) != _states(self._status):
+                fault = status["fault"]
+                log.info("status: capture %s (%s), encoder %s (%s), camera %s%s",
                          status["capture"]["state"], status["capture"]["detail"],
-                         status["encoder"]["state"], status["encoder"]["detail"], status["camera"])
+                         status["encoder"]["state"], status["encoder"]["detail"], status["camera"],
+                         f"; {fault['stage']} at fault: {fault['detail']}" if fault else "")
             self._status = status
             self.broadcast_text(protocol.status_message(status))
 

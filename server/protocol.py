@@ -13,15 +13,24 @@ Server -> client, one BINARY message per frame:
   (x, y) lies under the same point of the JPEG, scaled by width/cols). With tlinear a pixel is
   kelvin / kelvin_per_count, so degrees C = value * kelvin_per_count - 273.15.
   A client that cannot keep up skips frames: it always gets the newest one, never a backlog.
-  The newest frame is sent at once on connect.
+  The newest frame is sent at once on connect. A frame the server received more than stale_after_s
+  before it sends it (the cached one a viewer gets on connect after a pause or a stall) carries
+  "stale": true: it is not live, so no latency may be computed from it (t_sent is then the time it
+  was sent again).
 
 Server -> client, TEXT JSON:
     {"type": "hello", "settings": {...encoder settings, as in server.conf} | null,
      "palettes": [...], "agcs": [...], "control": "open" | "token",
-     "camera": "online" | "offline"}                                 first message on connect
+     "camera": "online" | "offline" | "starting" | "unknown"}        first message on connect
     {"type": "settings", "settings": {...}}                          to everyone, after a change
     {"type": "status", "capture": {"state", "detail"}, "encoder": {"state", "detail"},
-     "camera": "online" | "offline"}                                 on connect and on every change
+     "camera": "online" | "offline" | "starting" | "unknown",
+     "fault": null | {"stage": "encoder" | "capture" | "camera", "detail"}}
+                                                                     on connect and on every change
+        camera: "starting" before any status came (frames arriving mean "online" even then),
+        "unknown" while a stage is silent. fault names the part that is silent or failing: the
+        encoder (capture's status reaches the server through it), capture, or the camera
+        (capture reports it offline); server/health.py decides.
     {"type": "camera", "camera": {...}}   capture's camera dict (flirstream/wire.py: model, serial,
      firmware, fpa_temp_c, ffc_state, since_ffc_s, ffc_desired, gain_mode, emissivity, meaning,
      control, ...): on connect, on every change (about once a second) and after a camera command
@@ -77,11 +86,13 @@ class FramePayloads:
         return self.raw if wants_raw else self.plain
 
 
-def _header(frame: ImageFrame, t_sent: float, raw_bytes: int) -> dict:
+def _header(frame: ImageFrame, t_sent: float, raw_bytes: int, stale: bool) -> dict:
     header = frame.header()
     header.pop("v", None)
     header.pop("counters", None)  # stage internals; /metrics has them
     header.update(t_sent=t_sent, jpeg_bytes=len(frame.jpeg), raw_bytes=raw_bytes)
+    if stale:
+        header["stale"] = True
     return header
 
 
@@ -90,13 +101,14 @@ def _message(header: dict, *parts: bytes) -> bytes:
     return b"".join((_LENGTH.pack(len(head)), head, *parts))
 
 
-def frame_payloads(frame: ImageFrame, t_sent: float) -> FramePayloads:
-    """Both binary messages (with and without pixels) for one frame."""
+def frame_payloads(frame: ImageFrame, t_sent: float, stale: bool = False) -> FramePayloads:
+    """Both binary messages (with and without pixels) for one frame; `stale` marks a frame that is
+    not live any more."""
     pixels = frame.pixels.astype("<u2", copy=False).tobytes()
     return FramePayloads(
         seq=frame.seq, t=frame.t,
-        plain=_message(_header(frame, t_sent, 0), frame.jpeg),
-        raw=_message(_header(frame, t_sent, len(pixels)), frame.jpeg, pixels))
+        plain=_message(_header(frame, t_sent, 0, stale), frame.jpeg),
+        raw=_message(_header(frame, t_sent, len(pixels), stale), frame.jpeg, pixels))
 
 
 def split_frame(message: bytes) -> tuple[dict, bytes, bytes]:
@@ -130,7 +142,7 @@ def settings_message(settings: dict) -> str:
 
 
 def status_message(status: dict) -> str:
-    """status = {"capture": {state, detail}, "encoder": {state, detail}, "camera": ...}."""
+    """status = {"capture": {state, detail}, "encoder": {state, detail}, "camera", "fault"}."""
     return _text({"type": "status", **status})
 
 

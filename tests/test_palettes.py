@@ -30,13 +30,38 @@ def test_unknown_palette_is_named():
         palettes.lut("purple")
 
 
-@pytest.mark.parametrize("name,code", [("jet", cv2.COLORMAP_JET), ("inferno", cv2.COLORMAP_INFERNO),
-                                       ("turbo", cv2.COLORMAP_TURBO),
-                                       ("rainbow", cv2.COLORMAP_RAINBOW)])
-def test_opencv_palettes_are_opencvs_maps(name, code):
+@pytest.mark.parametrize("name,code,backwards", [
+    ("jet", cv2.COLORMAP_JET, False), ("inferno", cv2.COLORMAP_INFERNO, False),
+    ("turbo", cv2.COLORMAP_TURBO, False),
+    ("rainbow", cv2.COLORMAP_RAINBOW, True)])  # OpenCV's runs red -> violet: hot would be violet
+def test_opencv_palettes_are_opencvs_maps(name, code, backwards):
     ramp = np.arange(256, dtype=np.uint8).reshape(1, 256)
     expected = cv2.applyColorMap(ramp, code)[0]
-    assert np.array_equal(palettes.lut(name)[:, 0], expected)
+    assert np.array_equal(palettes.lut(name)[:, 0], expected[::-1] if backwards else expected)
+
+
+def _warmth(rgb: np.ndarray) -> float:
+    """Red minus blue: > 0 for warm colours (red, orange, yellow), < 0 for cold ones (blue, violet)."""
+    return float(rgb[0]) - float(rgb[2])
+
+
+@pytest.mark.parametrize("name", PALETTES)
+def test_the_hot_end_of_every_palette_with_a_warm_end_is_the_warm_one(name):
+    rgb = palettes.lut(name)[:, 0, ::-1].astype(float)  # BGR -> RGB; index 255 is the hottest
+    cold, hot = rgb[:26].mean(axis=0), rgb[-26:].mean(axis=0)  # the outer tenth at each end
+    if max(abs(_warmth(cold)), abs(_warmth(hot))) < 20:  # no hue at either end: a grey scale
+        assert name in ("white-hot", "black-hot"), (name, cold, hot)
+        assert np.ptp(rgb, axis=1).max() == 0  # truly grey
+        return
+    assert _warmth(hot) > 0 and _warmth(hot) > _warmth(cold), (name, cold, hot)
+
+
+def test_rainbow_is_red_when_hot_and_violet_when_cold():
+    rgb = palettes.lut("rainbow")[:, 0, ::-1].astype(int)
+    r, g, b = rgb[255]
+    assert r > 200 and g < 60 and b < 60, rgb[255]  # hottest: red
+    r, g, b = rgb[0]
+    assert b > 200 and r < 200 and g < 60, rgb[0]  # coldest: violet / blue
 
 
 def test_thermal_classics_have_their_look():

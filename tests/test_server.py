@@ -80,7 +80,7 @@ def test_websocket_hello_status_then_consecutive_frames(live):
         assert hello["control"] == "open"
         assert "jet" in hello["palettes"] and "histogram" in hello["agcs"]
         assert hello["settings"]["palette"] in configuration.PALETTES
-        assert status == {"type": "status", "camera": "online",
+        assert status == {"type": "status", "camera": "online", "fault": None,
                           "capture": {"state": "streaming", "detail": "capture is streaming"},
                           "encoder": {"state": "encoding", "detail": "encoder is encoding"}}
         got = frames(ws, 8)

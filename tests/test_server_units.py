@@ -138,7 +138,7 @@ def status(stage, state, detail=""):
 def test_health_needs_both_stages_and_fresh_frames():
     clock = Clock()
     health = Health(stale_after_s=2.0, clock=clock)
-    assert health.check() == (False, "camera offline: capture is unknown: no status from capture yet")
+    assert health.check() == (False, "starting: no status from capture yet")
     health.on_status(status("capture", "streaming"))
     health.on_status(status("encoder", "encoding"))
     assert health.check() == (False, "no frame received from the encoder yet")
@@ -150,17 +150,123 @@ def test_health_needs_both_stages_and_fresh_frames():
     health.on_status(status("encoder", "paused", "nobody watches"))
     health.on_status(status("capture", "streaming"))
     assert health.check()[0] is True and health.camera() == "online"
-    clock.now += 3.5  # statuses stop coming
-    assert health.stage("capture") == {"state": "silent", "detail": "no status from capture for 4 s"}
-    assert health.check()[0] is False and health.camera() == "offline"
     health.on_status(status("capture", "offline", "cannot open /dev/spidev0.0"))
     healthy, reason = health.check()
     assert not healthy and "cannot open /dev/spidev0.0" in reason
+    assert health.camera() == "offline"
+    assert health.fault() == {"stage": "camera", "detail": "cannot open /dev/spidev0.0"}
     health.on_status(status("capture", "streaming"))
     health.on_status(status("encoder", "waiting", "waiting for frames"))
     assert health.check() == (False, "encoder is waiting: waiting for frames")
+    assert health.fault() is None
     health.on_status(status("someone", "else"))  # ignored
     assert set(health.statuses) == {"capture", "encoder"}
+
+
+def test_camera_is_starting_not_offline_before_any_status_and_online_while_frames_arrive():
+    """Just after a server restart no status has come yet (they come once a second), but frames
+    may: the camera must not be called offline over a live picture."""
+    clock = Clock()
+    health = Health(stale_after_s=2.0, clock=clock)
+    assert health.camera() == "starting" and health.fault() is None
+    assert health.summary()["camera"] == "starting"
+    assert health.stage("encoder") == {"state": "starting", "detail": "no status from encoder yet"}
+    health.on_frame(1)
+    assert health.camera() == "online" and health.fault() is None
+    healthy, reason = health.check()
+    assert not healthy and reason == "starting: no status from capture yet"
+    clock.now += 0.9
+    health.on_status(status("encoder", "encoding"))  # forwarded capture status comes next
+    health.on_frame(2)
+    assert health.camera() == "online" and health.fault() is None
+    health.on_status(status("capture", "streaming"))
+    assert health.check() == (True, "frames are flowing")
+    # frames prove both stages run, so statuses that are late (dropped at a full queue) while
+    # frames keep coming blame nobody
+    for seq in range(3, 60):
+        clock.now += 0.1
+        health.on_frame(seq)
+    assert health.fault() is None and health.camera() == "online"
+    assert health.stage("capture")["state"] == "streaming"
+    # capture's status says "offline": that is believed even with a recent frame
+    health.on_status(status("capture", "offline", "sync lost"))
+    assert health.camera() == "offline"
+
+
+def test_silent_encoder_is_named_not_blamed_on_capture_or_the_camera():
+    clock = Clock()
+    health = Health(stale_after_s=2.0, clock=clock)
+    health.on_status(status("capture", "streaming"))
+    health.on_status(status("encoder", "encoding"))
+    health.on_frame(1)
+    clock.now += 3.5  # both stop: capture's status comes through the encoder, which stalled
+    assert health.stage("encoder") == {"state": "silent", "detail": "no status from encoder for 4 s"}
+    assert health.stage("capture")["state"] == "unknown"
+    assert health.fault() == {"stage": "encoder", "detail": "no status from encoder for 4 s"}
+    assert health.camera() == "unknown"
+    healthy, reason = health.check()
+    assert not healthy and reason.startswith("encoder silent: no status from encoder for 4 s")
+    healthy, report = health.report(viewers=1)
+    assert report["fault"]["stage"] == "encoder" and report["camera"] == "unknown"
+
+
+def test_an_encoder_that_stops_right_after_its_status_never_gets_capture_blamed():
+    """Capture's last status (and the last frame) can be older than the encoder's last status:
+    capture must not time out first and take the blame for a moment."""
+    clock = Clock()
+    health = Health(stale_after_s=2.0, clock=clock)
+    health.on_status(status("encoder", "encoding"))
+    health.on_status(status("capture", "streaming"))
+    health.on_frame(1)
+    clock.now += 0.9
+    health.on_status(status("encoder", "encoding"))  # its last word; then it is frozen
+    blamed = set()
+    for _ in range(60):
+        clock.now += 0.1
+        fault = health.fault()
+        blamed.add(fault and fault["stage"])
+        assert health.stage("capture")["state"] != "silent"
+    assert blamed == {None, "encoder"}
+    # and when the last thing through was capture's status (forwarded after the encoder's own)
+    health.on_status(status("encoder", "encoding"))
+    health.on_frame(2)
+    clock.now += 0.5
+    health.on_status(status("capture", "streaming"))
+    for _ in range(60):
+        clock.now += 0.1
+        if health.fault() is not None:  # once the encoder counts as silent, nothing says online
+            assert health.fault()["stage"] == "encoder" and health.camera() == "unknown"
+            assert health.stage("capture")["state"] == "unknown"
+    assert health.fault()["stage"] == "encoder"
+
+
+def test_silent_capture_behind_a_reporting_encoder_is_named():
+    clock = Clock()
+    health = Health(stale_after_s=2.0, clock=clock)
+    health.on_status(status("capture", "streaming"))
+    health.on_status(status("encoder", "encoding"))
+    for _ in range(4):  # the encoder keeps reporting; capture does not
+        clock.now += 1.0
+        health.on_status(status("encoder", "waiting", "waiting for frames"))
+    assert health.stage("capture") == {"state": "silent", "detail": "no status from capture for 4 s"}
+    assert health.fault() == {"stage": "capture", "detail": "no status from capture for 4 s"}
+    assert health.camera() == "unknown"
+    assert health.check() == (False, "capture silent: no status from capture for 4 s")
+
+
+def test_stage_that_never_reports_is_silent_after_the_timeout_and_restarts_get_their_grace():
+    clock = Clock()
+    health = Health(stale_after_s=2.0, clock=clock)
+    clock.now += 10
+    assert health.fault() == {"stage": "encoder", "detail": "no status from encoder in 10 s"}
+    health.on_status(status("encoder", "encoding"))  # the encoder (re)starts: capture's status
+    clock.now += 1.0                                  # has not had time to come through yet
+    assert health.stage("capture") == {"state": "starting", "detail": "no status from capture yet"}
+    assert health.fault() is None and health.camera() == "starting"
+    health.on_status(status("encoder", "encoding"))
+    clock.now += 3.0
+    health.on_status(status("encoder", "encoding"))
+    assert health.fault() == {"stage": "capture", "detail": "no status from capture in 4 s"}
 
 
 # ---------------------------------------------------------------- metrics
@@ -269,6 +375,32 @@ def test_fanout_newest_wins_per_client():
         fanout.publish(outgoing(6))
         assert fanout.count() == 0 and changes == [1, 2, 1, 0]
         assert metrics.sent["websocket"] == 7
+    asyncio.run(scenario())
+
+
+def test_a_frame_older_than_stale_after_s_goes_out_marked_stale():
+    """The cached frame a viewer gets on connect after a pause must not pass for a live one (its
+    age would be read as latency)."""
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        clock = Clock()
+        hub = Hub(Metrics(), Health(stale_after_s=2.0, clock=clock), clock=lambda: 5000.0 + clock.now)
+        hub.on_image(image_frame(4))
+        early, late = Sink(loop), Sink(loop, wants_raw=True)
+        hub.fanout.add(early)
+        assert "stale" not in protocol.split_frame(early.sent[-1])[0]  # fresh: as it came
+        clock.now += 2.5  # no frame since
+        hub.fanout.add(late)
+        header, jpeg, pixels = protocol.split_frame(late.sent[-1])
+        assert header["stale"] is True and header["seq"] == 4 and header["t_sent"] == 5000.0 + 1002.5
+        assert jpeg == image_frame(4).jpeg and len(pixels) == 160 * 120 * 2
+        again = Sink(loop, wants_raw=True)
+        hub.fanout.add(again)
+        assert again.sent[-1] is late.sent[-1]  # the stale copy is built once and shared
+        hub.on_image(image_frame(5))  # live again
+        early.writes[-1].set_result(None)
+        await asyncio.sleep(0)
+        assert "stale" not in protocol.split_frame(early.sent[-1])[0]
     asyncio.run(scenario())
 
 

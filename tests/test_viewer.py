@@ -6,8 +6,12 @@ frame to frame so the picture visibly changes.
 """
 from __future__ import annotations
 
+import json
+import signal
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import cv2
 import numpy as np
@@ -34,13 +38,20 @@ def kelvin100(c: float) -> int:
     return int(round((c + 273.15) * 100))
 
 
-def built_frame(seq: int, palette_name: str = "inferno") -> wire.ImageFrame:
-    """Frame `seq`: background, hot square, and a warm bar at a column that moves with seq."""
+def scene(seq: int) -> np.ndarray:
+    """Raw pixels of frame `seq`: background, hot square, and a warm bar at a column that moves
+    with seq."""
     pixels = np.full((ROWS, COLS), kelvin100(BACKGROUND_C), dtype=np.uint16)
     x0, y0, x1, y1 = HOT
     pixels[y0:y1, x0:x1] = kelvin100(HOT_C)
     bar = (seq * 7) % 60  # stays left of the hot square
     pixels[70:110, bar:bar + 6] = kelvin100(BAR_C)
+    return pixels
+
+
+def built_frame(seq: int, palette_name: str = "inferno", pixels=None) -> wire.ImageFrame:
+    """Frame `seq` of scene() (or of `pixels`), coloured and with its stats as the encoder does."""
+    pixels = scene(seq) if pixels is None else pixels
     celsius = pixels * 0.01 - 273.15
     lo, hi = float(celsius.min()), float(celsius.max())
     grey = np.clip((celsius - lo) / (hi - lo) * 255, 0, 255).astype(np.uint8)
@@ -81,11 +92,15 @@ class FramePublisher:
         self.camera_detail = None  # a sentence: the camera is offline, no frames are sent
         self.frames_paused = False  # statuses say "streaming" but no frame comes (a stall)
         self.palette_name = "inferno"  # what the frames say they are coloured with
+        self.scene = scene  # seq -> raw pixels of that frame
+        self.statuses = True  # False: frames only, as just after a restart before any status
         self.seq = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _status(self) -> None:
+        if not self.statuses:
+            return
         offline = self.camera_detail is not None
         self.sock.send_multipart(wire.pack_status(
             "capture", "offline" if offline else "streaming", self.camera_detail or "", t=time.time()))
@@ -101,7 +116,8 @@ class FramePublisher:
                 next_status = time.monotonic() + 1.0
             if self.camera_detail is None and not self.frames_paused:
                 self.seq += 1
-                parts = (wire.pack_image(built_frame(self.seq, self.palette_name))
+                parts = (wire.pack_image(built_frame(self.seq, self.palette_name,
+                                                     self.scene(self.seq)))
                          if self.kind == "image"
                          else wire.pack_raw(built_raw(self.seq)))
                 self.sock.send_multipart(parts, copy=False)
@@ -167,8 +183,6 @@ def pipeline(tmp_path, stages):
 
 
 def wait_for_server(stage, url: str, timeout: float = 20.0) -> None:
-    import urllib.error
-    import urllib.request
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if stage.proc.poll() is not None:
@@ -187,6 +201,12 @@ def start_server(stages, config, url):
     stage = stages("server", config)
     wait_for_server(stage, url)
     return stage
+
+
+def wait_for_capture(page, state: str) -> None:
+    """Until the page has been told capture's state (status messages come about once a second)."""
+    page.wait_for_function(f"document.getElementById('stage').dataset.capture === '{state}'",
+                           timeout=WAIT_MS)
 
 
 def shown_seq(page) -> int:
@@ -367,6 +387,9 @@ def test_no_frame_for_3_s_counts_as_offline(stages, feed, page):
     start_server(stages, config, url)
     page.goto(url)
     wait_for_frames(page)
+    # Statuses come once a second: stop the frames only once the page has heard capture streaming
+    # (else the server has nothing to say but "starting", and the test would depend on timing).
+    wait_for_capture(page, "streaming")
     publisher.frames_paused = True
     page.wait_for_selector("#offline:not([hidden])", timeout=WAIT_MS)
     assert "camera offline" in page.inner_text("#offline").lower()
@@ -375,6 +398,201 @@ def test_no_frame_for_3_s_counts_as_offline(stages, feed, page):
     assert page.inner_text("#st-fps") == "–"
     publisher.frames_paused = False
     page.wait_for_selector("#offline", state="hidden", timeout=WAIT_MS)
+
+
+def test_live_picture_before_any_status_is_not_called_offline(stages, feed, page):
+    """Just after a (server) restart frames arrive before the first status does (statuses come once
+    a second): the page must show the live picture, not "camera offline" over it."""
+    config, url, publisher = feed
+    publisher.statuses = False
+    start_server(stages, config, url)
+    page.goto(url)
+    wait_for_frames(page, after=2)  # several live frames, and the server has said what it knows
+    assert page.get_attribute("#stage", "data-capture") == "unknown"  # no status has come
+    assert page.get_attribute("#stage", "data-camera") == "online"  # frames are arriving
+    assert page.is_hidden("#offline")
+    assert "is-offline" not in page.get_attribute("#stage", "class")
+    publisher.statuses = True
+    wait_for_capture(page, "streaming")
+    assert page.is_hidden("#offline")
+
+
+def test_page_says_starting_before_any_frame_or_status(stages, feed, page):
+    config, url, publisher = feed
+    publisher.statuses = False
+    publisher.frames_paused = True
+    start_server(stages, config, url)
+    page.goto(url)
+    page.wait_for_function("document.getElementById('connection').dataset.state === 'connected'",
+                           timeout=WAIT_MS)
+    page.wait_for_function("document.getElementById('stage').dataset.camera === 'starting'",
+                           timeout=WAIT_MS)
+    assert page.is_hidden("#offline")  # not "camera offline": nobody has said so
+    assert "is-waiting" in page.get_attribute("#stage", "class")
+    assert page.get_attribute("#stage", "data-waiting") == "starting…"
+
+
+def _healthz(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url + "healthz", timeout=5) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def wait_for_health(url: str, until, timeout: float = 20.0) -> dict:
+    """Poll /healthz until until(report) is true; the report."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, report = _healthz(url)
+        if until(report):
+            return report
+        assert time.monotonic() < deadline, (status, report)
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("silent, title", [("encoder", "encoder not responding"),
+                                           ("capture", "capture not responding")])
+def test_a_stalled_stage_is_named_in_the_page_and_healthz(tmp_path, stages, page, silent, title):
+    """A real pipeline; one stage is frozen with SIGSTOP. The page and /healthz must name that
+    stage, not call the camera offline (capture's status reaches the server through the encoder,
+    so a stalled encoder silences capture too)."""
+    config = write_config(tmp_path, capture={"source": "sim"})
+    url = f"http://127.0.0.1:{setting(config, 'server', 'port')}/"
+    procs = {"capture": stages("capture", config), "encoder": stages("encoder", config)}
+    start_server(stages, config, url)
+    page.goto(url)
+    wait_for_frames(page)
+    wait_for_capture(page, "streaming")
+    wait_for_health(url, lambda r: r["healthy"])
+    frozen = procs[silent].proc
+    frozen.send_signal(signal.SIGSTOP)
+    try:
+        report = wait_for_health(url, lambda r: r["fault"] is not None)
+        assert report["fault"]["stage"] == silent, report
+        assert report["reason"].startswith(f"{silent} silent: no status from {silent} for"), report
+        assert report[silent]["state"] == "silent", report
+        if silent == "encoder":
+            assert report["capture"]["state"] == "unknown", report  # not blamed: it cannot be seen
+        assert report["camera"] == "unknown", report
+        page.wait_for_function(
+            f"document.getElementById('offline-title').textContent.toLowerCase() === '{title}'",
+            timeout=WAIT_MS)
+        assert page.is_visible("#offline")
+        assert f"no status from {silent} for" in page.inner_text("#offline-detail")
+        assert page.get_attribute("#stage", "data-fault") == silent
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    wait_for_health(url, lambda r: r["healthy"])
+    page.wait_for_selector("#offline", state="hidden", timeout=WAIT_MS)
+
+
+def test_a_cached_frame_from_before_a_pause_is_shown_as_stale_without_latency(stages, feed, page):
+    """The frame a viewer gets on connect may be the one the server kept from before a pause: it
+    must be marked stale, shown as such, and give no latency (it once read 17 s and crept down)."""
+    config, url, publisher = feed
+    start_server(stages, config, url)
+    wait_for_health(url, lambda r: r["healthy"])
+    publisher.frames_paused = True  # the stages still say streaming: a pause, or a stall
+    stale_after_s = float(setting(config, "server", "stale_after_s"))
+    wait_for_health(url, lambda r: r["frame_age_s"] is not None and r["frame_age_s"] > stale_after_s)
+    page.goto(url)
+    wait_for_frames(page)  # the cached frame, drawn
+    assert page.get_attribute("#view", "data-stale") == "true"
+    assert "is-stale" in page.get_attribute("#stage", "class")
+    assert page.get_attribute("#stage", "data-waiting").startswith("last picture, from ")
+    assert page.inner_text("#st-latency") == "–" and page.inner_text("#rd-max") == "–"
+    # With the page's clock offset known, have the server send the cached frame again (a pointer
+    # on the picture asks for raw pixels, and the server resends the newest frame with them).
+    page.wait_for_function("window.flirstream.link.offset !== null", timeout=WAIT_MS)
+    box = page.locator("#view").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function("window.flirstream.state.frame.raw !== null", timeout=WAIT_MS)
+    assert page.get_attribute("#view", "data-stale") == "true"
+    assert page.evaluate("window.flirstream.state.latency") is None
+    stale_seq = shown_seq(page)
+    publisher.frames_paused = False
+    wait_for_frames(page, after=stale_seq)
+    assert page.get_attribute("#view", "data-stale") == "false"
+    page.wait_for_function("window.flirstream.state.latency !== null", timeout=WAIT_MS)
+    assert "is-stale" not in page.get_attribute("#stage", "class")
+    # the first latency comes from a live frame, not from the cached one's age
+    assert page.evaluate("window.flirstream.state.latency") < stale_after_s
+
+
+def adjacent_spots(seq: int) -> np.ndarray:
+    """The coldest and hottest pixels right beside the centre one, so all three markers touch."""
+    pixels = np.full((ROWS, COLS), kelvin100(BACKGROUND_C), dtype=np.uint16)
+    pixels[ROWS // 2, COLS // 2 + 1] = kelvin100(HOT_C)
+    pixels[ROWS // 2 + 1, COLS // 2 - 1] = kelvin100(10.0)
+    return pixels
+
+
+LABEL_BOXES = """() => {
+  const v = window.flirstream.view;
+  return {boxes: v.labelBoxes, width: v.cssWidth, height: v.cssHeight};
+}"""
+
+
+@pytest.mark.parametrize("viewport, mobile", [((1000, 700), False), ((360, 740), True),
+                                              ((844, 390), True)])
+def test_min_max_and_centre_labels_never_overlap(stages, feed, browser, viewport, mobile):
+    config, url, publisher = feed
+    publisher.scene = adjacent_spots
+    start_server(stages, config, url)
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]},
+                                  device_scale_factor=2 if mobile else 1, is_mobile=mobile,
+                                  has_touch=mobile)
+    try:
+        page = context.new_page()
+        page.goto(url)
+        wait_for_frames(page)
+        drawn = page.evaluate(LABEL_BOXES)
+        boxes = drawn["boxes"]
+        assert sorted(b["name"] for b in boxes) == ["centre", "max", "min"], drawn
+        for b in boxes:  # each wholly on the picture
+            assert 0 <= b["x"] and b["x"] + b["w"] <= drawn["width"], drawn
+            assert 0 <= b["y"] and b["y"] + b["h"] <= drawn["height"], drawn
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                apart = (a["x"] + a["w"] <= b["x"] or b["x"] + b["w"] <= a["x"] or
+                         a["y"] + a["h"] <= b["y"] or b["y"] + b["h"] <= a["y"])
+                assert apart, f"labels {a['name']} and {b['name']} overlap: {drawn}"
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("width, height", [(844, 390), (667, 375), (568, 320)])  # phones on their side
+def test_phone_in_landscape_shows_the_picture_as_large_as_the_screen_allows(stages, feed, browser,
+                                                                             width, height):
+    config, url, _ = feed
+    start_server(stages, config, url)
+    context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=3,
+                                  is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.goto(url)
+        wait_for_frames(page)
+        box = page.locator("#view").bounding_box()
+        assert abs(box["width"] / box["height"] - COLS / ROWS) < 0.02, box  # aspect kept
+        # The whole height (4:3 in 844x390 is bound by it), or on a small phone more than half the
+        # width, the rest being the column of readouts and controls beside it. (It was 278x209.)
+        assert box["height"] >= 0.95 * height or box["width"] >= 0.55 * width, box
+        assert box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= width, box
+        assert box["y"] + box["height"] <= height, box
+        assert page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scroll
+        controls = page.locator("#controls").bounding_box()
+        assert controls["x"] >= box["x"] + box["width"] - 1, (box, controls)  # beside, not over it
+        # Every control can be reached (the column beside the picture scrolls), and the picture
+        # stays in full view meanwhile.
+        page.locator("#save-csv").scroll_into_view_if_needed()
+        assert page.locator("#save-csv").bounding_box()["y"] + 10 < height
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        moved = page.locator("#view").bounding_box()
+        assert moved["y"] >= -1 and moved["y"] + moved["height"] <= height + 1, moved  # subpixels
+        assert moved["x"] >= -1 and abs(moved["height"] - box["height"]) < 1, moved
+    finally:
+        context.close()
 
 
 CANVAS_RGB = """([fx, fy]) => {

@@ -7,6 +7,10 @@ import { shapeOf } from "./frame.js";
 const MAX_COLOUR = "#ff4d4d";
 const MIN_COLOUR = "#4da6ff";
 const CENTRE_COLOUR = "#ffffff";
+const LABEL_FONT = "600 12px system-ui, sans-serif";
+const LABEL_HEIGHT = 18;
+const LABEL_GAP = 10; // from the marker to its label, sideways
+const LABEL_SPACING = 2; // between stacked labels
 
 export class ThermalView {
   constructor(canvas, stage) {
@@ -18,6 +22,7 @@ export class ThermalView {
     this.probe = null; // {x, y} in raw-pixel coordinates, or null
     this.cssWidth = 0;
     this.cssHeight = 0;
+    this.labelBoxes = []; // where the min / max / centre labels were drawn: [{name, x, y, w, h}]
     new ResizeObserver(() => this.fit()).observe(stage);
   }
 
@@ -105,6 +110,7 @@ export class ThermalView {
   }
 
   drawMarkers() {
+    this.labelBoxes = [];
     const h = this.header;
     const shape = shapeOf(h);
     const stats = h && h.stats;
@@ -113,18 +119,55 @@ export class ThermalView {
     const at = (xy) => (Array.isArray(xy) && xy.length === 2 &&
                         Number.isFinite(xy[0]) && Number.isFinite(xy[1])) ? this.toCss(xy[0], xy[1]) : null;
     const centre = { x: this.cssWidth / 2, y: this.cssHeight / 2 };
-    this.crosshair(centre, CENTRE_COLOUR);
-    this.label(centre, formatValue(stats.centre, unit), CENTRE_COLOUR, 10, 14);
     const max = at(stats.max_xy);
-    if (max) {
-      this.triangle(max, MAX_COLOUR, true);
-      this.label(max, "max " + formatValue(stats.max, unit), MAX_COLOUR, 10, -12);
-    }
     const min = at(stats.min_xy);
-    if (min) {
-      this.triangle(min, MIN_COLOUR, false);
-      this.label(min, "min " + formatValue(stats.min, unit), MIN_COLOUR, 10, 14);
+    this.crosshair(centre, CENTRE_COLOUR);
+    if (max) this.triangle(max, MAX_COLOUR, true);
+    if (min) this.triangle(min, MIN_COLOUR, false);
+    // The labels are placed together, after every marker, so none covers another label (the spots
+    // may be a pixel apart) and, where there is room, none covers a marker.
+    const labels = [{ name: "centre", p: centre, text: formatValue(stats.centre, unit), colour: CENTRE_COLOUR, below: true }];
+    if (max) labels.push({ name: "max", p: max, text: "max " + formatValue(stats.max, unit), colour: MAX_COLOUR, below: false });
+    if (min) labels.push({ name: "min", p: min, text: "min " + formatValue(stats.min, unit), colour: MIN_COLOUR, below: true });
+    const markers = labels.map((l) => ({ x: l.p.x - 8, y: l.p.y - 10, w: 16, h: 20 }));
+    this.ctx.font = LABEL_FONT;
+    for (const l of labels) {
+      const box = this.placeLabel(l, this.ctx.measureText(l.text).width + 8, markers);
+      this.labelBoxes.push({ name: l.name, x: box.x, y: box.y, w: box.w, h: box.h });
+      this.label(box, l.text, l.colour);
     }
+  }
+
+  // Where a label of width w goes: beside its marker (right, else left; below or above as it
+  // prefers), inside the canvas, clear of the labels placed so far and if possible of every marker;
+  // when the spots are crowded it is stacked above or below, one label height at a time.
+  placeLabel(l, w, markers) {
+    const h = LABEL_HEIGHT;
+    const W = this.cssWidth;
+    const H = this.cssHeight;
+    const clampX = (x) => Math.max(2, Math.min(x, W - w - 2));
+    const clampY = (y) => Math.max(2, Math.min(y, H - h - 2));
+    const right = clampX(l.p.x + LABEL_GAP);
+    const left = clampX(l.p.x - LABEL_GAP - w);
+    const below = l.p.y + 14 - h / 2;
+    const above = l.p.y - 12 - h / 2;
+    const [first, second] = l.below ? [below, above] : [above, below];
+    const xs = l.p.x + LABEL_GAP + w > W - 2 ? [left, right] : [right, left];
+    const candidates = [];
+    for (const x of xs) for (const y of [first, second]) candidates.push({ x, y: clampY(y), w, h });
+    const step = h + LABEL_SPACING;
+    const rows = Math.ceil(H / step);
+    for (let k = 1; k <= rows; k++) {
+      for (const x of xs) {
+        for (const y of [first + k * step, first - k * step]) {
+          if (y >= 2 && y + h <= H - 2) candidates.push({ x, y, w, h });
+        }
+      }
+    }
+    const clear = (box, others) => others.every((o) => !overlaps(box, o));
+    const placed = this.labelBoxes;
+    return candidates.find((c) => clear(c, placed) && clear(c, markers)) ||
+      candidates.find((c) => clear(c, placed)) || candidates[0];
   }
 
   crosshair(p, colour) {
@@ -166,22 +209,19 @@ export class ThermalView {
     ctx.stroke();
   }
 
-  // A small dark box with text next to p, kept inside the canvas.
-  label(p, text, colour, dx, dy) {
+  // A small dark box with text, where placeLabel put it.
+  label(box, text, colour) {
     const ctx = this.ctx;
-    ctx.font = "600 12px system-ui, sans-serif";
+    ctx.font = LABEL_FONT;
     ctx.textBaseline = "middle";
-    const w = ctx.measureText(text).width + 8;
-    const h = 18;
-    let x = p.x + dx;
-    let y = p.y + dy - h / 2;
-    if (x + w > this.cssWidth - 2) x = p.x - dx - w;
-    x = Math.max(2, Math.min(x, this.cssWidth - w - 2));
-    y = Math.max(2, Math.min(y, this.cssHeight - h - 2));
     ctx.fillStyle = "rgba(10,12,16,0.72)";
-    ctx.fillRect(x, y, w, h);
+    ctx.fillRect(box.x, box.y, box.w, box.h);
     ctx.fillStyle = colour;
-    ctx.fillText(text, x + 4, y + h / 2 + 0.5);
+    ctx.fillText(text, box.x + 4, box.y + box.h / 2 + 0.5);
   }
 }
 
+// Do two {x, y, w, h} boxes share any area (touching edges do not count)?
+export function overlaps(a, b) {
+  return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+}

@@ -21,12 +21,15 @@ const colorbar = new Colorbar($("colorbar"), $("bar-lo"), $("bar-mid"), $("bar-h
 
 const state = {
   connection: "connecting",
-  camera: "online",
+  camera: "starting", // "online" | "offline" | "starting" | "unknown", as the server says
   cameraDetail: "",
+  capture: "", // capture's state, as the server last heard it
+  fault: null, // {stage: "encoder" | "capture" | "camera", detail}: the part that went quiet
   encoderBusy: true, // until a status says otherwise
   encoderDetail: "",
   frame: null, // newest frame drawn: {header, raw}
-  lastFrameAt: 0, // performance.now() of the newest frame drawn
+  lastFrameAt: 0, // performance.now() of the newest live frame drawn
+  staleShown: null, // header of the frame on screen when it is a stale one (not live), else null
   shownAt: [], // performance.now() of recent frames, for fps
   latency: null, // seconds, smoothed
   latencyParts: "", // its breakdown, as text
@@ -103,19 +106,32 @@ function handleText(m) {
     const encoder = m.encoder && typeof m.encoder === "object" ? m.encoder : {};
     state.encoderBusy = encoder.state === "encoding" || encoder.state === "streaming";
     state.encoderDetail = detail(encoder);
+    state.capture = m.capture && typeof m.capture.state === "string" ? m.capture.state : "";
+    const f = m.fault;
+    state.fault = f && typeof f === "object" && FAULT_TITLES[f.stage]
+      ? { stage: f.stage, detail: typeof f.detail === "string" ? f.detail : "" } : null;
     setCamera(m.camera, detail(m.capture));
   }
 }
 
+// The overlay's title for the part the server names as silent or failing.
+const FAULT_TITLES = { encoder: "Encoder not responding", capture: "Capture not responding",
+                       camera: "Camera offline" };
+
 function setCamera(camera, detail) {
-  if (camera === "online" || camera === "offline") state.camera = camera;
+  if (["online", "offline", "starting", "unknown"].includes(camera)) state.camera = camera;
   state.cameraDetail = detail || "";
+  const stage = $("stage");
+  stage.dataset.camera = state.camera; // for tools and tests: what the page was told
+  stage.dataset.capture = state.capture;
+  stage.dataset.fault = state.fault ? state.fault.stage : "";
   updateOffline();
 }
 
 // Why there is no picture, in a few words.
 function offlineReason() {
   if (state.connection !== "connected") return "reconnecting…";
+  if (state.fault && state.fault.detail) return state.fault.detail;
   if (state.camera === "offline" && state.cameraDetail) return state.cameraDetail;
   if (!state.encoderBusy && state.encoderDetail) return state.encoderDetail;
   if (state.lastFrameAt > 0) {
@@ -159,15 +175,21 @@ function next() {
 function drawFrame(frame, bitmap) {
   const now = performance.now();
   const h = frame.header;
+  // A stale frame (the server's cached one, sent on connect after a pause) is shown, greyed, but
+  // it is not live: it counts for no latency, no fps and no fresh temperatures.
+  const isLive = h.stale !== true;
   colorbar.learn(bitmap, frame, now);
   view.setFrame(bitmap, h);
   colorbar.draw(h);
   controls.fromFrame(h);
   cameraPanel.fromFrame(h);
   state.frame = frame;
-  state.lastFrameAt = now;
-  state.shownAt.push(now);
-  const age = link.since(h.t);
+  state.staleShown = isLive ? null : h;
+  if (isLive) {
+    state.lastFrameAt = now;
+    state.shownAt.push(now);
+  }
+  const age = isLive ? link.since(h.t) : null;
   if (age !== null && Number.isFinite(age)) {
     state.latency = state.latency === null ? age : state.latency * 0.8 + age * 0.2;
     // Where the time goes, for whoever hovers the number: capture -> encoder -> server -> screen.
@@ -176,11 +198,18 @@ function drawFrame(frame, bitmap) {
       `to screen ${Math.round((age - (Number.isFinite(h.t_sent) ? h.t_sent - h.t : 0)) * 1000)} ms`;
   }
   updateOffline();
-  updateProbe();
+  updateReadouts(); // with the picture, not up to a timer tick later (also updates the probe)
   syncRaw();
   // Let tests and tools see which frame is on screen.
   $("view").dataset.seq = String(h.seq);
   $("view").dataset.palette = String(h.palette);
+  $("view").dataset.stale = String(!isLive);
+}
+
+// Is a live frame on screen (one came less than STALE_MS ago, and the one shown is not stale)?
+function live() {
+  return state.lastFrameAt > 0 && state.staleShown === null &&
+    performance.now() - state.lastFrameAt < STALE_MS;
 }
 
 // ---------------------------------------------------------------- pointer temperature
@@ -242,7 +271,7 @@ canvas.addEventListener("keydown", (ev) => {
 function updateProbe() {
   const probe = $("probe");
   const spot = $("spot");
-  const frame = performance.now() - state.lastFrameAt < STALE_MS ? state.frame : null;
+  const frame = live() ? state.frame : null;
   const p = state.pointer;
   const at = p && frame ? view.toRaw(p.fx, p.fy) : null;
   if (!at) {
@@ -287,21 +316,34 @@ function placeOnBar(h, value) {
 // ---------------------------------------------------------------- status and readouts
 
 function updateOffline() {
+  const connected = state.connection === "connected";
   const stale = state.lastFrameAt > 0 && performance.now() - state.lastFrameAt > STALE_MS;
-  const never = state.lastFrameAt === 0 && state.connection === "connected";
-  const away = state.connection !== "connected" && state.lastFrameAt > 0;
-  const offline = state.camera === "offline" || stale || away;
-  $("stage").classList.toggle("is-offline", offline);
+  const never = state.lastFrameAt === 0 && connected;
+  const away = !connected && (state.lastFrameAt > 0 || state.staleShown !== null);
+  const fault = connected ? state.fault : null;
+  const offline = fault !== null || state.camera === "offline" || stale || away;
+  const stage = $("stage");
+  stage.classList.toggle("is-offline", offline);
   $("offline").hidden = !offline;
-  $("offline-title").textContent = away ? "Server unreachable" : "Camera offline";
+  $("offline-title").textContent = away ? "Server unreachable"
+    : fault ? FAULT_TITLES[fault.stage] : "Camera offline";
   $("offline-detail").textContent = offline ? offlineReason() : "";
-  $("stage").classList.toggle("is-waiting", never && !offline);
+  stage.classList.toggle("is-waiting", never && !offline);
+  stage.classList.toggle("is-stale", state.staleShown !== null && !offline);
+  stage.dataset.waiting = state.staleShown !== null
+    ? `last picture, from ${clockTime(state.staleShown.t)}; waiting for a live one…`
+    : state.camera === "starting" ? "starting…" : "waiting for the first picture…";
+}
+
+// A frame's capture time (Unix seconds) as the time of day, or "earlier" if it has none.
+function clockTime(t) {
+  return Number.isFinite(t) ? new Date(t * 1000).toLocaleTimeString() : "earlier";
 }
 
 function updateStatus() {
   const now = performance.now();
   state.shownAt = state.shownAt.filter((t) => now - t < 2000);
-  const fresh = now - state.lastFrameAt < STALE_MS;
+  const fresh = live();
   const fps = fresh && state.shownAt.length > 1
     ? (state.shownAt.length - 1) / ((state.shownAt[state.shownAt.length - 1] - state.shownAt[0]) / 1000) : 0;
   $("st-fps").textContent = fresh ? fps.toFixed(1) : "–";
@@ -326,7 +368,7 @@ function updateStatus() {
 }
 
 function updateReadouts() {
-  const fresh = performance.now() - state.lastFrameAt < STALE_MS;
+  const fresh = live();
   const h = fresh && state.frame && state.frame.header;
   const s = h && h.stats && typeof h.stats === "object" ? h.stats : {};
   const unit = h ? h.unit : "C";
@@ -379,4 +421,7 @@ $("save-view").addEventListener("click", () => {
 });
 
 link.start();
+
+// For tools and tests (read, do not change): what the page knows, and where it drew the labels.
+window.flirstream = { state, link, view };
 
