@@ -32,7 +32,7 @@ encoder -> server, topic b"thermal" (ThermalFrame), for every frame, watched or 
     header: v, seq, t, t_measured, sensor, shape [rows, cols], tlinear, kelvin_per_count,
             unit ("C" when tlinear, else "counts"), stats {min, max, mean, centre, min_xy, max_xy} and
             regions {NAME: {min, max, mean, max_xy}} in unit with (x, y) positions in sensor
-            orientation, telemetry, counters {"capture": {...}, "encoder": {...}}
+            orientation, meaning (as in the raw frame), telemetry, counters {"capture": {...}, "encoder": {...}}
     pixels: the radiometric frame as the camera delivered it (before rotate/flip), little-endian
             uint16. This is what measurements, alarms, MQTT and the history are made of; it keeps
             flowing while the picture is paused (nobody watching), so they never pause.
@@ -185,6 +185,10 @@ class ThermalFrame:
     kelvin_per_count: float = 0.01
     telemetry: Optional[dict] = None
     counters: dict = field(default_factory=dict)
+    meaning: str = ""
+
+    def __post_init__(self) -> None:
+        self.meaning = self.meaning or default_meaning(self.tlinear, self.kelvin_per_count)
 
 
 def _le_u16(pixels: np.ndarray) -> np.ndarray:
@@ -319,7 +323,7 @@ def pack_thermal(frame: ThermalFrame) -> list[Buffer]:
               "sensor": frame.sensor, "shape": list(pixels.shape), "tlinear": frame.tlinear,
               "kelvin_per_count": frame.kelvin_per_count, "unit": frame.unit,
               "stats": frame.stats, "regions": frame.regions, "telemetry": frame.telemetry,
-              "counters": frame.counters}
+              "counters": frame.counters, "meaning": frame.meaning}
     return [THERMAL_TOPIC, _dump(header), memoryview(pixels).cast("B")]
 
 
@@ -338,7 +342,8 @@ def unpack_thermal(parts: Sequence[Any]) -> ThermalFrame:
                         telemetry=header.get("telemetry")
                         if isinstance(header.get("telemetry"), dict) else None,
                         counters=header.get("counters")
-                        if isinstance(header.get("counters"), dict) else {})
+                        if isinstance(header.get("counters"), dict) else {},
+                        meaning=_meaning(header))
 
 
 # ---------------------------------------------------------------- control
