@@ -100,6 +100,7 @@ class Camera:
         self.last_telemetry: Optional[tm.Telemetry] = None
         self.reapply_needed = False  # set by observe() when the camera restarted by itself
         self._uptime_ms: Optional[int] = None
+        self._lost = False  # the camera stopped answering over CCI (unplugged, unpowered)
         self._warned: set[str] = set()
 
     @property
@@ -118,7 +119,10 @@ class Camera:
                 self._identify()
                 self.setup()
             except (cci.CCIError, cci.CCITimeout, OSError) as exc:
-                log.warning("camera control: %s", _why(exc))
+                # Set up once it answers (poll() notices): a camera powered after capture started.
+                log.warning("camera control: %s; trying again every %g s", _why(exc),
+                            POLL_EVERY_S)
+                self._lost = True
 
     def _identify(self) -> None:
         lep = self.lepton
@@ -199,8 +203,15 @@ class Camera:
                 else:
                     read.update(tlinear=False, resolution=None)
             except (cci.CCIError, cci.CCITimeout, OSError) as exc:
-                self._warn_once("poll", f"camera control: reading its state failed: {_why(exc)}")
+                if not self._lost:
+                    log.warning("camera control: reading its state failed: %s (trying again "
+                                "every %g s)", _why(exc), POLL_EVERY_S)
+                self._lost = True
                 return
+            if self._lost:  # it answers again: reconnected or powered up, so set it up again
+                log.info("camera control: the camera answers again")
+                self._lost = False
+                self.reapply_needed = True
             self.read = read
             self._seen_uptime(read["uptime_ms"])
 
@@ -209,8 +220,10 @@ class Camera:
         if not (self.reapply_needed and self.available):
             return False
         self.reapply_needed = False
-        log.info("camera restarted (uptime went back): applying telemetry and saved settings again")
+        log.info("camera restarted or reconnected: applying telemetry and saved settings again")
         try:
+            if self.identity["part_number"] is None:
+                self._identify()
             self.setup()
         except (cci.CCIError, cci.CCITimeout, OSError) as exc:
             log.warning("camera control: re-applying settings failed: %s", _why(exc))

@@ -209,3 +209,41 @@ def test_i2c_and_telemetry_settings():
     assert telemetry_mode("auto", controllable=True, simulated=False) == "footer"
     assert telemetry_mode("auto", controllable=False, simulated=False) == "off"
     assert telemetry_mode("header", controllable=False, simulated=False) == "header"
+
+
+class UnpluggableBus:
+    """The simulated device behind a connector that can be pulled (every transfer: EREMOTEIO)."""
+
+    def __init__(self, device):
+        self.device = device
+        self.plugged = True
+
+    def i2c_rdwr(self, *msgs):
+        if not self.plugged:
+            raise OSError(121, "Remote I/O error")
+        self.device.i2c_rdwr(*msgs)
+
+
+def test_a_camera_that_answers_only_later_or_again_is_identified_and_set_up(tmp_path):
+    rig = Rig(tmp_path, telemetry="off")
+    bus = UnpluggableBus(rig.dev)
+    lepton = Lepton(LeptonCCI(bus, clock=rig.clock, sleep=rig.clock.sleep))
+    StateFile(tmp_path, "capture").save({"camera": {"gain_mode": "low"}})
+    camera = Camera(lepton, "", capture_section(), StateFile(tmp_path, "capture"), "footer")
+    bus.plugged = False  # not powered yet when capture starts
+    camera.start()
+    assert camera.status()["model"] is None and not camera.reapply_if_needed()
+    bus.plugged = True
+    camera.poll()
+    assert camera.reapply_needed and camera.reapply_if_needed()
+    assert camera.status()["model"] == "Lepton 3.5"
+    assert rig.lepton.gain_mode() == "low" and rig.lepton.telemetry_enabled()
+    # Unplugged and plugged again (a fresh camera at power-on values): set up again.
+    bus.plugged = False
+    camera.poll()
+    with rig.dev.lock:
+        rig.dev._power_up(rig.clock())
+    bus.plugged = True
+    camera.poll()
+    assert camera.reapply_if_needed()
+    assert rig.lepton.gain_mode() == "low" and rig.lepton.telemetry_enabled()
