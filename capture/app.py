@@ -112,7 +112,7 @@ def _reader(source, assembler, camera: Camera) -> Reader:
     except (TypeError, ValueError):
         params = {}
     if "reboot" in params and camera.available:
-        return Reader(source, assembler, reboot=camera.reboot)
+        return Reader(source, assembler, reboot=camera.recovery_reboot)
     return Reader(source, assembler)
 
 

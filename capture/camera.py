@@ -230,19 +230,27 @@ class Camera:
         return True
 
     def reboot(self) -> bool:
-        """Reboot the camera over CCI and set it up again (the reader's recovery ladder calls
-        this; so does the "reboot" command). False when there is no camera control."""
-        if not self.available:
+        """Reboot the camera over CCI and set it up again (the "reboot" command). False when
+        there is no camera control or the camera did not come back (logged)."""
+        try:
+            self.recovery_reboot()
+        except CommandRefused as exc:
+            log.warning("camera reboot failed: %s", exc)
             return False
+        return True
+
+    def recovery_reboot(self) -> None:
+        """The reader's recovery ladder's `reboot` hook: reboot over CCI, set the camera up again
+        (telemetry, saved settings: a reboot forgets them); CommandRefused saying why it failed."""
+        if not self.available:
+            raise CommandRefused(self.why, "unavailable")
         with self.lock:
             log.warning("rebooting the camera over CCI")
             try:
                 self.lepton.reboot()
                 self.setup()
             except (cci.CCIError, cci.CCITimeout, OSError) as exc:
-                log.warning("camera reboot failed: %s", _why(exc))
-                return False
-        return True
+                raise CommandRefused(_why(exc)) from None
 
     # ------------------------------------------------------------ commands (control thread)
 

@@ -163,6 +163,11 @@ def test_reboot_for_the_recovery_ladder_sets_telemetry_again(tmp_path):
     assert rig.camera.reboot() is True
     assert rig.lepton.telemetry_enabled() and rig.dev.telemetry_mode == "footer"
     assert Camera(None, "no", capture_section(), None).reboot() is False
+    bus = UnpluggableBus(rig.dev)
+    bus.plugged = False  # the hook says why it failed, for the ladder's status line
+    unplugged = Camera(Lepton(LeptonCCI(bus)), "", capture_section(), None, "footer")
+    with pytest.raises(CommandRefused, match="I2C: Remote I/O error"):
+        unplugged.recovery_reboot()
 
 
 def test_replies_to_good_bad_and_refused_requests(tmp_path):
