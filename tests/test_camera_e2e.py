@@ -197,3 +197,22 @@ def test_tlinear_off_recording_never_yields_a_temperature(tlinear_off):
     assert b"flir-stream: raw 14-bit counts (relative values)" in body
     values = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED)
     assert values.dtype == np.uint16 and 1000 < int(values.min()) <= int(values.max()) < 16384
+
+
+@pytest.mark.parametrize("i2c, why", [
+    ("/dev/i2c-97", "camera control unavailable: no /dev/i2c-97: enable I2C"),
+    ("off", "camera control is off ([capture] i2c = off)")])
+def test_a_real_camera_without_i2c_streams_on_and_its_status_says_why(tmp_path, stages, i2c, why):
+    from test_capture_process import Watcher
+
+    config = write_config(tmp_path, capture={"source": "spi:/dev/spidev-none", "i2c": i2c})
+    watcher = Watcher(configuration.load(config).endpoints.frames)
+    try:
+        stage = stages("capture", config)
+        watcher.until(lambda: any(s.get("camera") for s in watcher.status), stage=stage)
+        status = [s for s in watcher.status if s.get("camera")][-1]
+        assert status["camera"]["control"].startswith(why), status["camera"]
+        assert status["camera"]["meaning_from"] == "assumed"
+        assert status["state"] == "offline"  # no SPI device either: still running, saying so
+    finally:
+        watcher.close()
