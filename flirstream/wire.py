@@ -32,7 +32,8 @@ encoder -> server, topic b"thermal" (ThermalFrame), for every frame, watched or 
     header: v, seq, t, t_measured, sensor, shape [rows, cols], tlinear, kelvin_per_count,
             unit ("C" when tlinear, else "counts"), stats {min, max, mean, centre, min_xy, max_xy} and
             regions {NAME: {min, max, mean, max_xy}} in unit with (x, y) positions in sensor
-            orientation, meaning (as in the raw frame), telemetry, counters {"capture": {...}, "encoder": {...}}
+            orientation, meaning (as in the raw frame), telemetry,
+            counters {"capture": {...}, "encoder": {...}}
     pixels: the radiometric frame as the camera delivered it (before rotate/flip), little-endian
             uint16. This is what measurements, alarms, MQTT and the history are made of; it keeps
             flowing while the picture is paused (nobody watching), so they never pause.

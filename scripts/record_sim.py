@@ -31,8 +31,8 @@ def parse_camera(text: str) -> dict:
         name, _, value = item.partition("=")
         kind = names.get(name)
         if kind not in ("bool", "int", bool, int):
-            raise argparse.ArgumentTypeError(f"camera setting {name!r}: expected one of "
-                                             f"{', '.join(n for n, k in names.items() if k in ('bool', 'int'))}")
+            settable = ", ".join(n for n, k in names.items() if k in ("bool", "int", bool, int))
+            raise argparse.ArgumentTypeError(f"camera setting {name!r}: expected one of {settable}")
         try:
             number = int(value)
         except ValueError:

@@ -6,7 +6,8 @@ Server -> client, one BINARY message per frame:
   header = the encoder's ImageFrame header: seq, t (capture time, Unix s), t_encoded, sensor,
            shape [rows, cols] (of the pixels), width, height (of the JPEG), palette, agc,
            unit ("C" or "counts"), range [lo, hi] (in unit), stats {min, max, mean, centre, min_xy,
-           max_xy}, tlinear, kelvin_per_count, telemetry
+           max_xy}, tlinear, kelvin_per_count, meaning ("kelvin_x100", "kelvin_x10", "raw_counts",
+           "agc_8bit": only the kelvin ones are temperatures), telemetry
            + t_sent (server clock when the server put the frame out to its viewers; all
            viewers get the same value), jpeg_bytes, raw_bytes. All times are Unix seconds.
   The pixels are uint16 little-endian, rows*cols of them, row-major, in display orientation (pixel
