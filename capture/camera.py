@@ -325,7 +325,6 @@ class Camera:
 
     def meaning(self, t: Optional[tm.Telemetry] = None) -> tuple[str, str]:
         """(what the pixels are, where that came from): telemetry, cci, config or assumed."""
-        cap = self.capture
         if t is not None:
             camera, source = tm.pixel_meaning(t), "telemetry"
         elif self.read.get("tlinear") is not None:
