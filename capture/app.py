@@ -100,7 +100,8 @@ def make_camera(config: configuration.Config, spec: str) -> tuple[Camera, object
     elif kind == "spi":
         lepton, why = open_lepton(cap.i2c)
     else:
-        lepton, why = None, f"no camera control: the source is a {kind.replace('-', ' ')}"
+        what = {"vospi-file": "a recording", "image": "a picture"}.get(kind, kind)
+        lepton, why = None, f"no camera control: the source is {what} ({kind}:)"
     mode = telemetry_mode(cap.telemetry, lepton is not None, kind == "sim")
     return Camera(lepton, why, cap, StateFile(config.state.dir, "capture"), mode), sim_cci
 

@@ -88,7 +88,7 @@ def test_config_can_force_the_meaning_and_is_applied_to_the_camera(tmp_path):
     rig.lepton.set_tlinear_resolution(0.01)  # someone else changed it: config still wins
     _, t = rig.frame()
     assert rig.camera.meaning(t) == (tm.KELVIN_X10, "config")
-    off = Camera(None, "no camera control: the source is a vospi file",
+    off = Camera(None, "no camera control: the source is a recording (vospi-file:)",
                  capture_section(tlinear="no"), None)
     assert off.meaning(None) == (tm.RAW_COUNTS, "config")
 

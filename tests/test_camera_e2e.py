@@ -138,9 +138,10 @@ def test_camera_control_unavailable_says_why(tmp_path, stages):
     wait_http(port)
     status, reply = until(lambda: (lambda r: r if r[0] == 200 else None)(camera(port)),
                           "the camera dict")
-    assert reply["camera"]["control"] == "no camera control: the source is a vospi file"
+    why = "no camera control: the source is a recording (vospi-file:)"
+    assert reply["camera"]["control"] == why
     status, reply = post(port, {"op": "ffc"})
-    assert status == 503 and reply["error"] == "no camera control: the source is a vospi file"
+    assert status == 503 and reply["error"] == why
     assert reply["reason"] == "unavailable"
 
 
