@@ -252,3 +252,19 @@ def test_a_camera_that_answers_only_later_or_again_is_identified_and_set_up(tmp_
     camera.poll()
     assert camera.reapply_if_needed()
     assert rig.lepton.gain_mode() == "low" and rig.lepton.telemetry_enabled()
+
+
+def test_the_camera_asking_for_an_ffc_shows_in_its_status(tmp_path):
+    rig = Rig(tmp_path)
+    rig.dev.set_power_on(ffc_period_ms=2000)
+    rig.camera.start()
+    rig.camera.command({"op": "ffc_mode", "mode": "manual"})
+    _, t = rig.frame()
+    assert rig.camera.status(t)["ffc_desired"] is False and rig.camera.status()["ffc_mode"] == "manual"
+    rig.clock.advance(2.5)  # manual FFC and the desired period passed: the camera asks for one
+    _, t = rig.frame()
+    assert rig.camera.status(t)["ffc_desired"] is True
+    rig.camera.command({"op": "ffc"})
+    for _ in range(15):
+        _, t = rig.frame()
+    assert rig.camera.status(t)["ffc_desired"] is False and rig.camera.status(t)["since_ffc_s"] < 1

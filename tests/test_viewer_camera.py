@@ -80,6 +80,14 @@ def test_low_gain_changes_the_resolution_and_temperatures_stay_right(live_camera
     after = celsius(page, "#rd-max")
     assert HOT_LO_C < after < HOT_HI_C, after  # the same hot spot, read at 0.1 K
     page.wait_for_function("document.getElementById('cam-gain').value === 'low'", timeout=WAIT_MS)
+    # Emissivity and reflected temperature from the panel: the camera's telemetry (row B) then
+    # carries them, and the panel shows what the camera has.
+    page.fill("#cam-emissivity", "0.90")  # typed so; the camera's value reads "0.9", "25.0"
+    page.fill("#cam-background", "25")
+    page.click("#cam-emissivity-set")
+    page.wait_for_function("document.getElementById('cam-emissivity').value === '0.9'"
+                           " && document.getElementById('cam-background').value === '25.0'",
+                           timeout=WAIT_MS)
     assert text(page, "#message") == ""
 
 
