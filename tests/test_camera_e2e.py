@@ -198,6 +198,8 @@ def test_tlinear_off_recording_never_yields_a_temperature(tlinear_off):
     assert b"flir-stream: raw 14-bit counts (relative values)" in body
     values = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED)
     assert values.dtype == np.uint16 and 1000 < int(values.min()) <= int(values.max()) < 16384
+    status, _, body = http_get(port, "/metrics")  # no temperature gauges from such frames
+    assert status == 200 and b"celsius" not in body
 
 
 @pytest.mark.parametrize("i2c, why", [
