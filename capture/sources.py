@@ -87,15 +87,23 @@ class SimSource:
 
 # ---------------------------------------------------------------- recorded file
 
+# A discard packet in a recording stands for the time the sensor took to send it: with nothing else
+# in the file, replay goes no faster than an SPI bus at the default 16 MHz delivered them.
+DISCARD_PACKET_S = vospi.PACKET_BYTES * 8 / 16_000_000
+EMPTY_FILE_RETRY_S = 1.0
+
+
 class FileSource:
     """Replays raw VoSPI bytes (as written by --record): at the sensor's pace or as fast as possible,
-    once or in a loop. Pacing counts non-discard packets: one frame's worth per frame period."""
+    once or in a loop. Pacing counts every packet read: a frame's worth of non-discard packets takes
+    one frame period, a discard packet the time the SPI bus took to carry it (DISCARD_PACKET_S), so a
+    file of discard packets only is replayed at the bus's pace, not in a busy loop."""
 
     def __init__(self, path: str, sensor: str, telemetry: str, realtime: bool = True,
                  loop: bool = True, fps: float = 26.5):
         self.path = path
         self.name = f"vospi-file:{path}"
-        self.retry_delay = 1.0
+        self.retry_delay = EMPTY_FILE_RETRY_S
         self.loop = loop
         try:
             self._file = open(path, "rb")
@@ -110,15 +118,16 @@ class FileSource:
                               f"(fewer than {vospi.PACKET_BYTES} bytes)")
         frame_packets = vospi.FrameAssembler(sensor, telemetry).geometry.frame_packets
         self._chunk = frame_packets * vospi.PACKET_BYTES // 4  # a quarter frame per read
-        self._pacer = _Pacer(1.0 / fps) if realtime else None
-        self._frame_packets = frame_packets
-        self._credit = 0  # non-discard packets handed out in the current frame period
+        self._realtime = realtime
+        self._packet_s = 1.0 / fps / frame_packets  # one non-discard packet's share of a frame
+        self._due = time.monotonic()
         self.finished = False
 
     def read(self) -> bytes:
         if self.finished:
             raise SourceOffline(f"end of {self.path} (loop = no)")
         try:
+            at_start = self._file.tell() == 0
             data = self._file.read(self._chunk)
             if len(data) < self._chunk:
                 if self.loop:
@@ -127,14 +136,23 @@ class FileSource:
                     self.finished = True
         except OSError as exc:
             raise SourceOffline(f"reading {self.path} failed: {exc.strerror or exc}") from None
-        if self._pacer and data:
-            whole = len(data) // vospi.PACKET_BYTES * vospi.PACKET_BYTES
-            first = np.frombuffer(data, dtype=np.uint8, count=whole)[::vospi.PACKET_BYTES]
-            self._credit += int(np.count_nonzero((first & 0x0F) != 0x0F))
-            while self._credit >= self._frame_packets:
-                self._credit -= self._frame_packets
-                self._pacer.wait()
+        if not data and at_start:  # e.g. truncated while replaying: wait, do not spin
+            raise SourceOffline(f"{self.path} is empty (truncated while replaying?)")
+        if self._realtime and data:
+            self._pace(data)
         return data
+
+    def _pace(self, data: bytes) -> None:
+        whole = len(data) // vospi.PACKET_BYTES * vospi.PACKET_BYTES
+        first = np.frombuffer(data, dtype=np.uint8, count=whole)[::vospi.PACKET_BYTES]
+        packets = len(first)
+        frame_packets = int(np.count_nonzero((first & 0x0F) != 0x0F))
+        self._due += frame_packets * self._packet_s + (packets - frame_packets) * DISCARD_PACKET_S
+        now = time.monotonic()
+        if self._due > now:
+            time.sleep(self._due - now)
+        else:
+            self._due = max(self._due, now - 1.0 / 26.5)  # no burst to catch up after a stall
 
     def pause(self, seconds: float) -> None:
         pass  # a file does not lose sync by waiting; the assembler re-hunts by itself

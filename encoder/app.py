@@ -66,7 +66,7 @@ class Encoder:
         self.controller = Controller(self.renderer, self.watchers,
                                      on_refusal=lambda text: self.errors.warning("control", text))
         self.counters = {"frames": 0, "skipped": 0, "unwatched": 0, "errors": 0, "control": 0,
-                         "paused": False}
+                         "refused_subscriptions": 0, "paused": False}
         self.last_frame_at: Optional[float] = None
         self.rendered_at: Optional[float] = None
         self.last_error = ""
@@ -96,21 +96,33 @@ class Encoder:
     def run(self) -> None:
         while not self.stopping:
             events = dict(self.poller.poll(POLL_MS))
-            if self.images in events:
-                self._subscriptions()
-            if self.control in events:
-                self._control()
-            if self.frames in events:
-                self._frames()
-            self._status()
+            for sock, handle in ((self.images, self._subscriptions), (self.control, self._control),
+                                 (self.frames, self._frames)):
+                if sock in events:
+                    self._guarded(handle)
+            self._guarded(self._status)
+
+    def _guarded(self, handle) -> None:
+        """Run one handler; an error it did not expect costs what it was reading, not the stage."""
+        try:
+            handle()
+        except zmq.ContextTerminated:
+            raise
+        except Exception as exc:
+            self._error("loop", f"{handle.__name__.strip('_')}: {exc!r:.200}")
+            log.debug("loop failure", exc_info=True)
 
     def _subscriptions(self) -> None:
-        while True:
+        for _ in range(DRAIN_MAX * 4):
             try:
                 message = self.images.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self.watchers.subscription(message)
+            if not self.watchers.subscription(message):
+                self.counters["refused_subscriptions"] += 1
+                self._error("subscription", f"ignored a subscription to {bytes(message[1:17])!r}"
+                                            f" ({len(message)} bytes): not a topic of the wire "
+                                            f"format")
 
     def _control(self) -> None:
         for _ in range(DRAIN_MAX):
@@ -122,11 +134,11 @@ class Encoder:
                 continue
             self.counters["control"] += 1
             envelope, request = parts[:-1], parts[-1]  # DEALER: [id]; REQ: [id, b""]
-            reply = self.controller.handle(request)
+            reply = self.controller.handle(request)  # never raises: a bad request gets an error
             try:
                 self.control.send_multipart([*envelope, reply], zmq.NOBLOCK)
             except zmq.ZMQError as exc:
-                log.warning("control reply not sent: %s", exc)
+                self._error("control", f"control reply not sent: {exc}")
             self._status()  # a change of settings or viewers shows at once
 
     def _frames(self) -> None:
@@ -139,17 +151,25 @@ class Encoder:
 
     def _forward_status(self, parts: list) -> None:
         try:
-            wire.unpack_status(parts)  # only well-formed statuses go on to the server
+            status = wire.unpack_status(parts)  # only well-formed statuses go on to the server
+            if status["stage"] != "capture":  # the encoder speaks for itself
+                raise wire.WireError(f"stage is {status['stage']!r}, expected 'capture'")
         except wire.WireError as exc:
             self._error("status", f"dropped a capture status message: {exc}")
             return
-        self.images.send_multipart([p.buffer for p in parts], zmq.NOBLOCK, copy=False)
+        try:
+            self.images.send_multipart([p.buffer for p in parts], zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError:
+            pass  # at the high-water mark: the next status says the same
 
     def _encode(self, parts: list) -> None:
         try:
             raw = wire.unpack_raw(parts)
         except wire.WireError as exc:
             self._error("wire", f"dropped a frame: {exc}")
+            return
+        except Exception as exc:  # nothing on the frames link may stop the encoder
+            self._error("wire", f"dropped a frame: {exc!r:.200}")
             return
         self.last_frame_at = time.monotonic()
         if self.watchers.wants(wire.THERMAL_TOPIC):

@@ -7,7 +7,6 @@ the viewer count the server sends.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -23,6 +22,10 @@ log = logging.getLogger("encoder.control")
 
 VIEWERS_TTL_S = 3.0  # a viewer count older than this no longer counts (the server may be gone)
 OPS = ("set", "get", "viewers")
+# The topics a subscriber may ask for: those of the wire format and their prefixes (b"" is all).
+# Any other subscription is ignored at once, so what is tracked stays this small set.
+TOPICS = frozenset(topic[:n] for topic in (wire.IMAGE_TOPIC, wire.THERMAL_TOPIC, wire.STATUS_TOPIC)
+                   for n in range(len(topic) + 1))
 
 
 class Watchers:
@@ -36,17 +39,21 @@ class Watchers:
         self._topics: Counter = Counter()  # subscribed topic prefixes seen on the XPUB socket
         self._viewers: Optional[tuple[int, float]] = None  # (count, when)
 
-    def subscription(self, message: bytes) -> None:
-        """One XPUB subscription message: b"\\x01" + topic subscribes, b"\\x00" + topic leaves."""
+    def subscription(self, message: bytes) -> bool:
+        """One XPUB subscription message: b"\\x01" + topic subscribes, b"\\x00" + topic leaves.
+        False (and nothing tracked) for anything else, e.g. a topic the wire format does not know."""
         if not message or message[0] not in (0, 1):
-            return  # not a subscription message (XPUB passes other messages up too)
+            return False  # not a subscription message (XPUB passes other messages up too)
         topic = bytes(message[1:])
+        if topic not in TOPICS:
+            return False
         if message[0] == 1:
             self._topics[topic] += 1
         elif self._topics[topic] > 0:
             self._topics[topic] -= 1
             if not self._topics[topic]:
                 del self._topics[topic]
+        return True
 
     def viewers(self, count: int) -> None:
         self._viewers = (count, self._clock())
@@ -99,16 +106,20 @@ class Controller:
         request_id: Any = None
         try:
             try:
-                loose = json.loads(bytes(part))
+                loose = wire.load_json(part)
                 if isinstance(loose, dict):
                     request_id = loose.get("id")
-            except (ValueError, UnicodeDecodeError):
+            except wire.WireError:
                 pass  # unpack_control below says what is wrong
             request = wire.unpack_control(part)
             reply = self._dispatch(request)
         except (wire.WireError, ConfigError) as exc:
             reply = {"ok": False, "error": str(exc)}
             self.on_refusal(f"control request refused: {exc}")
+        except Exception as exc:  # nothing in a request may stop the encoder; the log says what
+            reply = {"ok": False, "error": f"request not handled: {exc!r:.200}"}
+            self.on_refusal(f"control request failed: {exc!r:.200}")
+            log.debug("control failure", exc_info=True)
         if request_id is not None:
             reply["id"] = request_id
         try:
@@ -136,6 +147,10 @@ class Controller:
         if not isinstance(changes, dict) or not changes:
             raise ConfigError("set: 'settings' must be an object like {\"palette\": \"jet\"}")
         changes = dict(changes)
+        unknown = [k for k in changes if k not in configuration.SCHEMA["encoder"]]
+        if unknown:
+            raise ConfigError(f"set: [encoder] {unknown[0][:40]!r}: unknown key (expected "
+                              f"{', '.join(configuration.SCHEMA['encoder'])})")
         pause = None
         if "pause_when_unwatched" in changes:  # checked first, applied only if the rest is good
             raw = changes.pop("pause_when_unwatched")

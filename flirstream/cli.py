@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from . import __version__, config as configuration, logs
+from . import __version__, binding, config as configuration, logs
 
 # subcommand -> (module with add_arguments(parser) and run(config, args) -> exit status, summary)
 COMMANDS = {
@@ -17,6 +17,19 @@ COMMANDS = {
     "server": ("server.app", "serve the viewer, websocket, MJPEG and snapshots over HTTP"),
     "run": ("flirstream.supervise", "run capture, encoder and server together and print the URL"),
 }
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Shows an option's default once: only where its help does not already say it, and not for
+    options without one (None, [], False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default in (None, [], False) or default is argparse.SUPPRESS
+                or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +53,7 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, summary) in COMMANDS.items():
         p = sub.add_parser(name, help=summary, description=f"flir-stream {name}: {summary}.",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=_Formatter)
         if name != only:
             continue  # its options are listed by `flir-stream NAME --help`
         _common(p)
@@ -54,6 +67,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Import only the chosen stage's module: a stage never loads another stage's code.
     only = argv[0] if argv and argv[0] in COMMANDS else None
+    if not argv:  # `flir-stream` alone: what it can do, on stderr, and status 2 (nothing was run)
+        parser = build_parser()
+        parser.print_help(sys.stderr)
+        print("\nflir-stream: expected a command, e.g. flir-stream run", file=sys.stderr)
+        return 2
     args = build_parser(only).parse_args(argv)
     logs.setup(args.command, args.log_level)
     try:
@@ -69,6 +87,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except configuration.ConfigError as exc:  # a stage's own check of a setting
         print(f"flir-stream {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except binding.StageFault as exc:  # e.g. a restarted stage's port stayed taken
+        logging.getLogger(args.command).error("stopped: %s", exc)
+        return 1
     except KeyboardInterrupt:
         return 0
     except Exception:

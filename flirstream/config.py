@@ -180,6 +180,30 @@ def endpoint(text: str) -> str:
     return value
 
 
+def optional_endpoint(text: str) -> str:
+    """An endpoint, or '' for the instance's own ipc:// socket (see instance_endpoint)."""
+    return endpoint(text) if text.strip() else ""
+
+
+def runtime_dir() -> Path:
+    """Where the ipc:// sockets of endpoints left empty live: $FLIRSTREAM_RUNTIME_DIR, else
+    $XDG_RUNTIME_DIR/flir-stream, else <temp dir>/flir-stream-<uid> (made 0700 by the binding stage)."""
+    explicit = os.environ.get("FLIRSTREAM_RUNTIME_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isdir(xdg):
+        return Path(xdg) / "flir-stream"
+    import tempfile
+    return Path(tempfile.gettempdir()) / f"flir-stream-{os.getuid()}"
+
+
+def instance_endpoint(key: str, http_port: int) -> str:
+    """The endpoint `key` of the instance serving on `http_port`: one directory per instance, so a
+    second instance needs only another [server] port."""
+    return f"ipc://{runtime_dir() / str(http_port) / key}"
+
+
 def source(text: str) -> str:
     value = text.strip()
     if value in ("auto", "sim"):
@@ -198,6 +222,14 @@ def origins(text: str) -> tuple[str, ...]:
     return items
 
 
+def host_names(text: str) -> tuple[str, ...]:
+    items = tuple(p.lower().rstrip(".") for p in re.split(r"[,\s]+", text.strip()) if p)
+    for item in items:
+        if item != "*" and not re.fullmatch(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?|[0-9a-f:.]+", item):
+            raise BadValue("expected host names (no scheme or port) separated by commas, or *")
+    return items
+
+
 # ---------------------------------------------------------------- the schema
 
 @dataclass(frozen=True)
@@ -212,10 +244,11 @@ PALETTES = ("ironbow", "rainbow", "white-hot", "black-hot", "jet", "inferno", "t
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "endpoints": {
-        "frames": Key(endpoint, "tcp://127.0.0.1:5560", "capture publishes raw frames here (binds)"),
-        "images": Key(endpoint, "tcp://127.0.0.1:5561", "encoder publishes JPEG frames here (binds)"),
-        "control": Key(endpoint, "tcp://127.0.0.1:5562", "encoder takes settings here (binds)"),
-        "camera": Key(endpoint, "tcp://127.0.0.1:5563", "capture takes camera commands here (binds)"),
+        # Empty: ipc:// in this instance's runtime directory, keyed by [server] port.
+        "frames": Key(optional_endpoint, "", "capture publishes raw frames here (binds)"),
+        "images": Key(optional_endpoint, "", "encoder publishes JPEG frames here (binds)"),
+        "control": Key(optional_endpoint, "", "encoder takes settings here (binds)"),
+        "camera": Key(optional_endpoint, "", "capture takes camera commands here (binds)"),
         "allow_public": Key(boolean, "no", "allow binding the endpoints to a non-loopback interface"),
         "curve_key": Key(optional_path, "", "secret key file: CURVE-encrypt the links between stages"),
     },
@@ -261,6 +294,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "token": Key(text, "", "if set, every request needs ?token= or basic auth with it"),
         "control_token": Key(text, "", "if set, palette/AGC changes need this token"),
         "allowed_origins": Key(origins, "", "websocket origins allowed besides the page's own"),
+        "allowed_hosts": Key(host_names, "", "Host header names allowed besides IP addresses, "
+                                            "localhost, host and this machine's name"),
         "tls_cert": Key(optional_path, "", "certificate file: serve https:// and wss://"),
         "tls_key": Key(optional_path, "", "private key file for tls_cert"),
         "stale_after_s": Key(number(0.1, 3600.0), "2.0", "/healthz says 503 when the newest frame is older"),
@@ -324,29 +359,50 @@ def load(path: Optional[os.PathLike | str] = None,
          overrides: Iterable[str] = ()) -> Config:
     """Read and check a server.conf; `overrides` are 'section.key=value' strings applied on top."""
     path = Path(path) if path is not None else default_path()
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"),
-                                       empty_lines_in_values=False)
+    parser = _parser()
     try:
-        with open(path, encoding="utf-8") as fh:
+        # utf-8-sig: a file saved by an editor that writes a byte-order mark reads the same
+        with open(path, encoding="utf-8-sig") as fh:
             parser.read_file(fh)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     except configparser.Error as exc:
-        first = str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: not a valid INI file: {first}") from None
+        raise ConfigError(f"{path}: {_ini_error(exc)}") from None
     return from_parser(parser, str(path), overrides)
 
 
 def loads(content: str, overrides: Iterable[str] = (), name: str = "<string>") -> Config:
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"),
-                                       empty_lines_in_values=False)
+    parser = _parser()
     try:
-        parser.read_string(content, source=name)
+        parser.read_string(content.removeprefix("\ufeff"), source=name)
     except configparser.Error as exc:
-        raise ConfigError(f"{name}: not a valid INI file: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"{name}: {_ini_error(exc)}") from None
     return from_parser(parser, name, overrides)
+
+
+def _parser() -> configparser.ConfigParser:
+    # No inline comments: a value runs to the end of its line, so `token = pass #word` is the token
+    # "pass #word", not "pass" (comments are whole lines starting with # or ;).
+    return configparser.ConfigParser(interpolation=None, inline_comment_prefixes=None,
+                                     empty_lines_in_values=False)
+
+
+def _ini_error(exc: configparser.Error) -> str:
+    """'line N: what is wrong' for configparser's errors (its own text spans several lines and
+    repeats the line, which may hold a secret)."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"line {exc.lineno}: not a valid INI file: expected a [section] header first"
+    if isinstance(exc, configparser.ParsingError):
+        lineno = exc.errors[0][0] if exc.errors else "?"
+        return f"line {lineno}: not a valid INI file: expected 'key = value', a [section] or a comment"
+    if isinstance(exc, configparser.DuplicateOptionError):
+        return (f"line {exc.lineno}: not a valid INI file: [{exc.section}] {exc.option} is set "
+                f"twice")
+    if isinstance(exc, configparser.DuplicateSectionError):
+        return f"line {exc.lineno}: not a valid INI file: [{exc.section}] appears twice"
+    return f"not a valid INI file: {str(exc).splitlines()[0]}"
 
 
 def from_parser(parser: configparser.ConfigParser, where: str,
@@ -362,8 +418,8 @@ def from_parser(parser: configparser.ConfigParser, where: str,
             raise ConfigError(f"{where}: [{section}]: unknown section "
                               f"(expected {', '.join('[%s]' % s for s in SCHEMA)})")
         for key, value in parser.items(section):
-            if key not in SCHEMA[section]:
-                raise ConfigError(f"{where}: [{section}] {key} = {value!r}: unknown key "
+            if key not in SCHEMA[section]:  # its value is not shown: it may be a misspelt secret
+                raise ConfigError(f"{where}: [{section}] {key}: unknown key "
                                   f"(expected one of {', '.join(SCHEMA[section])})")
             raw[section][key] = value
             given[(section, key)] = where
@@ -377,7 +433,7 @@ def from_parser(parser: configparser.ConfigParser, where: str,
         if not sep or not dot:
             raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE")
         if section not in SCHEMA or key not in SCHEMA[section]:
-            raise ConfigError(f"--set {item!r}: unknown key [{section}] {key}")
+            raise ConfigError(f"--set {name.strip()}=...: unknown key [{section}] {key}")
         raw[section][key] = value
         given[(section, key)] = "--set"
 
@@ -388,6 +444,9 @@ def from_parser(parser: configparser.ConfigParser, where: str,
             parsed[key] = parse_value(section, key, raw[section][key],
                                       given.get((section, key), where))
         values[section] = Section(**parsed)
+    for key in ("frames", "images", "control", "camera"):
+        if not getattr(values["endpoints"], key):
+            setattr(values["endpoints"], key, instance_endpoint(key, values["server"].port))
     config = Config(path=where, **values)
     _check_whole(config, where)
     return config
@@ -398,7 +457,7 @@ def _apply_seed(parser: configparser.ConfigParser, where: str,
     for key, value in parser.items(SEED_SECTION):
         target = SEED_KEYS.get(key.lower())
         if target is None:
-            raise ConfigError(f"{where}: [{SEED_SECTION}] {key} = {value!r}: unknown key "
+            raise ConfigError(f"{where}: [{SEED_SECTION}] {key}: unknown key "
                               f"(the seed's keys are HTTP_Interface, HTTP_Port, HTTP_Listen, "
                               f"HTTP_Recieve, Websocket_Interface, Websocket_Port, Image)")
         if isinstance(target, str):

@@ -13,6 +13,7 @@ need the installation's public key, which is kept only in that file) nor read th
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Optional
 
 import zmq
@@ -29,6 +30,9 @@ RECEIVE_HWM = 32
 # The kernel's send buffer per subscriber connection: a few frames. Unbounded, it would hold seconds
 # of frames for a subscriber that reads slowly, past the reach of SNDHWM.
 SEND_BUFFER_BYTES = 256 * 1024
+# The largest message a publisher accepts from a subscriber: room for ZeroMQ's handshake (READY with
+# its metadata) and a subscription to any topic of the wire format, not for more.
+SUBSCRIBER_MAX_BYTES = 64
 
 _curve: Optional[tuple[bytes, bytes]] = None  # (public, secret) key of this installation
 _curve_endpoints: frozenset = frozenset()  # the endpoints CURVE applies to
@@ -90,16 +94,34 @@ def quick_reconnect(sock: zmq.Socket) -> None:
 
 
 def bind(sock: zmq.Socket, key: str, endpoint: str) -> None:
-    """Bind `sock` to [endpoints] `key`; a failure (address in use, bad interface) closes the socket
-    and raises ConfigError naming the setting, so the stage exits with one line and status 2."""
+    """Bind `sock` to [endpoints] `key`. A failure (address in use, bad interface) is retried while
+    the stage is a restarted one (flirstream.binding); otherwise, or when retrying gives up, the
+    socket is closed and BindError (a ConfigError naming the setting: one line, status 2) or
+    StageFault (status 1) is raised."""
+    from flirstream.binding import BindError, bind_retrying
     from flirstream.config import ConfigError
 
     curve_server(sock, endpoint)
+    if endpoint.startswith("ipc://"):  # the instance's runtime directory: made, for us alone
+        directory = os.path.dirname(endpoint[len("ipc://"):])
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"[endpoints] {key} = {endpoint}: cannot make {directory}: "
+                              f"{exc.strerror or exc}") from None
+
+    def attempt() -> None:
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            raise BindError(f"[endpoints] {key} = {endpoint}: cannot bind: {exc}") from None
+
     try:
-        sock.bind(endpoint)
-    except zmq.ZMQError as exc:
+        bind_retrying(attempt)
+    except Exception:
         sock.close()  # an open socket would keep ctx.term() waiting forever
-        raise ConfigError(f"[endpoints] {key} = {endpoint}: cannot bind: {exc}") from None
+        raise
 
 
 def publisher(ctx: zmq.Context, key: str, endpoint: str, hwm: int = FRAME_HWM,
@@ -107,6 +129,12 @@ def publisher(ctx: zmq.Context, key: str, endpoint: str, hwm: int = FRAME_HWM,
     """A bound PUB (or XPUB, to see subscriptions) for [endpoints] `key` that drops frames for a
     slow subscriber rather than queueing them."""
     sock = ctx.socket(socket_type)
+    if not (_curve is not None and endpoint in _curve_endpoints):
+        # What a subscriber sends is its subscriptions. libzmq keeps every distinct one in a trie
+        # (a 1 KB one costs ~50 KB: 70,000 of them took 3.4 GB); the wire format's topics are a few
+        # bytes, so a peer sending anything longer is disconnected by libzmq at once. (With CURVE
+        # only holders of the key can connect at all, and its handshake needs bigger messages.)
+        sock.setsockopt(zmq.MAXMSGSIZE, SUBSCRIBER_MAX_BYTES)
     sock.setsockopt(zmq.SNDHWM, hwm)
     sock.setsockopt(zmq.SNDBUF, SEND_BUFFER_BYTES)
     sock.setsockopt(zmq.LINGER, 0)

@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any, Optional
 
-from . import config as configuration
+from . import binding, config as configuration
 
 log = logging.getLogger("supervise")
 
@@ -36,6 +36,9 @@ BACKOFF_MAX_S = 10.0     # the delay doubles on each quick death up to this
 STABLE_AFTER_S = 2.0
 STOP_WAIT_S = 5.0        # SIGTERM, then this long, then SIGKILL
 CONFIG_ERROR = 2         # the exit status every stage uses for a configuration error
+# A restarted child keeps trying to bind its port this long (flirstream.binding), then exits 1 and
+# is restarted again: a port taken for a moment while a stage restarts is a runtime fault.
+RESTART_BIND_RETRY_S = 30.0
 PR_SET_PDEATHSIG = 1     # <linux/prctl.h>
 
 
@@ -212,9 +215,12 @@ class Child:
         self.backoff = Backoff()
         self._partial = b""
         self.last_line = ""
+        self.starts = 0
 
     def start(self) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")  # a print() shows up at once, not at exit
+        if self.starts:  # a restart: its ports were bound before, a bind failure is passing
+            env[binding.RETRY_ENV] = f"{RESTART_BIND_RETRY_S:g}"
         # Its own session: a terminal's Ctrl-C reaches only the parent, which stops the children in
         # order; killpg() then reaches anything the child started.
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -223,6 +229,7 @@ class Child:
         assert self.proc.stdout is not None
         os.set_blocking(self.proc.stdout.fileno(), False)
         self.started = time.monotonic()
+        self.starts += 1
         self.restart_at = None
         log.info("started %s (pid %d)", self.stage, self.proc.pid)
 

@@ -7,11 +7,20 @@ import socket
 from pathlib import Path
 
 
+_given: set[int] = set()  # ports this process handed out already
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on right now (loopback)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port nobody listens on right now (loopback), and never one this process handed out
+    before: the kernel may offer a just-closed port again, and two settings of one config (or two
+    tests' servers) must not get the same one."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _given:
+            _given.add(port)
+            return port
 
 
 def write_config(directory: Path, extra: str = "", **sections: dict) -> Path:

@@ -44,7 +44,9 @@ capture -> encoder and encoder -> server, topic b"status" (about once a second, 
             detail (a sentence for people, e.g. "cannot open /dev/spidev0.0: no such file"), source,
             counters (the stage's counters). The encoder forwards capture's status as it is and also
             publishes its own, so the server knows both; the encoder's also carries settings (its
-            [encoder] settings as in server.conf) and last_error ("" or the newest problem).
+            [encoder] settings as in server.conf) and last_error ("" or the newest problem);
+            capture's carries camera (the camera dict of "camera control" below: at most 64
+            names of null, flags, numbers or texts of at most 500 characters).
 
 server -> encoder control (DEALER -> ROUTER), one JSON part each way:
     request  {"v": 1, "op": "set", "settings": {"palette": "jet", ...}}   (values as in server.conf)
@@ -77,11 +79,18 @@ server -> capture camera control (DEALER -> ROUTER on [endpoints] camera), one J
     the camera reboots or reconnects.
 
 A peer that receives a message of another version, a malformed header or a part of the wrong size
-raises WireError and drops that one message.
+raises WireError and drops that one message. Every JSON part is refused (WireError) when nested more
+than MAX_DEPTH deep or when it holds NaN / Infinity (also 1e999): no JSON this program reads can make
+it recurse without bound or carry a number json.dumps(allow_nan=False) would refuse later on.
+
+A status header has a schema (status_header() builds one, check_status() checks one, and pack_status /
+unpack_status use them, so sender and receiver agree): only the fields above, each of its type, texts
+and maps bounded in size, numbers finite; "settings" maps names to texts.
 """
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
@@ -97,6 +106,7 @@ STATUS_TOPIC = b"status"
 Buffer = Union[bytes, memoryview, bytearray]
 MAX_HEADER_BYTES = 64 * 1024
 MAX_SIDE = 4096
+MAX_DEPTH = 16  # nesting of objects/lists in any JSON part (the deepest this format uses is 3)
 
 
 class WireError(ValueError):
@@ -203,13 +213,83 @@ def _dump(header: dict) -> bytes:
     return json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
 
 
-def _load(part: Buffer) -> dict:
+def _refuse_constant(name: str) -> Any:
+    raise WireError(f"{name} is not a number this format carries")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999
+        raise WireError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > 20:  # beyond 64 bits; float() of such an int would overflow later on
+        raise WireError(f"integer {text[:20]}... is out of range")
+    return int(text)
+
+
+def _check_depth(value: Any) -> None:
+    """WireError if `value` nests deeper than MAX_DEPTH (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > MAX_DEPTH:
+                    raise WireError(f"JSON nested more than {MAX_DEPTH} deep")
+                stack.append((child, depth + 1))
+
+
+def load_json(part: Buffer) -> Any:
+    """One JSON part as this format reads every one: bounded size and depth, finite numbers."""
     if len(part) > MAX_HEADER_BYTES:
-        raise WireError(f"header of {len(part)} bytes is larger than {MAX_HEADER_BYTES}")
+        raise WireError(f"JSON part of {len(part)} bytes is larger than {MAX_HEADER_BYTES}")
+    data = bytes(part)
+    # Refused before parsing: the C parser recurses once per level (5,000 "[" = RecursionError).
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH and _opens_too_deep(data):
+        raise WireError(f"JSON nested more than {MAX_DEPTH} deep")
     try:
-        header = json.loads(bytes(part))
+        value = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite,
+                           parse_int=_bounded_int)
+    except WireError:
+        raise
+    except RecursionError:
+        raise WireError(f"JSON nested more than {MAX_DEPTH} deep") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise WireError(f"header is not JSON: {exc}") from None
+        raise WireError(f"not JSON: {exc}") from None
+    except Exception as exc:  # nothing a peer sends may escape as another kind of error
+        raise WireError(f"not JSON: {exc!r}") from None
+    _check_depth(value)
+    return value
+
+
+def _opens_too_deep(data: bytes) -> bool:
+    """Whether brackets outside strings open more than MAX_DEPTH levels (a cheap scan)."""
+    depth, in_string, escaped = 0, False, False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
+def _load(part: Buffer) -> dict:
+    header = load_json(part)
     if not isinstance(header, dict):
         raise WireError("header is not a JSON object")
     if header.get("v") != VERSION:
@@ -362,18 +442,87 @@ def unpack_control(part: Buffer) -> dict:
 
 # ---------------------------------------------------------------- status
 
+STATUS_STAGES = ("capture", "encoder")
+# field -> longest text allowed (None: the field is not text)
+_STATUS_TEXTS = {"state": 32, "detail": 2000, "source": 1000, "sensor": 32, "last_error": 2000}
+_STATUS_FIELDS = {"v", "t", "stage", "counters", "settings", "camera", *_STATUS_TEXTS}
+MAX_MAP_ITEMS = 64  # counters / settings
+MAX_NAME_CHARS = 64
+MAX_SETTING_CHARS = 200
+
+
+def _status_map(header: dict, name: str, scalar: Any, what: str) -> None:
+    value = header.get(name)
+    if value is None:
+        return
+    if not isinstance(value, dict) or len(value) > MAX_MAP_ITEMS:
+        raise WireError(f"status field {name!r} is not an object of at most {MAX_MAP_ITEMS} items")
+    for key, item in value.items():
+        if len(key) > MAX_NAME_CHARS or not scalar(item):
+            raise WireError(f"status field {name!r}: {key[:MAX_NAME_CHARS]!r} is {item!r:.60}, "
+                            f"expected {what}")
+
+
+def _counter(value: Any) -> bool:
+    return isinstance(value, (bool, int)) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _setting(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= MAX_SETTING_CHARS
+
+
+def _camera_value(value: Any) -> bool:
+    """A value of the camera dict: null, a flag, a finite number or a short text."""
+    return value is None or _counter(value) or (isinstance(value, str) and len(value) <= 500)
+
+
+def check_settings(settings: Any) -> dict:
+    """The encoder's settings (in a status or a control reply): a small map of names to texts."""
+    _status_map({"settings": settings}, "settings", _setting,
+                f"text of at most {MAX_SETTING_CHARS} characters")
+    return settings
+
+
+def check_status(header: dict) -> dict:
+    """The status header itself if it follows the schema, else WireError naming the field."""
+    if header.get("v") != VERSION:
+        raise WireError(f"wire format version {header.get('v')!r}, this program speaks {VERSION}")
+    unknown = set(header) - _STATUS_FIELDS
+    if unknown:
+        raise WireError(f"status has unknown fields {sorted(unknown)[:5]}")
+    if header.get("stage") not in STATUS_STAGES:
+        raise WireError(f"status field 'stage' is {header.get('stage')!r:.40}, expected one of "
+                        f"{', '.join(STATUS_STAGES)}")
+    t = header.get("t")
+    if not _counter(t) or isinstance(t, bool) or t < 0:
+        raise WireError(f"status field 't' is {t!r:.40}, expected seconds since 1970")
+    for name, most in _STATUS_TEXTS.items():
+        value = header.get(name)
+        if name == "state" or value is not None:
+            if not isinstance(value, str) or len(value) > most:
+                raise WireError(f"status field {name!r} is {value!r:.60}, expected text of at "
+                                f"most {most} characters")
+    _status_map(header, "counters", _counter, "a finite number")
+    _status_map(header, "settings", _setting, f"text of at most {MAX_SETTING_CHARS} characters")
+    _status_map(header, "camera", _camera_value, "null, a flag, a number or a short text")
+    return header
+
+
+def status_header(stage: str, state: str, detail: str = "", t: float = 0.0,
+                  **extra: Any) -> dict:
+    """A checked status header (WireError if a field breaks the schema)."""
+    return check_status({"v": VERSION, "t": t, "stage": stage, "state": state, "detail": detail,
+                         **extra})
+
+
 def pack_status(stage: str, state: str, detail: str = "", t: float = 0.0,
                 **extra: Any) -> list[Buffer]:
-    header = {"v": VERSION, "t": t, "stage": stage, "state": state, "detail": detail, **extra}
-    return [STATUS_TOPIC, _dump(header)]
+    return [STATUS_TOPIC, _dump(status_header(stage, state, detail, t, **extra))]
 
 
 def unpack_status(parts: Sequence[Any]) -> dict:
     topic, head = _parts(parts, STATUS_TOPIC, 2)
-    header = _load(head)
-    for name in ("stage", "state"):
-        _field(header, name, str)
-    return header
+    return check_status(_load(head))
 
 
 # ---------------------------------------------------------------- camera control

@@ -10,6 +10,9 @@ Control token (server.conf control_token): when set, "set" messages need it, in 
 field or as the token the connection was opened with.
 
 Tokens are compared with hmac.compare_digest.
+
+Host header (DNS rebinding): every request's Host must be an IP address, localhost, the configured
+host, this machine's name, or one listed in [server] allowed_hosts.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ import base64
 import binascii
 import hashlib
 import hmac
+import ipaddress
+import socket
 from typing import Iterable, Mapping, Optional
 from urllib.parse import urlsplit
 
@@ -39,7 +44,9 @@ def basic_auth_password(authorization: Optional[str]) -> Optional[str]:
 
 
 def _same(given: Optional[str], expected: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+    # surrogatepass: a JSON string may hold a lone surrogate ("\ud800"), which plain UTF-8 refuses
+    return given is not None and hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
+                                                     expected.encode("utf-8", "surrogatepass"))
 
 
 def session_value(token: str) -> str:
@@ -98,6 +105,43 @@ def origin_allowed(origin: str, host_header: str, request_scheme: str, own_ports
     if parts.scheme != scheme:
         return False
     return o_host == h_host and (o_port == h_port or o_port in set(own_ports))
+
+
+def own_names(configured_host: str, allowed_hosts: Iterable[str]) -> frozenset:
+    """The names this server is reached under, besides IP literals and localhost: the configured
+    host, this machine's host name (plain, fully qualified and as NAME.local for mDNS) and
+    [server] allowed_hosts."""
+    names = {configured_host, *allowed_hosts}
+    try:
+        hostname = socket.gethostname()
+        names.update((hostname, hostname.split(".")[0] + ".local", socket.getfqdn()))
+    except OSError:
+        pass
+    return frozenset(n.lower().rstrip(".") for n in names if n)
+
+
+def host_allowed(host_header: str, names: frozenset) -> bool:
+    """DNS rebinding check: is the Host header one of this server's names?
+
+    A rebinding page (evil.example, made to resolve to 127.0.0.1) reaches a loopback server with
+    its own name in Host, so only known names pass. IP literals pass (rebinding needs a name), as
+    do localhost and *.localhost (RFC 6761: always loopback)."""
+    if "*" in names:
+        return True
+    host = host_header.strip()
+    if host.startswith("["):  # [v6]:port
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:  # name:port
+        host = host.split(":", 1)[0]
+    host = host.lower().rstrip(".")
+    if not host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    return host == "localhost" or host.endswith(".localhost") or host in names
 
 
 def request_token(query: Mapping[str, list], headers: Mapping[str, str]) -> Optional[str]:

@@ -13,7 +13,9 @@ import zmq.asyncio
 
 import web
 from flirstream import config as configuration
+from flirstream.binding import bind_retrying
 
+from . import access, listener, redact
 from .feed import Feed
 from .handlers import Context
 from .health import Health
@@ -33,33 +35,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "idle keep-alive connections (slowloris protection)")
 
 
-def raise_fd_limit(max_clients: int) -> None:
-    """Room for max_clients viewer sockets: raise the soft open-file limit (systemd's default is
-    1024) up to the hard one. Viewers beyond the limit would be refused with EMFILE."""
-    need = max_clients + 256  # plus ZeroMQ, listening sockets, snapshots, logs
+def raise_fd_limit(max_clients: int) -> int:
+    """Raise the soft open-file limit (systemd's default is 1024) to the hard one: every viewer is
+    a descriptor. Returns the limit in force; warns when it leaves too little room for max_clients."""
     try:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     except (OSError, ValueError):
-        return
-    if soft == resource.RLIM_INFINITY or soft >= need:
-        return
-    new = need if hard == resource.RLIM_INFINITY else min(need, hard)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-    except (OSError, ValueError):
-        new = soft
-    if new < need:
+        return listener.open_file_limit()
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > soft):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError):
+            pass
+    limit = listener.open_file_limit()
+    if listener.connection_limit(limit, max_clients) < max_clients + listener.RESERVE_FDS:
         log.warning("open-file limit is %d, too low for max_clients = %d: raise it (LimitNOFILE= in "
-                    "the systemd unit, ulimit -n) or lower max_clients", new, max_clients)
+                    "the systemd unit, ulimit -n) or lower max_clients", limit, max_clients)
+    return limit
 
 
 def run(cfg: configuration.Config, args: argparse.Namespace) -> int:
+    redact.install((cfg.server.token, cfg.server.control_token))
     raise_fd_limit(cfg.server.max_clients)
-    asyncio.run(serve(cfg, getattr(args, "request_timeout", REQUEST_TIMEOUT_S)))
-    return 0
+    return asyncio.run(serve(cfg, getattr(args, "request_timeout", REQUEST_TIMEOUT_S)))
 
 
-async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+def watch_vital(task: "asyncio.Task", name: str, on_death: asyncio.Event,
+                stopping: asyncio.Event) -> None:
+    """If `task` ever ends (an exception, or returning) before `stopping` is set, log it and set
+    on_death: the process then stops with status 1, so run / supervisord / systemd restart it,
+    instead of living on without frames."""
+
+    def done(t: "asyncio.Task") -> None:
+        if stopping.is_set() or t.cancelled():
+            return
+        exc = t.exception()
+        if exc is not None:
+            log.error("the %s task died: %r; stopping with status 1 to be restarted", name, exc,
+                      exc_info=exc)
+        else:
+            log.error("the %s task ended; stopping with status 1 to be restarted", name)
+        on_death.set()
+
+    task.add_done_callback(done)
+
+
+async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TIMEOUT_S) -> int:
+    """Serve until SIGINT / SIGTERM (returns 0) or until a vital task dies (returns 1)."""
     loop = asyncio.get_running_loop()
     srv = cfg.server
     zctx = zmq.asyncio.Context()
@@ -70,11 +92,14 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
     camera_relay = ControlRelay(zctx, cfg.endpoints.camera, timeout_s=10.0, peer="capture")
     feed = Feed(zctx, cfg.endpoints.images, hub)
     ports = tuple(p for p in (srv.port, srv.websocket_port) if p)
+    # the names are looked up once here: getfqdn() may ask DNS, which must not stall a request
+    hosts = access.own_names(srv.host, srv.allowed_hosts)
     ctx = Context(server=srv, hub=hub, relay=relay, metrics=metrics, health=health, ports=ports,
-                  camera_relay=camera_relay)
+                  hosts=hosts, camera_relay=camera_relay)
     try:
-        servers = listen(make_app(ctx, srv.static_dir), srv, request_timeout_s)
-    except configuration.ConfigError:
+        app = make_app(ctx, srv.static_dir)
+        servers = bind_retrying(lambda: listen(app, srv, request_timeout_s))
+    except Exception:  # ConfigError, or StageFault after retrying a restarted server's port
         feed.close()
         relay.close()
         camera_relay.close()
@@ -90,13 +115,20 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
             asyncio.ensure_future(relay.notify({"op": "viewers", "count": count}))
 
     hub.on_viewers = tell_encoder
-    stop = asyncio.Event()
+    stop, died = asyncio.Event(), asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     relay.start()
     camera_relay.start()
     tasks = [loop.create_task(feed.run()), loop.create_task(_tick(hub, relay))]
-    await stop.wait()
+    for task, name in zip(tasks, ("frame feed", "status tick")):
+        watch_vital(task, name, died, stop)
+    watch_vital(relay.reader, "control reply reader", died, stop)
+    waiters = [loop.create_task(stop.wait()), loop.create_task(died.wait())]
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
+    stop.set()  # from here on, tasks end because we stop them
 
     log.info("stopping")
     for http in servers:
@@ -117,6 +149,7 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
     camera_relay.close()
     zctx.term()
     log.info("stopped")
+    return 1 if died.is_set() else 0
 
 
 async def _tick(hub: Hub, relay: ControlRelay) -> None:

@@ -19,6 +19,7 @@ from .hub import Hub
 
 log = logging.getLogger("feed")
 
+
 class Feed:
     def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, hub: Hub) -> None:
         self.endpoint = endpoint
@@ -38,26 +39,38 @@ class Feed:
                 log.debug("feed stopped: %s", exc)
                 return
             for parts in statuses:
-                try:
-                    self.hub.on_status(wire.unpack_status(parts))
-                except wire.WireError as exc:
-                    self._complain("bad status message", exc)
+                self._one("bad status message", self._status, parts)
             thermal = newest.get(wire.THERMAL_TOPIC)
             if thermal is not None:
-                try:
-                    self.hub.on_thermal(wire.unpack_thermal(thermal))
-                except wire.WireError as exc:
-                    self._complain("bad thermal message", exc)
+                self._one("bad thermal message", self._thermal, thermal)
             image = newest.get(wire.IMAGE_TOPIC)
             if image is not None:
-                try:
-                    frame = wire.unpack_image(image)
-                except wire.WireError as exc:
-                    self.hub.metrics.frames_bad += 1
-                    self._complain("bad frame message", exc)
-                    continue
-                self.hub.on_image(frame, skipped.get(wire.IMAGE_TOPIC, 0))
+                self._one("bad frame message", self._image, image, skipped.get(wire.IMAGE_TOPIC, 0))
             await asyncio.sleep(0)  # let writes and requests run between bursts
+
+    def _one(self, kind: str, handle, *args) -> None:
+        """Handle one message; whatever is wrong with it costs that message only (and one line)."""
+        try:
+            handle(*args)
+        except wire.WireError as exc:
+            self._complain(kind, exc)
+        except Exception as exc:  # a bug meeting odd input: the feed must outlive it
+            self._complain(kind, exc)
+            log.debug("feed failure", exc_info=True)
+
+    def _status(self, parts: list) -> None:
+        self.hub.on_status(wire.unpack_status(parts))
+
+    def _thermal(self, parts: list) -> None:
+        self.hub.on_thermal(wire.unpack_thermal(parts))
+
+    def _image(self, parts: list, skipped: int) -> None:
+        try:
+            frame = wire.unpack_image(parts)
+        except wire.WireError:
+            self.hub.metrics.frames_bad += 1
+            raise
+        self.hub.on_image(frame, skipped)
 
     def _complain(self, kind: str, exc: Exception) -> None:
         """Log bad input at most every 5 s per kind, so a broken publisher cannot flood the log and

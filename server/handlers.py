@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -57,6 +58,7 @@ class Context:
     metrics: Metrics
     health: Health
     ports: tuple = ()  # every port this server listens on (for the Origin check)
+    hosts: Optional[frozenset] = None  # names the server is reached under (access.own_names)
     camera_relay: Optional[ControlRelay] = None  # to capture's camera control ([endpoints] camera)
     closing: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -75,8 +77,27 @@ class AccessMixin:
         return access.presented_token(self.get_query_argument("token", None),
                                       self.request.headers.get("Authorization"))
 
+    def host_allowed(self) -> bool:
+        """Check the Host header (DNS rebinding); on failure answer 400 and return False."""
+        ctx = self.ctx
+        if ctx.hosts is None:
+            ctx.hosts = access.own_names(ctx.server.host, getattr(ctx.server, "allowed_hosts", ()))
+        if access.host_allowed(self.request.host, ctx.hosts):
+            return True
+        ctx.metrics.rejected["host"] += 1
+        log.warning("400 %s %s from %s: Host %r is not a name of this server (add it to [server] "
+                    "allowed_hosts if it is)", self.request.method, self.request.path,
+                    self.request.remote_ip, self.request.host)
+        self.set_status(400)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish("unknown Host: add this name to [server] allowed_hosts in server.conf\n")
+        return False
+
     def viewer_allowed(self) -> bool:
-        """Check the viewing token; on failure answer 401 and return False."""
+        """Check the Host header and the viewing token; on failure answer 400 / 401 and return
+        False."""
+        if not self.host_allowed():
+            return False
         expected = self.ctx.server.token
         token = self.presented_token()
         if access.viewer_allowed(expected, token, self.get_cookie(access.COOKIE)):
@@ -128,8 +149,13 @@ class Base(AccessMixin, tornado.web.RequestHandler):
         self.finish(f"{status_code} {self._reason}\n")
 
 
+VIEWER_TYPES = (".html", ".js", ".css", ".svg", ".ico", ".png")
+
+
 class ViewerFiles(AccessMixin, tornado.web.StaticFileHandler):
-    """The viewer (web/): no directory listing, nothing outside its directory (Tornado checks)."""
+    """The viewer (web/): no directory listing, nothing outside its directory (Tornado checks),
+    and only the viewer's own kinds of file - web/ is also a Python package (make_palettes.py,
+    __pycache__), and a static_dir may hold other things. No dotfiles."""
 
     def initialize(self, ctx: Context, path: str) -> None:  # type: ignore[override]
         self.ctx = ctx
@@ -137,6 +163,21 @@ class ViewerFiles(AccessMixin, tornado.web.StaticFileHandler):
 
     def prepare(self) -> None:
         self.viewer_allowed()
+
+    def parse_url_path(self, url_path: str) -> str:
+        if "\x00" in url_path:  # the OS would refuse it with ValueError (a 500)
+            raise tornado.web.HTTPError(400)
+        return super().parse_url_path(url_path)
+
+    def validate_absolute_path(self, root: str, absolute_path: str) -> Optional[str]:
+        path = super().validate_absolute_path(root, absolute_path)
+        if path is None:
+            return None  # redirected (a directory without its trailing slash)
+        inside = os.path.relpath(path, os.path.abspath(root))
+        if os.path.splitext(path)[1].lower() not in VIEWER_TYPES or \
+                any(part.startswith(".") for part in inside.split(os.sep)):
+            raise tornado.web.HTTPError(404)
+        return path
 
     def set_extra_headers(self, path: str) -> None:
         self.set_header("Cache-Control", "no-cache")  # revalidate (ETag) so updates show at once
@@ -151,6 +192,12 @@ class MJPEGStream(Base):
 
     transport = "mjpeg"
     wants_raw = False
+
+    def head(self) -> None:
+        """Monitors probe with HEAD: the stream's headers, no stream."""
+        self.set_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        self.set_header("Cache-Control", "no-cache, no-store")
+        self.finish()
 
     async def get(self) -> None:
         if self.refuse_full():
@@ -218,6 +265,8 @@ class Snapshot(Base):
         self.set_header("X-Pixel-Meaning", frame.meaning)  # what the TIFF's values are
         self.finish(data)
 
+    head = get  # Tornado sends no body for HEAD (and keeps Content-Length)
+
 
 class Healthz(Base):
     def get(self) -> None:
@@ -225,6 +274,8 @@ class Healthz(Base):
         self.set_status(200 if healthy else 503)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(report))
+
+    head = get
 
 
 class MetricsPage(Base):
@@ -240,3 +291,5 @@ class MetricsPage(Base):
                     counters[name] = values
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.finish(self.ctx.metrics.render(viewers, counters, states))
+
+    head = get

@@ -81,9 +81,11 @@ class Metrics:
         for stage, counters in stage_counters.items():
             for name, value in sorted(counters.items()):
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    samples.append(({"stage": stage, "counter": name}, value))
-        out.metric("flirstream_stage_counter", "gauge",
-                   "counters each stage reports in its status (frames, discards, crc_errors, ...)",
+                    samples.append(({"stage": stage, "event": name}, value))
+        # A counter (they only grow; a restarted stage starts again at 0, which Prometheus'
+        # rate() handles). promtool: a counter's name ends in _total and does not say "counter".
+        out.metric("flirstream_stage_events_total", "counter",
+                   "events each stage counts in its status (frames, discards, crc_errors, ...)",
                    samples)
         out.histogram("flirstream_frame_latency_seconds",
                       "capture time to server send, per frame", self.latency)

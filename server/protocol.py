@@ -56,6 +56,7 @@ Client -> server, TEXT JSON (at most 4 KiB, at most ~20 per second):
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -198,16 +199,18 @@ def _as_conf_text(value: Any) -> str:
 def parse_client(text: str) -> SetSettings | EnableRaw | Ping | CameraCommand:
     """Parse and check one text message from a browser; raises ProtocolError."""
     try:
-        message = json.loads(text)
-    except ValueError:
-        raise ProtocolError("message is not JSON") from None
+        # the stages' bounded reader: size, depth (3,000 "[" was a RecursionError), and no
+        # NaN / Infinity / 1e999 (a pong with one of them could not be written back)
+        message = wire.load_json(text.encode("utf-8", "surrogatepass"))
+    except wire.WireError as exc:
+        raise ProtocolError(f"message refused: {exc}") from None
     if not isinstance(message, dict):
         raise ProtocolError("message is not a JSON object")
     op = message.get("op")
     if op == "ping":
         t = message.get("t")
-        if not isinstance(t, (int, float)) or isinstance(t, bool):
-            raise ProtocolError("ping needs a number t")
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t):
+            raise ProtocolError("ping needs a finite number t")
         return Ping(t)
     if op == "raw":
         enable = message.get("enable")

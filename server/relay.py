@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from typing import Callable, Optional
 
 import zmq
@@ -44,9 +45,15 @@ class ControlRelay:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}
         self._reader: Optional[asyncio.Task] = None
+        self._complained_at = -1e9
 
     def start(self) -> None:
         self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    @property
+    def reader(self) -> Optional[asyncio.Task]:
+        """The task reading replies (after start())."""
+        return self._reader
 
     async def _send(self, message: dict) -> int:
         request_id = next(self._ids)
@@ -87,15 +94,25 @@ class ControlRelay:
             except (zmq.ZMQError, asyncio.CancelledError):
                 return
             try:
-                reply = wire.unpack_control(parts[-1])  # tolerate a REQ-style empty delimiter
-            except wire.WireError as exc:
-                log.warning("bad control reply from %s: %s", self.peer, exc)
-                continue
-            if reply.get("ok") is True and isinstance(reply.get("settings"), dict):
-                self.on_settings(reply["settings"])
-            future = self._pending.get(reply.get("id")) if isinstance(reply.get("id"), int) else None
-            if future is not None and not future.done():
-                future.set_result(reply)
+                self._reply(parts)
+            except Exception as exc:  # one bad reply must not end the reader
+                self._complain(f"bad control reply from {self.peer}: {exc}")
+
+    def _reply(self, parts: list) -> None:
+        reply = wire.unpack_control(parts[-1])  # tolerate a REQ-style empty delimiter
+        if reply.get("ok") is True and reply.get("settings") is not None:
+            wire.check_settings(reply["settings"])
+            self.on_settings(reply["settings"])
+        future = self._pending.get(reply.get("id")) if isinstance(reply.get("id"), int) else None
+        if future is not None and not future.done():
+            future.set_result(reply)
+
+    def _complain(self, text: str) -> None:
+        """At most one line per 5 s, so a broken encoder cannot flood the log."""
+        now = time.monotonic()
+        if now - self._complained_at >= 5.0:
+            self._complained_at = now
+            log.warning("%s (such replies are dropped)", text)
 
     def close(self) -> None:
         if self._reader is not None:

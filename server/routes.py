@@ -7,13 +7,14 @@ import socket
 import ssl
 from typing import Any, Optional
 
-import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
 import web
+from flirstream.binding import BindError
 from flirstream.config import ConfigError
 
+from . import listener
 from .camera import CameraAPI
 from .handlers import Context, Healthz, MetricsPage, MJPEGStream, Snapshot, ViewerFiles
 from .websocket import Viewer
@@ -25,6 +26,23 @@ MAX_BODY_BYTES = 4 * 1024  # nothing here takes a body
 REQUEST_TIMEOUT_S = 10.0  # a request's headers (or body) must arrive within this; idle keep-alive too
 WS_PING_INTERVAL_S = 10.0
 WS_PING_TIMEOUT_S = 10.0  # Tornado wants it <= the interval
+
+
+access_log = logging.getLogger("tornado.access")
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """One access line per request (tokens are taken out by server.redact). An expected 503 -
+    /healthz saying unhealthy, a full server, no fresh snapshot - is news, not an error."""
+    status = handler.get_status()
+    if status < 400 or status == 503:
+        method = access_log.info
+    elif status < 500:
+        method = access_log.warning
+    else:
+        method = access_log.error
+    method("%d %s %.2fms", status, handler._request_summary(),
+           1000.0 * handler.request.request_time())
 
 
 def make_app(ctx: Context, static_dir: Optional[str] = None) -> tornado.web.Application:
@@ -43,6 +61,7 @@ def make_app(ctx: Context, static_dir: Optional[str] = None) -> tornado.web.Appl
         websocket_ping_interval=WS_PING_INTERVAL_S,
         websocket_ping_timeout=WS_PING_TIMEOUT_S,
         compress_response=False,
+        log_function=log_request,
         xsrf_cookies=False,
     )
 
@@ -64,7 +83,7 @@ def host_port(host: str, port: int) -> str:
 
 
 def listen(app: tornado.web.Application, server: Any,
-           request_timeout_s: float = REQUEST_TIMEOUT_S) -> list[tornado.httpserver.HTTPServer]:
+           request_timeout_s: float = REQUEST_TIMEOUT_S) -> list[listener.HTTPServer]:
     """Listen on [server] port (and websocket_port); ConfigError naming host:port if that fails."""
     ports = [server.port]
     if server.websocket_port is not None and server.websocket_port != server.port:
@@ -74,6 +93,7 @@ def listen(app: tornado.web.Application, server: Any,
     address = None if server.host == "::" else server.host
     family = socket.AF_UNSPEC
     servers = []
+    limit = listener.connection_limit(listener.open_file_limit(), server.max_clients)
     for port in ports:
         try:
             sockets = tornado.netutil.bind_sockets(port, address, family, backlog=server.backlog)
@@ -81,11 +101,12 @@ def listen(app: tornado.web.Application, server: Any,
             for s in servers:
                 s.stop()
             why = "already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
-            raise ConfigError(f"[server] cannot listen on {host_port(server.host, port)}: {why}") \
+            raise BindError(f"[server] cannot listen on {host_port(server.host, port)}: {why}") \
                 from None
-        http = tornado.httpserver.HTTPServer(
+        http = listener.HTTPServer(
             app, ssl_options=tls, max_header_size=MAX_HEADER_BYTES, max_body_size=MAX_BODY_BYTES,
             idle_connection_timeout=request_timeout_s, body_timeout=request_timeout_s)
+        http.connection_limit = limit
         http.add_sockets(sockets)
         servers.append(http)
     return servers

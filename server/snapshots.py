@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import json
+import struct
 import time
 
 import numpy as np
@@ -24,41 +26,59 @@ def filename(frame: ImageFrame, extension: str) -> str:
     return f"lepton-{stamp}.{millis:03d}Z-seq{frame.seq}{what}.{extension}"
 
 
+def description(frame: ImageFrame) -> dict:
+    """What a TIFF's pixels mean, for its ImageDescription (JSON, so tools can read it back)."""
+    when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(frame.t)) + f".{int((frame.t % 1) * 1000):03d}Z"
+    about = {"source": "flir-stream", "sensor": frame.sensor, "seq": frame.seq, "capture_time": when,
+             "capture_time_unix": round(frame.t, 3), "tlinear": bool(frame.tlinear)}
+    if frame.tlinear:
+        about.update(unit="kelvin", kelvin_per_count=frame.kelvin_per_count,
+                     meaning=f"kelvin = value * {frame.kelvin_per_count:g}; "
+                             f"degrees C = value * {frame.kelvin_per_count:g} - {KELVIN_AT_0C}")
+    else:
+        about.update(unit="counts", kelvin_per_count=None,
+                     meaning=f"{MEANING_TEXT.get(frame.meaning, frame.meaning)}: not temperatures "
+                             f"(no temperature scale)")
+    about["pixels"] = frame.meaning  # kelvin_x100, kelvin_x10, raw_counts or agc_8bit
+    return about
+
+
+_SHORT, _LONG, _ASCII = 3, 4, 2
+
+
 def tiff(frame: ImageFrame) -> bytes:
-    """The radiometric pixels as they came (TLinear kelvin, raw counts or AGC output), 16-bit
-    greyscale TIFF; its ImageDescription tag says which (MEANING_TEXT)."""
-    import cv2  # only here: importing OpenCV adds ~0.2 s to the server's start-up
-    ok, data = cv2.imencode(".tiff", np.ascontiguousarray(frame.pixels, dtype=np.uint16))
-    if not ok:
-        raise ValueError("OpenCV could not encode the frame as TIFF")
-    return describe_tiff(data.tobytes(), f"flir-stream: {MEANING_TEXT.get(frame.meaning, frame.meaning)}")
-
-
-def describe_tiff(data: bytes, text: str) -> bytes:
-    """A TIFF with an ImageDescription (tag 270) added to its first IFD: the IFD is copied to the
-    end of the file with the new entry (tags stay sorted), the header pointed at it."""
-    import struct
-
-    order = "<" if data[:2] == b"II" else ">"
-    (ifd,) = struct.unpack_from(order + "I", data, 4)
-    (count,) = struct.unpack_from(order + "H", data, ifd)
-    entries = [data[ifd + 2 + 12 * i: ifd + 14 + 12 * i] for i in range(count)]
-    if any(struct.unpack_from(order + "H", e)[0] == 270 for e in entries):
-        return data
-    (next_ifd,) = struct.unpack_from(order + "I", data, ifd + 2 + 12 * count)
-    note = text.encode("ascii", "replace") + b"\0"
-    out = bytearray(data)
-    if len(out) % 2:
-        out += b"\0"
-    note_at = len(out)
-    out += note + (b"\0" if len(note) % 2 else b"")
-    entries.append(struct.pack(order + "HHII", 270, 2, len(note), note_at))
-    entries.sort(key=lambda e: struct.unpack_from(order + "H", e)[0])
-    new_ifd = len(out)
-    out += struct.pack(order + "H", len(entries)) + b"".join(entries) + \
-        struct.pack(order + "I", next_ifd)
-    struct.pack_into(order + "I", out, 4, new_ifd)
-    return bytes(out)
+    """The radiometric pixels as they came (TLinear counts, raw counts or AGC output), a 16-bit greyscale
+    baseline TIFF (little-endian, one uncompressed strip) that explains itself: ImageDescription
+    holds description(frame) as JSON, DateTime the capture time (UTC), Software flir-stream.
+    (OpenCV, which encoded it before, cannot write these tags.)"""
+    pixels = np.ascontiguousarray(frame.pixels, dtype="<u2")
+    rows, cols = pixels.shape
+    data = pixels.tobytes()
+    text = json.dumps(description(frame), separators=(", ", ": ")).encode("ascii") + b"\0"
+    stamp = time.strftime("%Y:%m:%d %H:%M:%S", time.gmtime(frame.t)).encode("ascii") + b"\0"
+    data_at = 8
+    ifd_at = data_at + len(data) + (len(data) & 1)  # TIFF offsets are word aligned
+    entries = [  # (tag, type, value): tags in ascending order, as TIFF 6.0 requires
+        (256, _LONG, cols), (257, _LONG, rows), (258, _SHORT, 16), (259, _SHORT, 1),  # no compression
+        (262, _SHORT, 1),  # BlackIsZero
+        (270, _ASCII, text), (273, _LONG, data_at), (277, _SHORT, 1), (278, _LONG, rows),
+        (279, _LONG, len(data)), (284, _SHORT, 1), (305, _ASCII, b"flir-stream\0"),
+        (306, _ASCII, stamp), (339, _SHORT, 1),  # SampleFormat: unsigned integer
+    ]
+    extra_at = ifd_at + 2 + 12 * len(entries) + 4
+    ifd, extra = [struct.pack("<H", len(entries))], []
+    for tag, kind, value in entries:
+        if kind == _ASCII:
+            offset = extra_at + sum(len(e) for e in extra)
+            extra.append(value + (b"\0" if len(value) & 1 else b""))
+            ifd.append(struct.pack("<HHII", tag, kind, len(value), offset))
+        elif kind == _SHORT:
+            ifd.append(struct.pack("<HHIHH", tag, kind, 1, value, 0))
+        else:
+            ifd.append(struct.pack("<HHII", tag, kind, 1, value))
+    ifd.append(struct.pack("<I", 0))  # no next IFD
+    head = b"II" + struct.pack("<HI", 42, ifd_at)
+    return b"".join([head, data, b"\0" * (ifd_at - data_at - len(data)), *ifd, *extra])
 
 
 def csv(frame: ImageFrame) -> bytes:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import pytest
 
@@ -20,12 +20,14 @@ CHROMIUM = "/usr/bin/chromium"
 class Stage:
     """One stage (`capture`, `encoder`, `server` or `run`) as a real child process."""
 
-    def __init__(self, command: str, config: Path, *args: str, log_dir: Optional[Path] = None):
+    def __init__(self, command: str, config: Path, *args: str, log_dir: Optional[Path] = None,
+                 wrap: Sequence[str] = ()):
+        """`wrap` goes before the command line, e.g. ("prlimit", "--nofile=1024") (it must exec)."""
         self.command = command
         self.log_path = (log_dir or config.parent) / f"{command}-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flirstream", command, "--config", str(config), *args],
+            [*wrap, sys.executable, "-m", "flirstream", command, "--config", str(config), *args],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=str(config.parent),
             start_new_session=True)
 

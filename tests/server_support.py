@@ -241,7 +241,7 @@ class Live:
     """A server process with a stand-in encoder, on free loopback ports."""
 
     def __init__(self, directory: Path, *args: str, encoder: Optional[dict] = None,
-                 wait_for: Optional[int] = 200, **server: str) -> None:
+                 wait_for: Optional[int] = 200, wrap: tuple = (), **server: str) -> None:
         static = write_index(directory / "static")
         (static / "img.html").write_text('<!doctype html><img id="v" src="/stream.mjpg">')
         (directory / "secret.txt").write_text("TOP-SECRET-OUTSIDE-STATIC")
@@ -251,7 +251,7 @@ class Live:
         self.host = "::1" if self.cfg.server.host in ("::1", "::") else "127.0.0.1"
         self.encoder = FakeEncoder(self.cfg.endpoints.images, self.cfg.endpoints.control,
                                    **(encoder or {}))
-        self.stage = Stage("server", self.conf, *args)
+        self.stage = Stage("server", self.conf, *args, wrap=wrap)
         if self.cfg.server.tls_cert:
             return  # the test waits with its own TLS client
         try:

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import psutil
 import pytest
 import zmq
 
+from capture import vospi
 from capture.vospi import FrameAssembler
 from flirstream import links, wire
 
@@ -207,3 +209,44 @@ def test_endpoint_in_use_is_one_line_and_exit_2(tmp_path, stages, watch):
     assert done.returncode == 2
     assert "[endpoints] frames = tcp://127.0.0.1:" in done.stderr and "cannot bind" in done.stderr
     assert first.stop() == 0
+
+
+def _cpu_percent(pid: int, seconds: float = 2.0) -> float:
+    """Share of one core the process used over `seconds`."""
+    process = psutil.Process(pid)
+    before = process.cpu_times()
+    time.sleep(seconds)  # a measurement window, not a wait for something to happen
+    after = process.cpu_times()
+    return 100.0 * ((after.user - before.user) + (after.system - before.system)) / seconds
+
+
+def test_replaying_a_file_of_discard_packets_in_realtime_does_not_spin(tmp_path, stages, watch):
+    # The audit: 93-98 % CPU forever, as pacing counted only non-discard packets.
+    path = tmp_path / "discards.vospi"
+    path.write_bytes(vospi.discard_packets(2000))
+    config = write_config(tmp_path, capture={"source": f"vospi-file:{path}", "replay": "realtime"})
+    watcher = watch(config)
+    stage = stages("capture", config)
+    watcher.until(lambda: watcher.status, stage=stage)  # running, publishing status
+    cpu = _cpu_percent(stage.pid)
+    print(f"capture on a file of discard packets: {cpu:.0f} % of a core")
+    assert cpu < 40, f"capture used {cpu:.0f} % of a core"
+    assert stage.proc.poll() is None
+
+
+def test_a_file_truncated_while_replaying_waits_and_says_so(tmp_path, stages, watch):
+    path = tmp_path / "rec.vospi"
+    frame = np.full((120, 160), 30000, np.uint16)
+    path.write_bytes(b"".join(vospi.encode_frame(frame, "lepton3", frame_counter=i)
+                              for i in range(5)))
+    config = write_config(tmp_path, capture={"source": f"vospi-file:{path}", "replay": "realtime"})
+    watcher = watch(config)
+    stage = stages("capture", config)
+    watcher.until(lambda: watcher.frames, stage=stage)
+    path.write_bytes(b"")  # truncated to 0 bytes under the replaying capture
+    watcher.until(lambda: watcher.status and "is empty" in watcher.status[-1]["detail"],
+                  stage=stage)
+    cpu = _cpu_percent(stage.pid)
+    print(f"capture on a truncated file: {cpu:.0f} % of a core")
+    assert cpu < 40, f"capture used {cpu:.0f} % of a core"
+    assert watcher.status[-1]["state"] == "offline"

@@ -62,6 +62,7 @@ BAD_VALUES = {
     ("server", "backlog"): "0",
     ("server", "max_clients"): "-1",
     ("server", "allowed_origins"): "example.org",
+    ("server", "allowed_hosts"): "http://camera.example:8080",
     ("server", "tls_cert"): "/nonexistent/cert.pem",
     ("server", "tls_key"): "/nonexistent/key.pem",
     ("server", "stale_after_s"): "0",
@@ -127,7 +128,7 @@ def test_new_keys_win_over_the_seed_keys():
 
 @pytest.mark.parametrize("content,needle", [
     ("[cameras]\nx = 1\n", "[cameras]: unknown section"),
-    ("[encoder]\ncolour = red\n", "[encoder] colour = 'red': unknown key"),
+    ("[encoder]\ncolour = red\n", "[encoder] colour: unknown key"),
     ("[Server-Configurations]\nHTTP_Timeout = 3\n", "HTTP_Timeout".lower()),
     ("[server]\nport = 5560\n[endpoints]\nframes = tcp://127.0.0.1:5560\n", "already used"),
     ("[server]\nport = 9000\nwebsocket_port = 9000\n", None),  # same port twice is fine
@@ -203,3 +204,73 @@ def test_readme_reference_lists_every_key():
     for section, keys in SCHEMA.items():
         for key in keys:
             assert (section, key) in listed, f"README's configuration table lacks [{section}] {key}"
+
+
+# ---------------------------------------------------------------- messages about the file itself
+
+@pytest.mark.parametrize("content,line,what", [
+    ("[server]\nport = 8080\nthis is not a setting\n", 3, "expected 'key = value'"),
+    ("# a comment\nport = 8080\n", 2, "expected a [section] header first"),
+    ("[server]\nport = 8080\nport = 8081\n", 3, "[server] port is set twice"),
+    ("[server]\n[encoder]\n[server]\n", 3, "[server] appears twice"),
+])
+def test_an_ini_syntax_error_names_its_line(tmp_path, content, line, what):
+    path = tmp_path / "server.conf"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: line {line}: ") and what in message, message
+    assert "\n" not in message
+
+
+def test_a_file_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "server.conf"
+    path.write_bytes("\ufeff[server]\nport = 8090\n".encode("utf-8"))
+    assert config.load(path).server.port == 8090
+    assert config.loads("\ufeff[server]\nport = 8091\n").server.port == 8091
+
+
+def test_a_hash_in_a_value_is_kept_not_an_inline_comment(tmp_path):
+    path = tmp_path / "server.conf"
+    path.write_text("[server]\ntoken = pass #word\ncontrol_token = a;b ; c\n# a comment line\n")
+    cfg = config.load(path)
+    assert cfg.server.token == "pass #word"
+    assert cfg.server.control_token == "a;b ; c"
+    text = (ROOT / "server.conf").read_text()
+    assert "no comments after a value" in text  # and the shipped file says so
+
+
+def test_an_unknown_key_is_named_without_its_value(tmp_path):
+    # A misspelt `tokn = Secret` must not print the secret.
+    path = tmp_path / "server.conf"
+    path.write_text("[server]\ntokn = VerySecret\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert "tokn" in str(info.value) and "VerySecret" not in str(info.value)
+    path.write_text("[Server-Configurations]\nHTTP_Pasword = VerySecret\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert "VerySecret" not in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        config.load(None, ["server.tokn=VerySecret"])
+    assert "VerySecret" not in str(info.value)
+    result = run_cli("server", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 2 and "VerySecret" not in result.stderr + result.stdout
+
+
+def test_cli_alone_lists_its_commands_and_exits_2(tmp_path):
+    result = run_cli(cwd=tmp_path)
+    assert result.returncode == 2
+    for command in ("capture", "encoder", "server", "run"):
+        assert re.search(rf"^\s+{command}\s+\w", result.stderr, re.M), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["capture", "encoder", "server", "run"])
+def test_cli_help_shows_each_default_once(tmp_path, command):
+    result = run_cli(command, "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())  # argparse wraps lines
+    assert "(default: info)" in text and text.count("(default: info)") == 1, text
+    assert "(default: None)" not in text and "(default: [])" not in text

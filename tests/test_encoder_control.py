@@ -80,3 +80,56 @@ def test_controller_answers_and_refuses_with_reasons():
     assert "unknown op" in ask(c, {"op": "reboot", "id": "r"})["error"]
     assert ask(c, {"op": "reboot", "id": "r"})["id"] == "r"
     assert len(refusals) == 5 and all(r.startswith("control request refused") for r in refusals)
+
+
+def test_only_the_wire_formats_topics_are_tracked():
+    w = Watchers(clock=Clock())
+    for i in range(5000):  # a flood of distinct topics is refused and leaves nothing behind
+        assert w.subscription(b"\x01" + b"junk%d" % i) is False
+    assert w.subscription(b"\x01" + b"i" * 1024) is False
+    assert not w.subscribed and len(w._topics) == 0
+    assert w.subscription(b"\x01image") and w.subscription(b"\x01stat") and w.subscription(b"\x01")
+    assert w.subscribed and len(w._topics) == 3
+
+
+def test_unknown_settings_are_refused_with_a_reason_and_change_nothing():
+    refusals: list[str] = []
+    renderer = Renderer()
+    c = Controller(renderer, Watchers(clock=Clock()), on_refusal=refusals.append)
+    before = c.settings()
+    for settings in ({"self": "x"}, {"palette": "jet", "kwargs": 1}, {"__class__": 1}):
+        got = ask(c, {"op": "set", "settings": settings})
+        assert got["ok"] is False and "unknown key" in got["error"], got
+    assert c.settings() == before and len(refusals) == 3
+
+
+# ---------------------------------------------------------------- the status schema (wire.py)
+
+def test_status_messages_follow_one_schema_for_senders_and_receivers():
+    import math
+
+    import pytest
+
+    from flirstream import wire
+
+    good = wire.pack_status("encoder", "encoding", "fine", t=1.5, counters={"frames": 3,
+                            "paused": False}, settings={"palette": "jet"}, last_error="")
+    assert wire.unpack_status(good)["settings"] == {"palette": "jet"}
+    bad_fields = [
+        {"settings": {"palette": math.nan}}, {"settings": {"palette": 3}},
+        {"counters": {"frames": math.inf}}, {"counters": {"frames": "3"}},
+        {"counters": {str(i): i for i in range(100)}}, {"detail": "x" * 5000},
+        {"stage": "server"}, {"state": 7}, {"t": -1}, {"colour": "red"},
+    ]
+    for extra in bad_fields:
+        header = {"stage": "encoder", "state": "encoding", "detail": "", "t": 1.0, **extra}
+        with pytest.raises(wire.WireError):  # the sender's constructor refuses it...
+            wire.pack_status(**header)
+        raw = json.dumps({"v": 1, **header}).encode()  # ...and so does every receiver
+        with pytest.raises(wire.WireError):
+            wire.unpack_status([b"status", raw])
+    nan = b'{"v":1,"t":1,"stage":"encoder","state":"x","detail":"","settings":{"palette":NaN}}'
+    with pytest.raises(wire.WireError, match="NaN"):
+        wire.unpack_status([b"status", nan])
+    with pytest.raises(wire.WireError, match="nested"):
+        wire.unpack_status([b"status", b"[" * 5000])

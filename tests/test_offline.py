@@ -174,8 +174,8 @@ def test_sync_loss_recovers_and_no_damaged_frame_is_published(tmp_path: Path, st
     # Wait until the server has frames (the first viewer starts the encoder), then watch.
     received = asyncio.run(_watch_raw(f"ws://127.0.0.1:{port}/ws", 10.0))
     metrics = soak.parse_metrics(soak.http_get(f"http://127.0.0.1:{port}/metrics")[1].decode())
-    counters = {k.split('counter="')[1].rstrip('"}'): v for k, v in metrics.items()
-                if k.startswith("flirstream_stage_counter") and 'stage="capture"' in k}
+    counters = {k.split('event="')[1].rstrip('"}'): v for k, v in metrics.items()
+                if k.startswith("flirstream_stage_events_total") and 'stage="capture"' in k}
     print(f"\nsync loss: {len(received)} frames received in 10 s from a recording of "
           f"{kinds['intact']} intact and {kinds['damaged']} damaged frames; capture counters "
           f"{counters}")

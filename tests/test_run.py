@@ -388,3 +388,77 @@ def test_stages_stop_when_run_itself_is_killed(tmp_path, run_flir_stream):
     run.proc.kill()
     run.proc.wait(5)
     assert wait_until(lambda: not live(children), 15), f"orphans left running: {live(children)}"
+
+
+@pytest.mark.parametrize("stage", ["capture", "server"])
+def test_a_port_taken_while_a_stage_restarts_is_retried_not_a_config_error(tmp_path,
+                                                                           run_flir_stream, stage):
+    # The audit: kill capture and bind its frames port within 5 ms: the restarted capture exited 2
+    # ("cannot bind") and run took that for a configuration error and stopped everything.
+    config = write_config(tmp_path)
+    text = config.read_text()
+    http_port = int(re.search(r"^port = (\d+)$", text, re.M).group(1))
+    frames_port = int(re.search(r"^frames = tcp://127.0.0.1:(\d+)$", text, re.M).group(1))
+    port = frames_port if stage == "capture" else http_port
+    run = run_flir_stream(config)
+    run.wait_url()
+    old = run.wait_children()[stage]
+
+    # Deterministic race: run is stopped while the stage dies and the port is taken.
+    os.kill(run.proc.pid, signal.SIGSTOP)
+    try:
+        os.kill(old, signal.SIGKILL)
+        assert wait_until(lambda: psutil.Process(old).status() == psutil.STATUS_ZOMBIE, 10)
+        squatter = socket.socket()
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+        def squat() -> bool:  # as soon as the dead stage's last thread let go of the port
+            try:
+                squatter.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                return False
+        assert wait_until(squat, 10), f"port {port} still held after {stage} died"
+        squatter.listen()
+    finally:
+        os.kill(run.proc.pid, signal.SIGCONT)
+    try:
+        def attempts() -> int:
+            return run.stderr().count("a restarted stage retries")
+        assert wait_until(lambda: attempts() >= 3, 30), run.stderr()[-3000:]
+        assert run.proc.poll() is None, run.stderr()[-3000:]
+        assert "exited with status 2" not in run.stderr()
+        line = next(l for l in run.stderr().splitlines() if "a restarted stage retries" in l)
+        assert f"127.0.0.1:{port}" in line and stage in line, line  # says which port and why
+    finally:
+        squatter.close()
+    with FrameWatcher(f"ws://127.0.0.1:{http_port}/ws") as watcher:
+        released = time.time()
+        assert watcher.first_frame_captured_after(released, 30) is not None, \
+            f"no frames after the port was released: {watcher.last_error}\n{run.stderr()[-3000:]}"
+    assert run.children()[stage] != old
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.proc.wait(15) == 0, run.stderr()[-3000:]
+
+
+def test_a_second_instance_needs_only_another_port(tmp_path, run_flir_stream, monkeypatch):
+    # The endpoints are left to their default: each instance's own ipc:// sockets under its port.
+    monkeypatch.setenv("FLIRSTREAM_RUNTIME_DIR", str(tmp_path / "runtime"))
+    first, second = free_port(), free_port()
+    config = tmp_path / "server.conf"
+    config.write_text(f"[capture]\nsource = sim\n\n[server]\nhost = 127.0.0.1\nport = {first}\n")
+    one = run_flir_stream(config)
+    assert one.wait_url() == f"http://127.0.0.1:{first}/"
+    two = run_flir_stream(config, "--set", f"server.port={second}")
+    assert two.wait_url() == f"http://127.0.0.1:{second}/"
+    for port in (first, second):
+        with FrameWatcher(f"ws://127.0.0.1:{port}/ws") as watcher:
+            assert len(watcher.wait_frames(3, 30)) >= 3, f"{port}: {watcher.last_error}"
+    for run in (one, two):
+        assert run.proc.poll() is None and "exited with status" not in run.stderr(), \
+            run.stderr()[-3000:]
+    assert (tmp_path / "runtime" / str(first) / "frames").exists()
+    assert (tmp_path / "runtime" / str(second) / "images").exists()
+    for run in (one, two):
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.proc.wait(15) == 0, run.stderr()[-3000:]

@@ -82,7 +82,7 @@ def test_pipeline_streams_to_a_viewer(tmp_path, stages):
             assert status == 200 and report["capture"]["state"] == "streaming", report
             samples = parse_metrics(http_get(port, "/metrics")[2].decode())
             assert samples['flirstream_frames_sent_total{transport="websocket"}'] >= 10
-            assert any(k.startswith('flirstream_stage_counter{stage="capture"') for k in samples)
+            assert any(k.startswith('flirstream_stage_events_total{stage="capture"') for k in samples)
     finally:
         codes = {s.command: s.stop() for s in reversed(started)}
     assert codes == {"capture": 0, "encoder": 0, "server": 0}, \

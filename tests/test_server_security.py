@@ -18,6 +18,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import free_port, write_config
+from server.protocol import split_frame
 from server_support import Live, basic_auth, frames, http_get, json_messages, raw_request, \
     read_mjpeg_parts, wait_http
 
@@ -297,6 +298,9 @@ def test_healthz_503_without_any_stage(tmp_path):
         assert status == 503 and b"no fresh frame" in body
     finally:
         assert stage.stop() == 0
+    log = stage.log()
+    assert "503 GET /healthz" in log
+    assert " ERROR " not in log, log  # an expected 503 is news, not an error
 
 
 def test_snapshot_wakes_a_paused_encoder(live_factory):
@@ -339,3 +343,214 @@ def test_signal_stops_cleanly_with_viewers_connected(live_factory, sig):
     mjpeg.close()
     log = live.stage.log_path.read_text()
     assert "stopped" in log and "Traceback" not in log
+
+
+# ---------------------------------------------------------------- hostile input (issue 11)
+
+class _Watcher:
+    """A websocket viewer reading in its own thread, recording (arrival time, seq) of each frame."""
+
+    def __init__(self, live) -> None:
+        import threading
+        self.ws = live.ws().__enter__()  # connect() objects are meant for `with`
+        self.got: list[tuple[float, int]] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+        try:
+            while True:
+                message = self.ws.recv()
+                if isinstance(message, bytes):
+                    self.got.append((time.monotonic(), split_frame(message)[0]["seq"]))
+        except ConnectionClosed:
+            pass
+
+    def seqs_between(self, start: float, end: float) -> list[int]:
+        return [seq for t, seq in list(self.got) if start <= t <= end]
+
+    def close(self) -> None:
+        self.ws.close()
+        self.thread.join(5)
+
+
+def test_idle_connection_flood_under_1024_files(live_factory):
+    """Issue 11 defect 1: 1,100 idle TCP connections under a 1024 open-file limit (soft and hard)
+    must neither busy-loop the server nor flood its log, and a viewer keeps its frames."""
+    import psutil
+    live = live_factory(wrap=("prlimit", "--nofile=1024"), max_clients="200")
+    server = psutil.Process(live.stage.pid)
+    assert server.rlimit(psutil.RLIMIT_NOFILE)[0] == 1024
+    flood: list[socket.socket] = []
+    try:
+        watcher = _Watcher(live)
+        try:
+            deadline = time.monotonic() + 10
+            while len(watcher.got) < 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            lines_before = live.stage.log().count("\n")
+            flood_start = time.monotonic()
+            refused_in_a_row = 0
+            while len(flood) < 1100 and refused_in_a_row < 3:
+                # one at a time, as the server takes them: a burst of 1,100 SYNs would mostly
+                # be dropped at the listen backlog and never reach it
+                s = socket.socket()
+                s.settimeout(0.3)
+                try:
+                    s.connect(("127.0.0.1", live.port))
+                    refused_in_a_row = 0
+                except OSError:
+                    refused_in_a_row += 1
+                flood.append(s)
+            assert server.num_fds() > 400, server.num_fds()  # the server did take a crowd
+            cpu_before, start = sum(server.cpu_times()[:2]), time.monotonic()
+            deadline = start + 3.0
+            while time.monotonic() < deadline:  # the flood is held open for 3 s
+                time.sleep(0.1)
+            end = time.monotonic()
+            cpu = sum(server.cpu_times()[:2]) - cpu_before
+            wall = end - start
+            deadline = time.monotonic() + 5
+            while watcher.got[-1][0] < end:  # frames sent before `end` have arrived
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        finally:
+            watcher.close()
+        seqs = watcher.seqs_between(start, end)  # while the flood is held open
+        assert len(seqs) >= 20, seqs
+        assert len(seqs) >= 0.95 * (seqs[-1] - seqs[0] + 1), seqs
+        arriving = watcher.seqs_between(flood_start, start)  # while 1,100 connections arrive
+        print(f"flood: {len(flood)} connections tried, server holds {server.num_fds()} files; "
+              f"viewer got {len(arriving)} of {arriving[-1] - arriving[0] + 1} frames while they "
+              f"arrived, {len(seqs)} of {seqs[-1] - seqs[0] + 1} while they stayed; server CPU "
+              f"{cpu:.2f} s in {wall:.1f} s")
+        assert cpu < 0.4 * wall, (cpu, wall)
+        added = live.stage.log().splitlines()[lines_before:]
+        assert len(added) <= 5, added[:10]
+        assert "Traceback" not in live.stage.log()
+    finally:
+        for s in flood:
+            s.close()
+    assert wait_http(live.port, want=200) == 200  # and it serves as before
+
+
+VIEW_SECRET = "ViewSecret-4f1c9a"
+CONTROL_SECRET = "CtlSecret-77b2e0"
+
+
+def _get_some(port: int, path: str, headers: dict) -> int:
+    """Status of a GET, reading at most 64 KiB of the body (for endpoints that stream forever)."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        response.read1(65536) if response.status == 200 else response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def test_tokens_never_reach_any_log(tmp_path, stages):
+    """Issue 11 defect 2: every endpoint, with right and nearly right tokens in the query, basic
+    auth, cookies and paths, against the whole pipeline; no stage's log may contain either token."""
+    from urllib.parse import quote
+    conf = write_config(tmp_path, server={"token": VIEW_SECRET, "control_token": CONTROL_SECRET})
+    port = int(conf.read_text().split("port = ")[-1].split()[0])
+    started = [stages(name, conf, "--log-level", "debug") for name in ("capture", "encoder", "server")]
+    wait_http(port, want=200, headers=basic_auth(VIEW_SECRET), timeout=30)
+    near = [VIEW_SECRET[:-1], VIEW_SECRET + "x", VIEW_SECRET.upper(), CONTROL_SECRET[:-1],
+            CONTROL_SECRET + "0", quote(VIEW_SECRET + "/")]
+    paths = ["/", "/index.html", "/viewer.js", "/stream.mjpg", "/snapshot.jpg", "/snapshot.tiff",
+             "/snapshot.csv", "/healthz", "/metrics", "/ws", "/missing.html", "/index.html%00.js"]
+    for path in paths:
+        for token in [VIEW_SECRET, CONTROL_SECRET, *near]:
+            _get_some(port, f"{path}?token={token}", {})
+            _get_some(port, f"{path}?a=1&token={quote(token)}&b=2", {})
+            _get_some(port, path, basic_auth(token))
+            _get_some(port, path, {"Cookie": f"flirstream_session={token}"})
+        _get_some(port, f"/{VIEW_SECRET}{path}", {})
+    with connect(f"ws://127.0.0.1:{port}/ws?token={VIEW_SECRET}", open_timeout=5) as ws:
+        json_messages(ws, 2)
+        for token in (CONTROL_SECRET + "x", CONTROL_SECRET):
+            ws.send(json.dumps({"op": "set", "settings": {"palette": "jet"}, "token": token}))
+            json_messages(ws, 1)
+    for name in (VIEW_SECRET + "x", VIEW_SECRET, CONTROL_SECRET):
+        with pytest.raises(InvalidStatus):
+            connect(f"ws://127.0.0.1:{port}/ws?token={name}", open_timeout=5,
+                    origin="http://evil.example")
+    for stage in started:
+        assert stage.stop() == 0, stage.log()
+    logs = "".join(stage.log() for stage in started)
+    assert "401 GET" in logs and "200 GET" in logs  # requests were logged...
+    for secret in ("viewsecret", "ctlsecret", "4f1c9a", "77b2e0"):  # ...but no token, right or not
+        assert secret not in logs.lower(), [line for line in logs.splitlines()
+                                            if secret in line.lower()][:5]
+
+
+def test_a_lone_surrogate_token_is_refused_cleanly(live_factory):
+    """Issue 11 defect 7: a token "\\ud800" (legal in JSON, not in UTF-8) raised UnicodeEncodeError
+    in the token comparison."""
+    live = live_factory(token="view", control_token="ctl")
+    with live.ws("/ws?token=view") as ws:
+        json_messages(ws, 2)
+        ws.send('{"op": "set", "settings": {"palette": "jet"}, "token": "\\ud800"}')
+        reply = json_messages(ws, 1)[0]
+        assert reply["type"] == "error" and "control token" in reply["error"]
+        frames(ws, 1)
+    assert http_get(live.port, "/?token=%ED%A0%80")[0] in (400, 401)
+    assert http_get(live.port, "/?token=%80")[0] in (400, 401)
+    assert http_get(live.port, "/", headers={"Authorization": "Basic 7aCA"})[0] == 401
+    log = live.stage.log()
+    assert "Traceback" not in log and "Uncaught" not in log and " ERROR " not in log, log[-2000:]
+
+
+def _status_with_host(port: int, request: str) -> int:
+    """The status of a raw request (only the status line is read)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(request.encode())
+        head = b""
+        while b"\r\n" not in head:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    return int(head.split(b" ", 2)[1])
+
+
+def test_dns_rebinding_host_header_is_refused(live_factory):
+    """Issue 11 defect 11: a page on evil.example (resolving to 127.0.0.1) must not watch a
+    loopback camera: Host must be a name the server is reachable under."""
+    live = live_factory(allowed_hosts="camera.example, proxy.example.org")
+    port = live.port
+
+    def http(host: str, path: str = "/") -> int:
+        return _status_with_host(port, f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n")
+
+    def ws(host: str) -> int:
+        return _status_with_host(
+            port, f"GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  f"Sec-WebSocket-Version: 13\r\nOrigin: http://{host}\r\n\r\n")
+
+    for host in (f"evil.example:{port}", "evil.example", f"localhost.evil.example:{port}",
+                 f"127.0.0.1.nip.io:{port}", "camera.example.evil", f"{socket.gethostname()}x"):
+        assert ws(host) == 400, host
+        for path in ("/", "/healthz", "/snapshot.jpg", "/stream.mjpg", "/metrics", "/sub/x.js"):
+            assert http(host, path) == 400, (host, path)
+    good = [f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST.", f"[::1]:{port}",
+            f"app.localhost:{port}", f"camera.example:{port}", "Proxy.Example.Org",
+            f"{socket.gethostname()}:{port}", "192.0.2.7"]
+    for host in good:
+        assert ws(host) == 101, host
+        assert http(host) == 200, host
+    samples = http_get(port, "/metrics")[2].decode()
+    assert 'flirstream_rejected_total{reason="host"} 42' in samples
+    assert "allowed_hosts" in live.stage.log()
+
+
+def test_any_host_with_a_star(live_factory):
+    live = live_factory(allowed_hosts="*")
+    assert _status_with_host(live.port, "GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n") == 200

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import re
+import logging
 
 import cv2
 import numpy as np
@@ -287,8 +288,8 @@ def test_metrics_exposition_parses_and_counts():
     assert samples["flirstream_frames_received_total"] == 4
     assert samples['flirstream_frames_dropped_total{stage="upstream",reason="seq_gap"}'] == 2
     assert samples['flirstream_frames_dropped_total{stage="server",reason="newer_frame_waiting"}'] == 1
-    assert samples['flirstream_stage_counter{stage="capture",counter="crc_errors"}'] == 3
-    assert not any("counter=\"name\"" in k or "counter=\"ok\"" in k for k in samples)
+    assert samples['flirstream_stage_events_total{stage="capture",event="crc_errors"}'] == 3
+    assert not any("event=\"name\"" in k or "event=\"ok\"" in k for k in samples)
     assert samples['flirstream_frame_latency_seconds_bucket{le="0.01"}'] == 1
     assert samples['flirstream_frame_latency_seconds_bucket{le="0.075"}'] == 3
     assert samples['flirstream_frame_latency_seconds_bucket{le="5"}'] == 3
@@ -436,3 +437,132 @@ def test_rate_limit():
 def test_websocket_frame_header(length, header):
     from server.websocket import frame_header
     assert frame_header(length) == header
+
+
+# ---------------------------------------------------------------- vital tasks
+
+def test_a_vital_task_that_dies_is_logged_and_stops_the_process(caplog):
+    from server.app import watch_vital
+
+    async def main() -> tuple[bool, bool]:
+        stopping, died = asyncio.Event(), asyncio.Event()
+
+        async def broken() -> None:
+            raise RuntimeError("feed broke")
+
+        async def forever() -> None:
+            await asyncio.sleep(3600)
+
+        watch_vital(asyncio.get_running_loop().create_task(broken()), "frame feed", died, stopping)
+        await asyncio.wait_for(died.wait(), 5)
+        # a task ended on purpose while stopping does not count
+        calm = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(forever())
+        watch_vital(task, "status tick", calm, stopping)
+        stopping.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return died.is_set(), calm.is_set()
+
+    with caplog.at_level(logging.ERROR):
+        assert asyncio.run(main()) == (True, False)
+    assert "the frame feed task died: RuntimeError('feed broke')" in caplog.text
+
+
+# ---------------------------------------------------------------- accepting under EMFILE
+
+_EMFILE_CHILD = r"""
+import asyncio, logging, os, resource, socket, sys, time
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
+from server.listener import Acceptor
+
+async def main():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    accepted = []
+    Acceptor(sock, lambda connection, address: accepted.append(connection), limit=1 << 20)
+    filler = []
+    try:
+        while True:  # use up every descriptor: accept() must fail with EMFILE
+            filler.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        pass
+    print(sock.getsockname()[1], flush=True)
+    sys.stdin.readline()  # the parent has connected
+    cpu = time.process_time()
+    await asyncio.sleep(2.0)  # a window: the listening socket stays readable all along
+    cpu = time.process_time() - cpu
+    for fd in filler[:16]:
+        os.close(fd)
+    await asyncio.sleep(1.0)  # accepting resumes after its pause
+    print(len(accepted), f"{cpu:.3f}", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_accept_backs_off_on_emfile_instead_of_spinning(tmp_path):
+    """Issue 11 defect 1: with no descriptor left, Tornado's accept loop spun on the readable
+    listening socket writing a traceback each time. Acceptor pauses, logs one line, resumes."""
+    import subprocess
+    import socket
+    import sys
+    from conftest import ROOT
+    log = open(tmp_path / "child.log", "w")  # a file: a flood of lines must not block the child
+    child = subprocess.Popen([sys.executable, "-c", _EMFILE_CHILD], cwd=str(ROOT), text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+    clients = []
+    try:
+        port = int(child.stdout.readline())
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(5)]
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        accepted, cpu = child.stdout.readline().split()
+        child.wait(30)
+    finally:
+        for c in clients:
+            c.close()
+        child.kill()
+        log.close()
+    err = (tmp_path / "child.log").read_text()
+    assert child.returncode == 0, err[-2000:]
+    assert int(accepted) == 5  # none lost: they waited in the backlog
+    assert float(cpu) < 0.5, cpu  # not a busy loop (2 s of it would be ~2 s of CPU)
+    lines = err.splitlines()
+    assert len(lines) == 1 and "not accepting connections" in lines[0] and "Too many" in lines[0], \
+        err[-2000:]
+
+
+# ---------------------------------------------------------------- Host check and log redaction
+
+NAMES = access.own_names("camera.lan", ("proxy.example.org",))
+
+
+@pytest.mark.parametrize("host,allowed", [
+    ("127.0.0.1:8080", True), ("[::1]:8080", True), ("::1", True), ("10.1.2.3", True),
+    ("localhost", True), ("LocalHost.:8080", True), ("a.b.localhost", True),
+    ("camera.lan:8080", True), ("proxy.example.org", True), ("PROXY.EXAMPLE.ORG.", True),
+    ("evil.example", False), ("evil.example:8080", False), ("localhost.evil.example", False),
+    ("camera.lan.evil.example", False), ("127.0.0.1.nip.io", False), ("", False), ("[", False)])
+def test_host_allowed(host, allowed):
+    assert access.host_allowed(host, NAMES) is allowed
+
+
+def test_own_names_has_this_machine():
+    import socket
+    assert socket.gethostname().lower() in NAMES and "camera.lan" in NAMES
+    assert access.host_allowed("evil.example", access.own_names("127.0.0.1", ("*",)))
+
+
+def test_redact_takes_out_tokens_right_or_wrong():
+    from server.redact import Redact
+    clean = Redact(["s3cret/+x", ""]).clean
+    assert clean("200 GET /?token=anything&a=1 (1.2.3.4)") == "200 GET /?token=<redacted>&a=1 (1.2.3.4)"
+    assert clean("uri='/ws?control_token=zz'") == "uri='/ws?control_token=<redacted>'"
+    assert clean("404 GET /s3cret/+x/a") == "404 GET /<token>/a"
+    assert clean("404 GET /s3cret%2F%2Bx") == "404 GET /<token>"
+    assert clean("Authorization: Basic dXNlcjpzM2NyZXQ=") == "Authorization: Basic <redacted>"
+    assert clean("websocket viewer 127.0.0.1 connected") == "websocket viewer 127.0.0.1 connected"
