@@ -195,7 +195,11 @@ def test_tlinear_off_recording_never_yields_a_temperature(tlinear_off):
     status, headers_, body = http_get(port, "/snapshot.tiff")
     assert status == 200 and headers_["x-pixel-meaning"] == "raw_counts"
     assert "-raw-counts.tiff" in headers_["content-disposition"]
-    assert b"flir-stream: raw 14-bit counts (relative values)" in body
+    from PIL import Image  # the TIFF's own ImageDescription (JSON) says what its values are
+    import io
+    about = json.loads(Image.open(io.BytesIO(body)).tag_v2[270])
+    assert about["pixels"] == "raw_counts" and about["unit"] == "counts"
+    assert about["meaning"].startswith("raw 14-bit counts (relative values): not temperatures")
     values = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED)
     assert values.dtype == np.uint16 and 1000 < int(values.min()) <= int(values.max()) < 16384
     status, _, body = http_get(port, "/metrics")  # no temperature gauges from such frames
