@@ -107,6 +107,10 @@ def test_api_commands_errors_and_settings_that_survive_a_capture_restart(tmp_pat
     assert info["gain_mode"] == "low" and info["emissivity"] == 0.95
     assert info["background_c"] == 30.0 and info["meaning"] == "kelvin_x10"
     assert info["meaning_from"] == "cci"
+    # A reboot forgets every setting; capture sets the camera up again at once.
+    status, reply = post(port, {"op": "reboot"}, token)
+    assert status == 200 and reply["camera"]["gain_mode"] == "low", reply
+    assert reply["camera"]["emissivity"] == 0.95 and reply["camera"]["uptime_s"] < 5
 
     # The websocket op, with the token the page was opened with.
     with connect(f"ws://127.0.0.1:{port}/ws?token=steer", open_timeout=10) as ws:
