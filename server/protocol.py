@@ -6,7 +6,8 @@ Server -> client, one BINARY message per frame:
   header = the encoder's ImageFrame header: seq, t (capture time, Unix s), t_encoded, sensor,
            shape [rows, cols] (of the pixels), width, height (of the JPEG), palette, agc,
            unit ("C" or "counts"), range [lo, hi] (in unit), stats {min, max, mean, centre, min_xy,
-           max_xy}, tlinear, kelvin_per_count, telemetry
+           max_xy}, tlinear, kelvin_per_count, meaning ("kelvin_x100", "kelvin_x10", "raw_counts",
+           "agc_8bit": only the kelvin ones are temperatures), telemetry
            + t_sent (server clock when the server put the frame out to its viewers; all
            viewers get the same value), jpeg_bytes, raw_bytes. All times are Unix seconds.
   The pixels are uint16 little-endian, rows*cols of them, row-major, in display orientation (pixel
@@ -31,6 +32,9 @@ Server -> client, TEXT JSON:
         "unknown" while a stage is silent. fault names the part that is silent or failing: the
         encoder (capture's status reaches the server through it), capture, or the camera
         (capture reports it offline); server/health.py decides.
+    {"type": "camera", "camera": {...}}   capture's camera dict (flirstream/wire.py: model, serial,
+     firmware, fpa_temp_c, ffc_state, since_ffc_s, ffc_desired, gain_mode, emissivity, meaning,
+     control, ...): on connect, on every change (about once a second) and after a camera command
     {"type": "pong", "t": <the client's t>, "server": <server time, Unix s>}
     {"type": "error", "error": "<a sentence>"}
   Monitoring, only to a client that sent {"op": "monitor"} (regions, alarms, history; temperatures
@@ -54,6 +58,10 @@ Client -> server, TEXT JSON (at most 4 KiB, at most ~20 per second):
         and [lo, hi] lists are accepted too). "token" is needed when control says "token"
         (server.conf control_token); the token the page was opened with also counts.
         Answer: "settings" to everyone, or "error" to the sender.
+    {"op": "camera", "request": {"op": "ffc"}, "token": "..."}
+        a camera command (flirstream/wire.py "camera control": ffc, ffc_mode, gain, emissivity,
+        reboot, camera), with the same token rule as "set". Answer: "camera" to the sender (and
+        to everyone as it changes), or "error".
     {"op": "raw", "enable": true | false}    also send the radiometric pixels with each frame
     {"op": "ping", "t": <client time>}       answered by "pong" (for clock offset and latency)
     {"op": "monitor"}                        send regions, alarms and the history now, and from now
@@ -162,6 +170,10 @@ def status_message(status: dict) -> str:
     return _text({"type": "status", **status})
 
 
+def camera_message(camera: dict) -> str:
+    return _text({"type": "camera", "camera": camera})
+
+
 def pong(client_t: Any, server_t: float) -> str:
     return _text({"type": "pong", "t": client_t, "server": server_t})
 
@@ -191,6 +203,12 @@ def sample_message(sample: dict) -> str:
 @dataclass(frozen=True)
 class SetSettings:
     settings: dict[str, str]  # key -> value as written in server.conf, already checked
+    token: Optional[str]
+
+
+@dataclass(frozen=True)
+class CameraCommand:
+    request: dict  # checked by wire.check_camera_request
     token: Optional[str]
 
 
@@ -230,7 +248,7 @@ def _as_conf_text(value: Any) -> str:
     raise ProtocolError(f"setting value {value!r} is not a string, number, boolean or list")
 
 
-def parse_client(text: str) -> SetSettings | EnableRaw | Ping | Monitor | ChangeRegion:
+def parse_client(text: str) -> SetSettings | EnableRaw | Ping | Monitor | ChangeRegion | CameraCommand:
     """Parse and check one text message from a browser; raises ProtocolError."""
     try:
         # the stages' bounded reader: size, depth (3,000 "[" was a RecursionError), and no
@@ -283,4 +301,13 @@ def parse_client(text: str) -> SetSettings | EnableRaw | Ping | Monitor | Change
         if put is not None:
             put = {k: v for k, v in put.items() if k in ("name", "spot", "box")}
         return ChangeRegion(put, delete, token)
-    raise ProtocolError(f"unknown op {op!r} (expected set, raw, ping, monitor or region)")
+    if op == "camera":
+        token = message.get("token")
+        if token is not None and not isinstance(token, str):
+            raise ProtocolError("token must be a string")
+        try:
+            request = wire.check_camera_request(message.get("request"))
+        except wire.WireError as exc:
+            raise ProtocolError(f"camera: {exc}") from None
+        return CameraCommand(request, token)
+    raise ProtocolError(f"unknown op {op!r} (expected set, raw, ping, monitor, region or camera)")

@@ -340,3 +340,16 @@ def test_frames_of_four_pixels_or_fewer_render(shape, mode):
     picture = decode(r.render(frame, tlinear=True))
     assert picture.shape == (shape[0] * 4, shape[1] * 4, 3)
     assert r.last.stats["max"] == pytest.approx(frame.max() * 0.01 - 273.15, abs=0.01)
+
+
+@pytest.mark.parametrize("meaning, values", [("agc_8bit", (0, 255)), ("raw_counts", (7000, 9000))])
+def test_frames_that_are_not_temperatures_render_as_counts(meaning, values):
+    """The camera's AGC output and raw counts are relative values: no degrees in unit, range or
+    stats, whatever the AGC."""
+    lo, hi = values
+    pixels = np.linspace(lo, hi, 120 * 160).reshape(120, 160).astype(np.uint16)
+    for mode in ("linear", "histogram", "fixed"):
+        out = Renderer(agc=mode, size=(160, 120)).render_frame(
+            RawFrame(seq=1, t=0.0, sensor="lepton3", pixels=pixels, tlinear=False, meaning=meaning))
+        assert out.unit == "counts", mode
+        assert lo <= out.stats["min"] <= out.stats["max"] <= hi, (mode, out.stats)

@@ -10,6 +10,7 @@ import { Colorbar } from "./colorbar.js";
 import { Controls } from "./controls.js";
 import { formatValue } from "./units.js";
 import { Monitoring } from "./monitoring.js";
+import { CameraPanel } from "./camera.js";
 
 const $ = (id) => document.getElementById(id);
 const STALE_MS = 3000; // no frame for this long: the camera counts as offline
@@ -76,6 +77,12 @@ const controls = new Controls({
   say,
 });
 
+const cameraPanel = new CameraPanel({
+  send: (m) => link.send(m),
+  say,
+  token: () => $("token").value.trim(),
+});
+
 function say(text) {
   $("message").textContent = text;
 }
@@ -104,6 +111,8 @@ function handleText(m) {
   } else if (m.type === "error") {
     say(typeof m.error === "string" ? m.error : "The server refused the request.");
     controls.revert();
+  } else if (m.type === "camera") {
+    cameraPanel.update(m.camera);
   } else if (m.type === "status") {
     const detail = (stage) => (stage && typeof stage === "object" && typeof stage.detail === "string"
       ? stage.detail : "");
@@ -187,6 +196,7 @@ function drawFrame(frame, bitmap) {
   monitoring.frame();
   colorbar.draw(h);
   controls.fromFrame(h);
+  cameraPanel.fromFrame(h);
   state.frame = frame;
   state.staleShown = isLive ? null : h;
   if (isLive) {
@@ -380,6 +390,8 @@ function updateReadouts() {
   $("rd-max").textContent = formatValue(s.max, unit);
   $("rd-centre").textContent = formatValue(s.centre, unit);
   $("rd-mean").textContent = formatValue(s.mean, unit);
+  // Only TLinear frames are temperatures: say so instead of showing degrees.
+  $("relative").hidden = !h || unit === "C";
   updateProbe();
 }
 
