@@ -213,7 +213,9 @@ class SimulatedCCI:
     def kelvin_per_count(self) -> float:
         """The TLinear resolution in effect (auto resolution: 0.1 K in low gain)."""
         s = self.state
-        if s.tlinear_auto_resolution and self.effective_gain == 1:
+        # A fixed gain mode is in effect at once; auto follows the scene (update_gain).
+        gain = s.gain_mode if s.gain_mode in (0, 1) else self.effective_gain
+        if s.tlinear_auto_resolution and gain == 1:
             return 0.1
         return 0.01 if s.tlinear_resolution == 1 else 0.1
 

@@ -255,9 +255,21 @@ class Recorder:
 
 # ---------------------------------------------------------------- choosing
 
+def source_kind(spec: str) -> str:
+    """sim, spi, vospi-file or image: what a [capture] source value reads (auto resolved)."""
+    if spec == "auto":
+        return "spi" if os.path.exists(DEFAULT_SPI_DEVICE) else "sim"
+    return spec.partition(":")[0]
+
+
+def _kelvin_per_count(capture) -> float:
+    return 0.1 if capture.tlinear_resolution == "0.1" else 0.01
+
+
 def make_source(spec: str, capture, *, record: Optional[str] = None,
-                device_factory: Optional[Callable] = None) -> Source:
-    """The source named by a [capture] source value, configured from the [capture] section."""
+                device_factory: Optional[Callable] = None, cci=None) -> Source:
+    """The source named by a [capture] source value, configured from the [capture] section
+    (its telemetry resolved: not auto). `cci`: the simulator's CCI device (capture.cci_sim)."""
     kind, _, rest = spec.partition(":")
     if spec == "auto":
         if os.path.exists(DEFAULT_SPI_DEVICE):
@@ -266,22 +278,22 @@ def make_source(spec: str, capture, *, record: Optional[str] = None,
         else:
             log.info("source auto: no %s, using the simulated Lepton", DEFAULT_SPI_DEVICE)
             kind = "sim"
+    telemetry = "off" if capture.telemetry == "auto" else capture.telemetry
     if kind == "sim":
-        sim = SimulatedLepton(capture.sensor, capture.telemetry,
+        sim = SimulatedLepton(capture.sensor, telemetry,
                               unique_every=capture.sim_unique_every,
-                              kelvin_per_count=float(capture.tlinear_resolution),
-                              fps=capture.sim_fps, seed=None)
+                              kelvin_per_count=_kelvin_per_count(capture),
+                              fps=capture.sim_fps, seed=None, cci=cci)
         source: Source = SimSource(sim)
     elif kind == "spi":
         from .spi import SpiSource  # (spi.py builds on this module)
 
         source = SpiSource(rest, capture.spi_speed_hz, device_factory=device_factory)
     elif kind == "vospi-file":
-        source = FileSource(rest, capture.sensor, capture.telemetry,
+        source = FileSource(rest, capture.sensor, telemetry,
                             realtime=capture.replay == "realtime", loop=capture.loop)
     elif kind == "image":
-        source = ImageSource(rest, capture.sensor, capture.telemetry,
-                             float(capture.tlinear_resolution))
+        source = ImageSource(rest, capture.sensor, telemetry, _kelvin_per_count(capture))
     else:
         raise ConfigError(f"[capture] source = {spec}: expected auto, sim, spi:/dev/spidevB.D, "
                           f"vospi-file:PATH or image:PATH")

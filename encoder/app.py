@@ -217,7 +217,7 @@ class Encoder:
             pixels=result.pixels, width=result.width, height=result.height,
             palette=result.palette, agc=result.agc, unit=result.unit, range=result.range,
             stats=result.stats, tlinear=raw.tlinear, kelvin_per_count=raw.kelvin_per_count,
-            telemetry=raw.telemetry,
+            telemetry=raw.telemetry, meaning=raw.meaning,
             counters={"capture": raw.counters,
                       "encoder": {**self.counters, "frames": self.counters["frames"] + 1}})
         message = wire.pack_image(frame)  # ValueError if e.g. the header carried NaN

@@ -32,5 +32,5 @@ class Meter:
         return wire.ThermalFrame(
             seq=raw.seq, t=raw.t, t_measured=self.clock(), sensor=raw.sensor, pixels=raw.pixels,
             unit=unit.name, stats=statistics(raw.pixels, unit), regions=readings, tlinear=raw.tlinear,
-            kelvin_per_count=raw.kelvin_per_count, telemetry=raw.telemetry,
+            kelvin_per_count=raw.kelvin_per_count, telemetry=raw.telemetry, meaning=raw.meaning,
             counters={"capture": raw.counters, "encoder": counters})

@@ -83,6 +83,26 @@ def boolean(text: str) -> bool:
     raise BadValue("expected yes or no")
 
 
+def tri_state(text: str) -> Optional[bool]:
+    """yes / no, or auto (None: decided at run time)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return boolean(text)
+    except BadValue:
+        raise BadValue("expected auto, yes or no") from None
+
+
+def i2c_device(text: str) -> str:
+    """auto, off or /dev/i2c-N."""
+    value = text.strip()
+    if value.lower() in ("auto", "off"):
+        return value.lower()
+    if re.fullmatch(r"/dev/i2c-\d{1,3}", value):
+        return value
+    raise BadValue("expected auto, off or a device such as /dev/i2c-1")
+
+
 def text(text: str) -> str:
     return text.strip()
 
@@ -287,15 +307,22 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "frames": Key(optional_endpoint, "", "capture publishes raw frames here (binds)"),
         "images": Key(optional_endpoint, "", "encoder publishes JPEG frames here (binds)"),
         "control": Key(optional_endpoint, "", "encoder takes settings here (binds)"),
+        "camera": Key(optional_endpoint, "", "capture takes camera commands here (binds)"),
         "allow_public": Key(boolean, "no", "allow binding the endpoints to a non-loopback interface"),
         "curve_key": Key(optional_path, "", "secret key file: CURVE-encrypt the links between stages"),
     },
     "capture": {
         "source": Key(source, "auto", "auto, sim, spi:/dev/spidevB.D, vospi-file:PATH or image:PATH"),
         "sensor": Key(choice("lepton3", "lepton2"), "lepton3", "lepton3 (160x120) or lepton2 (80x60)"),
-        "telemetry": Key(choice("off", "header", "footer"), "off", "telemetry lines in the stream"),
-        "tlinear": Key(boolean, "yes", "pixels are TLinear kelvin values (radiometric Lepton 2.5/3.5)"),
-        "tlinear_resolution": Key(choice("0.01", "0.1"), "0.01", "kelvin per TLinear count"),
+        "telemetry": Key(choice("auto", "off", "header", "footer"), "auto",
+                         "telemetry lines in the stream (auto: footer on the simulator and on a "
+                         "camera with CCI, else off)"),
+        "tlinear": Key(tri_state, "auto", "pixels are TLinear kelvin values: auto (as the camera "
+                       "says), yes or no"),
+        "tlinear_resolution": Key(choice("auto", "0.01", "0.1"), "auto",
+                                  "kelvin per TLinear count: auto (as the camera says), 0.01 or 0.1"),
+        "i2c": Key(i2c_device, "auto", "camera control (CCI): auto (/dev/i2c-1 if it exists), "
+                   "/dev/i2c-N or off"),
         "spi_speed_hz": Key(integer(1_000_000, 32_000_000), "16000000", "SPI clock"),
         "dedupe": Key(boolean, "yes", "publish consecutive identical frames once"),
         "replay": Key(choice("realtime", "fast"), "realtime", "vospi-file replay speed"),
@@ -507,7 +534,7 @@ def from_parser(parser: configparser.ConfigParser, where: str,
             parsed[key] = parse_value(section, key, raw[section][key],
                                       given.get((section, key), where))
         values[section] = Section(**parsed)
-    for key in ("frames", "images", "control"):
+    for key in ("frames", "images", "control", "camera"):
         if not getattr(values["endpoints"], key):
             setattr(values["endpoints"], key, instance_endpoint(key, values["server"].port))
     config = Config(path=where, **values)
@@ -569,7 +596,7 @@ def _check_whole(config: Config, where: str) -> None:
     claim(srv.port, "[server] port", srv.port)
     if srv.websocket_port is not None and srv.websocket_port != srv.port:
         claim(srv.websocket_port, "[server] websocket_port", srv.websocket_port)
-    for key in ("frames", "images", "control"):
+    for key in ("frames", "images", "control", "camera"):
         address = getattr(config.endpoints, key)
         tcp = _tcp_port(address)
         if tcp is None:

@@ -5,7 +5,7 @@ are small: a stalled subscriber makes ZeroMQ drop frames for it instead of queue
 `drain` / `recv_latest` drain whatever did queue so the caller always works on the newest message.
 
 CURVE: with [endpoints] curve_key set (the stage's CLI calls configure()), every link (frames, images,
-control) uses ZeroMQ's CURVE encryption: the binding socket is the CURVE server (curve_server(), also
+control, camera) uses ZeroMQ's CURVE encryption: the binding socket is the CURVE server (curve_server(), also
 called by the encoder for its XPUB and ROUTER), the connecting one a client (curve_client(), also
 called by the server's control relay), and all use the one key pair of the installation from the
 secret key file. A subscriber without that file cannot connect (it would
@@ -68,7 +68,8 @@ def configure(config: Any) -> None:
         return
     _curve = load_curve_key(path)
     _curve_endpoints = frozenset({config.endpoints.frames, config.endpoints.images,
-                                  config.endpoints.control})
+                                  config.endpoints.control,
+                                  getattr(config.endpoints, "camera", config.endpoints.control)})
 
 
 def curve_server(sock: zmq.Socket, endpoint: str) -> None:

@@ -29,8 +29,10 @@ def write_config(directory: Path, extra: str = "", **sections: dict) -> Path:
     values = {
         "endpoints": {"frames": f"tcp://127.0.0.1:{free_port()}",
                       "images": f"tcp://127.0.0.1:{free_port()}",
-                      "control": f"tcp://127.0.0.1:{free_port()}"},
+                      "control": f"tcp://127.0.0.1:{free_port()}",
+                      "camera": f"tcp://127.0.0.1:{free_port()}"},
         "capture": {"source": "sim"},
+        "state": {"dir": str(Path(directory) / "state")},  # never the user's own state files
         "encoder": {},
         "server": {"host": "127.0.0.1", "port": str(free_port())},
     }

@@ -8,15 +8,21 @@ capture -> encoder, topic b"raw" (RawFrame):
     [b"raw", header, pixels]
     header: v, seq, t (capture time, Unix seconds), sensor ("lepton2"/"lepton3"), shape [rows, cols],
             tlinear (pixels are kelvin / kelvin_per_count), kelvin_per_count (0.01 or 0.1),
+            meaning (what the pixels are, as the camera says: "kelvin_x100", "kelvin_x10",
+            "raw_counts" (14-bit, relative only) or "agc_8bit" (the camera's AGC output); tlinear is
+            true exactly for the two kelvin meanings; a header without it means kelvin_x100 /
+            kelvin_x10 by kelvin_per_count when tlinear, else raw_counts),
             telemetry (dict or null), counters (capture's own: frames, discards, crc_errors, ...)
     pixels: rows*cols uint16, little-endian, C order.
+    Only kelvin frames are temperatures: stages show "C" for them and "counts" for everything else.
 
 encoder -> server, topic b"image" (ImageFrame):
     [b"image", header, jpeg, pixels]
     header: v, seq, t, t_encoded, sensor, tlinear, kelvin_per_count, shape (of pixels), width, height
             (of the JPEG), palette, agc, unit ("C" when tlinear, else "counts"), range [lo, hi] in unit
             (the values mapped to the palette's ends), stats {min, max, mean, centre, min_xy, max_xy} in
-            unit with (x, y) positions in `pixels`, telemetry, counters {"capture": {...}, "encoder": {...}}
+            unit with (x, y) positions in `pixels`, meaning (as in the raw frame), telemetry,
+            counters {"capture": {...}, "encoder": {...}}
     jpeg: the encoded image.
     pixels: the radiometric frame, rotated/flipped exactly like the JPEG (so pixel (x, y) of it lies
             under the same point of the picture), little-endian uint16.
@@ -26,7 +32,8 @@ encoder -> server, topic b"thermal" (ThermalFrame), for every frame, watched or 
     header: v, seq, t, t_measured, sensor, shape [rows, cols], tlinear, kelvin_per_count,
             unit ("C" when tlinear, else "counts"), stats {min, max, mean, centre, min_xy, max_xy} and
             regions {NAME: {min, max, mean, max_xy}} in unit with (x, y) positions in sensor
-            orientation, telemetry, counters {"capture": {...}, "encoder": {...}}
+            orientation, meaning (as in the raw frame), telemetry,
+            counters {"capture": {...}, "encoder": {...}}
     pixels: the radiometric frame as the camera delivered it (before rotate/flip), little-endian
             uint16. This is what measurements, alarms, MQTT and the history are made of; it keeps
             flowing while the picture is paused (nobody watching), so they never pause.
@@ -39,7 +46,9 @@ capture -> encoder and encoder -> server, topic b"status" (about once a second, 
             got of [capture] realtime / nice / cpu, e.g. "SCHED_FIFO priority 10, CPU 3; gc frozen
             ..." or what was refused and why). The encoder forwards capture's status as it is and also
             publishes its own, so the server knows both; the encoder's also carries settings (its
-            [encoder] settings as in server.conf) and last_error ("" or the newest problem).
+            [encoder] settings as in server.conf) and last_error ("" or the newest problem);
+            capture's carries camera (the camera dict of "camera control" below: at most 64
+            names of null, flags, numbers or texts of at most 500 characters).
 
 server -> encoder control (DEALER -> ROUTER), one JSON part each way:
     request  {"v": 1, "op": "set", "settings": {"palette": "jet", ...}}   (values as in server.conf)
@@ -51,6 +60,25 @@ server -> encoder control (DEALER -> ROUTER), one JSON part each way:
     any of them can be sent back in "set"); a "viewers" reply also says "watched" (true: encoding).
     The server sends "viewers" on every change and at least once a second; the encoder encodes while
     someone subscribes to its images and the newest viewer count (if any came in the last 3 s) is > 0.
+
+server -> capture camera control (DEALER -> ROUTER on [endpoints] camera), one JSON part each way:
+    request  {"v": 1, "op": "camera"}                                   camera info and status
+             {"v": 1, "op": "ffc"}                                      run a flat-field correction
+             {"v": 1, "op": "ffc_mode", "mode": "auto" | "manual"}
+             {"v": 1, "op": "gain", "mode": "high" | "low" | "auto"}
+             {"v": 1, "op": "emissivity", "emissivity": 0.01..1,
+              "background_c": -50..400 (optional: the reflected / background temperature, C)}
+             {"v": 1, "op": "reboot"}
+    reply    {"v": 1, "ok": true, "camera": {...}}
+             {"v": 1, "ok": false, "error": "reason", "reason": "unavailable" | "bad_request" |
+              "camera"}  (no camera control here / the request is wrong / the camera refused)
+    Build requests with camera_request(op, ...); check them with check_camera_request (WireError).
+    The "camera" dict (also in capture's status): control ("available" or why not), model,
+    part_number, serial, firmware, sensor, radiometric, fpa_temp_c, ffc_state, ffc_desired,
+    since_ffc_s, ffc_mode, gain_mode, effective_gain, emissivity, background_c, meaning,
+    meaning_from ("telemetry", "cci", "config" or "assumed"), kelvin_per_count, uptime_s; null
+    where unknown. Settings changed here persist in capture's state file and are re-applied after
+    the camera reboots or reconnects.
 
 A peer that receives a message of another version, a malformed header or a part of the wrong size
 raises WireError and drops that one message. Every JSON part is refused (WireError) when nested more
@@ -97,6 +125,32 @@ class RawFrame:
     kelvin_per_count: float = 0.01
     telemetry: Optional[dict] = None
     counters: dict = field(default_factory=dict)
+    meaning: str = ""  # "" = derived from tlinear / kelvin_per_count (see default_meaning)
+
+    def __post_init__(self) -> None:
+        self.meaning = self.meaning or default_meaning(self.tlinear, self.kelvin_per_count)
+
+
+MEANINGS = ("kelvin_x100", "kelvin_x10", "raw_counts", "agc_8bit")
+
+
+def default_meaning(tlinear: bool, kelvin_per_count: float) -> str:
+    """The meaning of pixels whose header says only tlinear / kelvin_per_count."""
+    if not tlinear:
+        return "raw_counts"
+    return "kelvin_x100" if kelvin_per_count < 0.05 else "kelvin_x10"
+
+
+def _meaning(header: dict) -> str:
+    value = header.get("meaning")
+    if value is None:
+        return ""
+    if value not in MEANINGS:
+        raise WireError(f"header field 'meaning' is {value!r}: expected one of {', '.join(MEANINGS)}")
+    if (value in ("kelvin_x100", "kelvin_x10")) != bool(header.get("tlinear")):
+        raise WireError(f"header field 'meaning' {value!r} contradicts tlinear "
+                        f"{header.get('tlinear')!r}")
+    return value
 
 
 @dataclass
@@ -118,6 +172,10 @@ class ImageFrame:
     kelvin_per_count: float = 0.01
     telemetry: Optional[dict] = None
     counters: dict = field(default_factory=dict)
+    meaning: str = ""
+
+    def __post_init__(self) -> None:
+        self.meaning = self.meaning or default_meaning(self.tlinear, self.kelvin_per_count)
 
     def header(self) -> dict:
         """The JSON header as a dict (what the server forwards to viewers)."""
@@ -140,6 +198,10 @@ class ThermalFrame:
     kelvin_per_count: float = 0.01
     telemetry: Optional[dict] = None
     counters: dict = field(default_factory=dict)
+    meaning: str = ""
+
+    def __post_init__(self) -> None:
+        self.meaning = self.meaning or default_meaning(self.tlinear, self.kelvin_per_count)
 
 
 def _le_u16(pixels: np.ndarray) -> np.ndarray:
@@ -276,8 +338,8 @@ def pack_raw(frame: RawFrame) -> list[Buffer]:
     pixels = _le_u16(frame.pixels)
     header = {"v": VERSION, "seq": frame.seq, "t": frame.t, "sensor": frame.sensor,
               "shape": list(pixels.shape), "tlinear": frame.tlinear,
-              "kelvin_per_count": frame.kelvin_per_count, "telemetry": frame.telemetry,
-              "counters": frame.counters}
+              "kelvin_per_count": frame.kelvin_per_count, "meaning": frame.meaning,
+              "telemetry": frame.telemetry, "counters": frame.counters}
     return [RAW_TOPIC, _dump(header), memoryview(pixels).cast("B")]
 
 
@@ -291,7 +353,7 @@ def unpack_raw(parts: Sequence[Any]) -> RawFrame:
                     telemetry=header.get("telemetry") if isinstance(header.get("telemetry"), dict)
                     else None,
                     counters=header.get("counters") if isinstance(header.get("counters"), dict)
-                    else {})
+                    else {}, meaning=_meaning(header))
 
 
 # ---------------------------------------------------------------- encoder -> server
@@ -302,7 +364,7 @@ def _image_header(frame: ImageFrame) -> dict:
             "height": frame.height, "palette": frame.palette, "agc": frame.agc,
             "unit": frame.unit, "range": list(frame.range), "stats": frame.stats,
             "tlinear": frame.tlinear, "kelvin_per_count": frame.kelvin_per_count,
-            "telemetry": frame.telemetry, "counters": frame.counters}
+            "meaning": frame.meaning, "telemetry": frame.telemetry, "counters": frame.counters}
 
 
 def pack_image(frame: ImageFrame) -> list[Buffer]:
@@ -333,7 +395,7 @@ def unpack_image(parts: Sequence[Any]) -> ImageFrame:
                       telemetry=header.get("telemetry") if isinstance(header.get("telemetry"), dict)
                       else None,
                       counters=header.get("counters") if isinstance(header.get("counters"), dict)
-                      else {})
+                      else {}, meaning=_meaning(header))
 
 
 # ---------------------------------------------------------------- encoder -> server: measurements
@@ -344,7 +406,7 @@ def pack_thermal(frame: ThermalFrame) -> list[Buffer]:
               "sensor": frame.sensor, "shape": list(pixels.shape), "tlinear": frame.tlinear,
               "kelvin_per_count": frame.kelvin_per_count, "unit": frame.unit,
               "stats": frame.stats, "regions": frame.regions, "telemetry": frame.telemetry,
-              "counters": frame.counters}
+              "counters": frame.counters, "meaning": frame.meaning}
     return [THERMAL_TOPIC, _dump(header), memoryview(pixels).cast("B")]
 
 
@@ -363,7 +425,8 @@ def unpack_thermal(parts: Sequence[Any]) -> ThermalFrame:
                         telemetry=header.get("telemetry")
                         if isinstance(header.get("telemetry"), dict) else None,
                         counters=header.get("counters")
-                        if isinstance(header.get("counters"), dict) else {})
+                        if isinstance(header.get("counters"), dict) else {},
+                        meaning=_meaning(header))
 
 
 # ---------------------------------------------------------------- control
@@ -385,7 +448,7 @@ STATUS_STAGES = ("capture", "encoder")
 # field -> longest text allowed (None: the field is not text)
 _STATUS_TEXTS = {"state": 32, "detail": 2000, "source": 1000, "sensor": 32, "last_error": 2000,
                  "scheduling": 500}
-_STATUS_FIELDS = {"v", "t", "stage", "counters", "settings", "regions", *_STATUS_TEXTS}
+_STATUS_FIELDS = {"v", "t", "stage", "counters", "settings", "regions", "camera", *_STATUS_TEXTS}
 MAX_MAP_ITEMS = 64  # counters / settings
 MAX_NAME_CHARS = 64
 MAX_SETTING_CHARS = 200
@@ -431,6 +494,11 @@ def check_regions(regions: Any) -> list:
     return regions
 
 
+def _camera_value(value: Any) -> bool:
+    """A value of the camera dict: null, a flag, a finite number or a short text."""
+    return value is None or _counter(value) or (isinstance(value, str) and len(value) <= 500)
+
+
 def check_settings(settings: Any) -> dict:
     """The encoder's settings (in a status or a control reply): a small map of names to texts."""
     _status_map({"settings": settings}, "settings", _setting,
@@ -461,6 +529,7 @@ def check_status(header: dict) -> dict:
     _status_map(header, "settings", _setting, f"text of at most {MAX_SETTING_CHARS} characters")
     if header.get("regions") is not None:
         check_regions(header["regions"])
+    _status_map(header, "camera", _camera_value, "null, a flag, a number or a short text")
     return header
 
 
@@ -479,6 +548,82 @@ def pack_status(stage: str, state: str, detail: str = "", t: float = 0.0,
 def unpack_status(parts: Sequence[Any]) -> dict:
     topic, head = _parts(parts, STATUS_TOPIC, 2)
     return check_status(_load(head))
+
+
+# ---------------------------------------------------------------- camera control
+
+GAIN_MODES = ("high", "low", "auto")
+FFC_MODES = ("auto", "manual")
+EMISSIVITY_RANGE = (0.01, 1.0)     # LEPTON_RAD.h: sceneEmissivity 82..8192 (x 1/8192)
+BACKGROUND_C_RANGE = (-50.0, 400.0)  # what a Lepton 3.5 sees at most in low gain
+
+
+def _number(message: dict, name: str, lo: float, hi: float, required: bool = True) -> None:
+    value = message.get(name)
+    if value is None and not required:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not lo <= value <= hi:
+        raise WireError(f"{message.get('op')}: {name} {value!r}: expected a number from "
+                        f"{lo:g} to {hi:g}")
+
+
+def _mode(choices: tuple) -> Any:
+    def check(message: dict) -> None:
+        if message.get("mode") not in choices:
+            raise WireError(f"{message['op']}: mode {message.get('mode')!r}: expected "
+                            f"{', '.join(choices)}")
+    return check
+
+
+def _emissivity(message: dict) -> None:
+    _number(message, "emissivity", *EMISSIVITY_RANGE)
+    _number(message, "background_c", *BACKGROUND_C_RANGE, required=False)
+
+
+# op -> (the fields it takes, its validator)
+CAMERA_OPS: dict[str, tuple[tuple, Any]] = {
+    "camera": ((), lambda m: None),
+    "ffc": ((), lambda m: None),
+    "ffc_mode": (("mode",), _mode(FFC_MODES)),
+    "gain": (("mode",), _mode(GAIN_MODES)),
+    "emissivity": (("emissivity", "background_c"), _emissivity),
+    "reboot": ((), lambda m: None),
+}
+
+
+def check_camera_request(message: Any) -> dict:
+    """A camera control request as {"op", its fields} (also "id" if given); WireError saying what
+    is wrong with it otherwise."""
+    if not isinstance(message, dict):
+        raise WireError("camera request is not a JSON object")
+    op = message.get("op")
+    if op not in CAMERA_OPS:
+        raise WireError(f"unknown camera op {op!r} (expected {', '.join(CAMERA_OPS)})")
+    allowed, validate = CAMERA_OPS[op]
+    extra = set(message) - set(allowed) - {"op", "v", "id", "token"}
+    if extra:
+        raise WireError(f"{op}: unexpected field{'s' if len(extra) > 1 else ''} "
+                        f"{', '.join(sorted(extra))} (it takes {', '.join(allowed) or 'none'})")
+    validate(message)
+    checked = {"op": op, **{k: message[k] for k in allowed if message.get(k) is not None}}
+    if "id" in message:
+        checked["id"] = message["id"]
+    return checked
+
+
+def camera_request(op: str, **fields: Any) -> dict:
+    """A checked camera control request, e.g. camera_request("gain", mode="low")."""
+    return check_camera_request({"op": op, **fields})
+
+
+def camera_reply(camera: Optional[dict] = None, error: str = "", reason: str = "",
+                 request_id: Any = None) -> bytes:
+    """The capture stage's reply: ok with the camera dict, or the error and its reason; the
+    request's "id" echoed."""
+    echo = {} if request_id is None else {"id": request_id}
+    if error:
+        return pack_control({"ok": False, "error": error, "reason": reason or "camera", **echo})
+    return pack_control({"ok": True, "camera": camera or {}, **echo})
 
 
 def topic_of(parts: Sequence[Any]) -> bytes:

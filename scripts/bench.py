@@ -200,7 +200,8 @@ class Pipeline:
         self.workdir = workdir
         self.overrides = overrides or {}
         self.port = free_port()
-        self.endpoints = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("frames", "images", "control")}
+        self.endpoints = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("frames", "images", "control",
+                                                                             "camera")}
         self.unique_every = unique_every
         self.stages: dict[str, StageProc] = {}
 

@@ -40,14 +40,15 @@ command="$(awk '/^```sh/ {inside=1; next} inside && /^```/ {exit} inside && NF {
 
 ports="$(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(4)]
+socks = [socket.socket() for _ in range(5)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))')"
-read -r http frames images control <<<"$ports"
+read -r http frames images control camera <<<"$ports"
 overrides="--set server.port=$http --set endpoints.frames=tcp://127.0.0.1:$frames"
 overrides="$overrides --set endpoints.images=tcp://127.0.0.1:$images"
 overrides="$overrides --set endpoints.control=tcp://127.0.0.1:$control"
+overrides="$overrides --set endpoints.camera=tcp://127.0.0.1:$camera"
 
 echo "check_quickstart: in a fresh clone ($clone): $command $overrides"
 started=$(date +%s)

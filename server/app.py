@@ -89,13 +89,15 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
     metrics, health = Metrics(), Health(srv.stale_after_s)
     hub = Hub(metrics, health)
     relay = ControlRelay(zctx, cfg.endpoints.control, on_settings=hub.set_settings)
+    # Camera commands to capture; a reboot with its set-up takes a few seconds.
+    camera_relay = ControlRelay(zctx, cfg.endpoints.camera, timeout_s=10.0, peer="capture")
     feed = Feed(zctx, cfg.endpoints.images, hub)
     ports = tuple(p for p in (srv.port, srv.websocket_port) if p)
     watch = Watch(cfg, hub)  # readings, alarms, history, MQTT: every frame, watched or not
     # the names are looked up once here: getfqdn() may ask DNS, which must not stall a request
     hosts = access.own_names(srv.host, srv.allowed_hosts)
     ctx = Context(server=srv, hub=hub, relay=relay, metrics=metrics, health=health, ports=ports,
-                  hosts=hosts, watch=watch)
+                  hosts=hosts, watch=watch, camera_relay=camera_relay)
     try:
         app = make_app(ctx, srv.static_dir)
         servers = bind_retrying(lambda: listen(app, srv, request_timeout_s))
@@ -109,6 +111,7 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
         await watch.stop()
         feed.close()
         relay.close()
+        camera_relay.close()
         zctx.term()
         raise
     _announce(cfg, ports)
@@ -125,6 +128,7 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     relay.start()
+    camera_relay.start()
     tasks = [loop.create_task(feed.run()), loop.create_task(_tick(hub, relay))]
     for task, name in zip(tasks, ("frame feed", "status tick")):
         watch_vital(task, name, died, stop)
@@ -152,6 +156,7 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
     await watch.stop()  # MQTT says offline; webhooks under way get a moment to finish
     feed.close()
     relay.close()
+    camera_relay.close()
     zctx.term()
     log.info("stopped")
     return 1 if died.is_set() else 0
@@ -174,8 +179,9 @@ def _announce(cfg: configuration.Config, ports: tuple) -> None:
     extra = f", also /ws on {host_port(srv.host, srv.websocket_port)}" \
         if srv.websocket_port and srv.websocket_port != srv.port else ""
     log.info("serving %s://%s/ (viewer), %s://%s/ws, /stream.mjpg, /snapshot.jpg|tiff|csv, /healthz, "
-             "/metrics, /api/state%s; frames from %s, control to %s", http, where, ws, where, extra,
-             cfg.endpoints.images, cfg.endpoints.control)
+             "/metrics, /api/state, /api/camera%s; frames from %s, control to %s, camera control to %s",
+             http, where, ws, where, extra, cfg.endpoints.images, cfg.endpoints.control,
+             cfg.endpoints.camera)
     log.info("settings: %s", configuration.describe(cfg, "server"))
     static = Path(srv.static_dir or web.DIRECTORY)
     if not (static / "index.html").is_file():

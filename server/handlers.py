@@ -59,6 +59,7 @@ class Context:
     health: Health
     ports: tuple = ()  # every port this server listens on (for the Origin check)
     hosts: Optional[frozenset] = None  # names the server is reached under (access.own_names)
+    camera_relay: Optional[ControlRelay] = None  # to capture's camera control ([endpoints] camera)
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     watch: Optional[Any] = None  # server.watch.Watch: readings, alarms, MQTT (None in some tests)
 
@@ -244,6 +245,12 @@ class Snapshot(Base):
             self.set_header("Retry-After", "2")
             self.finish(f"no fresh frame within {SNAPSHOT_WAIT_S:g} s: {reason}\n")
             return
+        if extension == "csv" and not frame.tlinear:
+            self.set_status(409)
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish(f"no temperatures: the camera sends {snapshots.MEANING_TEXT[frame.meaning]},"
+                        f" not TLinear kelvin; /snapshot.tiff has the raw values\n")
+            return
         if extension == "jpg":
             data, kind, disposition = frame.jpeg, "image/jpeg", "inline"
         elif extension == "tiff":
@@ -256,6 +263,7 @@ class Snapshot(Base):
                         f'{disposition}; filename="{snapshots.filename(frame, extension)}"')
         self.set_header("X-Frame-Seq", str(frame.seq))
         self.set_header("X-Frame-Time", f"{frame.t:.3f}")
+        self.set_header("X-Pixel-Meaning", frame.meaning)  # what the TIFF's values are
         self.finish(data)
 
     head = get  # Tornado sends no body for HEAD (and keeps Content-Length)

@@ -31,6 +31,7 @@ class StageStatus:
     received: float  # monotonic
     counters: dict = field(default_factory=dict)
     source: Optional[str] = None
+    camera: Optional[dict] = None  # capture's camera dict (wire.py: camera control)
 
 
 class Health:
@@ -58,7 +59,15 @@ class Health:
         self.statuses[stage] = StageStatus(
             state=str(message.get("state")), detail=str(message.get("detail") or ""),
             received=self.clock(), counters=counters if isinstance(counters, dict) else {},
-            source=message.get("source") if isinstance(message.get("source"), str) else None)
+            source=message.get("source") if isinstance(message.get("source"), str) else None,
+            camera=message.get("camera") if isinstance(message.get("camera"), dict) else None)
+
+    def camera_info(self) -> Optional[dict]:
+        """The camera dict of capture's newest status (None if it sent none or went silent)."""
+        status = self.statuses.get("capture")
+        if status is None or self.clock() - status.received > self.status_timeout_s:
+            return None
+        return status.camera
 
     def on_frame(self, seq: int) -> None:
         self.frame_received = self.clock()

@@ -60,6 +60,7 @@ class Hub:
         self._frame_waiters: list[asyncio.Future] = []
         self._status: Optional[dict] = None
         self._stale: Optional[tuple[Outgoing, Outgoing]] = None  # (frame, its stale-marked copy)
+        self.camera: Optional[dict] = None  # capture's camera dict, as viewers were last told
 
     # ------------------------------------------------------------ viewers
 
@@ -153,7 +154,15 @@ class Hub:
             self.set_settings(settings)  # the encoder's status carries its settings too
         for listener in self.status_listeners:
             listener(message)
+        if message.get("stage") == "capture":
+            self.set_camera(self.health.camera_info())
         self.check_status()
+
+    def set_camera(self, camera: Optional[dict]) -> None:
+        """The camera dict (capture's status, a camera control reply); viewers hear of changes."""
+        if camera is not None and camera != self.camera:
+            self.camera = camera
+            self.broadcast_text(protocol.camera_message(camera))
 
     def check_status(self) -> None:
         """Tell viewers when a stage's state or the camera changed (also called once a second)."""

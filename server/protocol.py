@@ -6,7 +6,8 @@ Server -> client, one BINARY message per frame:
   header = the encoder's ImageFrame header: seq, t (capture time, Unix s), t_encoded, sensor,
            shape [rows, cols] (of the pixels), width, height (of the JPEG), palette, agc,
            unit ("C" or "counts"), range [lo, hi] (in unit), stats {min, max, mean, centre, min_xy,
-           max_xy}, tlinear, kelvin_per_count, telemetry
+           max_xy}, tlinear, kelvin_per_count, meaning ("kelvin_x100", "kelvin_x10", "raw_counts",
+           "agc_8bit": only the kelvin ones are temperatures), telemetry
            + t_sent (server clock when the server put the frame out to its viewers; all
            viewers get the same value), jpeg_bytes, raw_bytes. All times are Unix seconds.
   The pixels are uint16 little-endian, rows*cols of them, row-major, in display orientation (pixel
@@ -25,10 +26,12 @@ how many views there are. It flows whether or not the encoder makes JPEGs (it do
 client needs them: MJPEG, mode=jpeg, snapshots).
     uint32 big-endian N | N bytes UTF-8 JSON header | radiometric payload (header.rad_bytes long)
   header = {"mode": "thermal", seq, t (capture time), t_measured (encoder), t_sent (as above),
-            sensor, shape [rows, cols], unit ("C" or "counts"), tlinear, kelvin_per_count,
+            sensor, shape [rows, cols], unit ("C" or "counts"), meaning (what the pixels are, as
+            the thermal frame says), tlinear, kelvin_per_count,
             stats {min, max, mean, centre, min_xy, max_xy}, regions {NAME: {...}} (the encoder's
-            region readings, passed on as they come), telemetry {fpa_temp_c, housing_temp_c,
-            ffc_state, ffc_desired, frame_counter: those present, else null},
+            region readings, passed on as they come), telemetry {fpa_temp_c, fpa_temp_k,
+            housing_temp_c, ffc_state, ffc_desired, frame_counter, uptime_ms, time_at_ffc_ms:
+            those present, else null},
             defaults (a number that changes whenever the server's default view settings change,
             see "settings" below), rad_bytes, and "stale": true on a frame older than
             stale_after_s (as above)}
@@ -52,6 +55,9 @@ Server -> client, TEXT JSON:
         "unknown" while a stage is silent. fault names the part that is silent or failing: the
         encoder (capture's status reaches the server through it), capture, or the camera
         (capture reports it offline); server/health.py decides.
+    {"type": "camera", "camera": {...}}   capture's camera dict (flirstream/wire.py: model, serial,
+     firmware, fpa_temp_c, ffc_state, since_ffc_s, ffc_desired, gain_mode, emissivity, meaning,
+     control, ...): on connect, on every change (about once a second) and after a camera command
     {"type": "pong", "t": <the client's t>, "server": <server time, Unix s>}
     {"type": "error", "error": "<a sentence>"}
   Monitoring, only to a client that sent {"op": "monitor"} (regions, alarms, history; temperatures
@@ -78,6 +84,10 @@ Client -> server, TEXT JSON (at most 4 KiB, at most ~20 per second):
         These are the server's DEFAULT view: what MJPEG, snapshots and mode=jpeg clients show, and
         what a thermal-mode viewer starts from (web/ keeps each viewer's own choices in the browser
         and sends "set" only for the owner's "make this the default for everyone").
+    {"op": "camera", "request": {"op": "ffc"}, "token": "..."}
+        a camera command (flirstream/wire.py "camera control": ffc, ffc_mode, gain, emissivity,
+        reboot, camera), with the same token rule as "set". Answer: "camera" to the sender (and
+        to everyone as it changes), or "error".
     {"op": "raw", "enable": true | false}    also send the radiometric pixels with each frame
     {"op": "ping", "t": <client time>}       answered by "pong" (for clock offset and latency)
     {"op": "monitor"}                        send regions, alarms and the history now, and from now
@@ -108,7 +118,9 @@ from . import radiometric
 MAX_CLIENT_MESSAGE = 4096
 MODES = ("jpeg", "thermal")  # /ws?mode=...; jpeg when absent
 # Telemetry a viewer shows (FPA temperature, FFC state); the rest stays on /metrics and snapshots.
-THERMAL_TELEMETRY = ("fpa_temp_c", "housing_temp_c", "ffc_state", "ffc_desired", "frame_counter")
+# (uptime_ms and time_at_ffc_ms give the time since the last FFC in the camera panel.)
+THERMAL_TELEMETRY = ("fpa_temp_c", "fpa_temp_k", "housing_temp_c", "ffc_state", "ffc_desired",
+                     "frame_counter", "uptime_ms", "time_at_ffc_ms")
 _LENGTH = struct.Struct(">I")
 
 
@@ -187,7 +199,7 @@ def _thermal_header(frame: ThermalFrame, t_sent: float, defaults: int, rad_bytes
         shown = {k: telemetry[k] for k in THERMAL_TELEMETRY if k in telemetry}
     return {"mode": "thermal", "seq": frame.seq, "t": frame.t, "t_measured": frame.t_measured,
             "t_sent": t_sent, "sensor": frame.sensor, "shape": list(frame.pixels.shape),
-            "unit": frame.unit, "tlinear": frame.tlinear,
+            "unit": frame.unit, "meaning": frame.meaning, "tlinear": frame.tlinear,
             "kelvin_per_count": frame.kelvin_per_count, "stats": frame.stats,
             "regions": frame.regions, "telemetry": shown, "defaults": defaults,
             "rad_bytes": rad_bytes, **({"stale": True} if stale else {})}
@@ -234,6 +246,10 @@ def status_message(status: dict) -> str:
     return _text({"type": "status", **status})
 
 
+def camera_message(camera: dict) -> str:
+    return _text({"type": "camera", "camera": camera})
+
+
 def pong(client_t: Any, server_t: float) -> str:
     return _text({"type": "pong", "t": client_t, "server": server_t})
 
@@ -263,6 +279,12 @@ def sample_message(sample: dict) -> str:
 @dataclass(frozen=True)
 class SetSettings:
     settings: dict[str, str]  # key -> value as written in server.conf, already checked
+    token: Optional[str]
+
+
+@dataclass(frozen=True)
+class CameraCommand:
+    request: dict  # checked by wire.check_camera_request
     token: Optional[str]
 
 
@@ -302,7 +324,7 @@ def _as_conf_text(value: Any) -> str:
     raise ProtocolError(f"setting value {value!r} is not a string, number, boolean or list")
 
 
-def parse_client(text: str) -> SetSettings | EnableRaw | Ping | Monitor | ChangeRegion:
+def parse_client(text: str) -> SetSettings | EnableRaw | Ping | Monitor | ChangeRegion | CameraCommand:
     """Parse and check one text message from a browser; raises ProtocolError."""
     try:
         # the stages' bounded reader: size, depth (3,000 "[" was a RecursionError), and no
@@ -355,4 +377,13 @@ def parse_client(text: str) -> SetSettings | EnableRaw | Ping | Monitor | Change
         if put is not None:
             put = {k: v for k, v in put.items() if k in ("name", "spot", "box")}
         return ChangeRegion(put, delete, token)
-    raise ProtocolError(f"unknown op {op!r} (expected set, raw, ping, monitor or region)")
+    if op == "camera":
+        token = message.get("token")
+        if token is not None and not isinstance(token, str):
+            raise ProtocolError("token must be a string")
+        try:
+            request = wire.check_camera_request(message.get("request"))
+        except wire.WireError as exc:
+            raise ProtocolError(f"camera: {exc}") from None
+        return CameraCommand(request, token)
+    raise ProtocolError(f"unknown op {op!r} (expected set, raw, ping, monitor, region or camera)")

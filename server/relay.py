@@ -21,12 +21,17 @@ log = logging.getLogger("relay")
 
 
 class RelayError(Exception):
-    """The encoder could not be asked or did not answer; str() says which."""
+    """The encoder (or capture) could not be asked or did not answer; str() says which."""
 
 
 class ControlRelay:
+    """`peer` names the stage in errors: the encoder's control channel, or capture's camera
+    control (ControlRelay(ctx, [endpoints] camera, peer="capture"))."""
+
     def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, timeout_s: float = 2.0,
-                 on_settings: Callable[[dict], None] = lambda s: None) -> None:
+                 on_settings: Callable[[dict], None] = lambda s: None,
+                 peer: str = "the encoder") -> None:
+        self.peer = peer
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self.on_settings = on_settings
@@ -57,7 +62,7 @@ class ControlRelay:
         try:
             await self.sock.send(wire.pack_control({**message, "id": request_id}), zmq.NOBLOCK)
         except zmq.Again:
-            raise RelayError(f"the encoder is not reachable on {self.endpoint}") from None
+            raise RelayError(f"{self.peer} is not reachable on {self.endpoint}") from None
         except zmq.ZMQError as exc:
             raise RelayError(f"control socket to {self.endpoint}: {exc}") from None
         return request_id
@@ -78,7 +83,7 @@ class ControlRelay:
         try:
             return await asyncio.wait_for(future, self.timeout_s)
         except asyncio.TimeoutError:
-            raise RelayError(f"the encoder did not answer within {self.timeout_s:g} s") from None
+            raise RelayError(f"{self.peer} did not answer within {self.timeout_s:g} s") from None
         finally:
             self._pending.pop(request_id, None)
 
@@ -91,7 +96,7 @@ class ControlRelay:
             try:
                 self._reply(parts)
             except Exception as exc:  # one bad reply must not end the reader
-                self._complain(f"bad control reply from the encoder: {exc}")
+                self._complain(f"bad control reply from {self.peer}: {exc}")
 
     def _reply(self, parts: list) -> None:
         reply = wire.unpack_control(parts[-1])  # tolerate a REQ-style empty delimiter

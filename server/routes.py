@@ -15,6 +15,7 @@ from flirstream.binding import BindError
 from flirstream.config import ConfigError
 
 from . import listener
+from .camera import CameraAPI
 from .handlers import ApiState, Context, Healthz, MetricsPage, MJPEGStream, Snapshot, ViewerFiles
 from .websocket import Viewer
 
@@ -54,6 +55,7 @@ def make_app(ctx: Context, static_dir: Optional[str] = None) -> tornado.web.Appl
             (r"/healthz", Healthz, args),
             (r"/metrics", MetricsPage, args),
             (r"/api/state", ApiState, args),
+            (r"/api/camera", CameraAPI, args),
             (r"/(.*)", ViewerFiles, {"ctx": ctx, "path": str(static_dir or web.DIRECTORY)}),
         ],
         websocket_max_message_size=4096,

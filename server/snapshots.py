@@ -11,13 +11,19 @@ import numpy as np
 from flirstream.wire import ImageFrame
 
 KELVIN_AT_0C = 273.15
+MEANING_TEXT = {"kelvin_x100": "kelvin x 100 (TLinear, 0.01 K)",
+                "kelvin_x10": "kelvin x 10 (TLinear, 0.1 K)",
+                "raw_counts": "raw 14-bit counts (relative values)",
+                "agc_8bit": "8-bit AGC output (relative values)"}
 
 
 def filename(frame: ImageFrame, extension: str) -> str:
     """e.g. lepton-20261127T044833.123Z-seq42.tiff (capture time, UTC)."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(frame.t))
     millis = int((frame.t % 1) * 1000)
-    return f"lepton-{stamp}.{millis:03d}Z-seq{frame.seq}.{extension}"
+    # A TIFF of values that are not temperatures says what they are in its name too.
+    what = "" if frame.tlinear or extension != "tiff" else f"-{frame.meaning.replace('_', '-')}"
+    return f"lepton-{stamp}.{millis:03d}Z-seq{frame.seq}{what}.{extension}"
 
 
 def description(frame: ImageFrame) -> dict:
@@ -31,7 +37,9 @@ def description(frame: ImageFrame) -> dict:
                              f"degrees C = value * {frame.kelvin_per_count:g} - {KELVIN_AT_0C}")
     else:
         about.update(unit="counts", kelvin_per_count=None,
-                     meaning="raw sensor counts, not radiometric (no temperature scale)")
+                     meaning=f"{MEANING_TEXT.get(frame.meaning, frame.meaning)}: not temperatures "
+                             f"(no temperature scale)")
+    about["pixels"] = frame.meaning  # kelvin_x100, kelvin_x10, raw_counts or agc_8bit
     return about
 
 
@@ -39,7 +47,7 @@ _SHORT, _LONG, _ASCII = 3, 4, 2
 
 
 def tiff(frame: ImageFrame) -> bytes:
-    """The radiometric pixels as they came (TLinear counts or raw counts), a 16-bit greyscale
+    """The radiometric pixels as they came (TLinear counts, raw counts or AGC output), a 16-bit greyscale
     baseline TIFF (little-endian, one uncompressed strip) that explains itself: ImageDescription
     holds description(frame) as JSON, DateTime the capture time (UTC), Software flir-stream.
     (OpenCV, which encoded it before, cannot write these tags.)"""

@@ -124,6 +124,8 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
         self.send_text(protocol.hello(hub.settings, bool(self.ctx.server.control_token),
                                       self.ctx.health.camera()))
         self.send_text(protocol.status_message(self.ctx.health.summary()))
+        if hub.camera is not None:
+            self.send_text(protocol.camera_message(hub.camera))
         hub.join(self)  # sends the newest frame at once
 
     def on_close(self) -> None:
@@ -232,6 +234,14 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
                 return
             asyncio.ensure_future(self._region(request))
 
+        elif isinstance(request, protocol.CameraCommand):
+            if not access.control_allowed(self.ctx.server.control_token, request.token, self.token):
+                self.ctx.metrics.rejected["control_token"] += 1
+                log.info("websocket %s: camera command refused: no valid control token", self.peer)
+                self.send_text(protocol.error("camera commands need the control token"))
+                return
+            asyncio.ensure_future(self._camera(request.request))
+
     async def _region(self, request: protocol.ChangeRegion) -> None:
         change = {"put": [request.put]} if request.put is not None else {"delete": [request.delete]}
         try:
@@ -251,6 +261,18 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
             error = str(reply.get("error") or "the encoder refused the region")
             log.info("region change %s from %s refused by the encoder: %s", change, self.peer, error)
             self.send_text(protocol.error(error))
+
+    async def _camera(self, request: dict) -> None:
+        from .camera import ask  # (camera.py builds on handlers, as this module does)
+
+        status, body = await ask(self.ctx.camera_relay, request)
+        if status != 200:
+            log.info("camera %s from %s not done: %s", request, self.peer, body["error"])
+            self.send_text(protocol.error(body["error"]))
+            return
+        log.info("camera %s by %s", request["op"], self.peer)
+        self.ctx.hub.set_camera(body["camera"])
+        self.send_text(protocol.camera_message(body["camera"]))
 
     async def _set(self, settings: dict) -> None:
         relay = self.ctx.relay

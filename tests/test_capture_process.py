@@ -74,7 +74,7 @@ def run_to_exit(config: Path, *args: str, timeout: float = 20) -> subprocess.Com
 
 
 def test_sim_lepton3_frames_and_status_then_sigterm_exits_0(tmp_path, stages, watch):
-    config = write_config(tmp_path, capture={"source": "sim"})
+    config = write_config(tmp_path, capture={"source": "sim", "telemetry": "off"})
     w = watch(config)
     stage = stages("capture", config)
     w.until(lambda: len(w.frames) >= 5 and any(s["state"] == "streaming" for s in w.status),
@@ -100,7 +100,9 @@ def test_sim_lepton3_frames_and_status_then_sigterm_exits_0(tmp_path, stages, wa
 
 def test_lepton2_with_telemetry(tmp_path, stages, watch):
     config = write_config(tmp_path, capture={"source": "sim", "sensor": "lepton2",
-                                             "telemetry": "footer", "dedupe": "no"})
+                                             "telemetry": "footer", "dedupe": "no",
+                                             # the counter counts unique frames (as a 3.5's)
+                                             "sim_unique_every": "1"})
     w = watch(config)
     stage = stages("capture", config)
     w.until(lambda: len(w.frames) >= 4, stage=stage)
@@ -115,7 +117,8 @@ def test_lepton2_with_telemetry(tmp_path, stages, watch):
 
 def test_recording_replays_to_the_frames_it_recorded(tmp_path, stages, watch):
     record = tmp_path / "rec.vospi"
-    config = write_config(tmp_path, capture={"source": "sim", "replay": "realtime", "loop": "no"})
+    config = write_config(tmp_path, capture={"source": "sim", "replay": "realtime", "loop": "no",
+                                             "telemetry": "off"})
     w = watch(config)
     stage = stages("capture", config, "--record", str(record))
     w.until(lambda: len(w.frames) >= 8, stage=stage)

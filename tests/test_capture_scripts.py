@@ -48,3 +48,29 @@ def test_record_sim_writes_a_replayable_faulty_recording(tmp_path):
     assert len(frames) >= intact
     bad = run("scripts/record_sim.py", str(path), "--faults", "cosmic=1")
     assert bad.returncode == 2 and "unknown fault 'cosmic'" in bad.stderr
+
+
+def test_record_sim_with_a_camera_records_what_its_telemetry_says(tmp_path):
+    from capture import telemetry as tm
+    from capture.vospi import FrameAssembler
+
+    path = tmp_path / "agc.vospi"
+    done = run("scripts/record_sim.py", str(path), "--frames", "6", "--telemetry", "header",
+               "--camera", "agc=1,gain_mode=1")
+    assert done.returncode == 0, done.stderr
+    frames = FrameAssembler("lepton3", "header").feed(path.read_bytes())
+    t = tm.parse(frames[-1].telemetry_rows.reshape(-1))
+    assert tm.pixel_meaning(t) == tm.AGC_8BIT and t.gain_mode == "low"
+    assert int(frames[-1].image.max()) <= 255
+    bad = run("scripts/record_sim.py", str(path), "--camera", "shutter=1")
+    assert bad.returncode == 2 and "camera setting 'shutter'" in bad.stderr
+
+
+def test_bench_camera_control_prints_and_writes_json(tmp_path):
+    out = tmp_path / "camera_control.json"
+    done = run("scripts/bench_camera_control.py", "--seconds", "1.5", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["idle"]["frames"] > 5 and report["with_commands"]["frames"] > 5
+    assert report["with_commands"]["commands_ok"] > 0
+    assert "with_commands:" in done.stdout

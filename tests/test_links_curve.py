@@ -109,12 +109,21 @@ def test_pipeline_streams_over_curve_links(tmp_path: Path):
             control.setsockopt(zmq.LINGER, 0)
             control.connect(cfg.endpoints.control)
             control.send(wire.pack_control({"op": "get", "id": 1}), zmq.NOBLOCK)
+            camera = ctx.socket(zmq.DEALER)  # capture's camera control, CURVE too
+            camera.setsockopt(zmq.LINGER, 0)
+            camera.connect(cfg.endpoints.camera)
+            camera.send(wire.pack_control({"op": "camera", "id": 1}), zmq.NOBLOCK)
             outsider_images = images.poll(2000)
             outsider_reply = control.poll(1000)
+            outsider_camera = camera.poll(1000)
         finally:
             ctx.destroy(linger=0)
+        # the server itself (a CURVE client) gets capture's answer
+        api = soak.http_get(f"http://127.0.0.1:{cfg.server.port}/api/camera", timeout=15.0)
     finally:
         code, leftovers = pipe.stop()
+    assert api[0] == 200 and b'"model": "Lepton 3.5"' in api[1], api
+    assert not outsider_camera
     # frames reached the viewer: images (encoder -> server) and control (the viewer count that
     # makes the encoder encode) both worked over CURVE
     assert frames > 5, pipe.log()[-3000:]

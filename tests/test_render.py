@@ -383,3 +383,16 @@ def test_isotherm_is_a_setting_changed_at_run_time():
     with pytest.raises(ConfigError, match="isotherm"):
         renderer.update(isotherm="above hot")
     assert renderer.settings_text()["isotherm"] == "between 30.5 40"
+
+
+@pytest.mark.parametrize("meaning, values", [("agc_8bit", (0, 255)), ("raw_counts", (7000, 9000))])
+def test_frames_that_are_not_temperatures_render_as_counts(meaning, values):
+    """The camera's AGC output and raw counts are relative values: no degrees in unit, range or
+    stats, whatever the AGC."""
+    lo, hi = values
+    pixels = np.linspace(lo, hi, 120 * 160).reshape(120, 160).astype(np.uint16)
+    for mode in ("linear", "histogram", "fixed"):
+        out = Renderer(agc=mode, size=(160, 120)).render_frame(
+            RawFrame(seq=1, t=0.0, sensor="lepton3", pixels=pixels, tlinear=False, meaning=meaning))
+        assert out.unit == "counts", mode
+        assert lo <= out.stats["min"] <= out.stats["max"] <= hi, (mode, out.stats)

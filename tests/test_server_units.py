@@ -457,7 +457,7 @@ def test_hub_thermal_viewers_share_one_message_and_do_not_count_for_the_encoder(
         np.testing.assert_array_equal(radiometric.decode(payload), frame.pixels)
         assert header["seq"] == 2 and header["t_sent"] == 2000.0 and header["defaults"] == 0
         assert header["regions"] == frame.regions and header["stats"] == frame.stats
-        assert header["telemetry"] == {"fpa_temp_c": 31.25, "ffc_state": "complete"}
+        assert header["telemetry"] == {"fpa_temp_c": 31.25, "ffc_state": "complete", "uptime_ms": 5}
         jpeg = ThermalSink(loop)
         jpeg.feed = "image"
         jpeg.payload = lambda outgoing: outgoing.ws.for_client(False)

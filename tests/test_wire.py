@@ -42,3 +42,38 @@ def test_bad_thermal_headers_are_wire_errors(field, value):
 def test_a_thermal_frame_with_nan_is_refused_when_sent():
     with pytest.raises(ValueError):
         wire.pack_thermal(thermal(stats={"max": float("nan")}))
+
+
+def raw(**changes) -> wire.RawFrame:
+    values = dict(seq=3, t=2.5, sensor="lepton3",
+                  pixels=np.arange(12, dtype=np.uint16).reshape(3, 4) + 8000)
+    values.update(changes)
+    return wire.RawFrame(**values)
+
+
+@pytest.mark.parametrize("changes, meaning", [
+    ({}, "kelvin_x100"), ({"kelvin_per_count": 0.1}, "kelvin_x10"),
+    ({"tlinear": False}, "raw_counts"), ({"tlinear": False, "meaning": "agc_8bit"}, "agc_8bit"),
+    ({"tlinear": True, "kelvin_per_count": 0.1, "meaning": "kelvin_x10"}, "kelvin_x10")])
+def test_raw_frames_say_what_their_pixels_mean(changes, meaning):
+    got = wire.unpack_raw([bytes(p) for p in wire.pack_raw(raw(**changes))])
+    assert got.meaning == meaning and got.tlinear == (meaning.startswith("kelvin"))
+
+
+@pytest.mark.parametrize("header_changes, text", [
+    ({"meaning": "celsius"}, "expected one of kelvin_x100"),
+    ({"meaning": "raw_counts", "tlinear": True}, "contradicts tlinear"),
+    ({"meaning": "kelvin_x10", "tlinear": False}, "contradicts tlinear")])
+def test_a_meaning_that_is_unknown_or_contradicts_tlinear_is_a_wire_error(header_changes, text):
+    topic, head, pixels = wire.pack_raw(raw())
+    header = {**json.loads(head), **header_changes}
+    with pytest.raises(wire.WireError, match=text):
+        wire.unpack_raw([topic, json.dumps(header).encode(), bytes(pixels)])
+
+
+def test_a_raw_header_of_an_older_capture_without_meaning_is_read_from_tlinear():
+    topic, head, pixels = wire.pack_raw(raw(tlinear=False))
+    header = json.loads(head)
+    del header["meaning"]
+    assert wire.unpack_raw([topic, json.dumps(header).encode(), bytes(pixels)]).meaning == \
+        "raw_counts"

@@ -17,6 +17,7 @@ import { formatValue } from "./units.js";
 import { ThermalPainter } from "./live.js";
 import { ViewSettings } from "./viewsettings.js";
 import { Monitoring } from "./monitoring.js";
+import { CameraPanel } from "./camera.js";
 
 const $ = (id) => document.getElementById(id);
 const STALE_MS = 3000; // no frame for this long: the camera counts as offline
@@ -131,6 +132,12 @@ if (!THERMAL) { // the server's picture: no view of this viewer's own to reset o
   $("make-default").hidden = true;
 }
 
+const cameraPanel = new CameraPanel({
+  send: (m) => link.send(m),
+  say,
+  token: () => $("token").value.trim(),
+});
+
 function say(text) {
   $("message").textContent = text;
 }
@@ -174,6 +181,8 @@ function handleText(m) {
     pendingDefault = false;
     if (THERMAL) controls.apply(viewSettings.effective());
     else controls.revert();
+  } else if (m.type === "camera") {
+    cameraPanel.update(m.camera);
   } else if (m.type === "status") {
     const detail = (stage) => (stage && typeof stage === "object" && typeof stage.detail === "string"
       ? stage.detail : "");
@@ -280,6 +289,7 @@ function frameShown(frame) {
   monitoring.frame();
   colorbar.draw(h);
   controls.fromFrame(h);
+  cameraPanel.fromFrame(h);
   state.frame = frame;
   state.staleShown = isLive ? null : h;
   if (isLive) {
@@ -474,6 +484,8 @@ function updateReadouts() {
   $("rd-max").textContent = formatValue(s.max, unit);
   $("rd-centre").textContent = formatValue(s.centre, unit);
   $("rd-mean").textContent = formatValue(s.mean, unit);
+  // Only TLinear frames are temperatures: say so instead of showing degrees.
+  $("relative").hidden = !h || unit === "C";
   updateProbe();
 }
 
