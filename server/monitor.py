@@ -102,8 +102,9 @@ class Monitor:
             temps += [({"region": "frame", "stat": k}, v) for k, v in self.reading["frame"].items()]
             for name, values in self.reading["regions"].items():
                 temps += [({"region": name, "stat": k}, values[k]) for k in ("min", "max", "mean")]
-        out.append(("flirstream_temperature_celsius", "gauge",
-                    "newest frame's readings, per region and stat", temps))
+        if temps:  # none while the frames are not temperatures (TLinear off): no °C at all
+            out.append(("flirstream_temperature_celsius", "gauge",
+                        "newest frame's readings, per region and stat", temps))
         if self.mqtt is not None and self.mqtt.settings.enabled:
             status = self.mqtt.status()
             out.append(("flirstream_mqtt_connected", "gauge", "1 while connected to the MQTT broker",

@@ -225,7 +225,8 @@ def test_a_real_pipeline_publishes_discovery_and_the_readings_to_mqtt(tmp_path, 
         later = subscriber.wait_json("flir-stream/test/state", lambda s: s["seq"] > first["seq"])
         assert later["regions"]["kiln"]["max"] > 50  # the simulator's hot spot (60-80 °C) is in it
         # nobody watches: the picture is paused, the readings keep coming
-        assert json.loads(http_get(port, "/healthz")[2])["encoder"]["state"] == "paused"
+        wait_until(lambda: json.loads(http_get(port, "/healthz")[2])["encoder"]["state"] == "paused",
+                   what="the picture paused (nobody watches)")
         health = json.loads(http_get(port, "/healthz")[2])
         assert health["mqtt"]["state"] == "connected" and health["mqtt"]["connected"] is True
         assert metric(port, "flirstream_mqtt_connected") == 1
