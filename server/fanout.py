@@ -61,9 +61,9 @@ class Fanout:
         self.published = {feed: 0 for feed in FEEDS}  # feed -> index of its latest
 
     def count(self, transport: Optional[str] = None, feed: Optional[str] = None) -> int:
-        return sum(1 for c, state in self.clients.items()
+        return sum(1 for c in self.clients
                    if (transport is None or c.transport == transport)
-                   and (feed is None or state.feed == feed))
+                   and (feed is None or feed_of(c) == feed))
 
     def add(self, sink: Sink) -> None:
         """Register a viewer and send it the newest frame (of its feed) at once."""

@@ -186,20 +186,31 @@ class Hub:
 
     # ------------------------------------------------------------ snapshots
 
-    async def fresh_image(self, wait_s: float) -> Optional[ImageFrame]:
-        """The newest frame if fresh; else count as a viewer (so a paused encoder resumes) and wait
-        up to wait_s for one. None if none came."""
-        if self.image is not None and self.health.frame_fresh():
+    async def fresh_image(self, wait_s: float,
+                          newer_than: float = float("-inf")) -> Optional[ImageFrame]:
+        """The newest frame if fresh (and captured at newer_than or later); else count as a viewer
+        (so a paused encoder resumes) and wait up to wait_s for one. None if none came.
+        (newer_than: an alarm's picture must show the alarm's scene, not the one a fresh but
+        older picture from before the pause shows; thermal viewers leave the encoder paused.)"""
+        def good() -> bool:
+            return (self.image is not None and self.health.frame_fresh()
+                    and self.image.t >= newer_than)
+
+        if good():
             return self.image
-        future = asyncio.get_running_loop().create_future()
-        self._frame_waiters.append(future)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
         self.snapshot_waiters += 1
         self._viewers_changed()
         try:
-            await asyncio.wait_for(future, wait_s)
-        except asyncio.TimeoutError:
-            pass
+            while not good() and loop.time() < deadline:
+                future = loop.create_future()
+                self._frame_waiters.append(future)
+                try:
+                    await asyncio.wait_for(future, deadline - loop.time())
+                except asyncio.TimeoutError:
+                    break
         finally:
             self.snapshot_waiters -= 1
             self._viewers_changed()
-        return self.image if self.image is not None and self.health.frame_fresh() else None
+        return self.image if good() else None

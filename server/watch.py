@@ -123,8 +123,8 @@ class Watch:
     async def _late_picture(self, frame: ThermalFrame, alarms: list[str]) -> None:
         """The picture was paused (nobody watched): wake the encoder as a snapshot request does and
         add the first picture that comes to the alarm's snapshot."""
-        image = await self.hub.fresh_image(LATE_PICTURE_WAIT_S)
-        if image is None or image.t < frame.t - PICTURE_MATCH_S:
+        image = await self.hub.fresh_image(LATE_PICTURE_WAIT_S, newer_than=frame.t - PICTURE_MATCH_S)
+        if image is None:
             log.info("alarm %s: no picture came within %g s: its snapshot is the TIFF alone",
                      ", ".join(alarms), LATE_PICTURE_WAIT_S)
             return

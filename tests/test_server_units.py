@@ -638,3 +638,22 @@ def test_redact_takes_out_tokens_right_or_wrong():
     assert clean("404 GET /s3cret%2F%2Bx") == "404 GET /<token>"
     assert clean("Authorization: Basic dXNlcjpzM2NyZXQ=") == "Authorization: Basic <redacted>"
     assert clean("websocket viewer 127.0.0.1 connected") == "websocket viewer 127.0.0.1 connected"
+
+
+def test_hub_fresh_image_newer_than_waits_past_an_older_fresh_picture():
+    """An alarm's late picture: a fresh picture from before the scene changed does not count."""
+    async def scenario():
+        hub = Hub(Metrics(), Health(stale_after_s=2.0))
+        counts = []
+        hub.on_viewers = counts.append
+        hub.on_image(image_frame(1, t=1000.0))  # fresh (it just arrived), captured at ~1000
+        waiting = asyncio.ensure_future(hub.fresh_image(2.0, newer_than=1005.0))
+        await asyncio.sleep(0.01)
+        assert counts == [1]  # the paused encoder is woken
+        hub.on_image(image_frame(2, t=1003.0))  # still too old: keep waiting
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        hub.on_image(image_frame(3, t=1006.0))
+        assert (await waiting).seq == 3 and counts == [1, 0]
+        assert await hub.fresh_image(0.05, newer_than=2000.0) is None  # none came in time
+    asyncio.run(scenario())
