@@ -253,7 +253,7 @@ def thermal_messages(ws, count: int, timeout: float = 10.0) -> list[tuple[dict, 
     return out
 
 
-def test_thermal_mode_sends_the_measured_frames_lossless_and_the_jpeg_mode_is_unchanged(live):
+def test_thermal_mode_sends_the_measured_frames_and_the_jpeg_mode_is_unchanged(live):
     with live.ws("/ws?mode=thermal") as thermal, live.ws() as jpeg:
         hello, _ = json_messages(thermal, 2)
         assert hello["type"] == "hello" and hello["settings"]["palette"] in configuration.PALETTES
@@ -264,7 +264,9 @@ def test_thermal_mode_sends_the_measured_frames_lossless_and_the_jpeg_mode_is_un
     assert seqs == sorted(set(seqs))
     for header, payload in got:
         want = thermal_frame(header["seq"])
-        np.testing.assert_array_equal(radiometric.decode(payload), want.pixels)
+        # TLinear at 0.01 K: every value within one count (RAD1 step 3)
+        error = radiometric.decode(payload).astype(int) - want.pixels
+        assert np.abs(error).max() <= 1
         assert header["shape"] == [120, 160] and header["unit"] == "C" and header["tlinear"]
         assert header["t"] <= header["t_measured"] <= header["t_sent"]
         assert header["stats"] == want.stats and header["regions"] == want.regions

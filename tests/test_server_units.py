@@ -454,7 +454,8 @@ def test_hub_thermal_viewers_share_one_message_and_do_not_count_for_the_encoder(
         assert a.sent[1] is b.sent[1]  # built once, shared
         header, payload = protocol.split_thermal(a.sent[1])
         frame = thermal_frame(2)
-        np.testing.assert_array_equal(radiometric.decode(payload), frame.pixels)
+        error = radiometric.decode(payload).astype(int) - frame.pixels  # within 1 count (0.01 K)
+        assert np.abs(error).max() <= 1
         assert header["seq"] == 2 and header["t_sent"] == 2000.0 and header["defaults"] == 0
         assert header["regions"] == frame.regions and header["stats"] == frame.stats
         assert header["telemetry"] == {"fpa_temp_c": 31.25, "ffc_state": "complete", "uptime_ms": 5}

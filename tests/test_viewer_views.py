@@ -332,14 +332,9 @@ def test_real_recording_costs_at_most_15_kb_a_frame_in_the_real_viewer(tmp_path,
     assert mean <= GOAL_BYTES, f"{mean:.0f} bytes a frame on average"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "NOT MET (issue 15): the simulator's frames are TLinear at 0.01 K with a real sensor's noise; "
-    "losslessly (RAD1 step 1) they cost ~16.8 KB a message. The average-predictor residuals' own "
-    "entropy is ~15.3 KB a frame (~14.9 KB with the best simple predictor), so no lossless "
-    "per-frame coder of this kind gets under 15 KB; RAD1 step 2 (every value within 0.01 K) does. "
-    "Strict: this turns red the day it passes, so the mark goes with the gap."))
 def test_simulator_costs_at_most_15_kb_a_frame_in_the_real_viewer(tmp_path, stages, browser):
-    """The simulated Lepton (TLinear, 0.01 K a count), every frame unique."""
+    """The simulated Lepton (TLinear, 0.01 K a count, a real sensor's noise), every frame unique:
+    lossless it would cost ~16.8 KB a frame; in steps of one count (0.01 K) it fits."""
     config = write_config(tmp_path, capture={"source": "sim", "sim_unique_every": "1"})
     url = f"http://127.0.0.1:{viewer.setting(config, 'server', 'port')}/"
     stages("capture", config)
