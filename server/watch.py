@@ -116,9 +116,18 @@ class Watch:
             self.tell(protocol.alarms_message(self.monitor.alarms.as_dict()))
             image = self.hub.image
             if self.keeper is not None and (image is None or abs(image.t - frame.t) > PICTURE_MATCH_S):
-                task = asyncio.ensure_future(self._late_picture(frame, [c.name for c in changes]))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._wait_for_picture(frame, [c.name for c in changes])
+
+    def _wait_for_picture(self, frame: ThermalFrame, alarms: list[str]) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not in the server's loop (plain calls, as in unit tests)
+            log.info("alarm %s: no event loop to wait for a picture in: the snapshot is the TIFF "
+                     "alone", ", ".join(alarms))
+            return
+        task = loop.create_task(self._late_picture(frame, alarms))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _late_picture(self, frame: ThermalFrame, alarms: list[str]) -> None:
         """The picture was paused (nobody watched): wake the encoder as a snapshot request does and
