@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import BinaryIO, Callable, Optional, Protocol
+from typing import BinaryIO, Callable, Optional
 
 import numpy as np
 
@@ -22,29 +22,12 @@ from flirstream.config import ConfigError
 
 from . import vospi
 from .sim import SimulatedLepton
+from .source import DEFAULT_SPI_DEVICE, Source, SourceOffline
+from .spi import SpiSource
 
 log = logging.getLogger("capture.sources")
 
-DEFAULT_SPI_DEVICE = "/dev/spidev0.0"
 IMAGE_RANGE_C = (20.0, 40.0)  # image: source: black is 20 C, white 40 C
-
-
-class SourceOffline(Exception):
-    """The source cannot deliver bytes right now; str() says why (one line for people)."""
-
-
-class Source(Protocol):
-    name: str
-    retry_delay: float
-
-    def read(self) -> bytes:
-        """Some bytes (may be empty), blocking at most about 0.1 s; raises SourceOffline."""
-
-    def pause(self, seconds: float) -> None:
-        """Stop reading for at least `seconds` (on SPI: chip select deasserted, to resync)."""
-
-    def close(self) -> None:
-        ...
 
 
 class _Pacer:
@@ -286,8 +269,6 @@ def make_source(spec: str, capture, *, record: Optional[str] = None,
                               fps=capture.sim_fps, seed=None, cci=cci)
         source: Source = SimSource(sim)
     elif kind == "spi":
-        from .spi import SpiSource  # (spi.py builds on this module)
-
         source = SpiSource(rest, capture.spi_speed_hz, device_factory=device_factory)
     elif kind == "vospi-file":
         source = FileSource(rest, capture.sensor, telemetry,
