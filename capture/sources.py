@@ -19,6 +19,7 @@ from typing import BinaryIO, Callable, Optional
 import numpy as np
 
 from flirstream.config import ConfigError
+from flirstream.wire import KELVIN_AT_0C
 
 from . import vospi
 from .sim import SimulatedLepton
@@ -159,7 +160,7 @@ def image_to_tlinear(path: str, sensor: str, kelvin_per_count: float,
     grey = cv2.resize(grey, (cols, rows), interpolation=cv2.INTER_AREA)
     lo, hi = range_c
     celsius = lo + grey.astype(np.float64) / 255.0 * (hi - lo)
-    counts = np.rint((celsius + 273.15) / kelvin_per_count)
+    counts = np.rint((celsius + KELVIN_AT_0C) / kelvin_per_count)
     return np.clip(counts, 0, 65535).astype(np.uint16)
 
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 import resource
 import socket
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .wire import KELVIN_AT_0C
 
 
 _given: set[int] = set()  # ports this process handed out already
@@ -57,3 +62,10 @@ def raise_fd_limit() -> int:
         except (ValueError, OSError):
             pass
     return soft
+
+
+def tlinear_counts(celsius: Any, kelvin_per_count: float = 0.01) -> Any:
+    """TLinear counts of temperatures in degrees C (wire.KELVIN_AT_0C): an int for a number,
+    uint16 pixels for an array."""
+    counts = np.rint((np.asarray(celsius, dtype=np.float64) + KELVIN_AT_0C) * (1 / kelvin_per_count))
+    return int(counts) if counts.ndim == 0 else counts.astype(np.uint16)

@@ -112,6 +112,8 @@ STATUS_TOPIC = b"status"
 
 Buffer = Union[bytes, memoryview, bytearray]
 MAX_HEADER_BYTES = 64 * 1024
+# TLinear pixels are kelvin / kelvin_per_count: degrees C = value * kelvin_per_count - KELVIN_AT_0C
+KELVIN_AT_0C = 273.15
 MAX_SIDE = 4096
 MAX_DEPTH = 16  # nesting of objects/lists in any JSON part (the deepest this format uses is 3)
 

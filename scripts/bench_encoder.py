@@ -44,6 +44,7 @@ if str(ROOT) not in sys.path:
 from encoder import agc as agcs  # noqa: E402
 from encoder import palettes  # noqa: E402
 from encoder.render import Renderer, Units, orient, scale, statistics  # noqa: E402
+from flirstream.testing import tlinear_counts  # noqa: E402
 
 ROWS, COLS = 120, 160
 
@@ -59,7 +60,7 @@ def scenes(count: int = 32, seed: int = 7) -> list[np.ndarray]:
                    + 12.0 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 300.0)  # a person
                    + 45.0 * np.exp(-((xx - 130) ** 2 + (yy - 25) ** 2) / 8.0)   # a mug of tea
                    + rng.normal(0, 0.05, (ROWS, COLS)))                       # sensor noise
-        frames.append(np.rint((celsius + 273.15) * 100).astype(np.uint16))
+        frames.append(tlinear_counts(celsius))
     return frames
 
 

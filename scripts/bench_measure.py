@@ -31,6 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from flirstream.regions import Region, celsius, measure  # noqa: E402
+from flirstream.testing import tlinear_counts  # noqa: E402
 
 ROWS, COLS = 120, 160
 REGIONS = [Region("all", 0, 0, COLS - 1, ROWS - 1), Region("left", 0, 0, 79, 59),
@@ -47,7 +48,7 @@ def frames(count: int = 16, seed: int = 3) -> list[np.ndarray]:
     for i in range(count):
         c = (22 + 3 * xx / COLS + 40 * np.exp(-((xx - 100 - i) ** 2 + (yy - 21) ** 2) / 6.0)
              + rng.normal(0, 0.05, (ROWS, COLS)))
-        out.append(np.rint((c + 273.15) * 100).astype(np.uint16))
+        out.append(tlinear_counts(c))
     return out
 
 

@@ -19,11 +19,9 @@ import zmq
 
 from conftest import Stage, write_config
 from flirstream import config as configuration, wire
+from flirstream.testing import tlinear_counts
 from server.protocol import split_frame
 from websockets.sync.client import connect
-
-KELVIN_0C = 27315  # TLinear counts at 0 degrees C (0.01 K per count)
-
 
 def image_frame(seq: int, t: Optional[float] = None, rows: int = 120, cols: int = 160,
                 tlinear: bool = True, palette: str = "ironbow", side: int = 2,
@@ -32,7 +30,7 @@ def image_frame(seq: int, t: Optional[float] = None, rows: int = 120, cols: int 
     y, x = np.mgrid[0:rows, 0:cols]
     cx, cy = (seq * 3) % cols, rows // 2
     celsius = 20.0 + 15.0 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 200.0)
-    pixels = np.round(celsius * 100 + KELVIN_0C).astype(np.uint16) if tlinear \
+    pixels = tlinear_counts(celsius) if tlinear \
         else np.round(celsius * 300).astype(np.uint16)
     grey = cv2.normalize(pixels, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     big = cv2.resize(grey, (cols * side, rows * side), interpolation=cv2.INTER_NEAREST)

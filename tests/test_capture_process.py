@@ -16,6 +16,7 @@ import zmq
 from capture import vospi
 from capture.vospi import FrameAssembler
 from flirstream import links, wire
+from flirstream.wire import KELVIN_AT_0C
 
 from conftest import write_config
 
@@ -84,7 +85,7 @@ def test_sim_lepton3_frames_and_status_then_sigterm_exits_0(tmp_path, stages, wa
     assert all(f.tlinear and f.kelvin_per_count == 0.01 and f.telemetry is None for f in frames)
     seqs = [f.seq for f in frames]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-    celsius = frames[-1].pixels / 100.0 - 273.15
+    celsius = frames[-1].pixels / 100.0 - KELVIN_AT_0C
     assert 15 < np.median(celsius) < 40 and celsius.max() > 50  # room, body and hot spot
     # dedupe: the simulator sends each scene 3 times, consecutive published frames differ
     assert all(not np.array_equal(a.pixels, b.pixels) for a, b in zip(frames, frames[1:]))
@@ -162,7 +163,7 @@ def test_image_source_publishes_the_picture(tmp_path, stages, watch):
     w = watch(config)
     stage = stages("capture", config)
     w.until(lambda: len(w.frames) >= 2, stage=stage)  # a still picture still ticks each second
-    celsius = w.frames[0].pixels / 100.0 - 273.15
+    celsius = w.frames[0].pixels / 100.0 - KELVIN_AT_0C
     assert celsius[:, 0].max() < 20.5 and celsius[:, -1].min() > 39.5
     assert stage.stop() == 0
 

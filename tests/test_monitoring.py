@@ -23,7 +23,8 @@ from flirstream.testing import free_port
 from mqtt_support import Broker, Subscriber
 from server_support import http_get, wait_http
 from flirstream import links, wire
-from test_viewer import HOT, kelvin100, scene, setting, start_server
+from flirstream.testing import tlinear_counts
+from test_viewer import HOT, scene, setting, start_server
 
 WAIT_S = 30.0
 
@@ -126,7 +127,7 @@ class Camera:
             seq += 1
             pixels = scene(seq)
             x0, y0, x1, y1 = HOT
-            pixels[y0:y1, x0:x1] = kelvin100(self.hot_c)
+            pixels[y0:y1, x0:x1] = tlinear_counts(self.hot_c)
             self.sock.send_multipart(wire.pack_raw(wire.RawFrame(seq=seq, t=time.time(),
                                                                  sensor="lepton3", pixels=pixels)))
 

@@ -21,6 +21,8 @@ from playwright.sync_api import sync_playwright
 from capture.sim import SimulatedLepton
 from conftest import CHROMIUM
 from encoder.render import Renderer, orient
+from flirstream.testing import tlinear_counts
+from flirstream.wire import KELVIN_AT_0C
 from server import radiometric
 from static_site import StaticSite
 
@@ -169,7 +171,7 @@ def test_raw_counts_fall_back_to_linear_like_the_encoder(page):
 
 def test_temperature_under_a_pixel_follows_rotation(page):
     frame = frames(1, seed=3)[0].copy()
-    frame[10, 150] = int(round((55.55 + 273.15) * 100))  # a marked pixel near the top right
+    frame[10, 150] = tlinear_counts(55.55)  # a marked pixel near the top right
     settings = {"rotate": 90, "flip": "vertical"}
     shown = orient(frame, 90, "vertical")
     (y, x), = np.argwhere(shown == frame[10, 150])
@@ -203,7 +205,7 @@ def test_isotherm_paints_exactly_the_pixels_in_its_range(page, isotherm):
     ref = plain.render_pixels(frame).bgr[..., ::-1]
     rgba, _ = browser_render(page, [radiometric.encode(frame)], {**settings, "isotherm": isotherm},
                              TLINEAR, (160, 120))
-    celsius = frame * 0.01 - 273.15
+    celsius = frame * 0.01 - KELVIN_AT_0C
     lo, hi = isotherm["lo"], isotherm["hi"]
     hit = {"above": celsius >= lo, "below": celsius <= lo,
            "between": (celsius >= lo) & (celsius <= hi)}[isotherm["mode"]]

@@ -22,6 +22,8 @@ from playwright.sync_api import sync_playwright
 from conftest import CHROMIUM, write_config
 from encoder.palettes import lut
 from flirstream import config as configuration, links, wire
+from flirstream.testing import tlinear_counts
+from flirstream.wire import KELVIN_AT_0C
 
 ROWS, COLS = 120, 160
 SCALE = 4  # JPEG is 640x480, as the encoder's "auto" size makes it
@@ -34,25 +36,21 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-r
 WAIT_MS = 15_000
 
 
-def kelvin100(c: float) -> int:
-    return int(round((c + 273.15) * 100))
-
-
 def scene(seq: int) -> np.ndarray:
     """Raw pixels of frame `seq`: background, hot square, and a warm bar at a column that moves
     with seq."""
-    pixels = np.full((ROWS, COLS), kelvin100(BACKGROUND_C), dtype=np.uint16)
+    pixels = np.full((ROWS, COLS), tlinear_counts(BACKGROUND_C), dtype=np.uint16)
     x0, y0, x1, y1 = HOT
-    pixels[y0:y1, x0:x1] = kelvin100(HOT_C)
+    pixels[y0:y1, x0:x1] = tlinear_counts(HOT_C)
     bar = (seq * 7) % 60  # stays left of the hot square
-    pixels[70:110, bar:bar + 6] = kelvin100(BAR_C)
+    pixels[70:110, bar:bar + 6] = tlinear_counts(BAR_C)
     return pixels
 
 
 def built_frame(seq: int, palette_name: str = "inferno", pixels=None) -> wire.ImageFrame:
     """Frame `seq` of scene() (or of `pixels`), coloured and with its stats as the encoder does."""
     pixels = scene(seq) if pixels is None else pixels
-    celsius = pixels * 0.01 - 273.15
+    celsius = pixels * 0.01 - KELVIN_AT_0C
     lo, hi = float(celsius.min()), float(celsius.max())
     grey = np.clip((celsius - lo) / (hi - lo) * 255, 0, 255).astype(np.uint8)
     image = cv2.resize(cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO), (COLS * SCALE, ROWS * SCALE),
@@ -522,9 +520,9 @@ def test_a_cached_frame_from_before_a_pause_is_shown_as_stale_without_latency(st
 
 def adjacent_spots(seq: int) -> np.ndarray:
     """The coldest and hottest pixels right beside the centre one, so all three markers touch."""
-    pixels = np.full((ROWS, COLS), kelvin100(BACKGROUND_C), dtype=np.uint16)
-    pixels[ROWS // 2, COLS // 2 + 1] = kelvin100(HOT_C)
-    pixels[ROWS // 2 + 1, COLS // 2 - 1] = kelvin100(10.0)
+    pixels = np.full((ROWS, COLS), tlinear_counts(BACKGROUND_C), dtype=np.uint16)
+    pixels[ROWS // 2, COLS // 2 + 1] = tlinear_counts(HOT_C)
+    pixels[ROWS // 2 + 1, COLS // 2 - 1] = tlinear_counts(10.0)
     return pixels
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from flirstream import config
 from flirstream.wire import RawFrame
+from flirstream.testing import tlinear_counts
 from encoder.measure import Meter
 from server.health import Health
 from server.hub import Hub
@@ -41,7 +42,7 @@ def make(tmp_path, text: str = CONF) -> tuple[Watch, Hub]:
 
 def frame(seq: int, bed_c: float):
     pixels = np.full((120, 160), 29315, dtype=np.uint16)
-    pixels[20, 20] = int(round((bed_c + 273.15) * 100))
+    pixels[20, 20] = tlinear_counts(bed_c)
     return Meter().measure(RawFrame(seq=seq, t=1000.0 + seq, sensor="lepton3", pixels=pixels), {})
 
 
