@@ -93,13 +93,13 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
     # Camera commands to capture; a reboot with its set-up takes a few seconds.
     camera_relay = ControlRelay(zctx, cfg.endpoints.camera, timeout_s=10.0, peer="capture",
                                 schema=CAMERA)
-    feed = Feed(zctx, cfg.endpoints.images, hub)
+    feed = Feed(zctx, cfg.endpoints.images, hub, metrics)
     ports = tuple(p for p in (srv.port, srv.websocket_port) if p)
-    watch = Watch(cfg, hub)  # readings, alarms, history, MQTT: every frame, watched or not
+    watch = Watch(cfg, hub, health)  # readings, alarms, history, MQTT: every frame, watched or not
     # the names are looked up once here: getfqdn() may ask DNS, which must not stall a request
     hosts = access.own_names(srv.host, srv.allowed_hosts)
-    ctx = Context(server=srv, hub=hub, relay=relay, metrics=metrics, health=health, ports=ports,
-                  hosts=hosts, watch=watch, camera_relay=camera_relay)
+    ctx = Context(server=srv, hub=hub, fanout=hub.fanout, relay=relay, metrics=metrics,
+                  health=health, ports=ports, hosts=hosts, watch=watch, camera_relay=camera_relay)
     try:
         app = make_app(ctx, srv.static_dir)
         servers = bind_retrying(lambda: listen(app, srv, request_timeout_s))

@@ -36,8 +36,9 @@ class Client:
 
 def make(tmp_path, text: str = CONF) -> tuple[Watch, Hub]:
     cfg = config.loads(text + f"[state]\ndir = {tmp_path}\n")
-    hub = Hub(Metrics(), Health(2.0))
-    return Watch(cfg, hub), hub
+    health = Health(2.0)
+    hub = Hub(Metrics(), health)
+    return Watch(cfg, hub, health), hub
 
 
 def frame(seq: int, bed_c: float):
