@@ -305,19 +305,3 @@ def read_mjpeg_parts(port: int, count: int, timeout: float = 10.0) -> tuple[dict
         return headers, parts
     finally:
         conn.close()
-
-
-METRIC_LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})?'
-                         r' (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$')
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    samples = {}
-    for line in text.splitlines():
-        if line.startswith("#"):
-            assert re.match(r"# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* \S", line), line
-            continue
-        assert METRIC_LINE.match(line), line
-        name, value = line.rsplit(" ", 1)
-        samples[name] = float(value)
-    return samples

@@ -13,14 +13,14 @@ import tornado.web
 
 from encoder.measure import Meter
 from flirstream.regions import AlarmRule, Region, celsius, measure
-from flirstream.testing import free_port
+from flirstream.testing import free_port, parse_metrics
 from flirstream.wire import RawFrame
 from flirstream.testing import tlinear_counts
 from server.alarm_files import AlarmSnapshots
 from server.metrics import Exposition
 from server.monitor import Monitor, reading_of
 from server.webhook import Webhooks
-from server_support import image_frame, parse_metrics
+from server_support import image_frame
 
 REGIONS = {"hob": Region("hob", 100, 10, 140, 40), "tap": Region("tap", 5, 100, 5, 100)}
 

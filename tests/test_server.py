@@ -15,9 +15,10 @@ from websockets.sync.client import connect
 
 from conftest import CHROMIUM, Stage, write_config
 from flirstream import config as configuration, wire
+from flirstream.testing import parse_metrics
 from flirstream.wire import KELVIN_AT_0C
 from server_support import FakeEncoder, Live, frames, http_get, image_frame, json_messages, \
-    parse_metrics, raw_request, read_mjpeg_parts, wait_http, write_index
+    raw_request, read_mjpeg_parts, wait_http, write_index
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,10 +11,10 @@ import pytest
 
 from conftest import write_config
 from flirstream import config as configuration
+from flirstream.testing import parse_metrics
 from flirstream.wire import KELVIN_AT_0C
 from server.protocol import split_frame
-from server_support import frames, http_get, json_messages, parse_metrics, read_mjpeg_parts, \
-    wait_http
+from server_support import frames, http_get, json_messages, read_mjpeg_parts, wait_http
 from websockets.sync.client import connect
 
 pytestmark = pytest.mark.timeout(120)
