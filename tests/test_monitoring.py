@@ -11,7 +11,6 @@ import signal
 import threading
 import time
 
-import numpy as np
 import pytest
 import tornado.httpserver
 import tornado.netutil
