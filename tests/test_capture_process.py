@@ -11,45 +11,14 @@ import cv2
 import numpy as np
 import psutil
 import pytest
-import zmq
 
 from capture import vospi
 from capture.vospi import FrameAssembler
-from flirstream import links, wire
+from flirstream import wire
 from flirstream.wire import KELVIN_AT_0C
 
 from conftest import write_config
-
-
-class Watcher:
-    """A SUB socket on the frames endpoint collecting raw frames and capture status messages."""
-
-    def __init__(self, endpoint: str):
-        self.ctx = zmq.Context()
-        self.sock = links.subscriber(self.ctx, endpoint, b"", hwm=1000)
-        self.frames: list[wire.RawFrame] = []
-        self.status: list[dict] = []
-
-    def until(self, condition, timeout: float = 15.0, stage=None) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            if stage is not None and stage.proc.poll() is not None:
-                raise AssertionError(f"capture exited {stage.proc.returncode}: {stage.log()}")
-            if self.sock.poll(100):
-                parts = self.sock.recv_multipart(copy=False)
-                if wire.topic_of(parts) == wire.RAW_TOPIC:
-                    self.frames.append(wire.unpack_raw(parts))
-                else:
-                    self.status.append(wire.unpack_status(parts))
-        log = stage.log() if stage is not None else ""
-        raise AssertionError(f"timed out; {len(self.frames)} frames, status "
-                             f"{self.status[-1:]}; log: {log}")
-
-    def close(self) -> None:
-        self.sock.close(0)
-        self.ctx.term()
+from stage_support import Watcher
 
 
 @pytest.fixture

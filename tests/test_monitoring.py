@@ -23,7 +23,7 @@ from mqtt_support import Broker, Subscriber
 from server_support import http_get, wait_http
 from flirstream import links, wire
 from flirstream.testing import tlinear_counts
-from test_viewer import HOT, scene, setting, start_server
+from viewer_support import HOT, scene, setting, start_server
 
 WAIT_S = 30.0
 
@@ -261,7 +261,7 @@ def test_a_real_pipeline_publishes_discovery_and_the_readings_to_mqtt(tmp_path, 
 
 # ---------------------------------------------------------------- in the browser
 
-from test_viewer import COLS, ROWS, WAIT_MS, browser, page, wait_for_frames  # noqa: E402,F401
+from viewer_support import COLS, ROWS, WAIT_MS, browser, page, wait_for_frames  # noqa: E402,F401
 
 
 def region_at(page, name: str) -> str:
