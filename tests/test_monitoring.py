@@ -261,7 +261,7 @@ def test_a_real_pipeline_publishes_discovery_and_the_readings_to_mqtt(tmp_path, 
 
 # ---------------------------------------------------------------- in the browser
 
-from viewer_support import COLS, ROWS, WAIT_MS, browser, page, wait_for_frames  # noqa: E402,F401
+from viewer_support import COLS, ROWS, WAIT_MS, page, wait_for_frames  # noqa: E402,F401
 
 
 def region_at(page, name: str) -> str:

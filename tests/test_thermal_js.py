@@ -16,18 +16,14 @@ import base64
 
 import numpy as np
 import pytest
-from playwright.sync_api import sync_playwright
 
 from capture.sim import SimulatedLepton
-from conftest import CHROMIUM
 from encoder.render import Renderer, orient
 from flirstream.testing import tlinear_counts
 from flirstream.wire import KELVIN_AT_0C
 from server import radiometric
 from static_site import StaticSite
 
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"]
 TLINEAR = {"tlinear": True, "kelvin_per_count": 0.01}
 MIN_PSNR_DB = 50.0
 
@@ -51,14 +47,6 @@ def site():
     s = StaticSite()
     yield s
     s.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from conftest import write_config
 from encoder.palettes import lut
 from flirstream.testing import tlinear_counts
 from viewer_support import (BACKGROUND_C, CANVAS_SUM, COLS, HOT, HOT_C, ROWS, WAIT_MS,
-                            FramePublisher, browser, client_point, feed, page, pipeline, scene,
+                            FramePublisher, client_point, feed, page, pipeline, scene,
                             setting, shown_seq, start_server, wait_for_capture,
-                            wait_for_frames)  # noqa: F401  (browser, page, feed, pipeline: fixtures)
+                            wait_for_frames)  # noqa: F401  (page, feed, pipeline: fixtures)
 
 
 def test_phone_sized_page_fits_and_a_finger_reads_temperatures(stages, feed, browser):

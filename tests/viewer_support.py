@@ -1,4 +1,5 @@
-"""What the browser tests share: a real headless Chromium (fixtures browser, page), a stand-in
+"""What the browser tests share: a page in real headless Chromium (fixture page; conftest has
+browser), a stand-in
 encoder publishing made-up thermal frames (FramePublisher, fixture feed), a real server started on
 a free port, and waits on what the page shows."""
 from __future__ import annotations
@@ -12,9 +13,8 @@ import cv2
 import numpy as np
 import pytest
 import zmq
-from playwright.sync_api import sync_playwright
 
-from conftest import CHROMIUM, write_config
+from conftest import write_config
 from flirstream import config as configuration, links, wire
 from flirstream.testing import tlinear_counts
 from flirstream.wire import KELVIN_AT_0C
@@ -25,8 +25,6 @@ BACKGROUND_C = 24.0
 HOT_C = 45.0
 HOT = (100, 20, 120, 40)  # x0, y0, x1, y1 (exclusive) of the hot square, raw pixels
 BAR_C = 30.0
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WAIT_MS = 15_000
 
 
@@ -127,14 +125,6 @@ class FramePublisher:
         self.thread.join(5)
         self.sock.close(0)
         self.ctx.term()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
