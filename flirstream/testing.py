@@ -83,6 +83,14 @@ def raise_fd_limit() -> int:
     return soft
 
 
+def write_json(path: Any, result: Any) -> Path:
+    """A benchmark's result as indented JSON at `path` (its directory made); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
 def tlinear_counts(celsius: Any, kelvin_per_count: float = 0.01) -> Any:
     """TLinear counts of temperatures in degrees C (wire.KELVIN_AT_0C): an int for a number,
     uint16 pixels for an array."""

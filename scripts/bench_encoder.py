@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import platform
 import statistics as stat
@@ -44,7 +43,7 @@ if str(ROOT) not in sys.path:
 from encoder import agc as agcs  # noqa: E402
 from encoder import palettes  # noqa: E402
 from encoder.render import Renderer, Units, orient, scale, statistics  # noqa: E402
-from flirstream.testing import tlinear_counts  # noqa: E402
+from flirstream.testing import tlinear_counts, write_json  # noqa: E402
 
 ROWS, COLS = 120, 160
 
@@ -243,10 +242,7 @@ def main() -> int:
     for label, a, b in rows:
         print(f"  {label:<{width}}  {a:>16}  {b:>12}")
 
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"  written to {out}")
+    print(f"  written to {write_json(args.json, result)}")
     return 0
 
 
