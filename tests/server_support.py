@@ -105,24 +105,24 @@ class FakeEncoder:
 
     def _answer(self) -> None:
         identity, *rest = self._router.recv_multipart()
-        request = wire.unpack_control(rest[-1])
+        request = wire.check_control_request(wire.unpack_control(rest[-1]))
         self.requests.append(request)
         if not self.answer_control:
             return
-        reply: dict = {"ok": True, "settings": dict(self.settings)}
+        reply = wire.control_reply(settings=dict(self.settings))
         if request["op"] == "set" and self.refuse:
-            reply = {"ok": False, "error": self.refuse}
+            reply = wire.control_reply(error=self.refuse)
         elif request["op"] == "set":
             try:
                 for key, value in request["settings"].items():
                     configuration.parse_value("encoder", key, str(value))
             except configuration.ConfigError as exc:
-                reply = {"ok": False, "error": str(exc)}
+                reply = wire.control_reply(error=str(exc))
             else:
                 self.settings.update(request["settings"])
                 reply["settings"] = dict(self.settings)
         elif request["op"] == "viewers":
-            reply = {"ok": True}
+            reply = wire.control_reply()
         if "id" in request:
             reply["id"] = request["id"]
         self._router.send_multipart([identity, wire.pack_control(reply)])
