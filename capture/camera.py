@@ -31,7 +31,6 @@ from . import telemetry as tm
 
 log = logging.getLogger("capture.camera")
 
-ZERO_C = 273.15
 KELVIN_MEANINGS = (tm.KELVIN_X100, tm.KELVIN_X10)
 POLL_EVERY_S = 1.0  # how often the control thread reads the camera's state when telemetry is off
 SETTINGS = ("gain_mode", "ffc_mode", "emissivity", "background_k")
@@ -284,7 +283,7 @@ class Camera:
                     params.emissivity = float(request["emissivity"])
                     change = {"emissivity": params.emissivity}
                     if "background_c" in request:
-                        params.background_k = round(float(request["background_c"]) + ZERO_C, 2)
+                        params.background_k = round(float(request["background_c"]) + wire.KELVIN_AT_0C, 2)
                         change["background_k"] = params.background_k
                     lep.set_flux_parameters(params)
                     self._save(**change)
@@ -378,7 +377,7 @@ class Camera:
              "effective_gain": None, "emissivity": r.get("emissivity"),
              "background_c": _c(r.get("background_k")), "uptime_s": None}
         if t is not None:
-            d.update(fpa_temp_c=round(t.fpa_temp_k - ZERO_C, 2), ffc_state=t.ffc_state,
+            d.update(fpa_temp_c=round(t.fpa_temp_k - wire.KELVIN_AT_0C, 2), ffc_state=t.ffc_state,
                      ffc_desired=t.ffc_desired,
                      since_ffc_s=round(max(0, t.uptime_ms - t.time_at_ffc_ms) / 1000.0, 1),
                      gain_mode=t.gain_mode, effective_gain=t.effective_gain_mode,
@@ -395,7 +394,7 @@ class Camera:
 
 
 def _c(kelvin: Optional[float]) -> Optional[float]:
-    return None if kelvin is None else round(kelvin - ZERO_C, 2)
+    return None if kelvin is None else round(kelvin - wire.KELVIN_AT_0C, 2)
 
 
 def _why(exc: Exception) -> str:

@@ -316,14 +316,6 @@ class LeptonCCI:
         self.set(cid, [value & 0xFFFF, (value >> 16) & 0xFFFF])
 
 
-def split_u32(values: Sequence[int]) -> list[int]:
-    """32-bit values -> words, low word first."""
-    out: list[int] = []
-    for v in values:
-        out += [v & 0xFFFF, (v >> 16) & 0xFFFF]
-    return out
-
-
 def join_u32(words: Sequence[int]) -> list[int]:
     """Words, low word first -> 32-bit values."""
     return [words[i] | (words[i + 1] << 16) for i in range(0, len(words) - 1, 2)]

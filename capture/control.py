@@ -21,13 +21,7 @@ log = logging.getLogger("capture.control")
 
 def bind(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
     """The bound ROUTER (ConfigError naming [endpoints] camera if it cannot bind)."""
-    sock = ctx.socket(zmq.ROUTER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SNDHWM, 64)
-    sock.setsockopt(zmq.RCVHWM, 64)
-    sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-    links.bind(sock, "camera", endpoint)
-    return sock
+    return links.control_router(ctx, "camera", endpoint, hwm=64)
 
 
 class ControlThread(threading.Thread):

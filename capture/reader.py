@@ -18,7 +18,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .sources import Source, SourceOffline
+from .source import Source, SourceOffline
 from .vospi import RESYNC_PAUSE_S, Frame, FrameAssembler
 
 log = logging.getLogger("capture.reader")

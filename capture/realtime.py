@@ -18,7 +18,6 @@ import gc
 import os
 from typing import Optional, Sequence
 
-POLICIES = ("off", "fifo")
 DEFAULT_PRIORITY = 10  # above normal tasks, below the kernel's IRQ threads (50) that move the bytes
 GC_THRESHOLD0 = 10_000  # objects allocated between young collections (Python's default: 700)
 

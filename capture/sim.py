@@ -23,12 +23,13 @@ from typing import Optional
 
 import numpy as np
 
+from flirstream.wire import KELVIN_AT_0C
+
 from . import telemetry as tm
 from . import vospi
 from .cci import FluxParameters
 from .scene import SensorNoise
 
-ZERO_C = 273.15
 
 
 @dataclass
@@ -94,7 +95,7 @@ class SimulatedLepton:
 
     def scene(self, index: int) -> np.ndarray:
         """Scene frame `index` as TLinear counts, (rows, cols) uint16."""
-        counts = np.rint((self.scene_celsius(index) + ZERO_C) / self.kelvin_per_count)
+        counts = np.rint((self.scene_celsius(index) + KELVIN_AT_0C) / self.kelvin_per_count)
         return np.clip(counts, 0, 65535).astype(np.uint16)
 
     def scene_celsius(self, index: int) -> np.ndarray:
@@ -184,7 +185,7 @@ class SimulatedLepton:
         self.telemetry = mode
         if index != self._scene_index or self._output is None:
             self._scene_index = index
-            true_k = self.scene_celsius(index) + ZERO_C
+            true_k = self.scene_celsius(index) + KELVIN_AT_0C
             self.last_true_k = true_k
             if not (dev.frozen and self._output is not None):
                 self._output = camera_output(true_k, dev, self.scene_emissivity,
@@ -300,7 +301,7 @@ def camera_output(true_k: np.ndarray, dev, scene_emissivity: float = 1.0,
     s = dev.state
     flux = FluxParameters.from_words(s.flux)
     reported, apparent = reported_temperature(true_k, scene_emissivity, scene_reflected_k, flux)
-    gain = dev.update_gain(lambda c: float(np.mean(reported > c + ZERO_C)))
+    gain = dev.update_gain(lambda c: float(np.mean(reported > c + KELVIN_AT_0C)))
     lo, hi = GAIN_RANGE_K[gain]
     reported = np.clip(reported, lo, hi)
     if s.agc:

@@ -14,37 +14,21 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import BinaryIO, Callable, Optional, Protocol
+from typing import BinaryIO, Callable, Optional
 
 import numpy as np
 
 from flirstream.config import ConfigError
+from flirstream.wire import KELVIN_AT_0C
 
 from . import vospi
 from .sim import SimulatedLepton
+from .source import DEFAULT_SPI_DEVICE, Source, SourceOffline
+from .spi import SpiSource
 
 log = logging.getLogger("capture.sources")
 
-DEFAULT_SPI_DEVICE = "/dev/spidev0.0"
 IMAGE_RANGE_C = (20.0, 40.0)  # image: source: black is 20 C, white 40 C
-
-
-class SourceOffline(Exception):
-    """The source cannot deliver bytes right now; str() says why (one line for people)."""
-
-
-class Source(Protocol):
-    name: str
-    retry_delay: float
-
-    def read(self) -> bytes:
-        """Some bytes (may be empty), blocking at most about 0.1 s; raises SourceOffline."""
-
-    def pause(self, seconds: float) -> None:
-        """Stop reading for at least `seconds` (on SPI: chip select deasserted, to resync)."""
-
-    def close(self) -> None:
-        ...
 
 
 class _Pacer:
@@ -176,7 +160,7 @@ def image_to_tlinear(path: str, sensor: str, kelvin_per_count: float,
     grey = cv2.resize(grey, (cols, rows), interpolation=cv2.INTER_AREA)
     lo, hi = range_c
     celsius = lo + grey.astype(np.float64) / 255.0 * (hi - lo)
-    counts = np.rint((celsius + 273.15) / kelvin_per_count)
+    counts = np.rint((celsius + KELVIN_AT_0C) / kelvin_per_count)
     return np.clip(counts, 0, 65535).astype(np.uint16)
 
 
@@ -286,8 +270,6 @@ def make_source(spec: str, capture, *, record: Optional[str] = None,
                               fps=capture.sim_fps, seed=None, cci=cci)
         source: Source = SimSource(sim)
     elif kind == "spi":
-        from .spi import SpiSource  # (spi.py builds on this module)
-
         source = SpiSource(rest, capture.spi_speed_hz, device_factory=device_factory)
     elif kind == "vospi-file":
         source = FileSource(rest, capture.sensor, telemetry,

@@ -41,7 +41,6 @@ import numpy as np
 from . import vospi
 from .sim import SimulatedLepton
 
-SEGMENT_RATE_HZ = 106.0          # Lepton 3 datasheet: ~106 segments/s (4 per ~26.5 Hz frame)
 RESYNC_MIN_S = vospi.RESYNC_MIN_S  # CS high this long (>185 ms = 5 frame periods) resyncs
 LINE_PERIOD_S = 0.5e-3           # "3 line periods (approximately 1.5 msec)"
 INTRA_PACKET_TIMEOUT_S = 3 * LINE_PERIOD_S

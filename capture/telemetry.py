@@ -19,6 +19,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from flirstream.wire import KELVIN_AT_0C
+
 ROW_WORDS = 80
 ROWS = 3
 FFC_STATES = ("never", "imminent", "in progress", "complete")  # status bits 5:4
@@ -114,7 +116,7 @@ class Telemetry:
                  overtemp_shutdown_imminent=self.overtemp_shutdown_imminent,
                  pixels=pixel_meaning(self))
         for key in ("fpa_temp_k", "housing_temp_k"):
-            d[key.replace("_k", "_c")] = round(d[key] - 273.15, 2)
+            d[key.replace("_k", "_c")] = round(d[key] - KELVIN_AT_0C, 2)
         return d
 
 

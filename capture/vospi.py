@@ -31,6 +31,8 @@ from typing import Optional
 
 import numpy as np
 
+from flirstream.wire import KELVIN_AT_0C
+
 PACKET_BYTES = 164
 PAYLOAD_BYTES = 160
 WORDS_PER_PACKET = 80
@@ -135,9 +137,9 @@ def parse_telemetry(words: np.ndarray) -> dict:
         "frame_counter": w[20] | (w[21] << 16),
         "frame_mean": w[22],
         "fpa_temp_k": round(fpa_k, 2),
-        "fpa_temp_c": round(fpa_k - 273.15, 2),
+        "fpa_temp_c": round(fpa_k - KELVIN_AT_0C, 2),
         "housing_temp_k": round(housing_k, 2),
-        "housing_temp_c": round(housing_k - 273.15, 2),
+        "housing_temp_c": round(housing_k - KELVIN_AT_0C, 2),
         "ffc_state": FFC_STATES[(status >> 4) & 0x3],
         "ffc_desired": bool(status & 0x8),
     }

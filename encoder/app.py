@@ -31,7 +31,6 @@ STATUS_EVERY_S = 1.0
 WAITING_AFTER_S = 2.0  # no frame for this long: status says "waiting"
 POLL_MS = 100
 DRAIN_MAX = 256  # messages per drain, so a flood cannot starve control and status
-CONTROL_MAX_BYTES = 64 * 1024
 ERROR_LOG_EVERY_S = 5.0
 RESTART_AGC_AFTER_S = 1.0  # a gap this long between rendered frames starts AGC smoothing afresh
 
@@ -83,11 +82,7 @@ class Encoder:
 
         # XPUB: its subscriptions tell us whether anyone watches
         self.images = links.publisher(ctx, "images", cfg.endpoints.images, socket_type=zmq.XPUB)
-        self.control = ctx.socket(zmq.ROUTER)
-        self.control.setsockopt(zmq.LINGER, 0)
-        self.control.setsockopt(zmq.MAXMSGSIZE, CONTROL_MAX_BYTES)
-        self.control.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a gone peer's reply is dropped silently
-        links.bind(self.control, "control", cfg.endpoints.control)
+        self.control = links.control_router(ctx, "control", cfg.endpoints.control)
         self.frames = links.subscriber(ctx, cfg.endpoints.frames, wire.RAW_TOPIC)
         self.frames.setsockopt(zmq.SUBSCRIBE, wire.STATUS_TOPIC)
         self.poller = zmq.Poller()

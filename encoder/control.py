@@ -22,7 +22,6 @@ from .render import Renderer, as_text
 log = logging.getLogger("encoder.control")
 
 VIEWERS_TTL_S = 3.0  # a viewer count older than this no longer counts (the server may be gone)
-OPS = ("set", "get", "viewers", "regions")
 # The topics a subscriber may ask for: those of the wire format and their prefixes (b"" is all).
 # Any other subscription is ignored at once, so what is tracked stays this small set.
 TOPICS = frozenset(topic[:n] for topic in (wire.IMAGE_TOPIC, wire.THERMAL_TOPIC, wire.STATUS_TOPIC)
@@ -114,13 +113,13 @@ class Controller:
                     request_id = loose.get("id")
             except wire.WireError:
                 pass  # unpack_control below says what is wrong
-            request = wire.unpack_control(part)
+            request = wire.check_control_request(wire.unpack_control(part))
             reply = self._dispatch(request)
         except (wire.WireError, ConfigError) as exc:
-            reply = {"ok": False, "error": str(exc)}
+            reply = wire.control_reply(error=str(exc))
             self.on_refusal(f"control request refused: {exc}")
         except Exception as exc:  # nothing in a request may stop the encoder; the log says what
-            reply = {"ok": False, "error": f"request not handled: {exc!r:.200}"}
+            reply = wire.control_reply(error=f"request not handled: {exc!r:.200}")
             self.on_refusal(f"control request failed: {exc!r:.200}")
             log.debug("control failure", exc_info=True)
         if request_id is not None:
@@ -132,36 +131,25 @@ class Controller:
             return wire.pack_control(reply)
 
     def _dispatch(self, request: dict) -> dict:
-        op = request.get("op")
+        """A request checked by wire.check_control_request -> the reply."""
+        op = request["op"]
         if op == "get":
-            return {"ok": True, "settings": self.settings()}
-        if op == "regions":  # {"op": "regions", "put": [region, ...], "delete": [name, ...]}
+            return wire.control_reply(settings=self.settings())
+        if op == "regions":
             if self.layout is None:
                 raise ConfigError("regions: this encoder measures no regions")
-            put, delete = request.get("put", []), request.get("delete", [])
-            if not isinstance(put, list) or not isinstance(delete, list) or not (put or delete):
-                raise ConfigError("regions: expected \"put\": [{\"name\": NAME, \"box\": [X0, Y0, "
-                                  "X1, Y1]} or {..., \"spot\": [X, Y]}, ...] and/or \"delete\": "
-                                  "[NAME, ...]")
-            self.layout.change(put, delete)
-            return {"ok": True, **self._regions()}
+            self.layout.change(request.get("put", []), request.get("delete", []))
+            return wire.control_reply(**self._regions())
         if op == "viewers":
-            count = request.get("count")
-            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                raise ConfigError(f"viewers: 'count' is {count!r}, expected a whole number >= 0")
-            self.watchers.viewers(count)
-            return {"ok": True, "settings": self.settings(), "watched": self.watchers.watched}
-        if op == "set":
-            self._set(request.get("settings"))
-            return {"ok": True, "settings": self.settings()}
-        raise ConfigError(f"unknown op {op!r} (expected {', '.join(OPS)})")
+            self.watchers.viewers(request["count"])
+            return wire.control_reply(settings=self.settings(), watched=self.watchers.watched)
+        self._set(request["settings"])  # "set"
+        return wire.control_reply(settings=self.settings())
 
     def _regions(self) -> dict:
         return {} if self.layout is None else {"regions": self.layout.as_list()}
 
-    def _set(self, changes: Any) -> None:
-        if not isinstance(changes, dict) or not changes:
-            raise ConfigError("set: 'settings' must be an object like {\"palette\": \"jet\"}")
+    def _set(self, changes: dict) -> None:
         changes = dict(changes)
         unknown = [k for k in changes if k not in configuration.SCHEMA["encoder"]]
         if unknown:
@@ -179,3 +167,4 @@ class Controller:
         changed = set(changes) | ({"pause_when_unwatched"} if pause is not None else set())
         log.info("settings changed: %s",
                  " ".join(f"{k}={v}" for k, v in self.settings().items() if k in changed))
+

@@ -20,14 +20,13 @@ import numpy as np
 
 from flirstream import config as configuration
 from flirstream.config import ConfigError
-from flirstream.wire import RawFrame
+from flirstream.wire import KELVIN_AT_0C as KELVIN_ZERO_C, RawFrame
 
 from . import agc as agcs
 from . import palettes
 
 log = logging.getLogger("encoder.render")
 
-KELVIN_ZERO_C = 273.15
 AUTO_SCALE = 4  # size = auto: 4x the sensor (640x480 for a Lepton 3)
 AUTO_MAX_SIDE = 3840  # as in server.conf's size check
 

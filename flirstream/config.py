@@ -18,6 +18,8 @@ from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Mapping, Optional
 from urllib.parse import urlsplit
 
+from .wire import KELVIN_AT_0C
+
 log = logging.getLogger("config")
 
 PACKAGED_CONFIG = Path(__file__).resolve().parent / "server.conf"
@@ -341,7 +343,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "agc": Key(choice(*AGCS), "linear", "how values become 0..255"),
         "clip_percent": Key(number_pair(0.0, 100.0), "1, 99", "linear AGC: percentiles used as range"),
         "smoothing": Key(number(0.0, 0.99), "0.8", "linear AGC: weight of the previous range (0 = none)"),
-        "range_c": Key(number_pair(-273.15, 1000.0), "20, 40", "fixed AGC: range in degrees C"),
+        "range_c": Key(number_pair(-KELVIN_AT_0C, 1000.0), "20, 40", "fixed AGC: range in degrees C"),
         "size": Key(size, "auto", "output WIDTHxHEIGHT, or auto (4x the sensor)"),
         "interpolation": Key(choice("nearest", "linear", "cubic", "area", "lanczos"), "nearest", "scaling"),
         "rotate": Key(lambda t: int(choice("0", "90", "180", "270")(t)), "0", "degrees clockwise"),

@@ -124,6 +124,37 @@ def bind(sock: zmq.Socket, key: str, endpoint: str) -> None:
         raise
 
 
+CONTROL_MAX_BYTES = 64 * 1024  # requests are a few hundred bytes; this bounds a hostile one
+
+
+def control_router(ctx: zmq.Context, key: str, endpoint: str,
+                   hwm: Optional[int] = None) -> zmq.Socket:
+    """A bound ROUTER answering control requests on [endpoints] `key` (the encoder's control,
+    capture's camera): a reply to a peer that has gone is dropped, not an error."""
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, CONTROL_MAX_BYTES)
+    if hwm is not None:
+        sock.setsockopt(zmq.SNDHWM, hwm)
+        sock.setsockopt(zmq.RCVHWM, hwm)
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+    bind(sock, key, endpoint)
+    return sock
+
+
+def control_dealer(ctx: zmq.Context, endpoint: str, hwm: int = 16) -> zmq.Socket:
+    """A DEALER asking a stage's control ROUTER: it queues only while the peer is connected
+    (ZMQ_IMMEDIATE), so nothing piles up while the stage is down, and reconnects quickly."""
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.IMMEDIATE, 1)
+    sock.setsockopt(zmq.SNDHWM, hwm)
+    quick_reconnect(sock)
+    curve_client(sock, endpoint)  # [endpoints] curve_key
+    sock.connect(endpoint)
+    return sock
+
+
 def publisher(ctx: zmq.Context, key: str, endpoint: str, hwm: int = FRAME_HWM,
               socket_type: int = zmq.PUB) -> zmq.Socket:
     """A bound PUB (or XPUB, to see subscriptions) for [endpoints] `key` that drops frames for a

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .config import BadValue, ConfigError, number
+from .wire import KELVIN_AT_0C
 
-KELVIN_ZERO_C = 273.15
 SENSORS = {"lepton3": (160, 120), "lepton2": (80, 60)}  # (columns, rows)
 ROI_PREFIX = "roi:"
 ALARM_PREFIX = "alarm:"
@@ -31,7 +31,7 @@ ALARM_KEYS = ("roi", "above", "below", "for_s", "hysteresis", "webhook")
 NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
 FOR_S_MAX = 86_400.0
 HYSTERESIS_MAX = 100.0
-TEMPERATURE_RANGE = (-273.15, 1000.0)
+TEMPERATURE_RANGE = (-KELVIN_AT_0C, 1000.0)
 
 
 @dataclass(frozen=True)
@@ -250,7 +250,7 @@ def from_parser(parser: configparser.ConfigParser, where: str, sensor: tuple[int
 
 def celsius(kelvin_per_count: float) -> Callable[[float], float]:
     """TLinear counts -> °C (counts are kelvin / kelvin_per_count)."""
-    return lambda counts: counts * kelvin_per_count - KELVIN_ZERO_C
+    return lambda counts: counts * kelvin_per_count - KELVIN_AT_0C
 
 
 def counts(value: float) -> float:

@@ -1,10 +1,34 @@
 """Helpers for the test suite and the benchmark / soak scripts: a whole pipeline on free loopback
-ports. Not used by the stages themselves."""
+ports (Pipeline: `flir-stream run` as a child; FrameClient: a websocket viewer that reconnects;
+FrameWatcher: the same in a thread, for synchronous tests; measure_restart of a killed stage),
+the /metrics parser and TLinear counts from degrees C. Not used by the stages themselves.
+Pipeline needs psutil and FrameClient websockets (both in the test extra)."""
 from __future__ import annotations
 
+import asyncio
+import configparser
+import json
+import os
+import random
+import re
 import resource
+import signal
 import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import psutil
+from tornado.websocket import websocket_connect
+
+from .wire import KELVIN_AT_0C
 
 
 _given: set[int] = set()  # ports this process handed out already
@@ -57,3 +81,445 @@ def raise_fd_limit() -> int:
         except (ValueError, OSError):
             pass
     return soft
+
+
+def write_json(path: Any, result: Any) -> Path:
+    """A benchmark's result as indented JSON at `path` (its directory made); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
+def tlinear_counts(celsius: Any, kelvin_per_count: float = 0.01) -> Any:
+    """TLinear counts of temperatures in degrees C (wire.KELVIN_AT_0C): an int for a number,
+    uint16 pixels for an array."""
+    counts = np.rint((np.asarray(celsius, dtype=np.float64) + KELVIN_AT_0C) * (1 / kelvin_per_count))
+    return int(counts) if counts.ndim == 0 else counts.astype(np.uint16)
+
+
+METRIC_LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})?'
+                         r' (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$')
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text format -> {'name{labels}': value}; ValueError naming a malformed line."""
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            if not re.match(r"# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* \S", line):
+                raise ValueError(f"not a metrics comment: {line!r}")
+            continue
+        if not METRIC_LINE.match(line):
+            raise ValueError(f"not a metrics sample: {line!r}")
+        name, value = line.rsplit(" ", 1)
+        samples[name] = float(value)
+    return samples
+
+
+STAGES = ("capture", "encoder", "server")
+
+
+# ---------------------------------------------------------------- config and HTTP
+
+def server_port(config: Path) -> int:
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
+    parser.read(config)
+    return int(parser.get("server", "port", fallback="8080"))
+
+
+def http_get(url: str, timeout: float = 3.0) -> tuple[int, bytes]:
+    """(status, body); (0, b"") when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (OSError, ValueError):
+        return 0, b""
+
+
+# ---------------------------------------------------------------- the pipeline
+
+def stage_of(proc: psutil.Process) -> Optional[str]:
+    """Which stage a process runs, from its command line (None if it is not one)."""
+    try:
+        cmdline = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+    for i, arg in enumerate(cmdline[1:], 1):
+        base = arg.rsplit("/", 1)[-1]
+        if base in STAGES and (i == 1 or cmdline[i - 1] in ("-m", "flirstream") or
+                               cmdline[i - 1].endswith(("flir-stream", "python", "python3"))
+                               or "flirstream" in cmdline[i - 1]):
+            return base
+        if base in (f"{s}.app" for s in STAGES) or base in (f"{s}-stage" for s in STAGES):
+            return base.split(".")[0].split("-")[0]
+    return None
+
+
+class Pipeline:
+    """`flir-stream run --config CONFIG` as a child process in its own session."""
+
+    def __init__(self, config: Path, log_path: Optional[Path] = None, *args: str):
+        self.config = Path(config)
+        self.port = server_port(self.config)
+        self.log_path = log_path or self.config.parent / f"run-{time.monotonic_ns()}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flirstream", "run", "--config", str(self.config), *args],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=str(self.config.parent),
+            start_new_session=True)
+        self.ps = psutil.Process(self.proc.pid)
+        self.seen: dict[int, str] = {}  # every stage pid ever seen -> stage
+
+    # URLs
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def descendants(self) -> list[psutil.Process]:
+        try:
+            return self.ps.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def stages(self) -> dict[str, psutil.Process]:
+        """Stage name -> its live (non-zombie) process among run's descendants."""
+        found: dict[str, psutil.Process] = {}
+        for child in self.descendants():
+            try:
+                if child.status() == psutil.STATUS_ZOMBIE:
+                    continue
+            except psutil.NoSuchProcess:
+                continue
+            name = stage_of(child)
+            if name:
+                found[name] = child
+                self.seen[child.pid] = name
+        return found
+
+    def zombies(self) -> list[int]:
+        out = []
+        for child in self.descendants():
+            try:
+                if child.status() == psutil.STATUS_ZOMBIE:
+                    out.append(child.pid)
+            except psutil.NoSuchProcess:
+                pass
+        return out
+
+    def wait_stages(self, timeout: float = 20.0, exclude: dict[str, int] | None = None
+                    ) -> dict[str, psutil.Process]:
+        """Wait until all three stages run (and none of them has the pid in `exclude`)."""
+        deadline = time.monotonic() + timeout
+        found: dict[str, psutil.Process] = {}
+        while time.monotonic() < deadline and self.alive():
+            found = self.stages()
+            if len(found) == 3 and not any(exclude and exclude.get(n) == p.pid
+                                           for n, p in found.items()):
+                return found
+            time.sleep(0.1)
+        raise AssertionError(f"stages running after {timeout} s: "
+                             f"{ {n: p.pid for n, p in found.items()} }\n{self.log()[-4000:]}")
+
+    def wait_healthy(self, timeout: float = 30.0) -> dict:
+        """Wait for /healthz 200 and return its JSON."""
+        deadline = time.monotonic() + timeout
+        status, body = 0, b""
+        while time.monotonic() < deadline and self.alive():
+            status, body = http_get(self.base + "/healthz", timeout=2)
+            if status == 200:
+                try:
+                    return json.loads(body)
+                except ValueError:
+                    return {"raw": body.decode(errors="replace")}
+            time.sleep(0.2)
+        raise AssertionError(f"/healthz not 200 after {timeout} s (last {status} {body[:300]!r}, "
+                             f"run alive: {self.alive()})\n{self.log()[-4000:]}")
+
+    def metrics(self) -> dict[str, float]:
+        status, body = http_get(self.base + "/metrics")
+        return parse_metrics(body.decode(errors="replace")) if status == 200 else {}
+
+    def rss(self) -> dict[str, tuple[int, int]]:
+        """Stage (and 'run') -> (pid, RSS bytes)."""
+        out: dict[str, tuple[int, int]] = {}
+        for name, proc in list(self.stages().items()) + [("run", self.ps)]:
+            try:
+                out[name] = (proc.pid, proc.memory_info().rss)
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                pass
+        return out
+
+    def fds(self) -> dict[str, int]:
+        """Stage (and 'run') -> open file descriptors."""
+        out: dict[str, int] = {}
+        for name, proc in list(self.stages().items()) + [("run", self.ps)]:
+            try:
+                out[name] = proc.num_fds()
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                pass
+        return out
+
+    def stop(self, timeout: float = 15.0) -> tuple[Optional[int], list[str]]:
+        """SIGTERM `run`, wait; return (its exit status, stage processes still alive afterwards).
+        Any leftover is then killed by pid so nothing outlives the caller."""
+        self.stages()  # note the current pids
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        code = self.proc.poll()
+        leftovers = []
+        deadline = time.monotonic() + 3.0
+        for pid, name in self.seen.items():
+            try:
+                p = psutil.Process(pid)
+                while p.is_running() and p.status() != psutil.STATUS_ZOMBIE \
+                        and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and stage_of(p) == name:
+                    leftovers.append(f"{name} pid {pid}")
+                    p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        if code is None:  # run ignored SIGTERM: kill its whole session
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(5)
+        self._log.close()
+        return code, leftovers
+
+
+# ---------------------------------------------------------------- websocket clients
+
+def frame_header(message: bytes) -> dict:
+    """The JSON header of a binary frame message (server.protocol owns the format)."""
+    from server.protocol import split_frame  # (the harness drives a whole pipeline)
+    return split_frame(message)[0]
+
+
+@dataclass
+class Received:
+    frames: int = 0
+    seqs: list = field(default_factory=list)  # (monotonic receive time, seq, capture t)
+    texts: list = field(default_factory=list)  # decoded text messages
+    connects: int = 0
+    closes: list = field(default_factory=list)  # close codes / reasons seen
+    errors: list = field(default_factory=list)
+
+
+class FrameClient:
+    """A websocket viewer that keeps reading frames and reconnects (bounded) when dropped."""
+
+    def __init__(self, url: str, keep_seqs: bool = True, max_reconnects: int = 1000,
+                 reconnect_every: Optional[tuple[float, float]] = None, headers: dict | None = None):
+        self.url = url
+        self.keep_seqs = keep_seqs
+        self.max_reconnects = max_reconnects
+        self.reconnect_every = reconnect_every
+        self.headers = headers
+        self.got = Received()
+        self.stopping = False
+        self.connected = asyncio.Event()
+        self.new_frame = asyncio.Event()
+
+    async def run(self, until: float) -> Received:
+        """Read until time.monotonic() >= until (or stop())."""
+        import websockets
+        attempts = 0
+        while not self.stopping and time.monotonic() < until and attempts <= self.max_reconnects:
+            attempts += 1
+            hold = (time.monotonic() + random.uniform(*self.reconnect_every)
+                    if self.reconnect_every else until)
+            try:
+                async with websockets.connect(self.url, max_size=None, open_timeout=5,
+                                              close_timeout=2, ping_interval=None,
+                                              additional_headers=self.headers) as ws:
+                    self.got.connects += 1
+                    self.connected.set()
+                    while not self.stopping:
+                        left = min(hold, until) - time.monotonic()
+                        if left <= 0:
+                            break
+                        try:
+                            message = await asyncio.wait_for(ws.recv(), timeout=min(left, 1.0))
+                        except asyncio.TimeoutError:
+                            continue
+                        self._take(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # refused while the server restarts, closed, etc.
+                code = getattr(getattr(exc, "rcvd", None), "code", None)
+                self.got.closes.append(code if code is not None else type(exc).__name__)
+                self.connected.clear()
+                await asyncio.sleep(0.1)
+            else:
+                self.connected.clear()
+        return self.got
+
+    def _take(self, message) -> None:
+        if isinstance(message, (bytes, bytearray, memoryview)):
+            header = frame_header(bytes(message))
+            self.got.frames += 1
+            if self.keep_seqs:
+                self.got.seqs.append((time.monotonic(), header.get("seq"), header.get("t")))
+            self.new_frame.set()
+        else:
+            try:
+                self.got.texts.append(json.loads(message))
+            except ValueError:
+                self.got.errors.append(f"text not JSON: {message[:100]!r}")
+
+    def stop(self) -> None:
+        self.stopping = True
+
+
+# ---------------------------------------------------------------- a viewer in a thread, restarts
+
+class FrameWatcher:
+    """A websocket viewer in a thread: connects to /ws, connects again whenever the connection
+    drops (as the viewer does), and records for every frame its arrival time, seq and capture
+    time (header "t")."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.frames: list[tuple[float, int, float]] = []  # (arrival, seq, t), Unix seconds
+        self.connects = 0
+        self.bad_messages = 0
+        self.last_error = ""
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    def __enter__(self) -> "FrameWatcher":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    async def _main(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn = await asyncio.wait_for(websocket_connect(self.url), 3)
+            except Exception as exc:  # refused while the server restarts, timeouts, HTTP errors
+                self.last_error = repr(exc)
+                await asyncio.sleep(0.05)
+                continue
+            self.connects += 1
+            try:
+                while not self._stop.is_set():
+                    try:
+                        message = await asyncio.wait_for(conn.read_message(), 0.5)
+                    except asyncio.TimeoutError:
+                        continue
+                    if message is None:  # closed by the server
+                        break
+                    self._record(message)
+            finally:
+                conn.close()
+
+    def _record(self, message: object) -> None:
+        # One binary message per frame (server.protocol); text messages (hello, status, settings)
+        # are not frames.
+        if isinstance(message, str):
+            return
+        from server.protocol import split_frame
+        try:
+            header, jpeg, _ = split_frame(message)
+            seq, captured = int(header["seq"]), float(header["t"])
+        except (ValueError, KeyError, TypeError):  # (ProtocolError is a ValueError)
+            self.bad_messages += 1
+            return
+        if jpeg[:2] != b"\xff\xd8":  # a JPEG starts with SOI
+            self.bad_messages += 1
+            return
+        with self._lock:
+            self.frames.append((time.time(), seq, captured))
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.frames)
+
+    def first_frame_captured_after(self, when: float, timeout: float) -> Optional[float]:
+        """Arrival time of the first frame captured after `when` (Unix time), waiting up to
+        `timeout` seconds for one; None if none came. Frames in flight when a stage was killed
+        were captured before, so such a frame has been through the restarted stage."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                arrivals = [arrival for arrival, _, t in self.frames if t > when]
+            if arrivals:
+                return arrivals[0]
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.02)
+
+    def wait_frames(self, n: int, timeout: float) -> list[tuple[float, int, float]]:
+        deadline = time.monotonic() + timeout
+        while self.count() < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self._lock:
+            return list(self.frames)
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05):
+    """predicate()'s first truthy value within timeout seconds, else None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(interval)
+
+
+def live(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def measure_restart(watcher: FrameWatcher, stage: str, old_pid: int, current_pid,
+                    bound_s: float = 10.0) -> float:
+    """SIGKILL a stage, check that frames flow again and that a new process replaced it; return
+    the seconds from the kill to the first frame captured after it reaching the viewer."""
+    frames_before = watcher.count()
+    assert wait_until(lambda: watcher.count() > frames_before, 10), \
+        f"no frames before killing {stage}: {watcher.last_error}"
+    killed = time.time()
+    os.kill(old_pid, signal.SIGKILL)
+    arrival = watcher.first_frame_captured_after(killed, bound_s)
+    assert arrival is not None, (f"no frames within {bound_s} s of killing {stage} "
+                                 f"(last websocket error: {watcher.last_error})")
+    new_pid = wait_until(lambda: (lambda p: p if p and p != old_pid else None)(current_pid()),
+                         bound_s)
+    assert new_pid, f"{stage} (pid {old_pid}) was not replaced by a new process"
+    took = arrival - killed
+    print(f"{stage}: SIGKILL, restarted as pid {new_pid}, frames again after {took:.2f} s")
+    return took

@@ -54,8 +54,12 @@ server -> encoder control (DEALER -> ROUTER), one JSON part each way:
     request  {"v": 1, "op": "set", "settings": {"palette": "jet", ...}}   (values as in server.conf)
              {"v": 1, "op": "get"}
              {"v": 1, "op": "viewers", "count": N}                     (N = 0 lets the encoder idle)
+             {"v": 1, "op": "regions", "put": [region, ...], "delete": [NAME, ...]}  (either or both)
     reply    {"v": 1, "ok": true, "settings": {...}}  or  {"v": 1, "ok": false, "error": "reason"}
+             ("regions" replies {"v": 1, "ok": true, "regions": [...]}, the list of the status)
     A request may carry "id" (any JSON value); the reply echoes it, so replies can be matched.
+    Build requests with control_request(op, ...) and replies with control_reply(); check them with
+    check_control_request / check_control_reply (WireError).
     Every reply to a good request carries "settings" (all of [encoder], in server.conf's text form, so
     any of them can be sent back in "set"); a "viewers" reply also says "watched" (true: encoding).
     The server sends "viewers" on every change and at least once a second; the encoder encodes while
@@ -72,7 +76,8 @@ server -> capture camera control (DEALER -> ROUTER on [endpoints] camera), one J
     reply    {"v": 1, "ok": true, "camera": {...}}
              {"v": 1, "ok": false, "error": "reason", "reason": "unavailable" | "bad_request" |
               "camera"}  (no camera control here / the request is wrong / the camera refused)
-    Build requests with camera_request(op, ...); check them with check_camera_request (WireError).
+    Build requests with camera_request(op, ...) and replies with camera_reply(); check them with
+    check_camera_request / check_camera_reply (WireError).
     The "camera" dict (also in capture's status): control ("available" or why not), model,
     part_number, serial, firmware, sensor, radiometric, fpa_temp_c, ffc_state, ffc_desired,
     since_ffc_s, ffc_mode, gain_mode, effective_gain, emissivity, background_c, meaning,
@@ -107,6 +112,8 @@ STATUS_TOPIC = b"status"
 
 Buffer = Union[bytes, memoryview, bytearray]
 MAX_HEADER_BYTES = 64 * 1024
+# TLinear pixels are kelvin / kelvin_per_count: degrees C = value * kelvin_per_count - KELVIN_AT_0C
+KELVIN_AT_0C = 273.15
 MAX_SIDE = 4096
 MAX_DEPTH = 16  # nesting of objects/lists in any JSON part (the deepest this format uses is 3)
 
@@ -436,10 +443,82 @@ def pack_control(message: dict) -> bytes:
 
 
 def unpack_control(part: Buffer) -> dict:
+    """The envelope of any control message (a request has "op", a reply "ok"); what it says is
+    checked by check_control_request / check_control_reply or their camera twins."""
     message = _load(part)
     if not isinstance(message.get("op", message.get("ok")), (str, bool)):
         raise WireError("control message has neither 'op' nor 'ok'")
     return message
+
+
+CONTROL_OPS = ("set", "get", "viewers", "regions")
+
+
+def _viewer_count(request: dict) -> None:
+    count = request.get("count")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise WireError(f"viewers: 'count' is {count!r}, expected a whole number >= 0")
+
+
+def _settings_change(request: dict) -> None:
+    # the values are checked by the encoder against [encoder]'s schema (flirstream.config)
+    if not isinstance(request.get("settings"), dict) or not request["settings"]:
+        raise WireError("set: 'settings' must be an object like {\"palette\": \"jet\"}")
+
+
+def _regions_change(request: dict) -> None:
+    # each region is checked by flirstream.regions when the encoder applies the change
+    put, delete = request.get("put", []), request.get("delete", [])
+    if not isinstance(put, list) or not isinstance(delete, list) or not (put or delete):
+        raise WireError("regions: expected \"put\": [{\"name\": NAME, \"box\": [X0, Y0, X1, Y1]} "
+                        "or {..., \"spot\": [X, Y]}, ...] and/or \"delete\": [NAME, ...]")
+
+
+# op -> its validator (a field an op does not know is ignored, as it always was)
+_CONTROL_CHECKS: dict[str, Any] = {
+    "set": _settings_change,
+    "get": lambda m: None,
+    "viewers": _viewer_count,
+    "regions": _regions_change,
+}
+
+
+def check_control_request(message: Any) -> dict:
+    """An encoder control request if it follows the schema above, else WireError naming the
+    problem."""
+    if not isinstance(message, dict):
+        raise WireError("control request is not a JSON object")
+    op = message.get("op")
+    if op not in _CONTROL_CHECKS:
+        raise WireError(f"unknown op {op!r} (expected {', '.join(CONTROL_OPS)})")
+    _CONTROL_CHECKS[op](message)
+    return message
+
+
+def control_request(op: str, **fields: Any) -> dict:
+    """A checked encoder control request, e.g. control_request("viewers", count=2)."""
+    return check_control_request({"op": op, **fields})
+
+
+def control_reply(error: str = "", **fields: Any) -> dict:
+    """The encoder's reply: {"ok": true, fields...} or {"ok": false, "error": ...} (the encoder
+    adds the request's "id" and packs it with pack_control)."""
+    return {"ok": False, "error": error} if error else {"ok": True, **fields}
+
+
+def check_control_reply(reply: dict) -> dict:
+    """An encoder's reply (as unpack_control gave it) if it follows the schema, else WireError."""
+    if not isinstance(reply.get("ok"), bool):
+        raise WireError(f"control reply 'ok' is {reply.get('ok')!r:.40}, expected true or false")
+    if reply["ok"] is False and not isinstance(reply.get("error"), str):
+        raise WireError("control reply refuses without an 'error' text")
+    if reply.get("settings") is not None:
+        check_settings(reply["settings"])
+    if reply.get("watched") is not None and not isinstance(reply["watched"], bool):
+        raise WireError(f"control reply 'watched' is {reply['watched']!r:.40}, expected a flag")
+    if reply.get("regions") is not None:
+        check_regions(reply["regions"])
+    return reply
 
 
 # ---------------------------------------------------------------- status
@@ -624,6 +703,15 @@ def camera_reply(camera: Optional[dict] = None, error: str = "", reason: str = "
     if error:
         return pack_control({"ok": False, "error": error, "reason": reason or "camera", **echo})
     return pack_control({"ok": True, "camera": camera or {}, **echo})
+
+
+def check_camera_reply(reply: dict) -> dict:
+    """Capture's reply (as unpack_control gave it) if it follows the schema, else WireError."""
+    if not isinstance(reply.get("ok"), bool):
+        raise WireError(f"camera reply 'ok' is {reply.get('ok')!r:.40}, expected true or false")
+    if reply["ok"] and reply.get("camera") is not None:
+        _status_map(reply, "camera", _camera_value, "null, a flag, a number or a short text")
+    return reply
 
 
 def topic_of(parts: Sequence[Any]) -> bytes:

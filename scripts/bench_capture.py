@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import zmq  # noqa: E402
 
 from flirstream import config as configuration, wire  # noqa: E402
-from flirstream.testing import free_port  # noqa: E402
+from flirstream.testing import free_port, write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("before", "segments", "after")
@@ -229,10 +229,7 @@ def main() -> int:
     report = {"benchmark": "capture", "python": platform.python_version(),
               "machine": platform.machine(), "cpus": os.cpu_count(),
               "load_average": os.getloadavg(), "goal": GOAL, "runs": runs}
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {path}")
+    print(f"wrote {write_json(args.json, report)}")
     return 0
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import platform
 import statistics as stat
@@ -44,6 +43,7 @@ if str(ROOT) not in sys.path:
 from encoder import agc as agcs  # noqa: E402
 from encoder import palettes  # noqa: E402
 from encoder.render import Renderer, Units, orient, scale, statistics  # noqa: E402
+from flirstream.testing import tlinear_counts, write_json  # noqa: E402
 
 ROWS, COLS = 120, 160
 
@@ -59,7 +59,7 @@ def scenes(count: int = 32, seed: int = 7) -> list[np.ndarray]:
                    + 12.0 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 300.0)  # a person
                    + 45.0 * np.exp(-((xx - 130) ** 2 + (yy - 25) ** 2) / 8.0)   # a mug of tea
                    + rng.normal(0, 0.05, (ROWS, COLS)))                       # sensor noise
-        frames.append(np.rint((celsius + 273.15) * 100).astype(np.uint16))
+        frames.append(tlinear_counts(celsius))
     return frames
 
 
@@ -242,10 +242,7 @@ def main() -> int:
     for label, a, b in rows:
         print(f"  {label:<{width}}  {a:>16}  {b:>12}")
 
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"  written to {out}")
+    print(f"  written to {write_json(args.json, result)}")
     return 0
 
 

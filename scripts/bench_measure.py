@@ -16,7 +16,6 @@ batches, so other programs on a busy machine do not count):
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import platform
 import statistics as stat
@@ -31,6 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from flirstream.regions import Region, celsius, measure  # noqa: E402
+from flirstream.testing import tlinear_counts, write_json  # noqa: E402
 
 ROWS, COLS = 120, 160
 REGIONS = [Region("all", 0, 0, COLS - 1, ROWS - 1), Region("left", 0, 0, 79, 59),
@@ -47,7 +47,7 @@ def frames(count: int = 16, seed: int = 3) -> list[np.ndarray]:
     for i in range(count):
         c = (22 + 3 * xx / COLS + 40 * np.exp(-((xx - 100 - i) ** 2 + (yy - 21) ** 2) / 6.0)
              + rng.normal(0, 0.05, (ROWS, COLS)))
-        out.append(np.rint((c + 273.15) * 100).astype(np.uint16))
+        out.append(tlinear_counts(c))
     return out
 
 
@@ -112,10 +112,7 @@ def main() -> int:
     print(f"measure() frame only          : {frame_only:8.1f} us per frame")
     print(f"per region                    : {result['per_region_us']:8.1f} us")
     print(f"Monitor.on_thermal (no network): {monitor:8.1f} us per frame")
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {write_json(args.json, result)}")
     return 0
 
 

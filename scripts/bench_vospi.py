@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import binascii
-import json
 import os
 import platform
 import statistics
@@ -26,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from capture import vospi  # noqa: E402
 from capture.vospi import PACKET_BYTES, FrameAssembler, encode_frame  # noqa: E402
+from flirstream.testing import write_json  # noqa: E402
 
 
 def rounds(fn: Callable[[], object], per_round: int, count: int) -> tuple[list[float], list[float]]:
@@ -109,10 +109,7 @@ def main() -> int:
     report = {"benchmark": "vospi", "quick": args.quick, "python": platform.python_version(),
               "numpy": np.__version__, "machine": platform.machine(), "cpus": os.cpu_count(),
               "results": results}
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {path}")
+    print(f"wrote {write_json(args.json, report)}")
     return 0
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from capture import telemetry  # noqa: E402
+from flirstream.wire import KELVIN_AT_0C  # noqa: E402
 
 
 def load(path: Path) -> tuple[telemetry.Telemetry, np.ndarray]:
@@ -41,7 +42,7 @@ def describe(path: Path) -> str:
     if meaning in telemetry.KELVIN_PER_COUNT:
         k = telemetry.KELVIN_PER_COUNT[meaning]
         lines.append(f"  pixel range                  {lo}..{hi} = "
-                     f"{lo * k - 273.15:.2f}..{hi * k - 273.15:.2f} C")
+                     f"{lo * k - KELVIN_AT_0C:.2f}..{hi * k - KELVIN_AT_0C:.2f} C")
     else:
         lines.append(f"  pixel range                  {lo}..{hi} ({meaning}: no temperature)")
     return "\n".join(lines)

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from capture import cptv, vospi  # noqa: E402
 from capture.scene import Roughness, SensorNoise  # noqa: E402
 from capture.sim import RAW_COUNTS_PER_K, SimulatedLepton  # noqa: E402
+from flirstream.wire import KELVIN_AT_0C  # noqa: E402
 
 SIM_FPS = 26.5 / 3  # unique frames per second of the simulator (and of a real Lepton)
 
@@ -52,7 +53,7 @@ def load(spec: str, count: int = 119, sensor: str = "lepton3") -> Frames:
         for i in range(count):
             if spec == "sim-smooth":  # main's scene before issue 15: smooth plus 50 mK white noise
                 celsius = sim.scene_celsius(i) + rng.normal(0.0, 0.05, (sim.rows, sim.cols))
-                frames.append(np.rint((celsius + 273.15) / 0.01))
+                frames.append(np.rint((celsius + KELVIN_AT_0C) / 0.01))
             else:  # sim-still: the layout of frame 0 and the sensor's noise moving on it, raw counts
                 celsius = sim.scene_celsius(0) + noise.kelvin(i / SIM_FPS)
                 frames.append(np.rint(8192 + RAW_COUNTS_PER_K[0] * (celsius - 25.0)))

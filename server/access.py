@@ -22,7 +22,7 @@ import hashlib
 import hmac
 import ipaddress
 import socket
-from typing import Iterable, Mapping, Optional
+from typing import Iterable, Optional
 from urllib.parse import urlsplit
 
 COOKIE = "flirstream_session"
@@ -142,11 +142,3 @@ def host_allowed(host_header: str, names: frozenset) -> bool:
     except ValueError:
         pass
     return host == "localhost" or host.endswith(".localhost") or host in names
-
-
-def request_token(query: Mapping[str, list], headers: Mapping[str, str]) -> Optional[str]:
-    """Convenience for handlers: the token of ?token= (first value) or basic auth."""
-    values = query.get("token") or []
-    first = values[0].decode("utf-8", "replace") if values and isinstance(values[0], bytes) \
-        else (values[0] if values else None)
-    return presented_token(first, headers.get("Authorization"))

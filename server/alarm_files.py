@@ -22,7 +22,6 @@ from . import snapshots
 
 MAX_COUNT = 200
 MAX_BYTES = 100 * 1024 * 1024
-EXTENSIONS = ("jpg", "tiff")
 OURS = re.compile(r"lepton-\d{8}T\d{6}\.\d{3}Z-seq\d+\.[A-Za-z0-9_-]+\.(jpg|tiff)")
 
 

@@ -13,6 +13,7 @@ import zmq.asyncio
 
 import web
 from flirstream import config as configuration
+from flirstream import wire
 from flirstream.binding import bind_retrying
 
 from . import access, listener, redact
@@ -21,7 +22,7 @@ from .handlers import Context
 from .health import Health
 from .hub import Hub
 from .metrics import Metrics
-from .relay import ControlRelay
+from .relay import CAMERA, ControlRelay
 from .routes import REQUEST_TIMEOUT_S, host_port, listen, make_app
 from .watch import Watch
 
@@ -90,14 +91,15 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
     hub = Hub(metrics, health)
     relay = ControlRelay(zctx, cfg.endpoints.control, on_settings=hub.set_settings)
     # Camera commands to capture; a reboot with its set-up takes a few seconds.
-    camera_relay = ControlRelay(zctx, cfg.endpoints.camera, timeout_s=10.0, peer="capture")
-    feed = Feed(zctx, cfg.endpoints.images, hub)
+    camera_relay = ControlRelay(zctx, cfg.endpoints.camera, timeout_s=10.0, peer="capture",
+                                schema=CAMERA)
+    feed = Feed(zctx, cfg.endpoints.images, hub, metrics)
     ports = tuple(p for p in (srv.port, srv.websocket_port) if p)
-    watch = Watch(cfg, hub)  # readings, alarms, history, MQTT: every frame, watched or not
+    watch = Watch(cfg, hub, health)  # readings, alarms, history, MQTT: every frame, watched or not
     # the names are looked up once here: getfqdn() may ask DNS, which must not stall a request
     hosts = access.own_names(srv.host, srv.allowed_hosts)
-    ctx = Context(server=srv, hub=hub, relay=relay, metrics=metrics, health=health, ports=ports,
-                  hosts=hosts, watch=watch, camera_relay=camera_relay)
+    ctx = Context(server=srv, hub=hub, fanout=hub.fanout, relay=relay, metrics=metrics,
+                  health=health, ports=ports, hosts=hosts, watch=watch, camera_relay=camera_relay)
     try:
         app = make_app(ctx, srv.static_dir)
         servers = bind_retrying(lambda: listen(app, srv, request_timeout_s))
@@ -121,7 +123,7 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
     def tell_encoder(count: int) -> None:
         if count != viewers_sent["count"]:
             viewers_sent["count"] = count
-            asyncio.ensure_future(relay.notify({"op": "viewers", "count": count}))
+            asyncio.ensure_future(relay.notify(wire.control_request("viewers", count=count)))
 
     hub.on_viewers = tell_encoder
     stop, died = asyncio.Event(), asyncio.Event()
@@ -165,10 +167,10 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
 async def _tick(hub: Hub, relay: ControlRelay) -> None:
     """Once a second: the viewer count to the encoder, stage status, settings if still unknown."""
     while True:
-        await relay.notify({"op": "viewers", "count": hub.jpeg_viewers()})  # who needs JPEGs
+        await relay.notify(wire.control_request("viewers", count=hub.jpeg_viewers()))  # who needs JPEGs
         hub.check_status()
         if hub.settings is None:
-            await relay.notify({"op": "get"})  # the reply's settings land in hub.settings
+            await relay.notify(wire.control_request("get"))  # its reply's settings: hub.settings
         await asyncio.sleep(TICK_S)
 
 

@@ -52,7 +52,7 @@ class CameraAPI(Base):
         self.finish(json.dumps(body))
 
     async def get(self) -> None:
-        status, body = await ask(self.ctx.camera_relay, {"op": "camera"})
+        status, body = await ask(self.ctx.camera_relay, wire.camera_request("camera"))
         if status == 200:
             self.ctx.hub.set_camera(body["camera"])
         self._answer(status, body)

@@ -16,14 +16,16 @@ import zmq.asyncio
 from flirstream import links, wire
 
 from .hub import Hub
+from .metrics import Metrics
 
 log = logging.getLogger("feed")
 
 
 class Feed:
-    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, hub: Hub) -> None:
+    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, hub: Hub, metrics: Metrics) -> None:
         self.endpoint = endpoint
         self.hub = hub
+        self.metrics = metrics  # counts the frames refused here
         self.sock = links.subscriber(ctx, endpoint, wire.IMAGE_TOPIC)
         self.sock.setsockopt(zmq.SUBSCRIBE, wire.STATUS_TOPIC)
         self.sock.setsockopt(zmq.SUBSCRIBE, wire.THERMAL_TOPIC)
@@ -68,7 +70,7 @@ class Feed:
         try:
             frame = wire.unpack_image(parts)
         except wire.WireError:
-            self.hub.metrics.frames_bad += 1
+            self.metrics.frames_bad += 1
             raise
         self.hub.on_image(frame, skipped)
 

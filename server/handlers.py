@@ -13,6 +13,7 @@ import tornado.web
 from tornado.iostream import StreamClosedError
 
 from . import access, snapshots
+from .fanout import Fanout
 from .health import Health
 from .hub import BOUNDARY, Hub
 from .metrics import Metrics
@@ -54,6 +55,7 @@ class Context:
 
     server: Any  # the [server] section of server.conf
     hub: Hub
+    fanout: Fanout  # the hub's streaming clients (MJPEG handlers join and leave it)
     relay: Optional[ControlRelay]
     metrics: Metrics
     health: Health
@@ -123,7 +125,7 @@ class AccessMixin:
     def refuse_full(self) -> bool:
         """At max_clients viewers answer 503 and return True."""
         cap = self.ctx.server.max_clients
-        if self.ctx.hub.fanout.count() < cap:
+        if self.ctx.fanout.count() < cap:
             return False
         self.ctx.metrics.rejected["max_clients"] += 1
         log.warning("503 %s from %s: max_clients = %d viewers already", self.request.path,
@@ -209,7 +211,7 @@ class MJPEGStream(Base):
         self._gone = asyncio.Event()
         limit_send_buffer(self.request.connection.stream)
         log.info("MJPEG viewer %s connected", self.request.remote_ip)
-        self.ctx.hub.fanout.add(self)
+        self.ctx.fanout.add(self)
         try:
             closing = asyncio.ensure_future(self.ctx.closing.wait())
             gone = asyncio.ensure_future(self._gone.wait())
@@ -217,7 +219,7 @@ class MJPEGStream(Base):
             closing.cancel()
             gone.cancel()
         finally:
-            self.ctx.hub.fanout.remove(self)
+            self.ctx.fanout.remove(self)
             log.info("MJPEG viewer %s left", self.request.remote_ip)
 
     def payload(self, outgoing: Any) -> bytes:

@@ -2,7 +2,9 @@
 
 Requests are sent only while the encoder is connected (ZMQ_IMMEDIATE), so nothing piles up while it
 is down; a request then fails at once with "not reachable", or after `timeout_s` with "did not
-answer". Any reply that carries settings updates the server's copy of them (on_settings).
+answer". Requests and replies follow wire.py's schema (a request breaking it is refused here, as the
+peer would; a reply breaking it is dropped). Any reply that carries settings updates the server's
+copy of them (on_settings).
 """
 from __future__ import annotations
 
@@ -20,28 +22,28 @@ from flirstream import links, wire
 log = logging.getLogger("relay")
 
 
+# (request validator, reply validator) of each control channel
+ENCODER = (wire.check_control_request, wire.check_control_reply)
+CAMERA = (wire.check_camera_request, wire.check_camera_reply)
+
+
 class RelayError(Exception):
     """The encoder (or capture) could not be asked or did not answer; str() says which."""
 
 
 class ControlRelay:
     """`peer` names the stage in errors: the encoder's control channel, or capture's camera
-    control (ControlRelay(ctx, [endpoints] camera, peer="capture"))."""
+    control (ControlRelay(ctx, [endpoints] camera, peer="capture", schema=CAMERA))."""
 
     def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, timeout_s: float = 2.0,
                  on_settings: Callable[[dict], None] = lambda s: None,
-                 peer: str = "the encoder") -> None:
+                 peer: str = "the encoder", schema: Optional[tuple] = None) -> None:
         self.peer = peer
+        self._check_request, self._check_reply = schema or ENCODER
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self.on_settings = on_settings
-        self.sock = ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.IMMEDIATE, 1)
-        self.sock.setsockopt(zmq.SNDHWM, 16)
-        links.quick_reconnect(self.sock)
-        links.curve_client(self.sock, endpoint)  # [endpoints] curve_key
-        self.sock.connect(endpoint)
+        self.sock = links.control_dealer(ctx, endpoint)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}
         self._reader: Optional[asyncio.Task] = None
@@ -56,6 +58,8 @@ class ControlRelay:
         return self._reader
 
     async def _send(self, message: dict) -> int:
+        """Send a request checked by the schema (WireError if it breaks it); returns its id."""
+        message = self._check_request(message)
         request_id = next(self._ids)
         if self.sock.closed:  # a viewer leaving while the server stops still reports the count
             raise RelayError("the server is stopping")
@@ -72,13 +76,17 @@ class ControlRelay:
         try:
             await self._send(message)
             return True
-        except RelayError:
+        except (RelayError, wire.WireError):
             return False
 
     async def request(self, message: dict) -> dict:
-        """Send a request and return the encoder's reply; raises RelayError."""
+        """Send a request and return the peer's reply (a request breaking the schema gets the
+        refusal the peer would send); raises RelayError."""
         future = asyncio.get_running_loop().create_future()
-        request_id = await self._send(message)
+        try:
+            request_id = await self._send(message)
+        except wire.WireError as exc:
+            return {"v": wire.VERSION, "ok": False, "error": str(exc), "reason": "bad_request"}
         self._pending[request_id] = future
         try:
             return await asyncio.wait_for(future, self.timeout_s)
@@ -99,9 +107,8 @@ class ControlRelay:
                 self._complain(f"bad control reply from {self.peer}: {exc}")
 
     def _reply(self, parts: list) -> None:
-        reply = wire.unpack_control(parts[-1])  # tolerate a REQ-style empty delimiter
-        if reply.get("ok") is True and reply.get("settings") is not None:
-            wire.check_settings(reply["settings"])
+        reply = self._check_reply(wire.unpack_control(parts[-1]))  # (REQ-style delimiter too)
+        if reply["ok"] is True and reply.get("settings") is not None:
             self.on_settings(reply["settings"])
         future = self._pending.get(reply.get("id")) if isinstance(reply.get("id"), int) else None
         if future is not None and not future.done():

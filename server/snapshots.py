@@ -8,9 +8,8 @@ import time
 
 import numpy as np
 
-from flirstream.wire import ImageFrame
+from flirstream.wire import KELVIN_AT_0C, ImageFrame
 
-KELVIN_AT_0C = 273.15
 MEANING_TEXT = {"kelvin_x100": "kelvin x 100 (TLinear, 0.01 K)",
                 "kelvin_x10": "kelvin x 10 (TLinear, 0.1 K)",
                 "raw_counts": "raw 14-bit counts (relative values)",

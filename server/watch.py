@@ -2,8 +2,8 @@
 alarms, history, MQTT, webhooks, alarm snapshots), the region list the encoder reports, the camera's
 identity for Home Assistant, and what viewers are told about all that.
 
-    watch = Watch(cfg, hub)      # hub.measurement_listeners / status_listeners now feed it
-    watch.start()                # MQTT connects in paho's thread
+    watch = Watch(cfg, hub, health)  # hub.measurement_listeners / status_listeners now feed it
+    watch.start()                    # MQTT connects in paho's thread
     watch.state(), watch.gauges(), watch.mqtt_status()   # /api/state, /metrics, /healthz
     await watch.stop()
 """
@@ -24,6 +24,7 @@ from flirstream.wire import ThermalFrame
 from . import protocol
 from .alarm_files import AlarmSnapshots
 from .discovery import Device
+from .health import Health
 from .hub import Hub
 from .monitor import PICTURE_MATCH_S, Monitor
 from .webhook import Webhooks
@@ -61,9 +62,10 @@ def device_of(camera: Optional[dict], url: Optional[str]) -> Device:
 
 
 class Watch:
-    def __init__(self, cfg: configuration.Config, hub: Hub) -> None:
+    def __init__(self, cfg: configuration.Config, hub: Hub, health: Health) -> None:
         self.cfg = cfg
         self.hub = hub
+        self.health = health
         self.sensor = SENSORS[cfg.capture.sensor]
         self.configured: dict[str, Region] = dict(getattr(cfg, "regions", {}))
         rules = dict(getattr(cfg, "alarms", {}))
@@ -193,7 +195,7 @@ class Watch:
     def state(self) -> dict:
         """GET /api/state: the newest readings, every region and alarm, camera and MQTT status."""
         return {**self.monitor.state(),
-                "camera": {**(self.camera or {}), "state": self.hub.health.camera()},
+                "camera": {**(self.camera or {}), "state": self.health.camera()},
                 "mqtt": self.mqtt_status()}
 
     def mqtt_status(self) -> dict:

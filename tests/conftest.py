@@ -15,6 +15,8 @@ from flirstream.testing import free_port, write_config  # noqa: F401  (tests imp
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 class Stage:
@@ -71,3 +73,13 @@ def stages():
     yield start
     for stage in reversed(started):
         stage.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Real headless Chromium, one per test module."""
+    from playwright.sync_api import sync_playwright  # (only the browser tests need it)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+        yield b
+        b.close()

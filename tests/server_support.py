@@ -19,11 +19,9 @@ import zmq
 
 from conftest import Stage, write_config
 from flirstream import config as configuration, wire
+from flirstream.testing import tlinear_counts
 from server.protocol import split_frame
 from websockets.sync.client import connect
-
-KELVIN_0C = 27315  # TLinear counts at 0 degrees C (0.01 K per count)
-
 
 def image_frame(seq: int, t: Optional[float] = None, rows: int = 120, cols: int = 160,
                 tlinear: bool = True, palette: str = "ironbow", side: int = 2,
@@ -32,7 +30,7 @@ def image_frame(seq: int, t: Optional[float] = None, rows: int = 120, cols: int 
     y, x = np.mgrid[0:rows, 0:cols]
     cx, cy = (seq * 3) % cols, rows // 2
     celsius = 20.0 + 15.0 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 200.0)
-    pixels = np.round(celsius * 100 + KELVIN_0C).astype(np.uint16) if tlinear \
+    pixels = tlinear_counts(celsius) if tlinear \
         else np.round(celsius * 300).astype(np.uint16)
     grey = cv2.normalize(pixels, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     big = cv2.resize(grey, (cols * side, rows * side), interpolation=cv2.INTER_NEAREST)
@@ -120,24 +118,24 @@ class FakeEncoder:
 
     def _answer(self) -> None:
         identity, *rest = self._router.recv_multipart()
-        request = wire.unpack_control(rest[-1])
+        request = wire.check_control_request(wire.unpack_control(rest[-1]))
         self.requests.append(request)
         if not self.answer_control:
             return
-        reply: dict = {"ok": True, "settings": dict(self.settings)}
+        reply = wire.control_reply(settings=dict(self.settings))
         if request["op"] == "set" and self.refuse:
-            reply = {"ok": False, "error": self.refuse}
+            reply = wire.control_reply(error=self.refuse)
         elif request["op"] == "set":
             try:
                 for key, value in request["settings"].items():
                     configuration.parse_value("encoder", key, str(value))
             except configuration.ConfigError as exc:
-                reply = {"ok": False, "error": str(exc)}
+                reply = wire.control_reply(error=str(exc))
             else:
                 self.settings.update(request["settings"])
                 reply["settings"] = dict(self.settings)
         elif request["op"] == "viewers":
-            reply = {"ok": True}
+            reply = wire.control_reply()
         if "id" in request:
             reply["id"] = request["id"]
         self._router.send_multipart([identity, wire.pack_control(reply)])
@@ -324,19 +322,3 @@ def read_mjpeg_parts(port: int, count: int, timeout: float = 10.0) -> tuple[dict
         return headers, parts
     finally:
         conn.close()
-
-
-METRIC_LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})?'
-                         r' (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$')
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    samples = {}
-    for line in text.splitlines():
-        if line.startswith("#"):
-            assert re.match(r"# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* \S", line), line
-            continue
-        assert METRIC_LINE.match(line), line
-        name, value = line.rsplit(" ", 1)
-        samples[name] = float(value)
-    return samples

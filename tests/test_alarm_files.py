@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from flirstream.regions import Region, celsius, measure
+from flirstream.testing import tlinear_counts
 from server.alarm_files import AlarmSnapshots
 from server.history import History
 from server_support import image_frame
@@ -66,7 +67,7 @@ def test_bad_alarm_names_and_limits_are_refused(tmp_path):
 
 
 def reading_at(c: float) -> dict:
-    pixels = np.full((120, 160), round((c + 273.15) * 100), np.uint16)
+    pixels = np.full((120, 160), tlinear_counts(c), np.uint16)
     return measure(pixels, [Region("box", 0, 0, 9, 9)], celsius(0.01))
 
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect
 
-from capture.cci_sim import SimulatedCCI
 from capture.sim import SimulatedLepton
 from conftest import write_config
 from flirstream import config as configuration
 from server.protocol import split_frame
 from server_support import http_get, wait_http
+from stage_support import Watcher, tlinear_off  # noqa: F401  (fixture)
 
 WAIT_S = 20.0
 
@@ -149,31 +149,6 @@ def test_camera_control_unavailable_says_why(tmp_path, stages):
     assert reply["reason"] == "unavailable"
 
 
-def tlinear_off_recording(path: Path, frames: int = 60) -> None:
-    """A vospi-file recording of the simulated Lepton whose camera has TLinear off (raw counts),
-    telemetry in the footer saying so."""
-    dev = SimulatedCCI()
-    dev.set_power_on(tlinear=False)
-    sim = SimulatedLepton("lepton3", "footer", seed=2, cci=dev)
-    path.write_bytes(b"".join(sim.next_period() for _ in range(frames)))
-
-
-@pytest.fixture
-def tlinear_off(tmp_path, stages):
-    """capture replaying a TLinear-off recording -> encoder -> server: (config, port)."""
-    recording = tmp_path / "tlinear-off.vospi"
-    tlinear_off_recording(recording)
-    # tlinear / tlinear_resolution are auto (the default): the telemetry decides.
-    config = write_config(tmp_path, capture={"source": f"vospi-file:{recording}",
-                                             "telemetry": "footer"})
-    port = port_of(config)
-    stages("capture", config)
-    stages("encoder", config)
-    stages("server", config)
-    wait_http(port)
-    return config, port
-
-
 def test_tlinear_off_recording_never_yields_a_temperature(tlinear_off):
     config, port = tlinear_off
     with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10) as ws:
@@ -214,7 +189,6 @@ def test_tlinear_off_recording_never_yields_a_temperature(tlinear_off):
     ("/dev/i2c-97", "camera control unavailable: no /dev/i2c-97: enable I2C"),
     ("off", "camera control is off ([capture] i2c = off)")])
 def test_a_real_camera_without_i2c_streams_on_and_its_status_says_why(tmp_path, stages, i2c, why):
-    from test_capture_process import Watcher
 
     config = write_config(tmp_path, capture={"source": "spi:/dev/spidev-none", "i2c": i2c})
     watcher = Watcher(configuration.load(config).endpoints.frames)

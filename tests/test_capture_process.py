@@ -11,44 +11,14 @@ import cv2
 import numpy as np
 import psutil
 import pytest
-import zmq
 
 from capture import vospi
 from capture.vospi import FrameAssembler
-from flirstream import links, wire
+from flirstream import wire
+from flirstream.wire import KELVIN_AT_0C
 
 from conftest import write_config
-
-
-class Watcher:
-    """A SUB socket on the frames endpoint collecting raw frames and capture status messages."""
-
-    def __init__(self, endpoint: str):
-        self.ctx = zmq.Context()
-        self.sock = links.subscriber(self.ctx, endpoint, b"", hwm=1000)
-        self.frames: list[wire.RawFrame] = []
-        self.status: list[dict] = []
-
-    def until(self, condition, timeout: float = 15.0, stage=None) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            if stage is not None and stage.proc.poll() is not None:
-                raise AssertionError(f"capture exited {stage.proc.returncode}: {stage.log()}")
-            if self.sock.poll(100):
-                parts = self.sock.recv_multipart(copy=False)
-                if wire.topic_of(parts) == wire.RAW_TOPIC:
-                    self.frames.append(wire.unpack_raw(parts))
-                else:
-                    self.status.append(wire.unpack_status(parts))
-        log = stage.log() if stage is not None else ""
-        raise AssertionError(f"timed out; {len(self.frames)} frames, status "
-                             f"{self.status[-1:]}; log: {log}")
-
-    def close(self) -> None:
-        self.sock.close(0)
-        self.ctx.term()
+from stage_support import Watcher
 
 
 @pytest.fixture
@@ -84,7 +54,7 @@ def test_sim_lepton3_frames_and_status_then_sigterm_exits_0(tmp_path, stages, wa
     assert all(f.tlinear and f.kelvin_per_count == 0.01 and f.telemetry is None for f in frames)
     seqs = [f.seq for f in frames]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-    celsius = frames[-1].pixels / 100.0 - 273.15
+    celsius = frames[-1].pixels / 100.0 - KELVIN_AT_0C
     assert 15 < np.median(celsius) < 40 and celsius.max() > 50  # room, body and hot spot
     # dedupe: the simulator sends each scene 3 times, consecutive published frames differ
     assert all(not np.array_equal(a.pixels, b.pixels) for a, b in zip(frames, frames[1:]))
@@ -162,7 +132,7 @@ def test_image_source_publishes_the_picture(tmp_path, stages, watch):
     w = watch(config)
     stage = stages("capture", config)
     w.until(lambda: len(w.frames) >= 2, stage=stage)  # a still picture still ticks each second
-    celsius = w.frames[0].pixels / 100.0 - 273.15
+    celsius = w.frames[0].pixels / 100.0 - KELVIN_AT_0C
     assert celsius[:, 0].max() < 20.5 and celsius[:, -1].min() > 39.5
     assert stage.stop() == 0
 

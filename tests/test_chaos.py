@@ -12,7 +12,6 @@ import json
 import os
 import random
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -20,9 +19,8 @@ import psutil
 import pytest
 
 from conftest import ROOT, write_config
+from flirstream import testing
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import soak  # noqa: E402  (scripts/soak.py: Pipeline, FrameClient)
 
 KILLS = int(os.environ.get("CHAOS_KILLS", "20"))  # the brief: 20 kills over about a minute
 RECOVERY_LIMIT_S = 25.0   # generous: restart back-off reaches 10 s, plus start-up on a busy machine
@@ -39,7 +37,7 @@ async def _wait_for(predicate, timeout: float, step: float = 0.02):
     return predicate()
 
 
-async def _stages_running(pipe: soak.Pipeline, timeout: float, old: dict | None = None) -> dict:
+async def _stages_running(pipe: testing.Pipeline, timeout: float, old: dict | None = None) -> dict:
     def ready():
         found = pipe.stages()
         if len(found) == 3 and not any(old and old.get(n) == p.pid for n, p in found.items()):
@@ -50,17 +48,17 @@ async def _stages_running(pipe: soak.Pipeline, timeout: float, old: dict | None 
     return found
 
 
-def _frame_after(client: soak.FrameClient, start_index: int, wall: float):
+def _frame_after(client: testing.FrameClient, start_index: int, wall: float):
     for mono, seq, t in client.got.seqs[start_index:]:
         if isinstance(t, (int, float)) and t > wall:
             return mono, seq, t
     return None
 
 
-async def _chaos(pipe: soak.Pipeline, rng: random.Random) -> dict:
+async def _chaos(pipe: testing.Pipeline, rng: random.Random) -> dict:
     stages = await _stages_running(pipe, 30)
     # A viewer must be connected for the encoder to encode (pause_when_unwatched).
-    client = soak.FrameClient(pipe.ws_url, keep_seqs=True, max_reconnects=5000)
+    client = testing.FrameClient(pipe.ws_url, keep_seqs=True, max_reconnects=5000)
     reader = asyncio.ensure_future(client.run(until=time.monotonic() + 240))
     try:
         first = await _wait_for(lambda: client.got.frames > 0, 30, 0.05)
@@ -70,8 +68,8 @@ async def _chaos(pipe: soak.Pipeline, rng: random.Random) -> dict:
         run_fds = pipe.ps.num_fds()  # `run` lives through every kill: its pipes must not pile up
 
         # Random order, every stage about as often (KILLS // 3 each, the rest to random stages).
-        schedule = [s for s in soak.STAGES for _ in range(KILLS // 3)]
-        schedule += rng.sample(soak.STAGES, KILLS - len(schedule))
+        schedule = [s for s in testing.STAGES for _ in range(KILLS // 3)]
+        schedule += rng.sample(testing.STAGES, KILLS - len(schedule))
         rng.shuffle(schedule)
         kills = []
         for i, target in enumerate(schedule):
@@ -99,7 +97,7 @@ async def _chaos(pipe: soak.Pipeline, rng: random.Random) -> dict:
 
         # After the last recovery: exactly the three stages, nothing else, no zombies.
         await _wait_for(lambda: len(pipe.descendants()) == 3 and len(pipe.stages()) == 3, 10, 0.1)
-        descendants = [(p.pid, soak.stage_of(p)) for p in pipe.descendants()]
+        descendants = [(p.pid, testing.stage_of(p)) for p in pipe.descendants()]
         zombies = pipe.zombies()
         final = {n: rss for n, (pid, rss) in pipe.rss().items()}
         run_fds_final = pipe.ps.num_fds()
@@ -118,7 +116,7 @@ def test_twenty_random_kills_stream_recovers_nothing_leaks(tmp_path: Path):
     seed = int(os.environ.get("CHAOS_SEED", time.time_ns() % 1_000_000))
     rng = random.Random(seed)
     config = write_config(tmp_path, capture={"source": "sim"})
-    pipe = soak.Pipeline(config, tmp_path / "run.log")
+    pipe = testing.Pipeline(config, tmp_path / "run.log")
     started = time.monotonic()
     try:
         result = asyncio.run(_chaos(pipe, rng))
@@ -133,7 +131,7 @@ def test_twenty_random_kills_stream_recovers_nothing_leaks(tmp_path: Path):
     for k in kills:
         print(f"  kill {k['kill']:2d} {k['stage']:8s} pid {k['pid']:>7} -> {k['new_pid']:>7}: "
               f"stream back in {k['recovery_s']:.2f} s (seq {k['seq_before']} -> {k['seq_after']})")
-    for stage in soak.STAGES:
+    for stage in testing.STAGES:
         ts = [k["recovery_s"] for k in kills if k["stage"] == stage]
         if ts:
             print(f"  {stage}: {len(ts)} kills, recovery min {min(ts):.2f} s, "
@@ -159,7 +157,7 @@ def test_twenty_random_kills_stream_recovers_nothing_leaks(tmp_path: Path):
 
     # `run` logged each death once, naming the stage and the signal.
     log = pipe.log()
-    for stage in soak.STAGES:
+    for stage in testing.STAGES:
         n = sum(k["stage"] == stage for k in kills)
         assert log.count(f"supervise: {stage} (pid ") >= n, log[-3000:]
     assert log.count("was killed by SIGKILL") == KILLS, log[-3000:]
@@ -172,7 +170,7 @@ def test_twenty_random_kills_stream_recovers_nothing_leaks(tmp_path: Path):
     for pid, name in seen.items():
         try:
             p = psutil.Process(pid)
-            if p.status() != psutil.STATUS_ZOMBIE and soak.stage_of(p) == name:
+            if p.status() != psutil.STATUS_ZOMBIE and testing.stage_of(p) == name:
                 alive.append((pid, name))
         except psutil.NoSuchProcess:
             pass

@@ -13,16 +13,14 @@ import json
 import os
 import socket
 import struct
-import sys
 import time
 from pathlib import Path
 
 import websockets
 
 from conftest import ROOT, write_config
+from flirstream import testing
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import soak  # noqa: E402
 
 LIVENESS_GAP_S = 5.0  # the normal viewer must never wait longer than this for a frame (busy machine)
 
@@ -178,7 +176,7 @@ async def control_flood(url: str, clients: int = 4, messages: int = 600) -> list
 
 # ---------------------------------------------------------------- the test
 
-def _frames_between(client: soak.FrameClient, t0: float, t1: float) -> list:
+def _frames_between(client: testing.FrameClient, t0: float, t1: float) -> list:
     return [s for s in client.got.seqs if t0 <= s[0] <= t1]
 
 
@@ -187,8 +185,8 @@ def _max_gap(frames: list, t0: float, t1: float) -> float:
     return max(b - a for a, b in zip(times, times[1:]))
 
 
-async def _hostile(pipe: soak.Pipeline) -> dict:
-    normal = soak.FrameClient(pipe.ws_url, keep_seqs=True, max_reconnects=0)
+async def _hostile(pipe: testing.Pipeline) -> dict:
+    normal = testing.FrameClient(pipe.ws_url, keep_seqs=True, max_reconnects=0)
     reader = asyncio.ensure_future(normal.run(until=time.monotonic() + 150))
     phases = {}
     try:
@@ -222,18 +220,18 @@ async def _hostile(pipe: soak.Pipeline) -> dict:
 
 def test_hostile_clients_do_not_disturb_a_normal_viewer(tmp_path: Path):
     config = write_config(tmp_path, capture={"source": "sim", "sim_unique_every": 1})
-    pipe = soak.Pipeline(config, tmp_path / "run.log")
+    pipe = testing.Pipeline(config, tmp_path / "run.log")
     try:
         first = {n: p.pid for n, p in pipe.wait_stages(30).items()}
         pipe.wait_healthy(30)
         result = asyncio.run(_hostile(pipe))
         last = {n: p.pid for n, p in pipe.stages().items()}
-        health, _ = soak.http_get(pipe.base + "/healthz")
+        health, _ = testing.http_get(pipe.base + "/healthz")
         metrics = pipe.metrics()
     finally:
         code, leftovers = pipe.stop()
 
-    client: soak.FrameClient = result["client"]
+    client: testing.FrameClient = result["client"]
     phases = result["phases"]
     t_b0, t_b1, _ = phases["baseline"]
     base_rate = len(_frames_between(client, t_b0, t_b1)) / (t_b1 - t_b0)

@@ -19,13 +19,10 @@ import zmq
 from conftest import write_config
 from encoder import palettes
 from flirstream import config, links, wire
+from flirstream.testing import tlinear_counts
 
 ROWS, COLS = 120, 160
 WAIT_S = 15.0  # bound on every wait for the process (start-up on a busy 2-core machine included)
-
-
-def kelvin100(celsius: float) -> int:
-    return int(round((celsius + 273.15) * 100))
 
 
 def noisy(seq: int) -> np.ndarray:
@@ -35,9 +32,9 @@ def noisy(seq: int) -> np.ndarray:
 
 def two_halves(seq: int) -> np.ndarray:
     """Left half 20 °C, right half 30 °C, and the seq in the first pixel so frames differ."""
-    frame = np.full((ROWS, COLS), kelvin100(20), np.uint16)
-    frame[:, COLS // 2:] = kelvin100(30)
-    frame[0, 0] = kelvin100(20) + seq % 50
+    frame = np.full((ROWS, COLS), tlinear_counts(20), np.uint16)
+    frame[:, COLS // 2:] = tlinear_counts(30)
+    frame[0, 0] = tlinear_counts(20) + seq % 50
     return frame
 
 

@@ -19,11 +19,9 @@ import pytest
 import zmq
 import zmq.auth
 
-from conftest import ROOT, write_config
-from flirstream import config as configuration, links, wire
+from conftest import write_config
+from flirstream import config as configuration, links, testing, wire
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import soak  # noqa: E402
 
 def _keys(directory: Path, name: str = "flir-stream") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
@@ -87,13 +85,13 @@ def test_only_holders_of_the_key_file_receive_frames(tmp_path: Path, stages, pla
 def test_pipeline_streams_over_curve_links(tmp_path: Path):
     key = _keys(tmp_path / "keys")
     path = write_config(tmp_path, endpoints={"curve_key": str(key)})
-    pipe = soak.Pipeline(path, tmp_path / "run.log")
+    pipe = testing.Pipeline(path, tmp_path / "run.log")
     try:
         pipe.wait_stages(30)
         pipe.wait_healthy(30)
 
         async def watch() -> int:
-            client = soak.FrameClient(pipe.ws_url, max_reconnects=3)
+            client = testing.FrameClient(pipe.ws_url, max_reconnects=3)
             await client.run(until=time.monotonic() + 4.0)
             return client.got.frames
         frames = asyncio.run(watch())
@@ -119,7 +117,7 @@ def test_pipeline_streams_over_curve_links(tmp_path: Path):
         finally:
             ctx.destroy(linger=0)
         # the server itself (a CURVE client) gets capture's answer
-        api = soak.http_get(f"http://127.0.0.1:{cfg.server.port}/api/camera", timeout=15.0)
+        api = testing.http_get(f"http://127.0.0.1:{cfg.server.port}/api/camera", timeout=15.0)
     finally:
         code, leftovers = pipe.stop()
     assert api[0] == 200 and b'"model": "Lepton 3.5"' in api[1], api

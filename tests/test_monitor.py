@@ -13,13 +13,14 @@ import tornado.web
 
 from encoder.measure import Meter
 from flirstream.regions import AlarmRule, Region, celsius, measure
-from flirstream.testing import free_port
+from flirstream.testing import free_port, parse_metrics
 from flirstream.wire import RawFrame
+from flirstream.testing import tlinear_counts
 from server.alarm_files import AlarmSnapshots
 from server.metrics import Exposition
 from server.monitor import Monitor, reading_of
 from server.webhook import Webhooks
-from server_support import image_frame, parse_metrics
+from server_support import image_frame
 
 REGIONS = {"hob": Region("hob", 100, 10, 140, 40), "tap": Region("tap", 5, 100, 5, 100)}
 
@@ -28,7 +29,7 @@ def sensor_frame(hob_c: float) -> np.ndarray:
     celsius_frame = np.full((120, 160), 21.0)
     celsius_frame[25, 130] = hob_c
     celsius_frame[100, 5] = 12.5
-    return np.rint((celsius_frame + 273.15) * 100).astype(np.uint16)
+    return tlinear_counts(celsius_frame)
 
 
 def thermal(seq: int, hob_c: float, t: float, tlinear: bool = True):

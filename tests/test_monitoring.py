@@ -11,7 +11,6 @@ import signal
 import threading
 import time
 
-import numpy as np
 import pytest
 import tornado.httpserver
 import tornado.netutil
@@ -23,7 +22,8 @@ from flirstream.testing import free_port
 from mqtt_support import Broker, Subscriber
 from server_support import http_get, wait_http
 from flirstream import links, wire
-from test_viewer import HOT, kelvin100, scene, setting, start_server
+from flirstream.testing import tlinear_counts
+from viewer_support import HOT, scene, setting, start_server
 
 WAIT_S = 30.0
 
@@ -126,7 +126,7 @@ class Camera:
             seq += 1
             pixels = scene(seq)
             x0, y0, x1, y1 = HOT
-            pixels[y0:y1, x0:x1] = kelvin100(self.hot_c)
+            pixels[y0:y1, x0:x1] = tlinear_counts(self.hot_c)
             self.sock.send_multipart(wire.pack_raw(wire.RawFrame(seq=seq, t=time.time(),
                                                                  sensor="lepton3", pixels=pixels)))
 
@@ -261,7 +261,7 @@ def test_a_real_pipeline_publishes_discovery_and_the_readings_to_mqtt(tmp_path, 
 
 # ---------------------------------------------------------------- in the browser
 
-from test_viewer import COLS, ROWS, WAIT_MS, browser, page, wait_for_frames  # noqa: E402,F401
+from viewer_support import COLS, ROWS, WAIT_MS, page, wait_for_frames  # noqa: E402,F401
 
 
 def region_at(page, name: str) -> str:

@@ -16,6 +16,7 @@ import pytest
 from conftest import ROOT
 from flirstream.config import ConfigError
 from flirstream.regions import AlarmRule, Region, celsius, measure
+from flirstream.testing import tlinear_counts
 from mqtt_support import Broker, Subscriber, certificates
 from server.alarms import Alarms
 from server.discovery import Device, Topics, sensor_ids, state_message
@@ -81,7 +82,7 @@ def frame(nozzle_c: float = 180.0, cold_c: float = 20.0) -> np.ndarray:
     celsius_frame[20, 100] = nozzle_c
     celsius_frame[90, 30] = 48.25  # the bed's hottest point
     celsius_frame[5, 5] = cold_c
-    return np.rint((celsius_frame + 273.15) * 100).astype(np.uint16)
+    return tlinear_counts(celsius_frame)
 
 
 def render(template: str, state: dict) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -23,16 +22,15 @@ import numpy as np
 import pytest
 import websockets
 
-from conftest import ROOT, write_config
+from conftest import write_config
+from flirstream import testing
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import soak  # noqa: E402
 
 LIMIT_S = 20.0  # generous bound for each "eventually" on a busy machine
 
 
 def _healthz(port: int) -> tuple[int, dict]:
-    status, body = soak.http_get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    status, body = testing.http_get(f"http://127.0.0.1:{port}/healthz", timeout=2)
     try:
         return status, json.loads(body) if body else {}
     except ValueError:
@@ -71,7 +69,7 @@ async def _status_messages(url: str, until, seconds: float) -> list:
 def test_camera_unplugged_is_offline_with_a_reason_and_capture_keeps_retrying(
         tmp_path: Path, stages, monkeypatch, device: str, spidev_module: str):
     config = write_config(tmp_path, capture={"source": f"spi:{device}"})
-    port = soak.server_port(config)
+    port = testing.server_port(config)
     if spidev_module == "missing":
         # A real capture process on a machine without spidev: `import spidev` fails in it.
         shim = tmp_path / "no-spidev"
@@ -152,7 +150,7 @@ async def _watch_raw(url: str, seconds: float) -> list:
             except asyncio.TimeoutError:
                 break
             if isinstance(message, bytes):
-                header = soak.frame_header(message)
+                header = testing.frame_header(message)
                 if header.get("raw_bytes"):
                     hashes.append((header["seq"], hashlib.sha1(message[-header["raw_bytes"]:])
                                    .hexdigest()))
@@ -165,7 +163,7 @@ def test_sync_loss_recovers_and_no_damaged_frame_is_published(tmp_path: Path, st
     assert kinds["damaged"] > 20 and kinds["intact"] > 40, kinds  # the recording really is faulty
     config = write_config(tmp_path, capture={"source": f"vospi-file:{recording}",
                                              "replay": "realtime", "loop": "yes"})
-    port = soak.server_port(config)
+    port = testing.server_port(config)
     capture = stages("capture", config)
     stages("encoder", config)
     server = stages("server", config)
@@ -173,7 +171,7 @@ def test_sync_loss_recovers_and_no_damaged_frame_is_published(tmp_path: Path, st
 
     # Wait until the server has frames (the first viewer starts the encoder), then watch.
     received = asyncio.run(_watch_raw(f"ws://127.0.0.1:{port}/ws", 10.0))
-    metrics = soak.parse_metrics(soak.http_get(f"http://127.0.0.1:{port}/metrics")[1].decode())
+    metrics = testing.parse_metrics(testing.http_get(f"http://127.0.0.1:{port}/metrics")[1].decode())
     counters = {k.split('event="')[1].rstrip('"}'): v for k, v in metrics.items()
                 if k.startswith("flirstream_stage_events_total") and 'stage="capture"' in k}
     print(f"\nsync loss: {len(received)} frames received in 10 s from a recording of "

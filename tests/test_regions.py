@@ -12,6 +12,7 @@ import pytest
 from conftest import ROOT
 from encoder.render import Units, orient, statistics
 from flirstream.config import ConfigError
+from flirstream.wire import KELVIN_AT_0C
 from flirstream.regions import (AlarmRule, Region, celsius, counts, from_parser, measure,
                                 point_to_display, region_from_dict, to_display)
 
@@ -121,9 +122,9 @@ def test_measure_matches_the_pixels_and_the_encoders_statistics():
     reading = measure(pixels, regions, celsius(0.01))
     box = pixels[20:46, 40:71].astype(np.float64)
     assert reading["regions"]["box"] == {
-        "min": round(box.min() * 0.01 - 273.15, 2), "max": round(40000 * 0.01 - 273.15, 2),
-        "mean": round(box.mean() * 0.01 - 273.15, 2), "max_xy": [50, 30]}
-    spot = round(pixels[4, 3] * 0.01 - 273.15, 2)
+        "min": round(box.min() * 0.01 - KELVIN_AT_0C, 2), "max": round(40000 * 0.01 - KELVIN_AT_0C, 2),
+        "mean": round(box.mean() * 0.01 - KELVIN_AT_0C, 2), "max_xy": [50, 30]}
+    spot = round(pixels[4, 3] * 0.01 - KELVIN_AT_0C, 2)
     assert reading["regions"]["spot"] == {"min": spot, "max": spot, "mean": spot, "max_xy": [3, 4]}
     # the frame's readings agree with what the encoder puts in every frame's stats
     stats = statistics(pixels, Units(True, 0.01))

@@ -15,18 +15,15 @@ from encoder.render import Renderer, paint, scale
 from flirstream import config
 from flirstream.config import AGCS, PALETTES, ConfigError
 from flirstream.wire import RawFrame
-
-
-def kelvin100(celsius) -> np.ndarray:
-    """°C -> TLinear counts at 0.01 K."""
-    return np.rint((np.asarray(celsius, dtype=np.float64) + 273.15) * 100).astype(np.uint16)
+from flirstream.testing import tlinear_counts
+from flirstream.wire import KELVIN_AT_0C
 
 
 def scene(rows: int = 120, cols: int = 160, seed: int = 1) -> np.ndarray:
     """A 20..30 °C gradient with a little sensor noise (TLinear)."""
     rng = np.random.default_rng(seed)
     celsius = 20 + 10 * np.arange(cols)[None, :] / (cols - 1) + np.zeros((rows, 1))
-    return kelvin100(celsius + rng.normal(0, 0.03, (rows, cols)))
+    return tlinear_counts(celsius + rng.normal(0, 0.03, (rows, cols)))
 
 
 def decode(jpeg: bytes) -> np.ndarray:
@@ -40,7 +37,7 @@ def decode(jpeg: bytes) -> np.ndarray:
 def test_fixed_range_maps_celsius_to_the_expected_colour():
     # four 40x30 blocks at 10, 25, 40 and 50 °C; range 20..40 °C
     temps = np.array([[10.0, 25.0], [40.0, 50.0]])
-    frame = kelvin100(np.kron(temps, np.ones((30, 40))))
+    frame = tlinear_counts(np.kron(temps, np.ones((30, 40))))
     r = Renderer(palette="ironbow", agc="fixed", range_c=(20, 40), size=(80, 60), quality=95)
     jpeg = r.render(frame)
     table = palettes.lut("ironbow")[:, 0]
@@ -54,7 +51,7 @@ def test_fixed_range_maps_celsius_to_the_expected_colour():
 
 
 def test_fixed_range_respects_kelvin_per_count():
-    frame = np.full((60, 80), round((30 + 273.15) * 10), np.uint16)  # 30 °C at 0.1 K per count
+    frame = np.full((60, 80), tlinear_counts(30, 0.1), np.uint16)  # 30 °C at 0.1 K per count
     r = Renderer(palette="white-hot", agc="fixed", range_c=(20, 40), size=(80, 60))
     r.render(frame, kelvin_per_count=0.1)
     assert abs(int(r.last.bgr[30, 40, 0]) - 128) <= 1
@@ -83,15 +80,15 @@ def test_histogram_agc_spans_the_whole_palette_on_a_ramp():
 
 def test_histogram_agc_spreads_a_skewed_scene():
     # 95% of the frame within 0.5 °C, a few hot pixels far away: linear would squash the scene
-    frame = np.tile(kelvin100(20) + np.arange(160, dtype=np.uint16) // 3, (120, 1))
-    frame[:6, :] = kelvin100(80)
+    frame = np.tile(tlinear_counts(20) + np.arange(160, dtype=np.uint16) // 3, (120, 1))
+    frame[:6, :] = tlinear_counts(80)
     gray, _, _ = agc.HistogramAGC()(frame)
     assert len(np.unique(gray[6:])) > 40 and gray[6:].max() > 200
 
 
 def test_linear_clip_ignores_one_hot_pixel():
     frame = scene()
-    frame[60, 80] = kelvin100(200)
+    frame[60, 80] = tlinear_counts(200)
     r = Renderer(agc="linear", clip_percent=(1, 99), smoothing=0)
     r.render(frame)
     lo, hi = r.last.range
@@ -114,24 +111,24 @@ def test_percentiles_match_numpy_nearest_rank():
 
 def test_linear_range_is_smoothed_over_frames():
     r = Renderer(agc="linear", clip_percent=(0, 100), smoothing=0.8)
-    r.render(kelvin100(np.tile(np.linspace(20, 30, 160), (120, 1))))
+    r.render(tlinear_counts(np.tile(np.linspace(20, 30, 160), (120, 1))))
     assert r.last.range == pytest.approx((20.0, 30.0), abs=0.02)
-    r.render(kelvin100(np.tile(np.linspace(20, 40, 160), (120, 1))))
+    r.render(tlinear_counts(np.tile(np.linspace(20, 40, 160), (120, 1))))
     assert r.last.range[1] == pytest.approx(0.8 * 30 + 0.2 * 40, abs=0.02)  # moves, not jumps
     for _ in range(40):
-        r.render(kelvin100(np.tile(np.linspace(20, 40, 160), (120, 1))))
+        r.render(tlinear_counts(np.tile(np.linspace(20, 40, 160), (120, 1))))
     assert r.last.range[1] == pytest.approx(40.0, abs=0.05)
     r.restart()  # e.g. after a pause: the next frame's range is taken as it is
-    r.render(kelvin100(np.tile(np.linspace(10, 20, 160), (120, 1))))
+    r.render(tlinear_counts(np.tile(np.linspace(10, 20, 160), (120, 1))))
     assert r.last.range == pytest.approx((10.0, 20.0), abs=0.02)
 
 
 def test_flat_frame_is_mid_palette_not_noise():
     r = Renderer(palette="white-hot", agc="linear", smoothing=0)
-    r.render(np.full((120, 160), kelvin100(22), np.uint16))
+    r.render(np.full((120, 160), tlinear_counts(22), np.uint16))
     assert 100 < r.last.bgr.mean() < 156
     r.update(agc="histogram")
-    r.render(np.full((120, 160), kelvin100(22), np.uint16))
+    r.render(np.full((120, 160), tlinear_counts(22), np.uint16))
     assert r.last.bgr.mean() == 128
 
 
@@ -150,15 +147,15 @@ def _expected_xy(x: int, y: int, w: int, h: int, rotate: int, flip: str) -> tupl
 @pytest.mark.parametrize("rotate", [0, 90, 180, 270])
 @pytest.mark.parametrize("flip", ["none", "horizontal", "vertical", "both"])
 def test_rotation_and_flip_move_a_marked_pixel(rotate, flip):
-    frame = np.full((120, 160), kelvin100(20), np.uint16)
-    frame[5, 10] = kelvin100(60)  # hot marker at x=10, y=5
-    frame[100, 150] = kelvin100(0)  # cold marker at x=150, y=100
+    frame = np.full((120, 160), tlinear_counts(20), np.uint16)
+    frame[5, 10] = tlinear_counts(60)  # hot marker at x=10, y=5
+    frame[100, 150] = tlinear_counts(0)  # cold marker at x=150, y=100
     r = Renderer(palette="white-hot", agc="fixed", range_c=(10, 50), rotate=rotate, flip=flip)
     r.render(frame)
     hot = _expected_xy(10, 5, 160, 120, rotate, flip)
     cold = _expected_xy(150, 100, 160, 120, rotate, flip)
     assert tuple(r.last.stats["max_xy"]) == hot and tuple(r.last.stats["min_xy"]) == cold
-    assert r.last.pixels[hot[1], hot[0]] == kelvin100(60)
+    assert r.last.pixels[hot[1], hot[0]] == tlinear_counts(60)
     sideways = rotate in (90, 270)
     assert (r.last.width, r.last.height) == ((480, 640) if sideways else (640, 480))
     # in the picture the marker is the white 4x4 block at 4x its position
@@ -179,7 +176,7 @@ def test_statistics_in_celsius_from_kelvin_times_100():
     s = r.last.stats
     assert s["max"] == 40.0 and s["min"] == 0.0 and s["centre"] == 35.0
     assert s["max_xy"] == [3, 2] and s["min_xy"] == [7, 9]
-    expected_mean = frame.astype(np.float64).mean() / 100 - 273.15
+    expected_mean = frame.astype(np.float64).mean() / 100 - KELVIN_AT_0C
     assert s["mean"] == pytest.approx(expected_mean, abs=0.005)
     assert r.last.unit == "C"
 
@@ -339,7 +336,7 @@ def test_frames_of_four_pixels_or_fewer_render(shape, mode):
     r = Renderer(agc=mode, quality=50)
     picture = decode(r.render(frame, tlinear=True))
     assert picture.shape == (shape[0] * 4, shape[1] * 4, 3)
-    assert r.last.stats["max"] == pytest.approx(frame.max() * 0.01 - 273.15, abs=0.01)
+    assert r.last.stats["max"] == pytest.approx(frame.max() * 0.01 - KELVIN_AT_0C, abs=0.01)
 
 
 def _k100(c: float) -> int:

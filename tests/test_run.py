@@ -5,16 +5,12 @@ HTTP and the real /ws websocket, and checks the processes with psutil.
 """
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import re
 import signal
 import socket
-import struct
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -22,160 +18,11 @@ from typing import Optional
 
 import psutil
 import pytest
-from tornado.websocket import websocket_connect
 
 from conftest import free_port, write_config
+from flirstream.testing import STAGES, FrameWatcher, live, measure_restart, stage_of, wait_until
 
-STAGES = ("capture", "encoder", "server")
 URL = re.compile(r"https?://\S+")
-
-
-# ---------------------------------------------------------------- helpers shared with test_supervisord
-
-class FrameWatcher:
-    """A websocket viewer in a thread: connects to /ws, connects again whenever the connection
-    drops (as the viewer does), and records for every frame its arrival time, seq and capture
-    time (header "t")."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.frames: list[tuple[float, int, float]] = []  # (arrival, seq, t), Unix seconds
-        self.connects = 0
-        self.bad_messages = 0
-        self.last_error = ""
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-
-    def __enter__(self) -> "FrameWatcher":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    async def _main(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn = await asyncio.wait_for(websocket_connect(self.url), 3)
-            except Exception as exc:  # refused while the server restarts, timeouts, HTTP errors
-                self.last_error = repr(exc)
-                await asyncio.sleep(0.05)
-                continue
-            self.connects += 1
-            try:
-                while not self._stop.is_set():
-                    try:
-                        message = await asyncio.wait_for(conn.read_message(), 0.5)
-                    except asyncio.TimeoutError:
-                        continue
-                    if message is None:  # closed by the server
-                        break
-                    self._record(message)
-            finally:
-                conn.close()
-
-    def _record(self, message: object) -> None:
-        # One binary message per frame: uint32 big-endian N, N bytes of JSON header, then the JPEG.
-        # Text messages (hello, status, settings) are not frames.
-        if isinstance(message, str):
-            return
-        if len(message) < 4:
-            self.bad_messages += 1
-            return
-        (n,) = struct.unpack(">I", message[:4])
-        try:
-            header = json.loads(message[4:4 + n])
-            seq, captured = int(header["seq"]), float(header["t"])
-        except (ValueError, KeyError, TypeError):
-            self.bad_messages += 1
-            return
-        if message[4 + n:4 + n + 2] != b"\xff\xd8":  # a JPEG starts with SOI
-            self.bad_messages += 1
-            return
-        with self._lock:
-            self.frames.append((time.time(), seq, captured))
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.frames)
-
-    def first_frame_captured_after(self, when: float, timeout: float) -> Optional[float]:
-        """Arrival time of the first frame captured after `when` (Unix time), waiting up to
-        `timeout` seconds for one; None if none came. Frames in flight when a stage was killed
-        were captured before, so such a frame has been through the restarted stage."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._lock:
-                arrivals = [arrival for arrival, _, t in self.frames if t > when]
-            if arrivals:
-                return arrivals[0]
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.02)
-
-    def wait_frames(self, n: int, timeout: float) -> list[tuple[float, int, float]]:
-        deadline = time.monotonic() + timeout
-        while self.count() < n and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with self._lock:
-            return list(self.frames)
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.05):
-    """predicate()'s first truthy value within timeout seconds, else None."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(interval)
-
-
-def stage_of(proc: psutil.Process) -> Optional[str]:
-    """Which stage a `... -m flirstream STAGE ...` or `flir-stream STAGE ...` process runs."""
-    try:
-        cmdline = proc.cmdline()
-    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-        return None
-    for i, part in enumerate(cmdline[:-1]):
-        if part == "flirstream" or part.endswith("/flir-stream"):
-            return cmdline[i + 1] if cmdline[i + 1] in STAGES else None
-    return None
-
-
-def live(pids: list[int]) -> list[int]:
-    alive = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                alive.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
-
-
-def measure_restart(watcher: FrameWatcher, stage: str, old_pid: int, current_pid,
-                    bound_s: float = 10.0) -> float:
-    """SIGKILL a stage, check that frames flow again and that a new process replaced it; return
-    the seconds from the kill to the first frame captured after it reaching the viewer."""
-    frames_before = watcher.count()
-    assert wait_until(lambda: watcher.count() > frames_before, 10), \
-        f"no frames before killing {stage}: {watcher.last_error}"
-    killed = time.time()
-    os.kill(old_pid, signal.SIGKILL)
-    arrival = watcher.first_frame_captured_after(killed, bound_s)
-    assert arrival is not None, (f"no frames within {bound_s} s of killing {stage} "
-                                 f"(last websocket error: {watcher.last_error})")
-    new_pid = wait_until(lambda: (lambda p: p if p and p != old_pid else None)(current_pid()),
-                         bound_s)
-    assert new_pid, f"{stage} (pid {old_pid}) was not replaced by a new process"
-    took = arrival - killed
-    print(f"{stage}: SIGKILL, restarted as pid {new_pid}, frames again after {took:.2f} s")
-    return took
 
 
 # ---------------------------------------------------------------- `flir-stream run` as a process

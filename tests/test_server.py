@@ -15,9 +15,11 @@ from websockets.sync.client import connect
 
 from conftest import CHROMIUM, Stage, write_config
 from flirstream import config as configuration, wire
+from flirstream.testing import parse_metrics
+from flirstream.wire import KELVIN_AT_0C
 from server import protocol, radiometric
 from server_support import FakeEncoder, Live, frames, http_get, image_frame, json_messages, \
-    parse_metrics, raw_request, read_mjpeg_parts, thermal_frame, wait_http, write_index
+    raw_request, read_mjpeg_parts, thermal_frame, wait_http, write_index
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -385,7 +387,7 @@ def test_snapshot_csv_is_celsius(live):
     rows = [line.split(",") for line in body.decode().splitlines()]
     assert len(rows) == 120 and all(len(r) == 160 for r in rows)
     celsius = np.array(rows, dtype=float)
-    expected = image_frame(int(headers["x-frame-seq"])).pixels * 0.01 - 273.15
+    expected = image_frame(int(headers["x-frame-seq"])).pixels * 0.01 - KELVIN_AT_0C
     assert np.allclose(celsius, expected, atol=0.006)
     assert 19.9 < celsius.min() < celsius.max() < 35.1
 

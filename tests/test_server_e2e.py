@@ -11,9 +11,10 @@ import pytest
 
 from conftest import write_config
 from flirstream import config as configuration
+from flirstream.testing import parse_metrics
+from flirstream.wire import KELVIN_AT_0C
 from server.protocol import split_frame
-from server_support import frames, http_get, json_messages, parse_metrics, read_mjpeg_parts, \
-    wait_http
+from server_support import frames, http_get, json_messages, read_mjpeg_parts, wait_http
 from websockets.sync.client import connect
 
 pytestmark = pytest.mark.timeout(120)
@@ -68,7 +69,7 @@ def test_pipeline_streams_to_a_viewer(tmp_path, stages):
             header, pixels = raw
             values = np.frombuffer(pixels, "<u2").reshape(header["shape"])
             if header["tlinear"]:
-                celsius = values * header["kelvin_per_count"] - 273.15
+                celsius = values * header["kelvin_per_count"] - KELVIN_AT_0C
                 assert -40 < celsius.min() <= celsius.max() < 400
                 assert abs(header["stats"]["max"] - celsius.max()) < 1.0
 

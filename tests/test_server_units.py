@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from server import access, protocol, snapshots
+from flirstream.testing import parse_metrics
+from server import access, protocol, radiometric, snapshots
 from server.fanout import Fanout
 from server.health import Health
 from server.hub import Hub, Outgoing, mjpeg_part
 from server.metrics import Metrics
 from server.websocket import RateLimit
-from server import radiometric
-from server_support import image_frame, parse_metrics, thermal_frame
+from server_support import image_frame, thermal_frame
 
 
 class Clock:

@@ -10,8 +10,8 @@ from capture import cci, telemetry as tm, vospi
 from capture.cci import Lepton, LeptonCCI
 from capture.cci_sim import ManualClock, SimulatedCCI
 from capture.sim import SimulatedLepton, camera_output
+from flirstream.wire import KELVIN_AT_0C
 
-ZERO_C = 273.15
 
 
 def telemetry_of(data: bytes, sensor: str, mode: str) -> tm.Telemetry:
@@ -110,9 +110,9 @@ def test_low_gain_widens_the_range_at_0_1_k_with_right_temperatures():
     true = r.sim.last_true_k
     assert t.effective_gain_mode == "high" and tm.pixel_meaning(t) == tm.KELVIN_X100
     k = r.kelvin(image, t)
-    assert k.max() - ZERO_C == pytest.approx(140.0, abs=0.01)  # high gain tops out
-    assert true.max() - ZERO_C > 270.0
-    cool = true < 130 + ZERO_C
+    assert k.max() - KELVIN_AT_0C == pytest.approx(140.0, abs=0.01)  # high gain tops out
+    assert true.max() - KELVIN_AT_0C > 270.0
+    cool = true < 130 + KELVIN_AT_0C
     assert np.abs(k[cool] - true[cool]).max() <= 0.006
 
     r.lepton.set_gain_mode("low")
@@ -123,7 +123,7 @@ def test_low_gain_widens_the_range_at_0_1_k_with_right_temperatures():
     assert r.lepton.tlinear_resolution() == 0.1
     k = r.kelvin(image, t)
     assert np.abs(k - true).max() <= 0.051  # every pixel right, the hot spot too
-    assert k.max() - ZERO_C > 270.0
+    assert k.max() - KELVIN_AT_0C > 270.0
 
     r.lepton.set_gain_mode("high")
     _, t, _ = r.frame()
@@ -134,13 +134,13 @@ def test_auto_gain_follows_the_scene():
     clock = ManualClock()
     dev = SimulatedCCI(clock=clock)
     Lepton(LeptonCCI(dev, clock=clock, sleep=clock.sleep)).set_gain_mode("auto")
-    hot = np.full((120, 160), 200 + ZERO_C)
+    hot = np.full((120, 160), 200 + KELVIN_AT_0C)
     out = camera_output(hot, dev)
     assert dev.effective_gain == 1 and dev.kelvin_per_count == 0.1
-    assert out.max() == round((200 + ZERO_C) / 0.1)
-    camera_output(np.full((120, 160), 100 + ZERO_C), dev)  # between the thresholds: stays low
+    assert out.max() == round((200 + KELVIN_AT_0C) / 0.1)
+    camera_output(np.full((120, 160), 100 + KELVIN_AT_0C), dev)  # between the thresholds: stays low
     assert dev.effective_gain == 1
-    camera_output(np.full((120, 160), 30 + ZERO_C), dev)
+    camera_output(np.full((120, 160), 30 + KELVIN_AT_0C), dev)
     assert dev.effective_gain == 0 and dev.kelvin_per_count == 0.01
 
 
@@ -150,7 +150,7 @@ def test_the_right_emissivity_gives_the_true_temperature_back():
     r = Rig(scene_emissivity=0.9, scene_reflected_k=295.15)
     image, t, _ = r.frame()
     true = r.sim.last_true_k
-    body = true > 30 + ZERO_C
+    body = true > 30 + KELVIN_AT_0C
     assert (r.kelvin(image, t)[body] < true[body] - 0.3).all()  # e = 1 reads a grey body low
     r.lepton.set_emissivity(0.9, background_k=295.15)
     image, t, _ = r.frame()

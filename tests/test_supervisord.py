@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, write_config
-from test_run import FrameWatcher, live, measure_restart, wait_until
+from flirstream.testing import FrameWatcher, live, measure_restart, wait_until
 
 INCLUDE = ROOT / "scripts" / "supervisord.conf"
 PROGRAMS = {"capture": "flir-capture", "encoder": "flir-encoder", "server": "flir-server"}

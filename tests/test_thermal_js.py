@@ -16,16 +16,14 @@ import base64
 
 import numpy as np
 import pytest
-from playwright.sync_api import sync_playwright
 
 from capture.sim import SimulatedLepton
-from conftest import CHROMIUM
 from encoder.render import Renderer, orient
+from flirstream.testing import tlinear_counts
+from flirstream.wire import KELVIN_AT_0C
 from server import radiometric
 from static_site import StaticSite
 
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"]
 TLINEAR = {"tlinear": True, "kelvin_per_count": 0.01}
 MIN_PSNR_DB = 50.0
 
@@ -49,14 +47,6 @@ def site():
     s = StaticSite()
     yield s
     s.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
@@ -169,7 +159,7 @@ def test_raw_counts_fall_back_to_linear_like_the_encoder(page):
 
 def test_temperature_under_a_pixel_follows_rotation(page):
     frame = frames(1, seed=3)[0].copy()
-    frame[10, 150] = int(round((55.55 + 273.15) * 100))  # a marked pixel near the top right
+    frame[10, 150] = tlinear_counts(55.55)  # a marked pixel near the top right
     settings = {"rotate": 90, "flip": "vertical"}
     shown = orient(frame, 90, "vertical")
     (y, x), = np.argwhere(shown == frame[10, 150])
@@ -203,7 +193,7 @@ def test_isotherm_paints_exactly_the_pixels_in_its_range(page, isotherm):
     ref = plain.render_pixels(frame).bgr[..., ::-1]
     rgba, _ = browser_render(page, [radiometric.encode(frame)], {**settings, "isotherm": isotherm},
                              TLINEAR, (160, 120))
-    celsius = frame * 0.01 - 273.15
+    celsius = frame * 0.01 - KELVIN_AT_0C
     lo, hi = isotherm["lo"], isotherm["hi"]
     hit = {"above": celsius >= lo, "below": celsius <= lo,
            "between": (celsius >= lo) & (celsius <= hi)}[isotherm["mode"]]

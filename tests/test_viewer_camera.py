@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import write_config
-from test_camera_e2e import tlinear_off, tlinear_off_recording  # noqa: F401  (fixture)
-from test_viewer import WAIT_MS, browser, page, setting, start_server, wait_for_frames  # noqa: F401
+from stage_support import tlinear_off  # noqa: F401  (fixture)
+from viewer_support import WAIT_MS, page, setting, start_server, wait_for_frames  # noqa: F401
 
 # The simulated scene's hot spot: 70 C +- 10 C over time (capture.sim.SimulatedLepton hot_c).
 HOT_LO_C, HOT_HI_C = 59.0, 81.0

@@ -27,7 +27,7 @@ from encoder.render import Renderer
 from flirstream import config as configuration, links, wire
 from server_support import read_mjpeg_parts
 
-import test_viewer as viewer  # its helpers (wait_for_frames, start_server, ...), not its tests
+import viewer_support as viewer  # the viewer tests' helpers (wait_for_frames, start_server, ...)
 
 ROWS, COLS = 120, 160
 WAIT_MS = 15_000
@@ -76,14 +76,6 @@ class StillCamera:
         self.thread.join(5)
         self.sock.close(0)
         self.ctx.term()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=viewer.BROWSER_ARGS)
-        yield b
-        b.close()
 
 
 def new_page(browser, url: str, errors: list):

@@ -10,6 +10,7 @@ import numpy as np
 
 from flirstream import config
 from flirstream.wire import RawFrame
+from flirstream.testing import tlinear_counts
 from encoder.measure import Meter
 from server.health import Health
 from server.hub import Hub
@@ -35,13 +36,14 @@ class Client:
 
 def make(tmp_path, text: str = CONF) -> tuple[Watch, Hub]:
     cfg = config.loads(text + f"[state]\ndir = {tmp_path}\n")
-    hub = Hub(Metrics(), Health(2.0))
-    return Watch(cfg, hub), hub
+    health = Health(2.0)
+    hub = Hub(Metrics(), health)
+    return Watch(cfg, hub, health), hub
 
 
 def frame(seq: int, bed_c: float):
     pixels = np.full((120, 160), 29315, dtype=np.uint16)
-    pixels[20, 20] = int(round((bed_c + 273.15) * 100))
+    pixels[20, 20] = tlinear_counts(bed_c)
     return Meter().measure(RawFrame(seq=seq, t=1000.0 + seq, sensor="lepton3", pixels=pixels), {})
 
 
