@@ -32,6 +32,7 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -94,7 +95,9 @@ def child(mode: str, endpoint: str, cpu: int, speed_hz: int) -> int:
           flush=True)
     cpu_start = time.process_time()
     try:
-        app._loop(config, source, sock, scheduling=scheduling)
+        control, _ = app.make_camera(config, config.capture.source)  # no I2C here: no control
+        control.start()
+        app._loop(config.capture, source, sock, control, threading.Event(), scheduling=scheduling)
     finally:
         sock.close(linger=0)
         ctx.destroy(linger=0)

@@ -213,11 +213,13 @@ def test_a_real_pipeline_publishes_discovery_and_the_readings_to_mqtt(tmp_path, 
         stages("encoder", config)
         start_server(stages, config, f"http://127.0.0.1:{port}/")
         node = "flir-stream_test"
-        discovery = json.loads(subscriber.wait_topic(
-            f"homeassistant/sensor/{node}/roi_kiln_max/config").payload)
+        # the device is the camera capture identifies (the simulated Lepton 3.5): discovery says so
+        # once capture's status has come, re-publishing what it sent before if it was earlier
+        discovery = subscriber.wait_json(f"homeassistant/sensor/{node}/roi_kiln_max/config",
+                                         lambda d: d["device"]["model"] == "Lepton 3.5")
         assert discovery["device_class"] == "temperature" and discovery["unit_of_measurement"] == "°C"
         assert discovery["device"]["configuration_url"] == f"http://127.0.0.1:{port}/"
-        assert discovery["device"]["model"] == "FLIR Lepton"  # capture reports no camera identity
+        assert discovery["device"]["serial_number"] == "0123456789ABCDEF"  # the simulated camera's
         assert discovery["state_topic"] == "flir-stream/test/state"
         subscriber.wait_topic(f"homeassistant/sensor/{node}/roi_door_value/config")
         subscriber.wait_topic(f"homeassistant/binary_sensor/{node}/alarm_kiln-hot/config")
