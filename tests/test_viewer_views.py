@@ -311,23 +311,21 @@ def test_real_recording_costs_at_most_15_kb_a_frame_in_the_real_viewer(tmp_path,
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "cptv_to_vospi.py"),
                            str(realdata()), str(replay)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    config = write_config(tmp_path, capture={"source": f"vospi-file:{replay}", "tlinear": "no",
-                                             "replay": "realtime", "loop": "yes"})
-    url = f"http://127.0.0.1:{viewer.setting(config, 'server', 'port')}/"
-    stages("capture", config)
-    stages("encoder", config)
-    viewer.start_server(stages, config, url)
-    errors: list[str] = []
-    mean, biggest = measure_viewer_bytes(browser, url, errors)
-    assert not errors, errors
-    print(f"real recording: {mean:.0f} bytes a frame on average, {biggest} at most")
-    assert mean <= GOAL_BYTES, f"{mean:.0f} bytes a frame on average"
+    pipeline_viewer_bytes(tmp_path, stages, browser, "real recording",
+                          {"source": f"vospi-file:{replay}", "tlinear": "no", "replay": "realtime",
+                           "loop": "yes"})
 
 
 def test_simulator_costs_at_most_15_kb_a_frame_in_the_real_viewer(tmp_path, stages, browser):
     """The simulated Lepton (TLinear, 0.01 K a count, a real sensor's noise), every frame unique:
     lossless it would cost ~16.8 KB a frame; in steps of one count (0.01 K) it fits."""
-    config = write_config(tmp_path, capture={"source": "sim", "sim_unique_every": "1"})
+    pipeline_viewer_bytes(tmp_path, stages, browser, "simulator",
+                          {"source": "sim", "sim_unique_every": "1"})
+
+
+def pipeline_viewer_bytes(tmp_path, stages, browser, what: str, capture: dict) -> None:
+    """capture (as `capture` says) -> encoder -> server -> the real viewer: at most 15 KB a frame."""
+    config = write_config(tmp_path, capture=capture)
     url = f"http://127.0.0.1:{viewer.setting(config, 'server', 'port')}/"
     stages("capture", config)
     stages("encoder", config)
@@ -335,5 +333,5 @@ def test_simulator_costs_at_most_15_kb_a_frame_in_the_real_viewer(tmp_path, stag
     errors: list[str] = []
     mean, biggest = measure_viewer_bytes(browser, url, errors)
     assert not errors, errors
-    print(f"simulator: {mean:.0f} bytes a frame on average, {biggest} at most")
-    assert mean <= GOAL_BYTES, f"{mean:.0f} bytes a frame on average"
+    print(f"{what}: {mean:.0f} bytes a frame on average, {biggest} at most")
+    assert mean <= GOAL_BYTES, f"{what}: {mean:.0f} bytes a frame on average"
