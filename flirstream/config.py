@@ -51,14 +51,14 @@ def integer(lo: int, hi: int) -> Parser:
     return parse
 
 
-def number(lo: float, hi: float) -> Parser:
+def number(lo: float, hi: float, what: str = "a number") -> Parser:
     def parse(text: str) -> float:
         try:
             value = float(text.strip())
         except ValueError:
-            raise BadValue(f"expected a number from {lo:g} to {hi:g}") from None
+            raise BadValue(f"expected {what} from {lo:g} to {hi:g}") from None
         if not lo <= value <= hi:  # also refuses nan
-            raise BadValue(f"expected a number from {lo:g} to {hi:g}")
+            raise BadValue(f"expected {what} from {lo:g} to {hi:g}")
         return value
     return parse
 

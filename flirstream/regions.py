@@ -128,15 +128,7 @@ def parse_webhook(text: str) -> Optional[str]:
     return value
 
 
-def _temperature(text: str) -> float:
-    lo, hi = TEMPERATURE_RANGE
-    try:
-        value = float(text.strip())
-    except ValueError:
-        raise BadValue(f"expected degrees C from {lo:g} to {hi:g}") from None
-    if not lo <= value <= hi:  # also refuses nan
-        raise BadValue(f"expected degrees C from {lo:g} to {hi:g}")
-    return value
+_temperature = number(*TEMPERATURE_RANGE, what="degrees C")
 
 
 def region_from_section(name: str, values: Mapping[str, str], sensor: tuple[int, int],
