@@ -101,7 +101,8 @@ class FileSource:
             raise ConfigError(f"[capture] source = vospi-file:{path}: holds no VoSPI packet "
                               f"(fewer than {vospi.PACKET_BYTES} bytes)")
         frame_packets = vospi.FrameAssembler(sensor, telemetry).geometry.frame_packets
-        self._chunk = frame_packets * vospi.PACKET_BYTES // 4  # a quarter frame per read
+        # A frame per read: one wake-up per frame period (the pacing below sleeps once a read)
+        self._chunk = frame_packets * vospi.PACKET_BYTES
         self._realtime = realtime
         self._packet_s = 1.0 / fps / frame_packets  # one non-discard packet's share of a frame
         self._due = time.monotonic()
