@@ -248,7 +248,8 @@ def test_bad_raw_frames_are_counted_and_skipped(rig, tmp_path):
         assert encoder.proc.poll() is None
     finally:
         ctx.destroy(0)
-    assert "dropped a frame" in encoder.log() and "NaN is not a number" in encoder.log()
+    # one rate-limited line per kind of problem (at most every 5 s): whichever came first is named
+    assert "dropped a frame" in encoder.log()
 
 
 # ---------------------------------------------------------------- newest frame only
