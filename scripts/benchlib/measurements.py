@@ -98,40 +98,11 @@ def section_slow(pipe: Pipeline, tap: Tap, normal: int, slow: int, duration: flo
     A slow client's RSS cost minus a reading viewer's is what stalling costs the server; the
     goal is at most one frame (a stalled viewer keeps only a reference to the frame in flight)."""
     log(f"slow clients: {normal} normal viewers, then {slow} that never read")
-    pipe.restart("server")  # a fresh server: its RSS has not been grown by earlier scenarios
-    normal_g = LoadGroup(pipe.url, normal, 1)
-    slow_g = None
-    try:
-        ready = normal_g.wait_ready()
-        time.sleep(0.5)
-        before = measure(pipe, tap, [normal_g], duration, linger=linger)
-        slow_g = LoadGroup(pipe.url, slow, 1, mode="slow")
-        slow_ready = slow_g.wait_ready()
-        log(f"  {slow_ready['connected']} slow clients connected; letting their buffers fill "
-            f"for {settle:g} s")
-        time.sleep(settle)
-        with_slow = measure(pipe, tap, [normal_g, slow_g], duration, linger=linger)
-    finally:
-        normal_g.stop()
-        if slow_g is not None:
-            slow_g.stop()
-
+    ready, slow_ready, before, with_slow = joined_windows(
+        pipe, tap, normal, slow, "slow", duration, duration, settle, linger)
     log(f"  control: {normal} normal viewers, then {slow} more that read")
-    pipe.restart("server")
-    normal_g = LoadGroup(pipe.url, normal, 1)
-    readers = None
-    try:
-        normal_g.wait_ready()
-        time.sleep(0.5)
-        control_before = measure(pipe, tap, [normal_g], min(duration, 1.0), linger=linger)
-        readers = LoadGroup(pipe.url, slow, 1)
-        readers.wait_ready()
-        time.sleep(settle)
-        control = measure(pipe, tap, [normal_g, readers], duration, linger=linger)
-    finally:
-        normal_g.stop()
-        if readers is not None:
-            readers.stop()
+    _, _, control_before, control = joined_windows(
+        pipe, tap, normal, slow, "normal", min(duration, 1.0), duration, settle, linger)
 
     n = max(1, slow_ready["connected"])
     growth = with_slow["server_rss_bytes"]["max"] - before["server_rss_bytes"]["end"]
@@ -148,6 +119,31 @@ def section_slow(pipe: Pipeline, tap: Tap, normal: int, slow: int, duration: flo
             "rss_excess_frames_per_client": rnd((per_client - per_reader) / frame) if frame else None,
             "rss_growth_while_stalled_bytes": with_slow["server_rss_bytes"]["end"]
             - with_slow["server_rss_bytes"]["start"]}
+
+
+def joined_windows(pipe: Pipeline, tap: Tap, normal: int, extra: int, mode: str,
+                   before_s: float, duration: float, settle: float, linger: float
+                   ) -> tuple[dict, dict, dict, dict]:
+    """On a fresh server (its RSS not grown by earlier scenarios): `normal` viewers, a window of
+    `before_s`; then `extra` viewers of `mode` join and, `settle` s later (a slow client's kernel
+    buffers are full by then), a window over both. Returns both groups' readiness and windows."""
+    pipe.restart("server")
+    normal_g = LoadGroup(pipe.url, normal, 1)
+    extra_g = None
+    try:
+        ready = normal_g.wait_ready()
+        time.sleep(0.5)
+        before = measure(pipe, tap, [normal_g], before_s, linger=linger)
+        extra_g = LoadGroup(pipe.url, extra, 1, mode=mode)
+        extra_ready = extra_g.wait_ready()
+        log(f"  {extra_ready['connected']} more clients ({mode}) connected; waiting {settle:g} s")
+        time.sleep(settle)
+        joined = measure(pipe, tap, [normal_g, extra_g], duration, linger=linger)
+    finally:
+        normal_g.stop()
+        if extra_g is not None:
+            extra_g.stop()
+    return ready, extra_ready, before, joined
 
 
 def section_fanout(pipe: Pipeline, tap: Tap, counts: list[int], procs: int, duration: float,
