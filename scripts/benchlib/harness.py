@@ -21,6 +21,7 @@ from typing import Any, Optional
 import psutil
 import zmq
 
+from flirstream import links, wire
 from flirstream.testing import Stage, free_port, http_get, parse_metrics, write_config
 
 from . import ROOT
@@ -180,31 +181,26 @@ class Tap(threading.Thread):
         super().__init__(daemon=True)
         self.endpoint = endpoint
         self.topic = topic  # b"thermal": the measured frames (what thermal-mode viewers get)
-        self.frames: list[tuple[float, int, int]] = []  # (t, seq, jpeg bytes)
+        self.frames: list[tuple[float, int, int]] = []  # (t, seq, JPEG or pixel bytes)
         self.stopping = threading.Event()
         self.lock = threading.Lock()
 
     def run(self) -> None:
-        ctx = zmq.Context.instance()
-        sock = ctx.socket(zmq.SUB)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.RCVHWM, 100)
-        sock.setsockopt(zmq.SUBSCRIBE, self.topic)
-        sock.connect(self.endpoint)
+        # wire.py owns the format: the frame as the server gets it, and its payload's size
+        unpack, size = {wire.IMAGE_TOPIC: (wire.unpack_image, lambda f: len(f.jpeg)),
+                        wire.THERMAL_TOPIC: (wire.unpack_thermal, lambda f: f.pixels.nbytes)
+                        }[self.topic]
+        sock = links.subscriber(zmq.Context.instance(), self.endpoint, self.topic, hwm=100)
         try:
             while not self.stopping.is_set():
                 if not sock.poll(100):
                     continue
-                parts = sock.recv_multipart()
-                if len(parts) < 3:
-                    continue
                 try:
-                    header = json.loads(parts[1])
-                    item = (float(header["t"]), int(header["seq"]), len(parts[2]))
-                except (ValueError, KeyError, TypeError):
+                    frame = unpack(sock.recv_multipart())
+                except (ValueError, KeyError, TypeError):  # (a WireError is a ValueError)
                     continue
                 with self.lock:
-                    self.frames.append(item)
+                    self.frames.append((frame.t, frame.seq, size(frame)))
                     if len(self.frames) > 200_000:
                         del self.frames[:100_000]
         finally:
