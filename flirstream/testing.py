@@ -9,6 +9,7 @@ import asyncio
 import configparser
 import json
 import os
+import platform
 import random
 import re
 import resource
@@ -85,6 +86,17 @@ def raise_fd_limit() -> int:
         except (ValueError, OSError):
             pass
     return soft
+
+
+def cpu_name() -> str:
+    """The processor's model name (for a benchmark's JSON), from /proc/cpuinfo where there is one."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def write_json(path: Any, result: Any) -> Path:

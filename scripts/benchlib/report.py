@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import psutil
 
-from flirstream.testing import write_json
+from flirstream.testing import cpu_name, write_json
 
 from .harness import SIM_FPS, rnd
 
@@ -190,15 +190,8 @@ def chart(res: dict, path: Path) -> None:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total
+    """What the figures were measured on."""
+    return {"cpu": cpu_name(), "cores": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total
                                                                           / 2**30, 1),
             "python": platform.python_version(), "kernel": platform.release(),
             "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}
