@@ -126,11 +126,10 @@ class Pipeline:
         self.wait_http()
 
     def wait_http(self, timeout: float = 30.0) -> None:
+        """Wait until the server accepts connections (RuntimeError if a stage exits first)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for name, st in self.stages.items():
-                if not st.alive():
-                    raise RuntimeError(f"{name} exited with {st.proc.returncode}:\n{st.log_tail()}")
+            self.check()
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return
@@ -148,6 +147,7 @@ class Pipeline:
             self.wait_http()
 
     def check(self) -> None:
+        """RuntimeError with its log's tail if a stage has exited."""
         for name, st in self.stages.items():
             if not st.alive():
                 raise RuntimeError(f"{name} exited with {st.proc.returncode}:\n{st.log_tail()}")
