@@ -49,6 +49,7 @@ from benchlib.report import machine  # noqa: E402
 from encoder.measure import Meter  # noqa: E402
 from encoder.render import Renderer  # noqa: E402
 from flirstream import wire  # noqa: E402
+from flirstream.testing import write_json  # noqa: E402
 from recordings import load  # noqa: E402
 from server import protocol, radiometric  # noqa: E402
 
@@ -304,10 +305,7 @@ def main() -> int:
         log("picture: the real frame on a phone canvas")
         res["picture"] = picture(real, ROOT / "bench-results")
     print(table(res))
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {write_json(args.json, res)}")
     return 0
 
 
