@@ -9,6 +9,7 @@ import asyncio
 import configparser
 import json
 import os
+import platform
 import random
 import re
 import resource
@@ -22,7 +23,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import psutil
@@ -30,6 +31,8 @@ from tornado.websocket import websocket_connect
 
 from .wire import KELVIN_AT_0C
 
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the checkout holding flirstream/
 
 _given: set[int] = set()  # ports this process handed out already
 
@@ -47,9 +50,11 @@ def free_port() -> int:
             return port
 
 
-def write_config(directory: Path, extra: str = "", **sections: dict) -> Path:
-    """A server.conf using free loopback ports everywhere and the simulated camera; `sections` add
-    or replace keys, e.g. write_config(tmp_path, capture={"sensor": "lepton2"})."""
+def write_config(directory: Path, extra: str = "", filename: str = "server.conf",
+                 **sections: dict) -> Path:
+    """A server.conf (named `filename` in `directory`) using free loopback ports everywhere and the
+    simulated camera; `sections` add or replace keys, e.g.
+    write_config(tmp_path, capture={"sensor": "lepton2"})."""
     values = {
         "endpoints": {"frames": f"tcp://127.0.0.1:{free_port()}",
                       "images": f"tcp://127.0.0.1:{free_port()}",
@@ -64,7 +69,7 @@ def write_config(directory: Path, extra: str = "", **sections: dict) -> Path:
         values.setdefault(name, {}).update({k: str(v) for k, v in keys.items()})
     text = "".join(f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()) + "\n"
                    for name, keys in values.items())
-    path = Path(directory) / "server.conf"
+    path = Path(directory) / filename
     path.write_text(text + extra)
     return path
 
@@ -81,6 +86,17 @@ def raise_fd_limit() -> int:
         except (ValueError, OSError):
             pass
     return soft
+
+
+def cpu_name() -> str:
+    """The processor's model name (for a benchmark's JSON), from /proc/cpuinfo where there is one."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def write_json(path: Any, result: Any) -> Path:
@@ -156,6 +172,60 @@ def stage_of(proc: psutil.Process) -> Optional[str]:
         if base in (f"{s}.app" for s in STAGES) or base in (f"{s}-stage" for s in STAGES):
             return base.split(".")[0].split("-")[0]
     return None
+
+
+class Stage:
+    """One stage (`capture`, `encoder`, `server` or `run`) as a real child process, in its own
+    session, logging to a file; the children import this checkout of the package."""
+
+    def __init__(self, command: str, config: Path, *args: str, log_dir: Optional[Path] = None,
+                 wrap: Sequence[str] = ()):
+        """`wrap` goes before the command line, e.g. ("prlimit", "--nofile=1024") (it must exec)."""
+        self.command = command
+        self.log_path = (log_dir or config.parent) / f"{command}-{time.monotonic_ns()}.log"
+        self._log = open(self.log_path, "wb")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(PACKAGE_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        self.proc = subprocess.Popen(
+            [*wrap, sys.executable, "-m", "flirstream", command, "--config", str(config), *args],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=str(config.parent), env=env,
+            start_new_session=True)
+        self.ps = psutil.Process(self.proc.pid)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def log_tail(self, n: int = 15) -> str:
+        try:
+            return "\n".join(self.log().splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Signal the process, wait for it, and return its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
 
 
 class Pipeline:

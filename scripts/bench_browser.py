@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from encoder.render import Renderer  # noqa: E402
+from flirstream.testing import write_json  # noqa: E402
 from recordings import load  # noqa: E402
 from server import radiometric  # noqa: E402
 from static_site import StaticSite  # noqa: E402
@@ -119,9 +119,7 @@ def main() -> int:
             browser.close()
     finally:
         site.close()
-    Path(args.json).parent.mkdir(exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    print(f"wrote {write_json(args.json, results)}")
     return 0
 
 

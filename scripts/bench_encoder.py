@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:
 from encoder import agc as agcs  # noqa: E402
 from encoder import palettes  # noqa: E402
 from encoder.render import Renderer, Units, orient, scale, statistics  # noqa: E402
-from flirstream.testing import tlinear_counts, write_json  # noqa: E402
+from flirstream.testing import cpu_name, tlinear_counts, write_json  # noqa: E402
 
 ROWS, COLS = 120, 160
 
@@ -213,7 +213,7 @@ def main() -> int:
                   "seconds_per_measurement": seconds, "quick": args.quick, "pinned": pinned,
                   "opencv_threads": cv2.getNumThreads(), "opencv": cv2.__version__,
                   "numpy": np.__version__, "python": platform.python_version(),
-                  "machine": platform.machine(), "cpu": _cpu_name(),
+                  "machine": platform.machine(), "cpu": cpu_name(),
                   "jpeg_bytes": len(renderer.render(frames[0]))},
     }
 
@@ -244,16 +244,6 @@ def main() -> int:
 
     print(f"  written to {write_json(args.json, result)}")
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

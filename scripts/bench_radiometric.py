@@ -13,7 +13,6 @@ rle"), also with its lossy `step`. Writes bench-results/radiometric.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import zlib
@@ -26,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from encoder.render import Renderer  # noqa: E402
+from flirstream.testing import write_json  # noqa: E402
 from recordings import load  # noqa: E402
 from server import radiometric  # noqa: E402
 
@@ -131,9 +131,7 @@ def main() -> int:
         for name, r in rows.items():
             print(f"  {name:42} {r['bytes'] / 1000:9.2f} {r['max_bytes'] / 1000:8.2f} {r['ms']:9.3f} "
                   f"{r['bytes'] * 8 * f.fps / 1000:8.0f}")
-    Path(args.json).parent.mkdir(exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {args.json}")
+    print(f"\nwrote {write_json(args.json, results)}")
     return 0
 
 

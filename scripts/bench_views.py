@@ -44,10 +44,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-import bench  # noqa: E402
+from benchlib.harness import LoadGroup, Pipeline, Tap, log, measure  # noqa: E402
+from benchlib.report import machine  # noqa: E402
 from encoder.measure import Meter  # noqa: E402
 from encoder.render import Renderer  # noqa: E402
 from flirstream import wire  # noqa: E402
+from flirstream.testing import write_json  # noqa: E402
 from recordings import load  # noqa: E402
 from server import protocol, radiometric  # noqa: E402
 
@@ -56,10 +58,6 @@ GOAL_BYTES = 15_000
 GOAL_PIPELINE_PERCENT = 5.0
 GOAL_BROWSER_MS = 10.0
 PALETTES = ("ironbow", "white-hot", "jet", "inferno")  # what the viewers "choose" (browser-side)
-
-
-def log(*args) -> None:
-    print(*args, file=sys.stderr, flush=True)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -111,18 +109,18 @@ def cpu_runs(replay: Path, clients: list[int], duration: float, workdir: Path) -
                              "replay": "realtime", "loop": "yes"}}
     out: dict = {}
     for mode, path, topic in (("thermal", "/ws?mode=thermal", b"thermal"), ("jpeg", "/ws", b"image")):
-        pipe = bench.Pipeline(workdir, unique_every=1, overrides=overrides)
-        tap = bench.Tap(pipe.endpoints["images"], topic)
+        pipe = Pipeline(workdir, unique_every=1, overrides=overrides)
+        tap = Tap(pipe.endpoints["images"], topic)
         tap.start()
         runs = []
         try:
             pipe.start()
             for n in clients:
                 log(f"cpu: {mode} mode, {n} viewers")
-                group = bench.LoadGroup(pipe.url, n, max(1, min(4, n // 25 + 1)), path=path)
+                group = LoadGroup(pipe.url, n, max(1, min(4, n // 25 + 1)), path=path)
                 try:
                     group.wait_ready()
-                    m = bench.measure(pipe, tap, [group], duration)
+                    m = measure(pipe, tap, [group], duration)
                 finally:
                     group.stop()
                 g = m["groups"][0]
@@ -280,7 +278,7 @@ def main() -> int:
     clients = [int(c) for c in (args.clients or ("1,10" if args.quick else "1,10,100")).split(",")]
     only = set(args.only.split(","))
     res: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                 "machine": bench.machine(), "realdata": str(real), "duration_s": duration,
+                 "machine": machine(), "realdata": str(real), "duration_s": duration,
                  "palettes": PALETTES}
     if "bytes" in only:
         log("bytes per frame")
@@ -307,10 +305,7 @@ def main() -> int:
         log("picture: the real frame on a phone canvas")
         res["picture"] = picture(real, ROOT / "bench-results")
     print(table(res))
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {write_json(args.json, res)}")
     return 0
 
 
