@@ -12,10 +12,10 @@ from typing import Any, Optional
 import tornado.web
 from tornado.iostream import StreamClosedError
 
-from . import access, snapshots
+from . import access, protocol, snapshots
 from .fanout import Fanout
 from .health import Health
-from .hub import BOUNDARY, Hub
+from .hub import Hub
 from .metrics import Metrics
 from .relay import ControlRelay
 
@@ -198,14 +198,14 @@ class MJPEGStream(Base):
 
     def head(self) -> None:
         """Monitors probe with HEAD: the stream's headers, no stream."""
-        self.set_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        self.set_header("Content-Type", protocol.MJPEG_CONTENT_TYPE)
         self.set_header("Cache-Control", "no-cache, no-store")
         self.finish()
 
     async def get(self) -> None:
         if self.refuse_full():
             return
-        self.set_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        self.set_header("Content-Type", protocol.MJPEG_CONTENT_TYPE)
         self.set_header("Cache-Control", "no-cache, no-store")
         self.set_header("Pragma", "no-cache")
         self._gone = asyncio.Event()

@@ -16,9 +16,6 @@ from .metrics import Metrics
 
 log = logging.getLogger("hub")
 
-BOUNDARY = "frame"  # of the MJPEG multipart stream
-
-
 @dataclass(frozen=True)
 class Outgoing:
     """One frame as every transport sends it, built once when it arrives."""
@@ -26,11 +23,6 @@ class Outgoing:
     image: ImageFrame
     ws: protocol.FramePayloads
     mjpeg: bytes  # one multipart part
-
-
-def mjpeg_part(jpeg: bytes) -> bytes:
-    return (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-            .encode() + jpeg + b"\r\n")
 
 
 def _states(status: dict) -> tuple:
@@ -122,7 +114,8 @@ class Hub:
         self.metrics.frame_in(frame.seq, drained)
         self.health.on_frame(frame.seq)
         self.image = frame
-        outgoing = Outgoing(frame, protocol.frame_payloads(frame, t_sent), mjpeg_part(frame.jpeg))
+        outgoing = Outgoing(frame, protocol.frame_payloads(frame, t_sent),
+                            protocol.mjpeg_part(frame.jpeg))
         if self.fanout.count(feed="image"):
             self.metrics.latency.observe(t_sent - frame.t)
         self.fanout.publish(outgoing)

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
-import struct
 import time
 from typing import Any, Optional
 
@@ -42,33 +40,6 @@ class RateLimit:
             return False
         self.tokens -= 1
         return True
-
-
-def frame_header(length: int) -> bytes:
-    """RFC 6455 header of one final, unmasked binary frame (server to client)."""
-    if length < 126:
-        return struct.pack("!BB", 0x82, length)
-    if length <= 0xFFFF:
-        return struct.pack("!BBH", 0x82, 126, length)
-    return struct.pack("!BBQ", 0x82, 127, length)
-
-
-_FRAMED: "collections.OrderedDict[int, tuple[bytes, bytes]]" = collections.OrderedDict()
-
-
-def framed(payload: bytes) -> bytes:
-    """payload as one whole websocket frame (header + payload), built once per payload and shared
-    by every viewer: one write and one send() per viewer, and no per-viewer copy. (Header and
-    payload written apart cost two send()s and two TCP segments per viewer and frame, which the
-    bench measured at about twice the server CPU per frame sent; docs/PERFORMANCE.md.)"""
-    hit = _FRAMED.get(id(payload))
-    if hit is not None and hit[0] is payload:
-        return hit[1]
-    frame = frame_header(len(payload)) + payload
-    _FRAMED[id(payload)] = (payload, frame)
-    while len(_FRAMED) > 6:  # the newest frame's three messages (JPEG with and without pixels,
-        _FRAMED.popitem(last=False)  # thermal), and the previous frame's
-    return frame
 
 
 def _retrieve(future: Any) -> None:
@@ -150,7 +121,7 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
         # apart from its header, the payload is kept by Tornado's IOStream as a view (buffers over
         # 2 KiB are not copied), so all viewers share the frame's one copy and a stalled viewer
         # holds a reference, not a frame.
-        frame = framed(payload)
+        frame = protocol.ws_framed(payload)
         if type(stream) is tornado.iostream.IOStream and not stream._write_buffer \
                 and not stream.closed():
             # Nothing queued (most viewers, most frames): hand the frame to the kernel at once,
