@@ -7,10 +7,9 @@ import time
 from typing import Any, Optional
 
 import tornado.ioloop
-import tornado.iostream
 import tornado.websocket
 
-from . import access, protocol
+from . import access, fastwrite, protocol
 from .handlers import AccessMixin, Context, limit_send_buffer
 from .relay import RelayError
 
@@ -111,30 +110,7 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
         return outgoing.ws.for_client(self.wants_raw)
 
     def send_frame(self, payload: bytes) -> Any:
-        connection = self.ws_connection
-        if connection is None or connection.is_closing():
-            raise tornado.websocket.WebSocketClosedError()
-        stream = getattr(connection, "stream", None)
-        if stream is None or getattr(connection, "_compressor", None) is not None:
-            return self.write_message(payload, binary=True)  # not expected: compression is off
-        # write_message would copy the payload into a frame of its own for every viewer. Written
-        # apart from its header, the payload is kept by Tornado's IOStream as a view (buffers over
-        # 2 KiB are not copied), so all viewers share the frame's one copy and a stalled viewer
-        # holds a reference, not a frame.
-        frame = protocol.ws_framed(payload)
-        if type(stream) is tornado.iostream.IOStream and not stream._write_buffer \
-                and not stream.closed():
-            # Nothing queued (most viewers, most frames): hand the frame to the kernel at once,
-            # without IOStream's future, callbacks and buffer bookkeeping. What the socket does not
-            # take now goes through IOStream as usual. (TLS streams always go through IOStream.)
-            try:
-                sent = stream.socket.send(frame)
-            except BlockingIOError:
-                sent = 0
-            if sent == len(frame):
-                return None  # written: the fan-out offers this viewer the next frame at once
-            return stream.write(memoryview(frame)[sent:])
-        return stream.write(frame)
+        return fastwrite.send_binary(self, payload)
 
     def send_text(self, text: str) -> None:
         try:
