@@ -21,7 +21,7 @@ from typing import Any, Optional
 from flirstream import wire
 
 from . import access
-from .handlers import Base
+from .plumbing import Base
 from .relay import ControlRelay, RelayError
 
 log = logging.getLogger("http")

@@ -10,7 +10,7 @@ import tornado.ioloop
 import tornado.websocket
 
 from . import access, fastwrite, protocol
-from .handlers import AccessMixin, Context, limit_send_buffer
+from .plumbing import AccessMixin, Context, limit_send_buffer
 from .relay import RelayError
 
 log = logging.getLogger("ws")
@@ -210,7 +210,7 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
             self.send_text(protocol.error(error))
 
     async def _camera(self, request: dict) -> None:
-        from .camera import ask  # (camera.py builds on handlers, as this module does)
+        from .camera import ask  # (camera.py builds on plumbing, as this module does)
 
         status, body = await ask(self.ctx.camera_relay, request)
         if status != 200:

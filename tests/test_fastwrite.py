@@ -12,7 +12,7 @@ import tornado.websocket
 
 from flirstream.testing import free_port
 from server.fastwrite import send_binary
-from server.handlers import limit_send_buffer
+from server.plumbing import limit_send_buffer
 
 
 class Handler(tornado.websocket.WebSocketHandler):
