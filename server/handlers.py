@@ -122,7 +122,7 @@ class Snapshot(Base):
             data, kind, disposition = snapshots.tiff(frame), "image/tiff", "attachment"
         else:
             data, kind, disposition = snapshots.csv(frame), "text/csv; charset=us-ascii", "attachment"
-        self.ctx.metrics.snapshots += 1
+        self.ctx.metrics.snapshot_served()
         self.set_header("Content-Type", kind)
         self.set_header("Content-Disposition",
                         f'{disposition}; filename="{snapshots.filename(frame, extension)}"')
@@ -152,11 +152,7 @@ class MetricsPage(Base):
         viewers = hub.viewers_by_transport()
         del viewers["snapshot"]
         states = {name: health.stage(name)["state"] for name in ("capture", "encoder")}
-        counters = {name: status.counters for name, status in health.statuses.items()}
-        if hub.image is not None:  # the frame's counters are newer than the last status
-            for name, values in hub.image.counters.items():
-                if isinstance(values, dict):
-                    counters[name] = values
+        counters = hub.stage_counters()
         extra = self.ctx.watch.gauges() if self.ctx.watch is not None else ()
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.finish(self.ctx.metrics.render(viewers, counters, states, extra))

@@ -91,7 +91,7 @@ class AccessMixin:
             ctx.hosts = access.own_names(ctx.server.host, getattr(ctx.server, "allowed_hosts", ()))
         if access.host_allowed(self.request.host, ctx.hosts):
             return True
-        ctx.metrics.rejected["host"] += 1
+        ctx.metrics.reject("host")
         log.warning("400 %s %s from %s: Host %r is not a name of this server (add it to [server] "
                     "allowed_hosts if it is)", self.request.method, self.request.path,
                     self.request.remote_ip, self.request.host)
@@ -113,7 +113,7 @@ class AccessMixin:
                 self.set_cookie(access.COOKIE, access.session_value(expected), httponly=True,
                                 samesite="Strict", secure=self.request.protocol == "https")
             return True
-        self.ctx.metrics.rejected["token"] += 1
+        self.ctx.metrics.reject("token")
         log.info("401 %s %s from %s: no valid token", self.request.method, self.request.path,
                  self.request.remote_ip)
         self.set_status(401)
@@ -131,7 +131,7 @@ class AccessMixin:
         cap = self.ctx.server.max_clients
         if self.ctx.fanout.count() < cap:
             return False
-        self.ctx.metrics.rejected["max_clients"] += 1
+        self.ctx.metrics.reject("max_clients")
         log.warning("503 %s from %s: max_clients = %d viewers already", self.request.path,
                     self.request.remote_ip, cap)
         self.set_status(503)

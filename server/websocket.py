@@ -76,7 +76,7 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
         if access.origin_allowed(origin, self.request.host, self.request.protocol, self.ctx.ports,
                                  self.ctx.server.allowed_origins):
             return True
-        self.ctx.metrics.rejected["origin"] += 1
+        self.ctx.metrics.reject("origin")
         log.warning("403 /ws from %s: Origin %r is neither this server nor in allowed_origins",
                     self.request.remote_ip, origin)
         return False
@@ -99,7 +99,7 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
         hub.join(self)  # sends the newest frame at once
 
     def on_close(self) -> None:
-        self.ctx.hub.fanout.remove(self)
+        self.ctx.hub.leave(self)
         log.info("websocket viewer %s left (code %s)", self.peer, self.close_code)
 
     # ------------------------------------------------------------ fan-out sink
@@ -160,10 +160,10 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
         elif isinstance(request, protocol.EnableRaw):
             self.wants_raw = request.enable
             if request.enable and self.feed == "image":  # thermal messages carry the pixels
-                self.ctx.hub.fanout.resend(self)
+                self.ctx.hub.resend(self)
         elif isinstance(request, protocol.SetSettings):
             if not access.control_allowed(self.ctx.server.control_token, request.token, self.token):
-                self.ctx.metrics.rejected["control_token"] += 1
+                self.ctx.metrics.reject("control_token")
                 log.info("websocket %s: settings change refused: no valid control token", self.peer)
                 self.send_text(protocol.error("changing settings needs the control token"))
                 return
@@ -175,7 +175,7 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
                     self.send_text(text)
         elif isinstance(request, protocol.ChangeRegion):
             if not access.control_allowed(self.ctx.server.control_token, request.token, self.token):
-                self.ctx.metrics.rejected["control_token"] += 1
+                self.ctx.metrics.reject("control_token")
                 log.info("websocket %s: region change refused: no valid control token", self.peer)
                 self.send_text(protocol.error("changing regions needs the control token"))
                 return
@@ -183,7 +183,7 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
 
         elif isinstance(request, protocol.CameraCommand):
             if not access.control_allowed(self.ctx.server.control_token, request.token, self.token):
-                self.ctx.metrics.rejected["control_token"] += 1
+                self.ctx.metrics.reject("control_token")
                 log.info("websocket %s: camera command refused: no valid control token", self.peer)
                 self.send_text(protocol.error("camera commands need the control token"))
                 return
