@@ -197,7 +197,7 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
     watch = Watch(cfg, hub, health)  # readings, alarms, history, MQTT: every frame, watched or not
     # the names are looked up once here: getfqdn() may ask DNS, which must not stall a request
     hosts = access.own_names(srv.host, srv.allowed_hosts)
-    ctx = Context(server=srv, hub=hub, fanout=hub.fanout, relay=relay, metrics=metrics,
+    ctx = Context(server=srv, hub=hub, relay=relay, metrics=metrics,
                   health=health, ports=ports, hosts=hosts, watch=watch, camera_relay=camera_relay)
     try:
         app = make_app(ctx, srv.static_dir)

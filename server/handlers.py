@@ -74,7 +74,7 @@ class MJPEGStream(Base):
         self._gone = asyncio.Event()
         limit_send_buffer(self.request.connection.stream)
         log.info("MJPEG viewer %s connected", self.request.remote_ip)
-        self.ctx.fanout.add(self)
+        self.ctx.hub.join(self)
         try:
             closing = asyncio.ensure_future(self.ctx.closing.wait())
             gone = asyncio.ensure_future(self._gone.wait())
@@ -82,7 +82,7 @@ class MJPEGStream(Base):
             closing.cancel()
             gone.cancel()
         finally:
-            self.ctx.fanout.remove(self)
+            self.ctx.hub.leave(self)
             log.info("MJPEG viewer %s left", self.request.remote_ip)
 
     def payload(self, outgoing: Any) -> bytes:

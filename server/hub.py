@@ -60,6 +60,10 @@ class Hub:
         """Websocket and MJPEG clients, plus snapshot requests waiting for a fresh frame."""
         return self.fanout.count() + self.snapshot_waiters
 
+    def streaming_clients(self) -> int:
+        """Websocket and MJPEG clients (what max_clients caps)."""
+        return self.fanout.count()
+
     def jpeg_viewers(self) -> int:
         """Clients that need the encoder's JPEGs: MJPEG, mode=jpeg websockets, and snapshot requests
         waiting for a fresh frame. This is the count the encoder is told: thermal-mode viewers do

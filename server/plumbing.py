@@ -11,7 +11,6 @@ from typing import Any, Optional
 import tornado.web
 
 from . import access
-from .fanout import Fanout
 from .health import Health
 from .hub import Hub
 from .metrics import Metrics
@@ -53,7 +52,6 @@ class Context:
 
     server: Any  # the [server] section of server.conf
     hub: Hub
-    fanout: Fanout  # the hub's streaming clients (MJPEG handlers join and leave it)
     relay: Optional[ControlRelay]
     metrics: Metrics
     health: Health
@@ -129,7 +127,7 @@ class AccessMixin:
     def refuse_full(self) -> bool:
         """At max_clients viewers answer 503 and return True."""
         cap = self.ctx.server.max_clients
-        if self.ctx.fanout.count() < cap:
+        if self.ctx.hub.streaming_clients() < cap:
             return False
         self.ctx.metrics.reject("max_clients")
         log.warning("503 %s from %s: max_clients = %d viewers already", self.request.path,
