@@ -4,7 +4,8 @@ the /ws messages and their websocket framing, and the /stream.mjpg multipart par
 Server -> client, one BINARY message per frame:
     uint32 big-endian N | N bytes UTF-8 JSON header | JPEG (header.jpeg_bytes long)
     | radiometric pixels (header.raw_bytes long; 0 unless the client enabled raw)
-  header = the encoder's ImageFrame header: seq, t (capture time, Unix s), t_encoded, sensor,
+  header = these fields of the encoder's ImageFrame (not its whole wire header: see _header):
+           seq, t (capture time, Unix s), t_encoded, sensor,
            shape [rows, cols] (of the pixels), width, height (of the JPEG), palette, agc,
            unit ("C" or "counts"), range [lo, hi] (in unit), stats {min, max, mean, centre, min_xy,
            max_xy}, tlinear, kelvin_per_count, meaning ("kelvin_x100", "kelvin_x10", "raw_counts",
@@ -148,10 +149,16 @@ class FramePayloads:
 
 
 def _header(frame: ImageFrame, t_sent: float, raw_bytes: int, stale: bool) -> dict:
-    header = frame.header()
-    header.pop("v", None)
-    header.pop("counters", None)  # stage internals; /metrics has them
-    header.update(t_sent=t_sent, jpeg_bytes=len(frame.jpeg), raw_bytes=raw_bytes)
+    """The browser's frame header: an explicit projection of the frame, so a field added between
+    the stages (the wire header) reaches browsers only when it is added here (and documented
+    above). Left out: the wire format's version and the stages' counters (/metrics has them)."""
+    header = {"seq": frame.seq, "t": frame.t, "t_encoded": frame.t_encoded,
+              "sensor": frame.sensor, "shape": list(frame.pixels.shape), "width": frame.width,
+              "height": frame.height, "palette": frame.palette, "agc": frame.agc,
+              "unit": frame.unit, "range": list(frame.range), "stats": frame.stats,
+              "tlinear": frame.tlinear, "kelvin_per_count": frame.kelvin_per_count,
+              "meaning": frame.meaning, "telemetry": frame.telemetry,
+              "t_sent": t_sent, "jpeg_bytes": len(frame.jpeg), "raw_bytes": raw_bytes}
     if stale:
         header["stale"] = True
     return header
