@@ -3,8 +3,9 @@
 Why: every viewer gets the same frame. Tornado's write_message builds a new frame (header + a copy
 of the payload) per viewer, and IOStream.write adds a future, callbacks and buffer bookkeeping per
 write. Sending the frame's one shared websocket message (protocol.ws_framed) straight to the socket
-when nothing is queued for that viewer cut the server's CPU per frame sent by about two thirds at
-1000 viewers (docs/PERFORMANCE.md, "Fan-out, server side" under "What limits each figure").
+when nothing is queued for that viewer is what makes 1000 viewers fit on one core: most of the
+server's CPU per frame sent goes away (the figure, measured: docs/PERFORMANCE.md, "Fan-out, server
+side" under "What limits each figure").
 
 The direct send relies on three Tornado internals (WebSocketProtocol13._compressor, IOStream's
 _write_buffer and its socket). Where they are not what this code knows - a Tornado that names them
