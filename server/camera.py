@@ -21,7 +21,7 @@ from typing import Any, Optional
 from flirstream import wire
 
 from . import access
-from .handlers import Base
+from .plumbing import Base
 from .relay import ControlRelay, RelayError
 
 log = logging.getLogger("http")
@@ -73,7 +73,7 @@ class CameraAPI(Base):
                                       token if isinstance(token, str) else None,
                                       self.presented_token(),
                                       self.request.headers.get("X-Control-Token")):
-            self.ctx.metrics.rejected["control_token"] += 1
+            self.ctx.metrics.reject("control_token")
             log.info("403 POST /api/camera from %s: no valid control token", self.request.remote_ip)
             self._answer(403, {"ok": False, "error": "camera commands need the control token"})
             return

@@ -65,6 +65,16 @@ class Fanout:
                    if (transport is None or c.transport == transport)
                    and (feed is None or feed_of(c) == feed))
 
+    def sinks(self, transport: str) -> list[Sink]:
+        return [c for c in self.clients if c.transport == transport]
+
+    def has_latest(self, feed: str) -> bool:
+        return feed in self.latest
+
+    def forget(self, feed: str) -> None:
+        """Drop the feed's newest frame (stale by the next client's arrival: built afresh then)."""
+        self.latest.pop(feed, None)
+
     def add(self, sink: Sink) -> None:
         """Register a viewer and send it the newest frame (of its feed) at once."""
         feed = feed_of(sink)
@@ -86,7 +96,7 @@ class Fanout:
             if state.feed != feed:
                 continue
             if state.index < published - 1:  # it never got the frame this one replaces
-                self.metrics.skipped[sink.transport] += 1
+                self.metrics.skipped_for(sink.transport)
             self._offer(sink)
 
     def resend(self, sink: Sink) -> None:
@@ -113,8 +123,7 @@ class Fanout:
             log.debug("dropping a %s client: %s", sink.transport, exc)
             self.remove(sink)
             return
-        self.metrics.sent[sink.transport] += 1
-        self.metrics.bytes_sent[sink.transport] += len(payload)
+        self.metrics.sent_to(sink.transport, len(payload))
         state.index = self.published[state.feed]
         state.pending = future
         if future is not None:

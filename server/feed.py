@@ -70,7 +70,7 @@ class Feed:
         try:
             frame = wire.unpack_image(parts)
         except wire.WireError:
-            self.metrics.frames_bad += 1
+            self.metrics.frame_bad()
             raise
         self.hub.on_image(frame, skipped)
 

@@ -62,6 +62,10 @@ class Health:
             source=message.get("source") if isinstance(message.get("source"), str) else None,
             camera=message.get("camera") if isinstance(message.get("camera"), dict) else None)
 
+    def counters(self) -> dict[str, dict]:
+        """Each stage's counters, as its last status gave them."""
+        return {name: status.counters for name, status in self.statuses.items()}
+
     def camera_info(self) -> Optional[dict]:
         """The camera dict of capture's newest status (None if it sent none or went silent)."""
         status = self.statuses.get("capture")

@@ -16,9 +16,6 @@ from .metrics import Metrics
 
 log = logging.getLogger("hub")
 
-BOUNDARY = "frame"  # of the MJPEG multipart stream
-
-
 @dataclass(frozen=True)
 class Outgoing:
     """One frame as every transport sends it, built once when it arrives."""
@@ -26,11 +23,6 @@ class Outgoing:
     image: ImageFrame
     ws: protocol.FramePayloads
     mjpeg: bytes  # one multipart part
-
-
-def mjpeg_part(jpeg: bytes) -> bytes:
-    return (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-            .encode() + jpeg + b"\r\n")
 
 
 def _states(status: dict) -> tuple:
@@ -68,6 +60,10 @@ class Hub:
         """Websocket and MJPEG clients, plus snapshot requests waiting for a fresh frame."""
         return self.fanout.count() + self.snapshot_waiters
 
+    def streaming_clients(self) -> int:
+        """Websocket and MJPEG clients (what max_clients caps)."""
+        return self.fanout.count()
+
     def jpeg_viewers(self) -> int:
         """Clients that need the encoder's JPEGs: MJPEG, mode=jpeg websockets, and snapshot requests
         waiting for a fresh frame. This is the count the encoder is told: thermal-mode viewers do
@@ -84,10 +80,17 @@ class Hub:
             now = self.clock()
             # Older than stale_after_s (capture stopped): marked stale, as the cached image is.
             stale = now - self._thermal_at > self.health.stale_after_s
-            if stale or "thermal" not in self.fanout.latest:
+            if stale or not self.fanout.has_latest("thermal"):
                 self.fanout.publish(protocol.thermal_payload(self.thermal, now, self.settings_version,
                                                              stale=stale), "thermal")
         self.fanout.add(sink)
+
+    def leave(self, sink: Any) -> None:
+        self.fanout.remove(sink)
+
+    def resend(self, sink: Any) -> None:
+        """Send the newest frame of its feed again (e.g. after it enabled raw pixels)."""
+        self.fanout.resend(sink)
 
     def viewers_by_transport(self) -> dict[str, int]:
         return {"websocket": self.fanout.count("websocket"), "mjpeg": self.fanout.count("mjpeg"),
@@ -97,7 +100,7 @@ class Hub:
         self.on_viewers(self.jpeg_viewers())
 
     def websockets(self) -> list[Any]:
-        return [c for c in self.fanout.clients if c.transport == "websocket"]
+        return self.fanout.sinks("websocket")
 
     def _as_sent(self, outgoing: Outgoing) -> Outgoing:
         """The newest frame as it goes out now. Older than stale_after_s (the cached frame a viewer
@@ -122,9 +125,10 @@ class Hub:
         self.metrics.frame_in(frame.seq, drained)
         self.health.on_frame(frame.seq)
         self.image = frame
-        outgoing = Outgoing(frame, protocol.frame_payloads(frame, t_sent), mjpeg_part(frame.jpeg))
+        outgoing = Outgoing(frame, protocol.frame_payloads(frame, t_sent),
+                            protocol.mjpeg_part(frame.jpeg))
         if self.fanout.count(feed="image"):
-            self.metrics.latency.observe(t_sent - frame.t)
+            self.metrics.observe_latency(t_sent - frame.t)
         self.fanout.publish(outgoing)
         waiters, self._frame_waiters = self._frame_waiters, []
         for waiter in waiters:
@@ -139,11 +143,11 @@ class Hub:
         self._thermal_at = self.clock()
         if self.thermal_viewers():
             t_sent = self.clock()
-            self.metrics.latency.observe(t_sent - frame.t)
+            self.metrics.observe_latency(t_sent - frame.t)
             self.fanout.publish(protocol.thermal_payload(frame, t_sent, self.settings_version),
                                 "thermal")
         else:
-            self.fanout.latest.pop("thermal", None)  # stale by the next viewer: built afresh
+            self.fanout.forget("thermal")
         for listener in self.measurement_listeners:
             listener(frame)
 
@@ -183,6 +187,15 @@ class Hub:
             self.settings = settings
             self.settings_version += 1
             self.broadcast_text(protocol.settings_message(settings))
+
+    def stage_counters(self) -> dict[str, dict]:
+        """Each stage's counters: its last status's, or the newest frame's where that is newer."""
+        counters = self.health.counters()
+        if self.image is not None:
+            for name, values in self.image.counters.items():
+                if isinstance(values, dict):
+                    counters[name] = values
+        return counters
 
     # ------------------------------------------------------------ snapshots
 

@@ -45,6 +45,29 @@ class Metrics:
         self.latency = Histogram(LATENCY_BUCKETS)
         self._last_seq: int | None = None
 
+    def reject(self, reason: str) -> None:
+        """A request or message refused (host, token, origin, control_token, max_clients)."""
+        self.rejected[reason] += 1
+
+    def sent_to(self, transport: str, nbytes: int) -> None:
+        self.sent[transport] += 1
+        self.bytes_sent[transport] += nbytes
+
+    def skipped_for(self, transport: str) -> None:
+        """A slow client of `transport` never got a frame: a newer one replaced it."""
+        self.skipped[transport] += 1
+
+    def snapshot_served(self) -> None:
+        self.snapshots += 1
+
+    def frame_bad(self) -> None:
+        """A message from the encoder that did not unpack."""
+        self.frames_bad += 1
+
+    def observe_latency(self, seconds: float) -> None:
+        """Capture time to the time the server sends the frame out."""
+        self.latency.observe(seconds)
+
     def frame_in(self, seq: int, skipped_in_drain: int) -> None:
         self.frames_received += 1
         self.drained += skipped_in_drain

@@ -93,6 +93,21 @@ class Monitor:
                             jpeg, urgent=bool(changes))
         return changes
 
+    def measure(self, regions: Mapping[str, Region]) -> None:
+        """Measure these regions from the next frame on."""
+        self.regions = dict(regions)
+
+    def layout(self) -> tuple[list[Region], list[AlarmRule]]:
+        """The regions measured and the alarm rules (what MQTT discovery announces)."""
+        return list(self.regions.values()), list(self.alarms.rules.values())
+
+    def alarm_states(self) -> dict:
+        return self.alarms.as_dict()
+
+    def history_snapshot(self) -> dict:
+        """The last 10 minutes of samples, as columns."""
+        return self.history.snapshot()
+
     def gauges(self) -> list[tuple[str, str, str, list[tuple[dict, float]]]]:
         """(name, type, help, samples) for /metrics (metrics.Exposition.metric takes them as they are)."""
         out = [("flirstream_alarm_active", "gauge", "1 while the alarm is in state alarm",
@@ -105,7 +120,7 @@ class Monitor:
         if temps:  # none while the frames are not temperatures (TLinear off): no °C at all
             out.append(("flirstream_temperature_celsius", "gauge",
                         "newest frame's readings, per region and stat", temps))
-        if self.mqtt is not None and self.mqtt.settings.enabled:
+        if self.mqtt is not None and self.mqtt.enabled:
             status = self.mqtt.status()
             out.append(("flirstream_mqtt_connected", "gauge", "1 while connected to the MQTT broker",
                         [({}, int(status["connected"]))]))

@@ -135,6 +135,11 @@ class MqttPublisher:
         # called (from paho's thread) with the new state name on every change, e.g. for /metrics
         self.on_state: Optional[Callable[[str], None]] = None
 
+    @property
+    def enabled(self) -> bool:
+        """A broker is configured ([mqtt] host)."""
+        return self.settings.enabled
+
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:

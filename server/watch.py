@@ -115,7 +115,7 @@ class Watch:
         if sample is not None:
             self.tell(protocol.sample_message(sample))
         if changes:
-            self.tell(protocol.alarms_message(self.monitor.alarms.as_dict()))
+            self.tell(protocol.alarms_message(self.monitor.alarm_states()))
             image = self.hub.image
             if self.keeper is not None and (image is None or abs(image.t - frame.t) > PICTURE_MATCH_S):
                 self._wait_for_picture(frame, [c.name for c in changes])
@@ -160,7 +160,7 @@ class Watch:
             camera = message["camera"]
             if self.mqtt is not None and device_of(camera, self.url) != self.mqtt.device:
                 self.mqtt.device = device_of(camera, self.url)
-                self.mqtt.set_layout(self.monitor.regions.values(), self.monitor.alarms.rules.values())
+                self.mqtt.set_layout(*self.monitor.layout())
             self.camera = camera
 
     def set_regions(self, listed: list) -> bool:
@@ -184,9 +184,9 @@ class Watch:
         self.regions = shown
         # server.conf's regions stay measured (here, from the pixels) even if an encoder run with
         # another file does not know them: alarms name them
-        self.monitor.regions = {**self.configured, **regions}
+        self.monitor.measure({**self.configured, **regions})
         if self.mqtt is not None:
-            self.mqtt.set_layout(self.monitor.regions.values(), self.monitor.alarms.rules.values())
+            self.mqtt.set_layout(*self.monitor.layout())
         self.tell(protocol.regions_message(shown))
         return True
 
@@ -209,5 +209,5 @@ class Watch:
     def greeting(self) -> list[str]:
         """What a new viewer is sent: the regions, the alarms' states, the history."""
         return [protocol.regions_message(self.regions),
-                protocol.alarms_message(self.monitor.alarms.as_dict()),
-                protocol.history_message(self.monitor.history.snapshot())]
+                protocol.alarms_message(self.monitor.alarm_states()),
+                protocol.history_message(self.monitor.history_snapshot())]

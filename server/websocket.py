@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
-import struct
 import time
 from typing import Any, Optional
 
 import tornado.ioloop
-import tornado.iostream
 import tornado.websocket
 
-from . import access, protocol
-from .handlers import AccessMixin, Context, limit_send_buffer
+from . import access, fastwrite, protocol
+from .plumbing import AccessMixin, Context, limit_send_buffer
 from .relay import RelayError
 
 log = logging.getLogger("ws")
@@ -42,33 +39,6 @@ class RateLimit:
             return False
         self.tokens -= 1
         return True
-
-
-def frame_header(length: int) -> bytes:
-    """RFC 6455 header of one final, unmasked binary frame (server to client)."""
-    if length < 126:
-        return struct.pack("!BB", 0x82, length)
-    if length <= 0xFFFF:
-        return struct.pack("!BBH", 0x82, 126, length)
-    return struct.pack("!BBQ", 0x82, 127, length)
-
-
-_FRAMED: "collections.OrderedDict[int, tuple[bytes, bytes]]" = collections.OrderedDict()
-
-
-def framed(payload: bytes) -> bytes:
-    """payload as one whole websocket frame (header + payload), built once per payload and shared
-    by every viewer: one write and one send() per viewer, and no per-viewer copy. (Header and
-    payload written apart cost two send()s and two TCP segments per viewer and frame, which the
-    bench measured at about twice the server CPU per frame sent; docs/PERFORMANCE.md.)"""
-    hit = _FRAMED.get(id(payload))
-    if hit is not None and hit[0] is payload:
-        return hit[1]
-    frame = frame_header(len(payload)) + payload
-    _FRAMED[id(payload)] = (payload, frame)
-    while len(_FRAMED) > 6:  # the newest frame's three messages (JPEG with and without pixels,
-        _FRAMED.popitem(last=False)  # thermal), and the previous frame's
-    return frame
 
 
 def _retrieve(future: Any) -> None:
@@ -106,7 +76,7 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
         if access.origin_allowed(origin, self.request.host, self.request.protocol, self.ctx.ports,
                                  self.ctx.server.allowed_origins):
             return True
-        self.ctx.metrics.rejected["origin"] += 1
+        self.ctx.metrics.reject("origin")
         log.warning("403 /ws from %s: Origin %r is neither this server nor in allowed_origins",
                     self.request.remote_ip, origin)
         return False
@@ -129,7 +99,7 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
         hub.join(self)  # sends the newest frame at once
 
     def on_close(self) -> None:
-        self.ctx.hub.fanout.remove(self)
+        self.ctx.hub.leave(self)
         log.info("websocket viewer %s left (code %s)", self.peer, self.close_code)
 
     # ------------------------------------------------------------ fan-out sink
@@ -140,30 +110,7 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
         return outgoing.ws.for_client(self.wants_raw)
 
     def send_frame(self, payload: bytes) -> Any:
-        connection = self.ws_connection
-        if connection is None or connection.is_closing():
-            raise tornado.websocket.WebSocketClosedError()
-        stream = getattr(connection, "stream", None)
-        if stream is None or getattr(connection, "_compressor", None) is not None:
-            return self.write_message(payload, binary=True)  # not expected: compression is off
-        # write_message would copy the payload into a frame of its own for every viewer. Written
-        # apart from its header, the payload is kept by Tornado's IOStream as a view (buffers over
-        # 2 KiB are not copied), so all viewers share the frame's one copy and a stalled viewer
-        # holds a reference, not a frame.
-        frame = framed(payload)
-        if type(stream) is tornado.iostream.IOStream and not stream._write_buffer \
-                and not stream.closed():
-            # Nothing queued (most viewers, most frames): hand the frame to the kernel at once,
-            # without IOStream's future, callbacks and buffer bookkeeping. What the socket does not
-            # take now goes through IOStream as usual. (TLS streams always go through IOStream.)
-            try:
-                sent = stream.socket.send(frame)
-            except BlockingIOError:
-                sent = 0
-            if sent == len(frame):
-                return None  # written: the fan-out offers this viewer the next frame at once
-            return stream.write(memoryview(frame)[sent:])
-        return stream.write(frame)
+        return fastwrite.send_binary(self, payload)
 
     def send_text(self, text: str) -> None:
         try:
@@ -213,10 +160,10 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
         elif isinstance(request, protocol.EnableRaw):
             self.wants_raw = request.enable
             if request.enable and self.feed == "image":  # thermal messages carry the pixels
-                self.ctx.hub.fanout.resend(self)
+                self.ctx.hub.resend(self)
         elif isinstance(request, protocol.SetSettings):
             if not access.control_allowed(self.ctx.server.control_token, request.token, self.token):
-                self.ctx.metrics.rejected["control_token"] += 1
+                self.ctx.metrics.reject("control_token")
                 log.info("websocket %s: settings change refused: no valid control token", self.peer)
                 self.send_text(protocol.error("changing settings needs the control token"))
                 return
@@ -228,7 +175,7 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
                     self.send_text(text)
         elif isinstance(request, protocol.ChangeRegion):
             if not access.control_allowed(self.ctx.server.control_token, request.token, self.token):
-                self.ctx.metrics.rejected["control_token"] += 1
+                self.ctx.metrics.reject("control_token")
                 log.info("websocket %s: region change refused: no valid control token", self.peer)
                 self.send_text(protocol.error("changing regions needs the control token"))
                 return
@@ -236,7 +183,7 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
 
         elif isinstance(request, protocol.CameraCommand):
             if not access.control_allowed(self.ctx.server.control_token, request.token, self.token):
-                self.ctx.metrics.rejected["control_token"] += 1
+                self.ctx.metrics.reject("control_token")
                 log.info("websocket %s: camera command refused: no valid control token", self.peer)
                 self.send_text(protocol.error("camera commands need the control token"))
                 return
@@ -263,7 +210,7 @@ class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
             self.send_text(protocol.error(error))
 
     async def _camera(self, request: dict) -> None:
-        from .camera import ask  # (camera.py builds on handlers, as this module does)
+        from .camera import ask  # (camera.py builds on plumbing, as this module does)
 
         status, body = await ask(self.ctx.camera_relay, request)
         if status != 200:

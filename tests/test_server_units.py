@@ -17,7 +17,7 @@ from flirstream.testing import parse_metrics
 from server import access, protocol, radiometric, snapshots
 from server.fanout import Fanout
 from server.health import Health
-from server.hub import Hub, Outgoing, mjpeg_part
+from server.hub import Hub, Outgoing
 from server.metrics import Metrics
 from server.websocket import RateLimit
 from server_support import image_frame, thermal_frame
@@ -340,7 +340,7 @@ class Sink:
 
 def outgoing(seq):
     frame = image_frame(seq)
-    return Outgoing(frame, protocol.frame_payloads(frame, frame.t), mjpeg_part(frame.jpeg))
+    return Outgoing(frame, protocol.frame_payloads(frame, frame.t), protocol.mjpeg_part(frame.jpeg))
 
 
 def seqs(sink):
@@ -508,8 +508,7 @@ def test_rate_limit():
     (5, b"\x82\x05"), (125, b"\x82\x7d"), (126, b"\x82\x7e\x00\x7e"), (65535, b"\x82\x7e\xff\xff"),
     (65536, b"\x82\x7f\x00\x00\x00\x00\x00\x01\x00\x00")])
 def test_websocket_frame_header(length, header):
-    from server.websocket import frame_header
-    assert frame_header(length) == header
+    assert protocol.ws_frame_header(length) == header
 
 
 # ---------------------------------------------------------------- vital tasks
