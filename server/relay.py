@@ -57,21 +57,15 @@ class ControlRelay:
         """The task reading replies (after start())."""
         return self._reader
 
-    async def _send(self, message: dict, wait_s: float = 0.0) -> int:
-        """Send a request checked by the schema (WireError if it breaks it); returns its id.
-        wait_s > 0: wait up to that long for the peer to be connected (a request made just after
-        either side started), else fail at once when it is not."""
+    async def _send(self, message: dict) -> int:
+        """Send a request checked by the schema (WireError if it breaks it); returns its id."""
         message = self._check_request(message)
         request_id = next(self._ids)
         if self.sock.closed:  # a viewer leaving while the server stops still reports the count
             raise RelayError("the server is stopping")
-        data = wire.pack_control({**message, "id": request_id})
         try:
-            if wait_s > 0:
-                await asyncio.wait_for(self.sock.send(data), wait_s)
-            else:
-                await self.sock.send(data, zmq.NOBLOCK)
-        except (zmq.Again, asyncio.TimeoutError):
+            await self.sock.send(wire.pack_control({**message, "id": request_id}), zmq.NOBLOCK)
+        except zmq.Again:
             raise RelayError(f"{self.peer} is not reachable on {self.endpoint}") from None
         except zmq.ZMQError as exc:
             raise RelayError(f"control socket to {self.endpoint}: {exc}") from None
@@ -90,7 +84,7 @@ class ControlRelay:
         refusal the peer would send); raises RelayError."""
         future = asyncio.get_running_loop().create_future()
         try:
-            request_id = await self._send(message, wait_s=self.timeout_s)
+            request_id = await self._send(message)
         except wire.WireError as exc:
             return {"v": wire.VERSION, "ok": False, "error": str(exc), "reason": "bad_request"}
         self._pending[request_id] = future
