@@ -85,8 +85,13 @@ class Encoder:
         self.control = links.control_router(ctx, "control", cfg.endpoints.control)
         self.frames = links.subscriber(ctx, cfg.endpoints.frames, wire.RAW_TOPIC)
         self.frames.setsockopt(zmq.SUBSCRIBE, wire.STATUS_TOPIC)
+        # The XPUB is not polled: every frame it sends comes back as a command from ZeroMQ's I/O
+        # thread (with SNDHWM 2 each message read lets the writer go on), so polling it wakes the
+        # loop a second time per frame for nothing. Its subscriptions are read on every turn of the
+        # loop instead - before the frames, so a frame never goes out ahead of the subscription
+        # that came before it - i.e. within a frame's time while frames flow, POLL_MS otherwise.
         self.poller = zmq.Poller()
-        for sock in (self.frames, self.images, self.control):
+        for sock in (self.frames, self.control):
             self.poller.register(sock, zmq.POLLIN)
 
     def close(self) -> None:
@@ -96,12 +101,15 @@ class Encoder:
     # ------------------------------------------------------------ loop
 
     def run(self) -> None:
+        poll, images, control, frames = self.poller.poll, self.images, self.control, self.frames
         while not self.stopping:
-            events = dict(self.poller.poll(POLL_MS))
-            for sock, handle in ((self.images, self._subscriptions), (self.control, self._control),
-                                 (self.frames, self._frames)):
-                if sock in events:
-                    self._guarded(handle)
+            ready = [sock for sock, _ in poll(POLL_MS)]
+            if images.get(zmq.EVENTS) & zmq.POLLIN:
+                self._guarded(self._subscriptions)
+            if control in ready:
+                self._guarded(self._control)
+            if frames in ready:
+                self._guarded(self._frames)
             self._guarded(self._status)
 
     def _guarded(self, handle) -> None:
@@ -192,7 +200,8 @@ class Encoder:
     def _measure(self, raw: wire.RawFrame) -> None:
         """Statistics and region readings of every frame, whether or not the picture is watched."""
         try:
-            message = wire.pack_thermal(self.meter.measure(raw, dict(self.counters)))
+            # the counters as they are now: the frame is packed at once, so no copy of them is needed
+            message = wire.pack_thermal(self.meter.measure(raw, self.counters))
         except (ValueError, TypeError) as exc:  # e.g. NaN in a header field
             self._error("measure", f"cannot measure frame {raw.seq}: {exc}")
             return
@@ -230,19 +239,31 @@ class Encoder:
     # ------------------------------------------------------------ status
 
     def state(self) -> tuple[str, str]:
-        s = self.renderer.settings_text()
+        state = self._state_name()
+        return state, self._detail(state)
+
+    def _state_name(self) -> str:
+        """paused, waiting or encoding (checked on every turn of the loop, so kept cheap)."""
         if not self.watchers.watched:
-            return "paused", f"paused: {self.watchers.why_paused()}"
+            return "paused"
         if self.last_frame_at is None or time.monotonic() - self.last_frame_at > WAITING_AFTER_S:
-            return "waiting", f"waiting for frames from {self.cfg.endpoints.frames}"
-        return "encoding", (f"encoding {s['palette']} {s['agc']} {s['size']} "
-                            f"JPEG q{s['quality']}")
+            return "waiting"
+        return "encoding"
+
+    def _detail(self, state: str) -> str:
+        if state == "paused":
+            return f"paused: {self.watchers.why_paused()}"
+        if state == "waiting":
+            return f"waiting for frames from {self.cfg.endpoints.frames}"
+        s = self.renderer.settings_text()
+        return f"encoding {s['palette']} {s['agc']} {s['size']} JPEG q{s['quality']}"
 
     def _status(self, force: bool = False) -> None:
-        state, detail = self.state()
+        state = self._state_name()
         now = time.monotonic()
         if not force and state == self._state and now - self._status_at < STATUS_EVERY_S:
             return
+        detail = self._detail(state)
         if state != self._state:
             log.info("%s", detail)
         self._state, self._status_at = state, now

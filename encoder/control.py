@@ -37,6 +37,7 @@ class Watchers:
         self.pause_when_unwatched = pause_when_unwatched
         self._clock = clock
         self._topics: Counter = Counter()  # subscribed topic prefixes seen on the XPUB socket
+        self._wanted: dict[bytes, bool] = {}  # wants() of each topic asked, until _topics changes
         self._viewers: Optional[tuple[int, float]] = None  # (count, when)
 
     def subscription(self, message: bytes) -> bool:
@@ -47,6 +48,7 @@ class Watchers:
         topic = bytes(message[1:])
         if topic not in TOPICS:
             return False
+        self._wanted.clear()
         if message[0] == 1:
             self._topics[topic] += 1
         elif self._topics[topic] > 0:
@@ -60,7 +62,10 @@ class Watchers:
 
     def wants(self, topic: bytes) -> bool:
         """Someone subscribes to a prefix of `topic`."""
-        return any(topic.startswith(t) for t in self._topics)
+        wanted = self._wanted.get(topic)
+        if wanted is None:  # asked for every frame, changed only by a subscription
+            wanted = self._wanted[topic] = any(topic.startswith(t) for t in self._topics)
+        return wanted
 
     @property
     def subscribed(self) -> bool:

@@ -113,6 +113,7 @@ class _State:
     """Checked settings plus everything derived from them, swapped in as one object."""
 
     settings: dict
+    text: dict  # the settings as server.conf writes them (every status and control reply has them)
     linear: agcs.LinearAGC
     histogram: agcs.HistogramAGC
     jpeg_params: tuple
@@ -148,7 +149,7 @@ class Renderer:
 
     def settings_text(self) -> dict[str, str]:
         """The settings in use, as server.conf writes them (what can be sent back to `update`)."""
-        return {k: _canonical(k, v) for k, v in self._state.settings.items()}
+        return dict(self._state.text)
 
     def update(self, **settings: Any) -> dict[str, Any]:
         """Change settings, all or nothing: ConfigError (naming the bad value) leaves them as they
@@ -168,7 +169,9 @@ class Renderer:
         if previous is not None:
             # keep the smoothed range across e.g. a palette change so the picture does not jump
             linear.continue_from(previous.linear)
-        return _State(settings=dict(settings), linear=linear, histogram=agcs.HistogramAGC(),
+        return _State(settings=dict(settings),
+                      text={k: _canonical(k, v) for k, v in settings.items()},
+                      linear=linear, histogram=agcs.HistogramAGC(),
                       jpeg_params=(cv2.IMWRITE_JPEG_QUALITY, settings["quality"]))
 
     # ------------------------------------------------------------ rendering
