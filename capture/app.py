@@ -77,6 +77,7 @@ def run(config: configuration.Config, args: argparse.Namespace) -> int:
             _loop(section, source, sock, camera, stop, scheduling=tune(cap))
         finally:
             stop.set()
+            thread.wake()
             thread.join(5.0)
             sock.close(linger=0)
             source.close()

@@ -26,7 +26,7 @@ from there; `lost_sync` tells the SPI reader that no frame came for a long time,
 from __future__ import annotations
 
 import binascii
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -117,7 +117,8 @@ class Counters:
     frames: int = 0
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        # (a plain copy: the fields are ints; dataclasses.asdict's deep copy cost ~40 us a frame)
+        return dict(self.__dict__)
 
 
 def parse_telemetry(words: np.ndarray) -> dict:
