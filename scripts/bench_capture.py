@@ -152,8 +152,8 @@ def run_mode(mode: str, seconds: float, cpu: int, speed_hz: int, with_hog: bool)
             if time.monotonic() < measure_from:
                 continue
             frame = wire.unpack_raw(parts)
-            mark = (frame.telemetry["frame_counter"], frame.counters["published"],
-                    frame.counters)
+            counters = frame.counters["capture"]
+            mark = (frame.telemetry["frame_counter"], counters["published"], counters)
             first = first or mark
             marks.append(mark)
             received += 1

@@ -73,15 +73,12 @@ def message_sizes(spec: str) -> dict:
     meter = Meter()
     jpeg, thermal, steps, quality = [], [], {2: [], 3: []}, []
     for i, pixels in enumerate(frames.pixels):
-        raw = wire.RawFrame(seq=i, t=time.time(), sensor="lepton3", pixels=pixels,
-                            tlinear=frames.tlinear)
-        r = renderer.render_frame(raw)
-        image = wire.ImageFrame(
-            seq=i, t=raw.t, t_encoded=raw.t, sensor="lepton3", jpeg=r.jpeg, pixels=r.pixels,
-            width=r.width, height=r.height, palette=r.palette, agc=r.agc, unit=r.unit,
-            range=r.range, stats=r.stats, tlinear=raw.tlinear)
-        jpeg.append(len(protocol.frame_payloads(image, raw.t).plain))
-        thermal.append(len(protocol.thermal_payload(meter.measure(raw, {}), raw.t, 1)))
+        frame = wire.Frame(seq=i, t=time.time(), sensor="lepton3", pixels=pixels,
+                           tlinear=frames.tlinear)
+        r = frame.picture = renderer.render_frame(frame)
+        frame.measurement = meter.measure(frame)
+        jpeg.append(len(protocol.frame_payloads(frame, frame.t).plain))
+        thermal.append(len(protocol.thermal_payload(frame, frame.t, 1)))
         for step in steps:
             steps[step].append(len(radiometric.encode(pixels, step=step)) + thermal[-1]
                                - len(radiometric.encode(pixels)))

@@ -117,7 +117,7 @@ class Snapshot(Base):
                         f" not TLinear kelvin; /snapshot.tiff has the raw values\n")
             return
         if extension == "jpg":
-            data, kind, disposition = frame.jpeg, "image/jpeg", "inline"
+            data, kind, disposition = frame.picture.jpeg, "image/jpeg", "inline"
         elif extension == "tiff":
             data, kind, disposition = snapshots.tiff(frame), "image/tiff", "attachment"
         else:

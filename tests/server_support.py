@@ -25,8 +25,9 @@ from websockets.sync.client import connect
 
 def image_frame(seq: int, t: Optional[float] = None, rows: int = 120, cols: int = 160,
                 tlinear: bool = True, palette: str = "ironbow", side: int = 2,
-                noisy: bool = False) -> wire.ImageFrame:
-    """A valid ImageFrame: a warm spot moving with seq over 20 degrees C, and a real JPEG of it."""
+                noisy: bool = False) -> wire.Frame:
+    """A valid frame with its picture: a warm spot moving with seq over 20 degrees C, and a real
+    JPEG of it (no rotation: the picture's pixels are the frame's)."""
     y, x = np.mgrid[0:rows, 0:cols]
     cx, cy = (seq * 3) % cols, rows // 2
     celsius = 20.0 + 15.0 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 200.0)
@@ -40,25 +41,28 @@ def image_frame(seq: int, t: Optional[float] = None, rows: int = 120, cols: int 
     ok, jpeg = cv2.imencode(".jpg", colour, [cv2.IMWRITE_JPEG_QUALITY, 95 if noisy else 80])
     assert ok
     now = time.time() if t is None else t
-    return wire.ImageFrame(
-        seq=seq, t=now - 0.03, t_encoded=now, sensor="lepton3", jpeg=jpeg.tobytes(), pixels=pixels,
-        width=cols * side, height=rows * side, palette=palette, agc="linear",
-        unit="C" if tlinear else "counts", range=(20.0, 35.0),
-        stats={"min": 20.0, "max": 35.0, "mean": 21.0, "centre": 20.5, "min_xy": [0, 0],
-               "max_xy": [int(cx), int(cy)]},
-        tlinear=tlinear, kelvin_per_count=0.01,
-        counters={"capture": {"frames": seq, "discards": 7}, "encoder": {"frames": seq}})
+    return wire.Frame(
+        seq=seq, t=now - 0.03, sensor="lepton3", pixels=pixels, tlinear=tlinear,
+        kelvin_per_count=0.01,
+        counters={"capture": {"frames": seq, "discards": 7}, "encoder": {"frames": seq}},
+        picture=wire.Picture(
+            t_encoded=now, jpeg=jpeg.tobytes(), pixels=pixels, width=cols * side,
+            height=rows * side, palette=palette, agc="linear", unit="C" if tlinear else "counts",
+            range=(20.0, 35.0),
+            stats={"min": 20.0, "max": 35.0, "mean": 21.0, "centre": 20.5, "min_xy": [0, 0],
+                   "max_xy": [int(cx), int(cy)]}))
 
 
-def thermal_frame(seq: int, t: Optional[float] = None) -> wire.ThermalFrame:
-    """The ThermalFrame the encoder publishes next to image_frame(seq) (sensor orientation)."""
+def thermal_frame(seq: int, t: Optional[float] = None) -> wire.Frame:
+    """The measured frame the encoder publishes next to image_frame(seq) (sensor orientation)."""
     image = image_frame(seq, t)
-    return wire.ThermalFrame(
-        seq=seq, t=image.t, t_measured=image.t_encoded, sensor="lepton3", pixels=image.pixels,
-        unit="C", stats=image.stats, regions={"door": {"min": 20.0, "max": 30.5, "mean": 22.0,
-                                                       "max_xy": [3, 4]}},
+    return wire.Frame(
+        seq=seq, t=image.t, sensor="lepton3", pixels=image.pixels,
         telemetry={"fpa_temp_c": 31.25, "ffc_state": "complete", "uptime_ms": 5},
-        counters=image.counters)
+        counters=image.counters,
+        measurement=wire.Measurement(
+            t_measured=image.picture.t_encoded, unit="C", stats=image.picture.stats,
+            regions={"door": {"min": 20.0, "max": 30.5, "mean": 22.0, "max_xy": [3, 4]}}))
 
 
 DEFAULT_SETTINGS = {k: v.default for k, v in configuration.SCHEMA["encoder"].items()}

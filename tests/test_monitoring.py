@@ -107,7 +107,7 @@ def receiver():
 
 class Camera:
     """Plays capture for a real encoder: test_viewer's scene with the hot square at `hot_c` °C
-    (changed while the test runs), about 10 RawFrames a second, capture's status once a second."""
+    (changed while the test runs), about 10 raw frames a second, capture's status once a second."""
 
     def __init__(self, endpoint: str, hot_c: float) -> None:
         self.hot_c = hot_c
@@ -127,8 +127,8 @@ class Camera:
             pixels = scene(seq)
             x0, y0, x1, y1 = HOT
             pixels[y0:y1, x0:x1] = tlinear_counts(self.hot_c)
-            self.sock.send_multipart(wire.pack_raw(wire.RawFrame(seq=seq, t=time.time(),
-                                                                 sensor="lepton3", pixels=pixels)))
+            self.sock.send_multipart(wire.pack_raw(wire.Frame(seq=seq, t=time.time(),
+                                                              sensor="lepton3", pixels=pixels)))
 
     def stop(self) -> None:
         self.stopping.set()

@@ -14,7 +14,7 @@ from encoder import agc, palettes
 from encoder.render import Renderer, paint, scale
 from flirstream import config
 from flirstream.config import AGCS, PALETTES, ConfigError
-from flirstream.wire import RawFrame
+from flirstream.wire import Frame
 from flirstream.testing import tlinear_counts
 from flirstream.wire import KELVIN_AT_0C
 
@@ -195,8 +195,8 @@ def test_statistics_in_counts_without_tlinear():
 
 
 def test_render_frame_takes_a_raw_frame():
-    raw = RawFrame(seq=7, t=1.0, sensor="lepton3", pixels=scene(), tlinear=True,
-                   kelvin_per_count=0.01)
+    raw = Frame(seq=7, t=1.0, sensor="lepton3", pixels=scene(), tlinear=True,
+                kelvin_per_count=0.01)
     result = Renderer(size=(320, 240)).render_frame(raw)
     assert decode(result.jpeg).shape == (240, 320, 3)
     assert 19 < result.stats["min"] < result.stats["max"] < 31
@@ -390,6 +390,6 @@ def test_frames_that_are_not_temperatures_render_as_counts(meaning, values):
     pixels = np.linspace(lo, hi, 120 * 160).reshape(120, 160).astype(np.uint16)
     for mode in ("linear", "histogram", "fixed"):
         out = Renderer(agc=mode, size=(160, 120)).render_frame(
-            RawFrame(seq=1, t=0.0, sensor="lepton3", pixels=pixels, tlinear=False, meaning=meaning))
+            Frame(seq=1, t=0.0, sensor="lepton3", pixels=pixels, tlinear=False, meaning=meaning))
         assert out.unit == "counts", mode
         assert lo <= out.stats["min"] <= out.stats["max"] <= hi, (mode, out.stats)

@@ -1,6 +1,6 @@
 """The browser viewer (web/) in real headless Chromium against a real `flir-stream server` process.
 
-The server is fed by a real ZeroMQ publisher of wire.ImageFrame messages built here, so every frame
+The server is fed by a real ZeroMQ publisher of wire.Frame messages (pictures) built here, so every frame
 is known: a warm background, a hot square at a known place and temperature, and a bar that moves from
 frame to frame so the picture visibly changes.
 """

@@ -68,7 +68,7 @@ class StillCamera:
                 self.sock.send_multipart(wire.pack_status("capture", "streaming", "", t=time.time()))
                 next_status = time.monotonic() + 1.0
             seq += 1
-            self.sock.send_multipart(wire.pack_raw(wire.RawFrame(
+            self.sock.send_multipart(wire.pack_raw(wire.Frame(
                 seq=seq, t=time.time(), sensor="lepton3", pixels=self.pixels)), copy=False)
 
     def stop(self) -> None:

@@ -9,23 +9,26 @@ import pytest
 from flirstream import wire
 
 
-def thermal(**changes) -> wire.ThermalFrame:
+def thermal(**changes) -> wire.Frame:
     pixels = np.arange(12, dtype=np.uint16).reshape(3, 4) + 29_000
-    values = dict(seq=7, t=1.5, t_measured=1.6, sensor="lepton3", pixels=pixels, unit="C",
-                  stats={"min": 16.85, "max": 16.96, "min_xy": [0, 0], "max_xy": [3, 2]},
-                  regions={"kiln": {"min": 16.9, "max": 16.96, "mean": 16.93, "max_xy": [3, 2]}},
+    measured = dict(t_measured=1.6, unit="C",
+                    stats={"min": 16.85, "max": 16.96, "min_xy": [0, 0], "max_xy": [3, 2]},
+                    regions={"kiln": {"min": 16.9, "max": 16.96, "mean": 16.93, "max_xy": [3, 2]}})
+    values = dict(seq=7, t=1.5, sensor="lepton3", pixels=pixels,
                   telemetry={"frame_counter": 499}, counters={"capture": {"frames": 7}})
-    values.update(changes)
-    return wire.ThermalFrame(**values)
+    measured.update((k, v) for k, v in changes.items() if k in measured)
+    values.update((k, v) for k, v in changes.items() if k not in measured)
+    return wire.Frame(**values, measurement=wire.Measurement(**measured))
 
 
 def test_thermal_frames_come_back_as_sent():
     sent = thermal()
     got = wire.unpack_thermal([bytes(p) for p in wire.pack_thermal(sent)])
     assert np.array_equal(got.pixels, sent.pixels) and got.pixels.dtype == np.uint16
-    for name in ("seq", "t", "t_measured", "sensor", "unit", "stats", "regions", "tlinear",
-                 "kelvin_per_count", "telemetry", "counters"):
+    for name in ("seq", "t", "sensor", "tlinear", "kelvin_per_count", "telemetry", "counters"):
         assert getattr(got, name) == getattr(sent, name), name
+    for name in ("t_measured", "unit", "stats", "regions"):
+        assert getattr(got.measurement, name) == getattr(sent.measurement, name), name
     assert wire.topic_of(wire.pack_thermal(sent)) == wire.THERMAL_TOPIC
 
 
@@ -44,11 +47,11 @@ def test_a_thermal_frame_with_nan_is_refused_when_sent():
         wire.pack_thermal(thermal(stats={"max": float("nan")}))
 
 
-def raw(**changes) -> wire.RawFrame:
+def raw(**changes) -> wire.Frame:
     values = dict(seq=3, t=2.5, sensor="lepton3",
                   pixels=np.arange(12, dtype=np.uint16).reshape(3, 4) + 8000)
     values.update(changes)
-    return wire.RawFrame(**values)
+    return wire.Frame(**values)
 
 
 @pytest.mark.parametrize("changes, meaning", [

@@ -39,8 +39,9 @@ def scene(seq: int) -> np.ndarray:
     return pixels
 
 
-def built_frame(seq: int, palette_name: str = "inferno", pixels=None) -> wire.ImageFrame:
-    """Frame `seq` of scene() (or of `pixels`), coloured and with its stats as the encoder does."""
+def built_frame(seq: int, palette_name: str = "inferno", pixels=None) -> wire.Frame:
+    """Frame `seq` of scene() (or of `pixels`) with its picture and measurement, as the encoder makes
+    them (pack_raw of it is what capture sends)."""
     pixels = scene(seq) if pixels is None else pixels
     celsius = pixels * 0.01 - KELVIN_AT_0C
     lo, hi = float(celsius.min()), float(celsius.max())
@@ -55,31 +56,21 @@ def built_frame(seq: int, palette_name: str = "inferno", pixels=None) -> wire.Im
              "centre": float(celsius[ROWS // 2, COLS // 2]),
              "min_xy": [int(min_x), int(min_y)], "max_xy": [int(max_x), int(max_y)]}
     now = time.time()
-    return wire.ImageFrame(seq=seq, t=now, t_encoded=now, sensor="lepton3", jpeg=jpeg.tobytes(),
-                           pixels=pixels, width=COLS * SCALE, height=ROWS * SCALE,
-                           palette=palette_name, agc="linear", unit="C", range=(lo, hi), stats=stats,
-                           telemetry={"frame_counter": seq, "fpa_temp_c": 31.5, "ffc_state": "done"})
-
-
-def built_thermal(frame: wire.ImageFrame) -> wire.ThermalFrame:
-    """What the encoder measures of the same frame (it publishes it for every frame)."""
-    return wire.ThermalFrame(seq=frame.seq, t=frame.t, t_measured=frame.t_encoded, sensor=frame.sensor,
-                             pixels=frame.pixels, unit="C", stats=frame.stats, regions={},
-                             telemetry=frame.telemetry)
-
-
-def built_raw(seq: int) -> wire.RawFrame:
-    """The same scene as built_frame, as capture publishes it (for a real encoder)."""
-    frame = built_frame(seq)
-    return wire.RawFrame(seq=seq, t=frame.t, sensor="lepton3", pixels=frame.pixels,
-                         telemetry=frame.telemetry)
+    frame = wire.Frame(seq=seq, t=now, sensor="lepton3", pixels=pixels,
+                       telemetry={"frame_counter": seq, "fpa_temp_c": 31.5, "ffc_state": "done"})
+    frame.picture = wire.Picture(t_encoded=now, jpeg=jpeg.tobytes(), pixels=pixels,
+                                 width=COLS * SCALE, height=ROWS * SCALE, palette=palette_name,
+                                 agc="linear", unit="C", range=(lo, hi), stats=stats)
+    # what the encoder measures of it, for every frame (not rotated: the same pixels and stats)
+    frame.measurement = wire.Measurement(t_measured=now, unit="C", stats=stats)
+    return frame
 
 
 class FramePublisher:
     """Plays the stage(s) before a real process, in a thread: built frames about 10 a second and
-    status messages once a second. kind "image" plays the encoder's output (ImageFrames and the
-    ThermalFrames it measures of them, the capture status it forwards and its own, with its
-    settings), kind "raw" plays capture (RawFrames, capture status)."""
+    status messages once a second. kind "image" plays the encoder's output (frames' pictures and
+    what it measures of them, the capture status it forwards and its own, with its
+    settings), kind "raw" plays capture (raw frames, capture status)."""
 
     def __init__(self, endpoint: str, kind: str = "image"):
         self.endpoint = endpoint
@@ -119,10 +110,10 @@ class FramePublisher:
                 self.seq += 1
                 if self.kind == "image":
                     frame = built_frame(self.seq, self.palette_name, self.scene(self.seq))
-                    self.sock.send_multipart(wire.pack_thermal(built_thermal(frame)), copy=False)
+                    self.sock.send_multipart(wire.pack_thermal(frame), copy=False)
                     self.sock.send_multipart(wire.pack_image(frame), copy=False)
                 else:
-                    self.sock.send_multipart(wire.pack_raw(built_raw(self.seq)), copy=False)
+                    self.sock.send_multipart(wire.pack_raw(built_frame(self.seq)), copy=False)
 
     def camera_offline(self, detail: str) -> None:
         self.camera_detail = detail  # the thread reports it within a second
@@ -157,7 +148,7 @@ def setting(config, section: str, key: str) -> str:
 
 @pytest.fixture
 def feed(tmp_path):
-    """(config path, server URL, publisher of ImageFrames); the publisher stops after the test."""
+    """(config path, server URL, publisher of encoder frames); the publisher stops after the test."""
     config = write_config(tmp_path)
     publisher = FramePublisher(setting(config, "endpoints", "images"))
     yield config, f"http://127.0.0.1:{setting(config, 'server', 'port')}/", publisher
@@ -166,7 +157,7 @@ def feed(tmp_path):
 
 @pytest.fixture
 def pipeline(tmp_path, stages):
-    """A real encoder and server fed with built RawFrames: (config path, server URL)."""
+    """A real encoder and server fed with built raw frames: (config path, server URL)."""
     config = write_config(tmp_path, encoder={"palette": "ironbow", "agc": "linear"})
     publisher = FramePublisher(setting(config, "endpoints", "frames"), kind="raw")
     url = f"http://127.0.0.1:{setting(config, 'server', 'port')}/"

@@ -187,7 +187,7 @@ class Tap(threading.Thread):
 
     def run(self) -> None:
         # wire.py owns the format: the frame as the server gets it, and its payload's size
-        unpack, size = {wire.IMAGE_TOPIC: (wire.unpack_image, lambda f: len(f.jpeg)),
+        unpack, size = {wire.IMAGE_TOPIC: (wire.unpack_image, lambda f: len(f.picture.jpeg)),
                         wire.THERMAL_TOPIC: (wire.unpack_thermal, lambda f: f.pixels.nbytes)
                         }[self.topic]
         sock = links.subscriber(zmq.Context.instance(), self.endpoint, self.topic, hwm=100)
