@@ -20,7 +20,7 @@ import numpy as np
 
 from flirstream import config as configuration
 from flirstream.config import ConfigError
-from flirstream.wire import KELVIN_AT_0C as KELVIN_ZERO_C, RawFrame
+from flirstream.wire import KELVIN_AT_0C, RawFrame
 
 from . import agc as agcs
 from . import palettes
@@ -227,8 +227,8 @@ class Renderer:
         if mode == "histogram":
             return mode, state.histogram(pixels)
         lo_c, hi_c = state.settings["range_c"]
-        return mode, agcs.FixedAGC((lo_c + KELVIN_ZERO_C) / kelvin_per_count,
-                                   (hi_c + KELVIN_ZERO_C) / kelvin_per_count)(pixels)
+        return mode, agcs.FixedAGC((lo_c + KELVIN_AT_0C) / kelvin_per_count,
+                                   (hi_c + KELVIN_AT_0C) / kelvin_per_count)(pixels)
 
 
 # ---------------------------------------------------------------- steps (also used by the benchmark)
@@ -254,12 +254,12 @@ def isotherm_mask(pixels: np.ndarray, isotherm: Optional[tuple], tlinear: bool,
                   kelvin_per_count: float) -> Optional[np.ndarray]:
     """The pixels an isotherm ("above" T, "below" T, "between" LOW HIGH, degrees C) marks, or None
     when there is none. Only TLinear frames carry temperatures; on raw counts it marks nothing.
-    The same float64 arithmetic as web/thermal.js (count * kelvin_per_count - 273.15, then >= / <=),
-    so the browser and the encoder mark the same pixels."""
+    The same float64 arithmetic as web/thermal.js (count * kelvin_per_count - KELVIN_AT_0C, then
+    >= / <=), so the browser and the encoder mark the same pixels."""
     if isotherm is None or not tlinear:
         return None
     mode, lo, hi = isotherm
-    celsius = pixels.astype(np.float64) * kelvin_per_count - KELVIN_ZERO_C
+    celsius = pixels.astype(np.float64) * kelvin_per_count - KELVIN_AT_0C
     if mode == "above":
         return celsius >= lo
     if mode == "below":
@@ -315,7 +315,7 @@ class Units:
 
     def value(self, counts: float) -> float:
         if self.tlinear:
-            return round(counts * self.kelvin_per_count - KELVIN_ZERO_C, 2)
+            return round(counts * self.kelvin_per_count - KELVIN_AT_0C, 2)
         return round(float(counts), 2)
 
 
