@@ -13,7 +13,7 @@ import { Link, socketUrl } from "./link.js";
 import { ThermalView } from "./render.js";
 import { Colorbar } from "./colorbar.js";
 import { Controls } from "./controls.js";
-import { formatValue } from "./units.js";
+import { formatValue, KELVIN_AT_0C } from "./units.js";
 import { ThermalPainter } from "./live.js";
 import { ViewSettings } from "./viewsettings.js";
 import { Monitoring } from "./monitoring.js";
@@ -466,7 +466,7 @@ function updateStatus() {
   const tel = fresh && h && h.telemetry && typeof h.telemetry === "object" ? h.telemetry : null;
   let fpaC = null;
   if (tel && Number.isFinite(tel.fpa_temp_c)) fpaC = tel.fpa_temp_c;
-  else if (tel && Number.isFinite(tel.fpa_temp_k)) fpaC = tel.fpa_temp_k - 273.15;
+  else if (tel && Number.isFinite(tel.fpa_temp_k)) fpaC = tel.fpa_temp_k - KELVIN_AT_0C;
   $("st-fpa").textContent = fpaC === null ? "–" : formatValue(fpaC, "C");
   $("st-ffc").textContent = tel && tel.ffc_state !== undefined && tel.ffc_state !== null
     ? String(tel.ffc_state) : "–";
