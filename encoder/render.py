@@ -109,7 +109,7 @@ class Rendered:
 
 
 @dataclass(frozen=True)
-class _State:
+class _Setup:
     """Checked settings plus everything derived from them, swapped in as one object."""
 
     settings: dict
@@ -163,12 +163,12 @@ class Renderer:
         self._state.linear.reset()
 
     @staticmethod
-    def _build(settings: dict, previous: Optional[_State] = None) -> _State:
+    def _build(settings: dict, previous: Optional[_Setup] = None) -> _Setup:
         linear = agcs.LinearAGC(settings["clip_percent"], settings["smoothing"])
         if previous is not None:
             # keep the smoothed range across e.g. a palette change so the picture does not jump
             linear.continue_from(previous.linear)
-        return _State(settings=dict(settings), linear=linear, histogram=agcs.HistogramAGC(),
+        return _Setup(settings=dict(settings), linear=linear, histogram=agcs.HistogramAGC(),
                       jpeg_params=(cv2.IMWRITE_JPEG_QUALITY, settings["quality"]))
 
     # ------------------------------------------------------------ rendering
@@ -212,7 +212,7 @@ class Renderer:
         return result
 
 
-    def _agc(self, state: _State, pixels: np.ndarray, tlinear: bool,
+    def _agc(self, state: _Setup, pixels: np.ndarray, tlinear: bool,
              kelvin_per_count: float) -> tuple[str, tuple[np.ndarray, float, float]]:
         """(the AGC used, (8-bit image, lo, hi in counts))."""
         mode = state.settings["agc"]
