@@ -34,7 +34,7 @@ from .metrics import Metrics
 from .plumbing import Context
 from .relay import CAMERA, ControlRelay
 from .watch import Watch
-from .websocket import Viewer
+from .websocket import WebSocketStream
 
 log = logging.getLogger("server")
 
@@ -66,7 +66,7 @@ def make_app(ctx: Context, static_dir: Optional[str] = None) -> tornado.web.Appl
     args = {"ctx": ctx}
     return tornado.web.Application(
         [
-            (r"/ws", Viewer, args),
+            (r"/ws", WebSocketStream, args),
             (r"/stream\.mjpg", MJPEGStream, args),
             (r"/snapshot\.(jpg|tiff|csv)", Snapshot, args),
             (r"/healthz", Healthz, args),
