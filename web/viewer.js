@@ -10,7 +10,7 @@
 
 import { parseFrame, rawAt, rawToUnit } from "./frame.js";
 import { Link, socketUrl } from "./link.js";
-import { ThermalView } from "./render.js";
+import { PictureCanvas } from "./picture.js";
 import { Colorbar } from "./colorbar.js";
 import { Controls } from "./controls.js";
 import { formatValue, KELVIN_AT_0C } from "./units.js";
@@ -29,7 +29,7 @@ const viewSettings = new ViewSettings(); // thermal mode: this viewer's own view
 const painter = THERMAL ? new ThermalPainter(viewSettings.forRenderer()) : null;
 let pendingDefault = false; // "make default" sent, its "settings" answer not yet seen
 
-const view = new ThermalView($("view"), $("stage"));
+const view = new PictureCanvas($("view"), $("stage"));
 const colorbar = new Colorbar($("colorbar"), $("bar-lo"), $("bar-mid"), $("bar-hi"));
 
 const state = {
