@@ -162,7 +162,7 @@ def publisher(ctx: zmq.Context, key: str, endpoint: str, hwm: int = FRAME_HWM,
     sock = ctx.socket(socket_type)
     if not (_curve is not None and endpoint in _curve_endpoints):
         # What a subscriber sends is its subscriptions. libzmq keeps every distinct one in a trie
-        # (a 1 KB one costs ~50 KB: 70,000 of them took 3.4 GB); the wire format's topics are a few
+        # (long ones cost it gigabytes: docs/SECURITY.md); the wire format's topics are a few
         # bytes, so a peer sending anything longer is disconnected by libzmq at once. (With CURVE
         # only holders of the key can connect at all, and its handshake needs bigger messages.)
         sock.setsockopt(zmq.MAXMSGSIZE, SUBSCRIBER_MAX_BYTES)
