@@ -21,7 +21,7 @@ import numpy as np
 
 from flirstream import config as configuration
 from flirstream.config import ConfigError
-from flirstream.wire import KELVIN_AT_0C as KELVIN_ZERO_C, Frame, Picture
+from flirstream.wire import KELVIN_AT_0C, Frame, Picture
 
 from . import agc as agcs
 from . import palettes
@@ -94,7 +94,7 @@ def check(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class _State:
+class _Setup:
     """Checked settings plus everything derived from them, swapped in as one object."""
 
     settings: dict
@@ -150,12 +150,12 @@ class Renderer:
         self._state.linear.reset()
 
     @staticmethod
-    def _build(settings: dict, previous: Optional[_State] = None) -> _State:
+    def _build(settings: dict, previous: Optional[_Setup] = None) -> _Setup:
         linear = agcs.LinearAGC(settings["clip_percent"], settings["smoothing"])
         if previous is not None:
             # keep the smoothed range across e.g. a palette change so the picture does not jump
             linear.continue_from(previous.linear)
-        return _State(settings=dict(settings), linear=linear, histogram=agcs.HistogramAGC(),
+        return _Setup(settings=dict(settings), linear=linear, histogram=agcs.HistogramAGC(),
                       jpeg_params=(cv2.IMWRITE_JPEG_QUALITY, settings["quality"]))
 
     # ------------------------------------------------------------ rendering
@@ -200,7 +200,7 @@ class Renderer:
         return result
 
 
-    def _agc(self, state: _State, pixels: np.ndarray, tlinear: bool,
+    def _agc(self, state: _Setup, pixels: np.ndarray, tlinear: bool,
              kelvin_per_count: float) -> tuple[str, tuple[np.ndarray, float, float]]:
         """(the AGC used, (8-bit image, lo, hi in counts))."""
         mode = state.settings["agc"]
@@ -215,8 +215,8 @@ class Renderer:
         if mode == "histogram":
             return mode, state.histogram(pixels)
         lo_c, hi_c = state.settings["range_c"]
-        return mode, agcs.FixedAGC((lo_c + KELVIN_ZERO_C) / kelvin_per_count,
-                                   (hi_c + KELVIN_ZERO_C) / kelvin_per_count)(pixels)
+        return mode, agcs.FixedAGC((lo_c + KELVIN_AT_0C) / kelvin_per_count,
+                                   (hi_c + KELVIN_AT_0C) / kelvin_per_count)(pixels)
 
 
 # ---------------------------------------------------------------- steps (also used by the benchmark)
@@ -242,12 +242,12 @@ def isotherm_mask(pixels: np.ndarray, isotherm: Optional[tuple], tlinear: bool,
                   kelvin_per_count: float) -> Optional[np.ndarray]:
     """The pixels an isotherm ("above" T, "below" T, "between" LOW HIGH, degrees C) marks, or None
     when there is none. Only TLinear frames carry temperatures; on raw counts it marks nothing.
-    The same float64 arithmetic as web/thermal.js (count * kelvin_per_count - 273.15, then >= / <=),
-    so the browser and the encoder mark the same pixels."""
+    The same float64 arithmetic as web/thermal.js (count * kelvin_per_count - KELVIN_AT_0C, then
+    >= / <=), so the browser and the encoder mark the same pixels."""
     if isotherm is None or not tlinear:
         return None
     mode, lo, hi = isotherm
-    celsius = pixels.astype(np.float64) * kelvin_per_count - KELVIN_ZERO_C
+    celsius = pixels.astype(np.float64) * kelvin_per_count - KELVIN_AT_0C
     if mode == "above":
         return celsius >= lo
     if mode == "below":
@@ -303,7 +303,7 @@ class Units:
 
     def value(self, counts: float) -> float:
         if self.tlinear:
-            return round(counts * self.kelvin_per_count - KELVIN_ZERO_C, 2)
+            return round(counts * self.kelvin_per_count - KELVIN_AT_0C, 2)
         return round(float(counts), 2)
 
 

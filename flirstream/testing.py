@@ -29,6 +29,7 @@ import numpy as np
 import psutil
 from tornado.websocket import websocket_connect
 
+from .supervise import STAGES
 from .wire import KELVIN_AT_0C
 
 
@@ -131,9 +132,6 @@ def parse_metrics(text: str) -> dict[str, float]:
         name, value = line.rsplit(" ", 1)
         samples[name] = float(value)
     return samples
-
-
-STAGES = ("capture", "encoder", "server")
 
 
 # ---------------------------------------------------------------- config and HTTP

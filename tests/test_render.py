@@ -339,25 +339,21 @@ def test_frames_of_four_pixels_or_fewer_render(shape, mode):
     assert r.last.stats["max"] == pytest.approx(frame.max() * 0.01 - KELVIN_AT_0C, abs=0.01)
 
 
-def _k100(c: float) -> int:
-    return int(round((c + 273.15) * 100))
-
-
 @pytest.mark.parametrize("isotherm,hit", [
     ("above 40", lambda c: c >= 40), ("below 21", lambda c: c <= 21),
     ("between 30 35", lambda c: (c >= 30) & (c <= 35)), ("off", lambda c: np.zeros_like(c, bool)),
 ])
 def test_isotherm_paints_its_pixels_at_sensor_resolution_before_scaling(isotherm, hit):
-    frame = np.full((12, 16), _k100(25.0), np.uint16)
-    frame[2:4, 3:6] = _k100(45.0)
-    frame[7, 1:9] = _k100(32.5)
-    frame[9:11, 10:14] = _k100(18.0)
+    frame = np.full((12, 16), tlinear_counts(25.0), np.uint16)
+    frame[2:4, 3:6] = tlinear_counts(45.0)
+    frame[7, 1:9] = tlinear_counts(32.5)
+    frame[9:11, 10:14] = tlinear_counts(18.0)
     plain = Renderer(palette="white-hot", agc="fixed", range_c=(15.0, 50.0), size=(64, 48))
     marked = Renderer(palette="white-hot", agc="fixed", range_c=(15.0, 50.0), size=(64, 48),
                       isotherm=isotherm, isotherm_colour="#ff0080")
     ref = plain.render_pixels(frame).bgr
     got = marked.render_pixels(frame).bgr
-    mask = np.repeat(np.repeat(hit(frame * 0.01 - 273.15), 4, axis=0), 4, axis=1)
+    mask = np.repeat(np.repeat(hit(frame * 0.01 - KELVIN_AT_0C), 4, axis=0), 4, axis=1)
     assert (got[mask] == [128, 0, 255]).all()  # BGR of #ff0080, whole 4x4 blocks
     np.testing.assert_array_equal(got[~mask], ref[~mask])
     assert marked.settings_text()["isotherm"] == isotherm

@@ -282,9 +282,9 @@ def test_metrics_exposition_parses_and_counts():
     for value in (0.005, 0.06, 0.06, 7.0, float("nan")):
         metrics.latency.observe(value)
     metrics.rejected["token"] += 2
-    text = metrics.render({"websocket": 2, "mjpeg": 1},
-                          {"capture": {"crc_errors": 3, "name": "x", "ok": True}},
-                          {"capture": 'we"ird\nstate'})
+    text = metrics.exposition({"websocket": 2, "mjpeg": 1},
+                              {"capture": {"crc_errors": 3, "name": "x", "ok": True}},
+                              {"capture": 'we"ird\nstate'})
     samples = parse_metrics(text)
     assert samples["flirstream_frames_received_total"] == 4
     assert samples['flirstream_frames_dropped_total{stage="upstream",reason="seq_gap"}'] == 2

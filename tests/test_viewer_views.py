@@ -25,6 +25,7 @@ from conftest import CHROMIUM, ROOT, write_config
 from encoder.palettes import lut
 from encoder.render import Renderer
 from flirstream import config as configuration, links, wire
+from flirstream.testing import tlinear_counts
 from server_support import read_mjpeg_parts
 
 import viewer_support as viewer  # the viewer tests' helpers (wait_for_frames, start_server, ...)
@@ -36,17 +37,13 @@ GOAL_BYTES = 15_000  # per frame, on average (issue 15)
 REALDATA = Path(__file__).resolve().parents[2] / "shared/realdata/cacophony-v2.cptv"
 
 
-def k100(c: float) -> int:
-    return int(round((c + 273.15) * 100))
-
-
 def still_scene() -> np.ndarray:
     """The same frame every time: a left-to-right ramp 20..36 degrees C and a 45 degrees C square, so
     a page's picture changes only when its view does."""
     ramp = np.linspace(20.0, 36.0, COLS)[None, :].repeat(ROWS, axis=0)
-    pixels = np.round((ramp + 273.15) * 100).astype(np.uint16)
+    pixels = tlinear_counts(ramp)
     x0, y0, x1, y1 = HOT
-    pixels[y0:y1, x0:x1] = k100(45.0)
+    pixels[y0:y1, x0:x1] = tlinear_counts(45.0)
     return pixels
 
 
@@ -196,7 +193,7 @@ def test_pointer_reads_the_pixel_under_it_in_this_pages_own_orientation(still, p
         sx, sy = ROWS - 1 - y, x
         page.mouse.move(box["x"] + (sx + 0.5) / ROWS * box["width"],
                         box["y"] + (sy + 0.5) / COLS * box["height"])
-        want = scene[y, x] * 0.01 - 273.15  # within one count: 0.01 K frames go in steps of 3
+        want = scene[y, x] * 0.01 - wire.KELVIN_AT_0C  # within one count: 0.01 K frames go in steps of 3
         page.wait_for_function(
             f"Math.abs(Number(document.getElementById('spot').dataset.value) - {want}) < 0.01 + 1e-6",
             timeout=WAIT_MS)
