@@ -1,7 +1,7 @@
 """What the browser tests share: a page in real headless Chromium (fixture page; conftest has
-browser), a stand-in
-encoder publishing made-up thermal frames (FramePublisher, fixture feed), a real server started on
-a free port, and waits on what the page shows."""
+browser), a stand-in encoder publishing made-up thermal frames (FramePublisher, fixture feed), a
+stand-in capture of the same scene (camera, fixture pipeline), a real server started on a free
+port, and waits on what the page shows."""
 from __future__ import annotations
 
 import threading
@@ -16,7 +16,7 @@ import zmq
 
 from conftest import write_config
 from flirstream import config as configuration, links, wire
-from flirstream.testing import tlinear_counts
+from flirstream.testing import StandInCapture, setting, tlinear_counts  # noqa: F401 (setting: for tests)
 from flirstream.wire import KELVIN_AT_0C
 
 ROWS, COLS = 120, 160
@@ -68,22 +68,20 @@ def built_thermal(frame: wire.ImageFrame) -> wire.ThermalFrame:
                              telemetry=frame.telemetry)
 
 
-def built_raw(seq: int) -> wire.RawFrame:
-    """The same scene as built_frame, as capture publishes it (for a real encoder)."""
-    frame = built_frame(seq)
-    return wire.RawFrame(seq=seq, t=frame.t, sensor="lepton3", pixels=frame.pixels,
-                         telemetry=frame.telemetry)
+def camera(endpoint: str) -> StandInCapture:
+    """Plays capture for a real encoder: scene() about 10 times a second, with built_frame's
+    telemetry."""
+    return StandInCapture(endpoint, scene, telemetry=lambda seq: {
+        "frame_counter": seq, "fpa_temp_c": 31.5, "ffc_state": "done"})
 
 
 class FramePublisher:
-    """Plays the stage(s) before a real process, in a thread: built frames about 10 a second and
-    status messages once a second. kind "image" plays the encoder's output (ImageFrames and the
-    ThermalFrames it measures of them, the capture status it forwards and its own, with its
-    settings), kind "raw" plays capture (RawFrames, capture status)."""
+    """Plays the encoder for a real server, in a thread: built frames about 10 a second (ImageFrames
+    and the ThermalFrames it measures of them) and status messages once a second (the capture
+    status it forwards and its own, with its settings)."""
 
-    def __init__(self, endpoint: str, kind: str = "image"):
+    def __init__(self, endpoint: str):
         self.endpoint = endpoint
-        self.kind = kind
         self.ctx = zmq.Context()
         self.sock = links.publisher(self.ctx, "images", endpoint)
         self.stopping = threading.Event()
@@ -102,12 +100,11 @@ class FramePublisher:
         offline = self.camera_detail is not None
         self.sock.send_multipart(wire.pack_status(
             "capture", "offline" if offline else "streaming", self.camera_detail or "", t=time.time()))
-        if self.kind == "image":
-            settings = {k: v.default for k, v in configuration.SCHEMA["encoder"].items()}
-            extra = {"settings": {**settings, "palette": self.palette_name}} \
-                if self.palette_name in configuration.PALETTES else {}
-            self.sock.send_multipart(wire.pack_status(
-                "encoder", "waiting" if offline else "encoding", "", t=time.time(), **extra))
+        settings = {k: v.default for k, v in configuration.SCHEMA["encoder"].items()}
+        extra = {"settings": {**settings, "palette": self.palette_name}} \
+            if self.palette_name in configuration.PALETTES else {}
+        self.sock.send_multipart(wire.pack_status(
+            "encoder", "waiting" if offline else "encoding", "", t=time.time(), **extra))
 
     def _run(self) -> None:
         next_status = 0.0
@@ -117,12 +114,9 @@ class FramePublisher:
                 next_status = time.monotonic() + 1.0
             if self.camera_detail is None and not self.frames_paused:
                 self.seq += 1
-                if self.kind == "image":
-                    frame = built_frame(self.seq, self.palette_name, self.scene(self.seq))
-                    self.sock.send_multipart(wire.pack_thermal(built_thermal(frame)), copy=False)
-                    self.sock.send_multipart(wire.pack_image(frame), copy=False)
-                else:
-                    self.sock.send_multipart(wire.pack_raw(built_raw(self.seq)), copy=False)
+                frame = built_frame(self.seq, self.palette_name, self.scene(self.seq))
+                self.sock.send_multipart(wire.pack_thermal(built_thermal(frame)), copy=False)
+                self.sock.send_multipart(wire.pack_image(frame), copy=False)
 
     def camera_offline(self, detail: str) -> None:
         self.camera_detail = detail  # the thread reports it within a second
@@ -150,11 +144,6 @@ def page(browser):
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def setting(config, section: str, key: str) -> str:
-    cfg = configuration.load(config)
-    return getattr(cfg.section(section), key)
-
-
 @pytest.fixture
 def feed(tmp_path):
     """(config path, server URL, publisher of ImageFrames); the publisher stops after the test."""
@@ -168,12 +157,12 @@ def feed(tmp_path):
 def pipeline(tmp_path, stages):
     """A real encoder and server fed with built RawFrames: (config path, server URL)."""
     config = write_config(tmp_path, encoder={"palette": "ironbow", "agc": "linear"})
-    publisher = FramePublisher(setting(config, "endpoints", "frames"), kind="raw")
+    capture = camera(setting(config, "endpoints", "frames"))
     url = f"http://127.0.0.1:{setting(config, 'server', 'port')}/"
     stages("encoder", config)
     start_server(stages, config, url)
     yield config, url
-    publisher.stop()
+    capture.stop()
 
 
 def wait_for_server(stage, url: str, timeout: float = 20.0) -> None:
