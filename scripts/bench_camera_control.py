@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from flirstream import config as configuration, links, wire  # noqa: E402
-from flirstream.testing import write_config  # noqa: E402
+from flirstream.testing import Stage, write_config  # noqa: E402
 
 COMMANDS = [{"op": "camera"}, {"op": "gain", "mode": "low"}, {"op": "gain", "mode": "high"},
             {"op": "emissivity", "emissivity": 0.95, "background_c": 22.0},
@@ -79,9 +78,7 @@ def main() -> int:
         path = write_config(Path(tmp), capture={"source": "sim", "sim_unique_every": 1,
                                                 "dedupe": "no"})
         cfg = configuration.load(path)
-        proc = subprocess.Popen([sys.executable, "-m", "flirstream", "capture", "--config",
-                                 str(path)], cwd=tmp, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.STDOUT)
+        capture = Stage("capture", path)
         ctx = zmq.Context()
         try:
             sock = links.subscriber(ctx, cfg.endpoints.frames, wire.RAW_TOPIC, hwm=1000)
@@ -98,8 +95,7 @@ def main() -> int:
             busy["commands_ok"] = sum(answered)
             sock.close(0)
         finally:
-            proc.terminate()
-            proc.wait(10)
+            capture.stop()
             ctx.destroy(linger=0)
     result = {"idle": idle, "with_commands": busy}
     for name, figures in result.items():
