@@ -597,6 +597,19 @@ class FrameWatcher:
 
 # ---------------------------------------------------------------- stand-ins and a static site
 
+def raw_frames(sock: Any, seconds: float) -> list:
+    """The RawFrames a SUB socket on capture's frames receives within `seconds` (others skipped)."""
+    from . import wire
+    frames = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if sock.poll(100):
+            parts = sock.recv_multipart()
+            if wire.topic_of(parts) == wire.RAW_TOPIC:
+                frames.append(wire.unpack_raw(parts))
+    return frames
+
+
 class StandInCapture:
     """Plays capture for a real encoder: binds a real PUB on the frames endpoint and publishes, from
     its own thread until stopped, RawFrames of make(seq) pixels `fps` times a second and capture's

@@ -16,7 +16,6 @@ import json
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from flirstream import config as configuration, links, wire  # noqa: E402
-from flirstream.testing import Stage, write_config  # noqa: E402
+from flirstream.testing import Stage, raw_frames, write_config  # noqa: E402
 
 COMMANDS = [{"op": "camera"}, {"op": "gain", "mode": "low"}, {"op": "gain", "mode": "high"},
             {"op": "emissivity", "emissivity": 0.95, "background_c": 22.0},
@@ -45,14 +44,8 @@ def gaps_ms(stamps: list[float]) -> dict:
 
 
 def watch(sock: zmq.Socket, seconds: float) -> list[float]:
-    stamps: list[float] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if sock.poll(100):
-            parts = sock.recv_multipart()
-            if wire.topic_of(parts) == wire.RAW_TOPIC:
-                stamps.append(wire.unpack_raw(parts).t)
-    return stamps
+    """Capture's timestamps of the frames received within `seconds`."""
+    return [frame.t for frame in raw_frames(sock, seconds)]
 
 
 def hammer(ctx: zmq.Context, endpoint: str, stop: threading.Event, answered: list) -> None:

@@ -289,13 +289,14 @@ class Live:
         return status
 
 
-def frames(ws, count: int, timeout: float = 10.0) -> list[tuple[dict, bytes, bytes]]:
+def frames(ws, count: int, timeout: float = 10.0, split=split_frame) -> list[tuple]:
+    """The next `count` binary messages of a websockets client, split (server.protocol)."""
     out = []
     deadline = time.monotonic() + timeout
     while len(out) < count:
         message = ws.recv(timeout=max(0.01, deadline - time.monotonic()))
         if isinstance(message, bytes):
-            out.append(split_frame(message))
+            out.append(split(message))
     return out
 
 
