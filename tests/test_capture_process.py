@@ -14,7 +14,6 @@ import pytest
 
 from capture import vospi
 from capture.vospi import FrameAssembler
-from flirstream import wire
 from flirstream.wire import KELVIN_AT_0C
 
 from conftest import write_config

@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -19,7 +18,7 @@ import zmq
 from conftest import write_config
 from encoder import palettes
 from flirstream import config, links, wire
-from flirstream.testing import tlinear_counts
+from flirstream.testing import StandInCapture, tlinear_counts
 
 ROWS, COLS = 120, 160
 WAIT_S = 15.0  # bound on every wait for the process (start-up on a busy 2-core machine included)
@@ -36,50 +35,6 @@ def two_halves(seq: int) -> np.ndarray:
     frame[:, COLS // 2:] = tlinear_counts(30)
     frame[0, 0] = tlinear_counts(20) + seq % 50
     return frame
-
-
-class FakeCapture:
-    """Stands in for capture: binds a real PUB on the frames endpoint and publishes raw frames (and
-    a status message every second) from its own thread until stopped."""
-
-    def __init__(self, endpoint: str, fps: float = 30.0,
-                 make: Callable[[int], np.ndarray] = two_halves, first_seq: int = 1):
-        self.endpoint, self.fps, self.make = endpoint, fps, make
-        self.seq = first_seq - 1  # the last published
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        assert self._ready.wait(5), "fake capture did not bind"
-
-    def _run(self) -> None:
-        ctx = zmq.Context()
-        pub = ctx.socket(zmq.PUB)
-        pub.setsockopt(zmq.LINGER, 0)
-        pub.setsockopt(zmq.SNDHWM, 2)
-        pub.bind(self.endpoint)
-        self._ready.set()
-        status_at = 0.0
-        try:
-            while not self._stop.is_set():
-                seq = self.seq + 1
-                raw = wire.Frame(seq=seq, t=time.time(), sensor="lepton3", pixels=self.make(seq),
-                                 counters={"capture": {"frames": seq, "discards": 0}})
-                pub.send_multipart(wire.pack_raw(raw))
-                self.seq = seq
-                if time.monotonic() - status_at >= 1.0:
-                    status_at = time.monotonic()
-                    pub.send_multipart(wire.pack_status("capture", "streaming", "simulated",
-                                                        t=time.time(), source="test",
-                                                        counters={"frames": seq}))
-                self._stop.wait(1.0 / self.fps)
-        finally:
-            pub.close(0)
-            ctx.term()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 class Client:
@@ -146,14 +101,14 @@ class Client:
 
 @pytest.fixture
 def rig(tmp_path, stages):
-    """start(encoder={...}) -> (config path, FakeCapture, Client, encoder Stage)."""
+    """start(encoder={...}) -> (config path, StandInCapture, Client, encoder Stage)."""
     made: list = []
 
     def start(fps: float = 30.0, rcvhwm: int = 1000, rcvbuf: int = -1, topics=(b"",),
               make: Callable[[int], np.ndarray] = two_halves, **sections):
         path = write_config(tmp_path, **sections)
         cfg = config.load(path)
-        capture = FakeCapture(cfg.endpoints.frames, fps=fps, make=make)
+        capture = StandInCapture(cfg.endpoints.frames, make, fps, detail="simulated")
         made.append(capture)
         client = Client(path, topics=topics, rcvhwm=rcvhwm, rcvbuf=rcvbuf)
         made.append(client)
@@ -162,7 +117,7 @@ def rig(tmp_path, stages):
 
     yield start
     for thing in reversed(made):
-        (thing.stop if isinstance(thing, FakeCapture) else thing.close)()
+        (thing.stop if isinstance(thing, StandInCapture) else thing.close)()
 
 
 def decode(jpeg: bytes) -> np.ndarray:
@@ -447,7 +402,8 @@ def test_frames_flow_again_after_capture_restarts(rig):
     client.next()
     capture.stop()
     assert client.status("encoder", "waiting", timeout=10)["state"] == "waiting"
-    restarted = FakeCapture(config.load(path).endpoints.frames, first_seq=5000)
+    restarted = StandInCapture(config.load(path).endpoints.frames, two_halves, 30.0,
+                               detail="simulated", first_seq=5000)
     try:
         image = client.next(lambda kind, m: kind == "image" and m.seq >= 5000, timeout=10)
         assert decode(image.picture.jpeg).shape == (480, 640, 3)

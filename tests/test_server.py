@@ -246,13 +246,7 @@ def test_viewer_count_goes_to_the_encoder(live):
 
 
 def thermal_messages(ws, count: int, timeout: float = 10.0) -> list[tuple[dict, bytes]]:
-    out = []
-    deadline = time.monotonic() + timeout
-    while len(out) < count:
-        message = ws.recv(timeout=max(0.01, deadline - time.monotonic()))
-        if isinstance(message, bytes):
-            out.append(protocol.split_thermal(message))
-    return out
+    return frames(ws, count, timeout, split=protocol.split_thermal)
 
 
 def test_thermal_mode_sends_the_measured_frames_and_the_jpeg_mode_is_unchanged(live):

@@ -1,13 +1,14 @@
 """What the browser tests share: a page in real headless Chromium (fixture page; conftest has
-browser), a stand-in
-encoder publishing made-up thermal frames (FramePublisher, fixture feed), a real server started on
-a free port, and waits on what the page shows."""
+browser), the stand-in encoder publishing made-up thermal frames (FramePublisher, fixture feed), a
+stand-in capture of the same scene (camera, fixture pipeline), a real server started on a free
+port, and waits on what the page shows."""
 from __future__ import annotations
 
-import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
@@ -16,8 +17,9 @@ import zmq
 
 from conftest import write_config
 from flirstream import config as configuration, links, wire
-from flirstream.testing import tlinear_counts
+from flirstream.testing import StandInCapture, setting, tlinear_counts  # noqa: F401 (setting: for tests)
 from flirstream.wire import KELVIN_AT_0C
+from server_support import DEFAULT_SETTINGS, FakeEncoder
 
 ROWS, COLS = 120, 160
 SCALE = 4  # JPEG is 640x480, as the encoder's "auto" size makes it
@@ -66,54 +68,48 @@ def built_frame(seq: int, palette_name: str = "inferno", pixels=None) -> wire.Fr
     return frame
 
 
-class FramePublisher:
-    """Plays the stage(s) before a real process, in a thread: built frames about 10 a second and
-    status messages once a second. kind "image" plays the encoder's output (frames' pictures and
-    what it measures of them, the capture status it forwards and its own, with its
-    settings), kind "raw" plays capture (raw frames, capture status)."""
+def camera(endpoint: str) -> StandInCapture:
+    """Plays capture for a real encoder: scene() about 10 times a second, with built_frame's
+    telemetry."""
+    return StandInCapture(endpoint, scene, telemetry=lambda seq: {
+        "frame_counter": seq, "fpa_temp_c": 31.5, "ffc_state": "done"})
 
-    def __init__(self, endpoint: str, kind: str = "image"):
-        self.endpoint = endpoint
-        self.kind = kind
-        self.ctx = zmq.Context()
-        self.sock = links.publisher(self.ctx, "images", endpoint)
-        self.stopping = threading.Event()
-        self.camera_detail = None  # a sentence: the camera is offline, no frames are sent
-        self.frames_paused = False  # statuses say "streaming" but no frame comes (a stall)
-        self.palette_name = "inferno"  # what the frames say they are coloured with
-        self.scene = scene  # seq -> raw pixels of that frame
-        self.statuses = True  # False: frames only, as just after a restart before any status
-        self.seq = 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+
+@dataclass
+class FramePublisher(FakeEncoder):
+    """The stand-in encoder for a real server and the page: built frames about 10 a second (each
+    frame's measurement, then its picture) and, once a second, the capture status it
+    forwards and its own with its settings; no control socket."""
+
+    control: Optional[str] = None
+    fps: float = 10.0
+    status_every: float = 1.0
+    camera_detail: Optional[str] = None  # a sentence: the camera is offline, no frames are sent
+    frames_paused: bool = False  # statuses say "streaming" but no frame comes (a stall)
+    palette_name: str = "inferno"  # what the frames say they are coloured with
+    scene: Callable[[int], np.ndarray] = scene  # seq -> raw pixels of that frame
+    statuses: bool = True  # False: frames only, as just after a restart before any status
+
+    def _publisher(self) -> zmq.Socket:
+        return links.publisher(self._ctx, "images", self.images)
 
     def _status(self) -> None:
         if not self.statuses:
             return
         offline = self.camera_detail is not None
-        self.sock.send_multipart(wire.pack_status(
+        self._pub.send_multipart(wire.pack_status(
             "capture", "offline" if offline else "streaming", self.camera_detail or "", t=time.time()))
-        if self.kind == "image":
-            settings = {k: v.default for k, v in configuration.SCHEMA["encoder"].items()}
-            extra = {"settings": {**settings, "palette": self.palette_name}} \
-                if self.palette_name in configuration.PALETTES else {}
-            self.sock.send_multipart(wire.pack_status(
-                "encoder", "waiting" if offline else "encoding", "", t=time.time(), **extra))
+        extra = {"settings": {**DEFAULT_SETTINGS, "palette": self.palette_name}} \
+            if self.palette_name in configuration.PALETTES else {}
+        self._pub.send_multipart(wire.pack_status(
+            "encoder", "waiting" if offline else "encoding", "", t=time.time(), **extra))
 
-    def _run(self) -> None:
-        next_status = 0.0
-        while not self.stopping.wait(0.1):
-            if time.monotonic() >= next_status:
-                self._status()
-                next_status = time.monotonic() + 1.0
-            if self.camera_detail is None and not self.frames_paused:
-                self.seq += 1
-                if self.kind == "image":
-                    frame = built_frame(self.seq, self.palette_name, self.scene(self.seq))
-                    self.sock.send_multipart(wire.pack_thermal(frame), copy=False)
-                    self.sock.send_multipart(wire.pack_image(frame), copy=False)
-                else:
-                    self.sock.send_multipart(wire.pack_raw(built_frame(self.seq)), copy=False)
+    def _frames(self) -> None:
+        if self.camera_detail is None and not self.frames_paused:
+            self.seq += 1
+            frame = built_frame(self.seq, self.palette_name, self.scene(self.seq))
+            self._pub.send_multipart(wire.pack_thermal(frame), copy=False)
+            self._pub.send_multipart(wire.pack_image(frame), copy=False)
 
     def camera_offline(self, detail: str) -> None:
         self.camera_detail = detail  # the thread reports it within a second
@@ -121,13 +117,7 @@ class FramePublisher:
     def camera_online(self) -> None:
         self.camera_detail = None
 
-    def stop(self) -> None:
-        if self.stopping.is_set():
-            return
-        self.stopping.set()
-        self.thread.join(5)
-        self.sock.close(0)
-        self.ctx.term()
+    stop = FakeEncoder.close
 
 
 @pytest.fixture
@@ -139,11 +129,6 @@ def page(browser):
     yield page
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
-
-
-def setting(config, section: str, key: str) -> str:
-    cfg = configuration.load(config)
-    return getattr(cfg.section(section), key)
 
 
 @pytest.fixture
@@ -159,12 +144,12 @@ def feed(tmp_path):
 def pipeline(tmp_path, stages):
     """A real encoder and server fed with built raw frames: (config path, server URL)."""
     config = write_config(tmp_path, encoder={"palette": "ironbow", "agc": "linear"})
-    publisher = FramePublisher(setting(config, "endpoints", "frames"), kind="raw")
+    capture = camera(setting(config, "endpoints", "frames"))
     url = f"http://127.0.0.1:{setting(config, 'server', 'port')}/"
     stages("encoder", config)
     start_server(stages, config, url)
     yield config, url
-    publisher.stop()
+    capture.stop()
 
 
 def wait_for_server(stage, url: str, timeout: float = 20.0) -> None:
