@@ -77,6 +77,7 @@ def run(config: configuration.Config, args: argparse.Namespace) -> int:
             _loop(section, source, sock, camera, stop, scheduling=tune(cap))
         finally:
             stop.set()
+            thread.wake()
             thread.join(5.0)
             sock.close(linger=0)
             source.close()
@@ -163,10 +164,10 @@ def _loop(cap, source, sock: zmq.Socket, camera: Camera, stop: threading.Event,
             telemetry = frame.telemetry
             if t is not None:
                 telemetry = {**(telemetry or {}), **t.as_dict()}
-            message = wire.pack_raw(wire.RawFrame(
+            message = wire.pack_raw(wire.Frame(
                 seq=seq, t=time.time(), sensor=cap.sensor, pixels=frame.image,
                 tlinear=tlinear, kelvin_per_count=kelvin_per_count, meaning=meaning,
-                telemetry=telemetry, counters=counters()))
+                telemetry=telemetry, counters={"capture": counters()}))
             try:
                 sock.send_multipart(message, copy=False, flags=zmq.NOBLOCK)
             except zmq.Again:

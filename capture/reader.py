@@ -190,16 +190,19 @@ class Deduper:
 
     def __init__(self, keepalive_s: float = 1.0):
         self.keepalive_s = keepalive_s
-        self._previous: Optional[np.ndarray] = None
+        # The previous frame as (shape, dtype, bytes): one memcpy and a memcmp per frame are
+        # cheaper than np.array_equal's several numpy calls (this runs at 26.5 Hz).
+        self._previous: Optional[tuple] = None
         self._sent_at = 0.0
         self.duplicates = 0
 
     def is_duplicate(self, image: np.ndarray, now: Optional[float] = None) -> bool:
         now = time.monotonic() if now is None else now
+        key = (image.shape, image.dtype.str, image.tobytes())
         if (self._previous is not None and now - self._sent_at < self.keepalive_s
-                and np.array_equal(self._previous, image)):
+                and key == self._previous):
             self.duplicates += 1
             return True
-        self._previous = image
+        self._previous = key
         self._sent_at = now
         return False

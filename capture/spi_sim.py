@@ -99,7 +99,7 @@ class TimedLepton:
         self._withheld = False                   # it is not sent (resync mid-segment)
         self._parts: list[bytes] = []            # the segments of the frame being served
         self._frame = -1
-        self._pool = [self._render(i) for i in range(pool)] if pool else None
+        self._pool = [self._frame_packets(i) for i in range(pool)] if pool else None
         rng = np.random.default_rng(seed)
         self._garbage = rng.integers(0, 256, GARBAGE_BYTES + P, dtype=np.uint8).tobytes()
         self._garbage_at = 0
@@ -152,7 +152,7 @@ class TimedLepton:
             if self.booting_until < cci.boot_at:
                 self._rebooted(cci.boot_at)
 
-    def _render(self, frame: int) -> bytes:
+    def _frame_packets(self, frame: int) -> bytes:
         """Frame `frame`'s packets (the simulator's frame with its leading discards cut)."""
         self.sim.frame_counter = frame
         data = self.sim.next_period()
@@ -168,7 +168,7 @@ class TimedLepton:
                 data = stamp_frame_counter(self._pool[frame % len(self._pool)], frame,
                                            self.sim.sensor, self.sim.telemetry)
             else:
-                data = self._render(frame)
+                data = self._frame_packets(frame)
             count = len(data) // P
             per = count // self.segments
             cuts = [i * per * P for i in range(self.segments)] + [len(data)]

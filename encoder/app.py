@@ -197,33 +197,27 @@ class Encoder:
             self._error("render", f"cannot render frame {raw.seq}: {exc!r}")
             log.debug("render failure", exc_info=True)
 
-    def _measure(self, raw: wire.RawFrame) -> None:
+    def _measure(self, frame: wire.Frame) -> None:
         """Statistics and region readings of every frame, whether or not the picture is watched."""
         try:
-            # the counters as they are now: the frame is packed at once, so no copy of them is needed
-            message = wire.pack_thermal(self.meter.measure(raw, self.counters))
+            frame.measurement = self.meter.measure(frame)
+            frame.counters["encoder"] = dict(self.counters)
+            message = wire.pack_thermal(frame)
         except (ValueError, TypeError) as exc:  # e.g. NaN in a header field
-            self._error("measure", f"cannot measure frame {raw.seq}: {exc}")
+            self._error("measure", f"cannot measure frame {frame.seq}: {exc}")
             return
         try:
             self.images.send_multipart(message, zmq.NOBLOCK, copy=False)
         except zmq.Again:
             pass  # PUB drops at the high-water mark; never block
 
-    def _publish(self, raw: wire.RawFrame) -> None:
+    def _publish(self, frame: wire.Frame) -> None:
         now = time.monotonic()
         if self.rendered_at is not None and now - self.rendered_at > RESTART_AGC_AFTER_S:
             self.renderer.restart()  # no fade from a scene seen before a pause or a capture restart
         self.rendered_at = now
-        result = self.renderer.render_frame(raw)
-        frame = wire.ImageFrame(
-            seq=raw.seq, t=raw.t, t_encoded=time.time(), sensor=raw.sensor, jpeg=result.jpeg,
-            pixels=result.pixels, width=result.width, height=result.height,
-            palette=result.palette, agc=result.agc, unit=result.unit, range=result.range,
-            stats=result.stats, tlinear=raw.tlinear, kelvin_per_count=raw.kelvin_per_count,
-            telemetry=raw.telemetry, meaning=raw.meaning,
-            counters={"capture": raw.counters,
-                      "encoder": {**self.counters, "frames": self.counters["frames"] + 1}})
+        frame.picture = self.renderer.render_frame(frame)
+        frame.counters["encoder"] = {**self.counters, "frames": self.counters["frames"] + 1}
         message = wire.pack_image(frame)  # ValueError if e.g. the header carried NaN
         self.counters["frames"] += 1
         try:

@@ -16,7 +16,7 @@ from .render import Units, statistics
 
 
 class Meter:
-    """RawFrame -> ThermalFrame: the frame's statistics and each region's readings (regions.measure:
+    """Frame -> its Measurement: the frame's statistics and each region's readings (regions.measure:
     min, max, mean, max_xy; °C for TLinear frames, else raw counts)."""
 
     def __init__(self, clock: Callable[[], float] = time.time,
@@ -24,13 +24,10 @@ class Meter:
         self.clock = clock
         self.regions = regions  # the regions to read, asked on every frame (they change at run time)
 
-    def measure(self, raw: wire.RawFrame, counters: dict) -> wire.ThermalFrame:
-        unit = Units(raw.tlinear, raw.kelvin_per_count)
+    def measure(self, frame: wire.Frame) -> wire.Measurement:
+        unit = Units(frame.tlinear, frame.kelvin_per_count)
         regions = list(self.regions())
-        readings = measure(raw.pixels, regions, celsius(raw.kelvin_per_count) if raw.tlinear
+        readings = measure(frame.pixels, regions, celsius(frame.kelvin_per_count) if frame.tlinear
                            else counts)["regions"] if regions else {}
-        return wire.ThermalFrame(
-            seq=raw.seq, t=raw.t, t_measured=self.clock(), sensor=raw.sensor, pixels=raw.pixels,
-            unit=unit.name, stats=statistics(raw.pixels, unit), regions=readings, tlinear=raw.tlinear,
-            kelvin_per_count=raw.kelvin_per_count, telemetry=raw.telemetry, meaning=raw.meaning,
-            counters={"capture": raw.counters, "encoder": counters})
+        return wire.Measurement(t_measured=self.clock(), unit=unit.name,
+                                stats=statistics(frame.pixels, unit), regions=readings)

@@ -1,8 +1,8 @@
 """The encoder's core: one uint16 frame in, one coloured JPEG (plus statistics) out. No sockets.
 
     renderer = Renderer(palette="ironbow", agc="linear", size=(640, 480), quality=80)
-    jpeg = renderer.render(frame)            # bytes; renderer.last has stats, range, pixels...
-    result = renderer.render_frame(raw)      # from a wire.RawFrame
+    jpeg = renderer.render(pixels)           # bytes; renderer.last has stats, range, pixels...
+    frame.picture = renderer.render_frame(frame)  # a wire.Picture of a wire.Frame
     renderer.update(palette="jet")           # checked like server.conf, all or nothing
 
 Order of work, chosen for speed: orient the small uint16 frame (so statistics, the forwarded
@@ -12,15 +12,16 @@ resolution, then scale the small BGR image up, then JPEG.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional
 
 import cv2
 import numpy as np
 
 from flirstream import config as configuration
 from flirstream.config import ConfigError
-from flirstream.wire import KELVIN_AT_0C as KELVIN_ZERO_C, RawFrame
+from flirstream.wire import KELVIN_AT_0C, Frame, Picture
 
 from . import agc as agcs
 from . import palettes
@@ -92,24 +93,8 @@ def check(settings: Mapping[str, Any]) -> dict[str, Any]:
     return parsed
 
 
-@dataclass
-class Rendered:
-    """One rendered frame: the JPEG and what the viewer needs to read temperatures off it."""
-
-    jpeg: bytes
-    pixels: np.ndarray  # the radiometric uint16 frame in display orientation
-    bgr: np.ndarray  # the coloured image before JPEG (at output size)
-    width: int
-    height: int
-    palette: str
-    agc: str  # the AGC really used (fixed falls back to linear on non-TLinear frames)
-    unit: str  # "C" or "counts"
-    range: tuple  # (lo, hi) in unit: the values at the palette's two ends
-    stats: dict = field(default_factory=dict)
-
-
 @dataclass(frozen=True)
-class _State:
+class _Setup:
     """Checked settings plus everything derived from them, swapped in as one object."""
 
     settings: dict
@@ -126,13 +111,15 @@ class Renderer:
                  clip_percent: tuple = (1.0, 99.0), smoothing: float = 0.8,
                  range_c: tuple = (20.0, 40.0), size: Optional[tuple] = None,
                  interpolation: str = "nearest", rotate: int = 0, flip: str = "none",
-                 quality: int = 80, isotherm: Any = "off", isotherm_colour: Any = "00ff00"):
+                 quality: int = 80, isotherm: Any = "off", isotherm_colour: Any = "00ff00",
+                 clock: Callable[[], float] = time.time):
         given = dict(palette=palette, agc=agc, clip_percent=clip_percent, smoothing=smoothing,
                      range_c=range_c, size=size, interpolation=interpolation, rotate=rotate,
                      flip=flip, quality=quality, isotherm=isotherm, isotherm_colour=isotherm_colour)
         self._state = self._build(check(given))
         self._warned_fixed = False
-        self.last: Optional[Rendered] = None
+        self.clock = clock  # Picture.t_encoded
+        self.last: Optional[Picture] = None
 
     @classmethod
     def from_settings(cls, section: Any) -> "Renderer":
@@ -164,12 +151,12 @@ class Renderer:
         self._state.linear.reset()
 
     @staticmethod
-    def _build(settings: dict, previous: Optional[_State] = None) -> _State:
+    def _build(settings: dict, previous: Optional[_Setup] = None) -> _Setup:
         linear = agcs.LinearAGC(settings["clip_percent"], settings["smoothing"])
         if previous is not None:
             # keep the smoothed range across e.g. a palette change so the picture does not jump
             linear.continue_from(previous.linear)
-        return _State(settings=dict(settings),
+        return _Setup(settings=dict(settings),
                       text={k: _canonical(k, v) for k, v in settings.items()},
                       linear=linear, histogram=agcs.HistogramAGC(),
                       jpeg_params=(cv2.IMWRITE_JPEG_QUALITY, settings["quality"]))
@@ -180,11 +167,12 @@ class Renderer:
         """One uint16 frame -> JPEG bytes (details of it in self.last)."""
         return self.render_pixels(image, tlinear, kelvin_per_count).jpeg
 
-    def render_frame(self, raw: RawFrame) -> Rendered:
-        return self.render_pixels(raw.pixels, raw.tlinear, raw.kelvin_per_count)
+    def render_frame(self, frame: Frame) -> Picture:
+        """The frame's picture (what goes on the wire as frame.picture)."""
+        return self.render_pixels(frame.pixels, frame.tlinear, frame.kelvin_per_count)
 
     def render_pixels(self, image: np.ndarray, tlinear: bool = True,
-                      kelvin_per_count: float = 0.01) -> Rendered:
+                      kelvin_per_count: float = 0.01) -> Picture:
         state = self._state  # one consistent set of settings for the whole frame
         s = state.settings
         if not (isinstance(kelvin_per_count, (int, float)) and 0 < kelvin_per_count < 1000):
@@ -208,14 +196,14 @@ class Renderer:
             rng = (float(s["range_c"][0]), float(s["range_c"][1]))
         else:
             rng = (unit.value(lo), unit.value(hi))
-        result = Rendered(jpeg=encoded.tobytes(), pixels=pixels, bgr=bgr, width=bgr.shape[1],
-                          height=bgr.shape[0], palette=s["palette"], agc=mode, unit=unit.name,
-                          range=rng, stats=statistics(pixels, unit))
+        result = Picture(t_encoded=self.clock(), jpeg=encoded.tobytes(), pixels=pixels,
+                         width=bgr.shape[1], height=bgr.shape[0], palette=s["palette"], agc=mode,
+                         unit=unit.name, range=rng, stats=statistics(pixels, unit), bgr=bgr)
         self.last = result
         return result
 
 
-    def _agc(self, state: _State, pixels: np.ndarray, tlinear: bool,
+    def _agc(self, state: _Setup, pixels: np.ndarray, tlinear: bool,
              kelvin_per_count: float) -> tuple[str, tuple[np.ndarray, float, float]]:
         """(the AGC used, (8-bit image, lo, hi in counts))."""
         mode = state.settings["agc"]
@@ -230,8 +218,8 @@ class Renderer:
         if mode == "histogram":
             return mode, state.histogram(pixels)
         lo_c, hi_c = state.settings["range_c"]
-        return mode, agcs.FixedAGC((lo_c + KELVIN_ZERO_C) / kelvin_per_count,
-                                   (hi_c + KELVIN_ZERO_C) / kelvin_per_count)(pixels)
+        return mode, agcs.FixedAGC((lo_c + KELVIN_AT_0C) / kelvin_per_count,
+                                   (hi_c + KELVIN_AT_0C) / kelvin_per_count)(pixels)
 
 
 # ---------------------------------------------------------------- steps (also used by the benchmark)
@@ -257,12 +245,12 @@ def isotherm_mask(pixels: np.ndarray, isotherm: Optional[tuple], tlinear: bool,
                   kelvin_per_count: float) -> Optional[np.ndarray]:
     """The pixels an isotherm ("above" T, "below" T, "between" LOW HIGH, degrees C) marks, or None
     when there is none. Only TLinear frames carry temperatures; on raw counts it marks nothing.
-    The same float64 arithmetic as web/thermal.js (count * kelvin_per_count - 273.15, then >= / <=),
-    so the browser and the encoder mark the same pixels."""
+    The same float64 arithmetic as web/thermal.js (count * kelvin_per_count - KELVIN_AT_0C, then
+    >= / <=), so the browser and the encoder mark the same pixels."""
     if isotherm is None or not tlinear:
         return None
     mode, lo, hi = isotherm
-    celsius = pixels.astype(np.float64) * kelvin_per_count - KELVIN_ZERO_C
+    celsius = pixels.astype(np.float64) * kelvin_per_count - KELVIN_AT_0C
     if mode == "above":
         return celsius >= lo
     if mode == "below":
@@ -318,7 +306,7 @@ class Units:
 
     def value(self, counts: float) -> float:
         if self.tlinear:
-            return round(counts * self.kelvin_per_count - KELVIN_ZERO_C, 2)
+            return round(counts * self.kelvin_per_count - KELVIN_AT_0C, 2)
         return round(float(counts), 2)
 
 

@@ -168,7 +168,7 @@ def isotherm(text: str) -> Optional[tuple[str, float, Optional[float]]]:
         numbers = [a, b]
         if not a < b:
             raise BadValue(expected)
-    if not all(-273.15 <= v <= 65535 for v in numbers):
+    if not all(-KELVIN_AT_0C <= v <= 65535 for v in numbers):
         raise BadValue(expected)
     return (m.group(1) or "between", a, b)
 

@@ -29,7 +29,7 @@ FRAME_HWM = 2  # messages a publisher queues per subscriber; each is one whole f
 RECEIVE_HWM = 32
 # The kernel's send buffer per subscriber connection: a few frames. Unbounded, it would hold seconds
 # of frames for a subscriber that reads slowly, past the reach of SNDHWM.
-SEND_BUFFER_BYTES = 256 * 1024
+SUBSCRIBER_SEND_BUFFER_BYTES = 256 * 1024
 # The largest message a publisher accepts from a subscriber: room for ZeroMQ's handshake (READY with
 # its metadata) and a subscription to any topic of the wire format, not for more.
 SUBSCRIBER_MAX_BYTES = 64
@@ -162,12 +162,12 @@ def publisher(ctx: zmq.Context, key: str, endpoint: str, hwm: int = FRAME_HWM,
     sock = ctx.socket(socket_type)
     if not (_curve is not None and endpoint in _curve_endpoints):
         # What a subscriber sends is its subscriptions. libzmq keeps every distinct one in a trie
-        # (a 1 KB one costs ~50 KB: 70,000 of them took 3.4 GB); the wire format's topics are a few
+        # (long ones cost it gigabytes: docs/SECURITY.md); the wire format's topics are a few
         # bytes, so a peer sending anything longer is disconnected by libzmq at once. (With CURVE
         # only holders of the key can connect at all, and its handshake needs bigger messages.)
         sock.setsockopt(zmq.MAXMSGSIZE, SUBSCRIBER_MAX_BYTES)
     sock.setsockopt(zmq.SNDHWM, hwm)
-    sock.setsockopt(zmq.SNDBUF, SEND_BUFFER_BYTES)
+    sock.setsockopt(zmq.SNDBUF, SUBSCRIBER_SEND_BUFFER_BYTES)
     sock.setsockopt(zmq.LINGER, 0)
     bind(sock, key, endpoint)
     return sock

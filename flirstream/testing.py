@@ -1,6 +1,7 @@
-"""Helpers for the test suite and the benchmark / soak scripts: a whole pipeline on free loopback
-ports (Pipeline: `flir-stream run` as a child; FrameClient: a websocket viewer that reconnects;
-FrameWatcher: the same in a thread, for synchronous tests; measure_restart of a killed stage),
+"""Helpers for the test suite and the benchmark / soak scripts: stage processes and a whole
+pipeline on free loopback ports (Stage; Pipeline: `flir-stream run` as a child, or each stage its
+own; FrameClient: a websocket viewer that reconnects; FrameWatcher: the same in a thread, for
+synchronous tests; measure_restart of a killed stage), a stand-in capture, a static site for web/,
 the /metrics parser and TLinear counts from degrees C. Not used by the stages themselves.
 Pipeline needs psutil and FrameClient websockets (both in the test extra)."""
 from __future__ import annotations
@@ -23,12 +24,13 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import psutil
 from tornado.websocket import websocket_connect
 
+from .supervise import STAGES
 from .wire import KELVIN_AT_0C
 
 
@@ -133,15 +135,18 @@ def parse_metrics(text: str) -> dict[str, float]:
     return samples
 
 
-STAGES = ("capture", "encoder", "server")
-
-
 # ---------------------------------------------------------------- config and HTTP
 
 def server_port(config: Path) -> int:
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
     parser.read(config)
     return int(parser.get("server", "port", fallback="8080"))
+
+
+def setting(config: Path, section: str, key: str) -> Any:
+    """One value of a server.conf, as the stages read it."""
+    from . import config as configuration
+    return getattr(configuration.load(config).section(section), key)
 
 
 def http_get(url: str, timeout: float = 3.0) -> tuple[int, bytes]:
@@ -179,10 +184,10 @@ class Stage:
     session, logging to a file; the children import this checkout of the package."""
 
     def __init__(self, command: str, config: Path, *args: str, log_dir: Optional[Path] = None,
-                 wrap: Sequence[str] = ()):
+                 wrap: Sequence[str] = (), log_path: Optional[Path] = None):
         """`wrap` goes before the command line, e.g. ("prlimit", "--nofile=1024") (it must exec)."""
-        self.command = command
-        self.log_path = (log_dir or config.parent) / f"{command}-{time.monotonic_ns()}.log"
+        self.command, self.args = command, args
+        self.log_path = log_path or (log_dir or config.parent) / f"{command}-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "wb")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [str(PACKAGE_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
@@ -229,19 +234,22 @@ class Stage:
 
 
 class Pipeline:
-    """`flir-stream run --config CONFIG` as a child process in its own session."""
+    """The three stages on one config's ports: `flir-stream run --config CONFIG` as a child in its
+    own session (the default), or with each=True each stage a Stage of its own, so that each one's
+    CPU is measured and one can be restarted with other settings (the benchmarks)."""
 
-    def __init__(self, config: Path, log_path: Optional[Path] = None, *args: str):
+    def __init__(self, config: Path, log_path: Optional[Path] = None, *args: str,
+                 each: bool = False):
         self.config = Path(config)
         self.port = server_port(self.config)
-        self.log_path = log_path or self.config.parent / f"run-{time.monotonic_ns()}.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flirstream", "run", "--config", str(self.config), *args],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=str(self.config.parent),
-            start_new_session=True)
-        self.ps = psutil.Process(self.proc.pid)
         self.seen: dict[int, str] = {}  # every stage pid ever seen -> stage
+        self.run: Optional[Stage] = None
+        self.each: dict[str, Stage] = {}
+        if each:
+            self.each = {name: Stage(name, self.config, *args) for name in STAGES}
+        else:
+            self.run = Stage("run", self.config, *args, log_path=log_path)
+            self.ps = self.run.ps
 
     # URLs
     @property
@@ -253,21 +261,50 @@ class Pipeline:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
+        if self.run is not None:
+            return self.run.log()
+        return "".join(f"--- {name}\n{stage.log_tail()}\n" for name, stage in self.each.items())
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        if self.run is not None:
+            return self.run.alive()
+        return all(stage.alive() for stage in self.each.values())
+
+    def check(self) -> None:
+        """RuntimeError with its log's tail if a stage (or `run`) has exited."""
+        for name, stage in (self.each or {"run": self.run}).items():
+            if not stage.alive():
+                raise RuntimeError(f"{name} exited with {stage.proc.returncode}:\n{stage.log_tail()}")
+
+    def restart(self, name: str, *args: str) -> None:
+        """(each=True) Stop one stage and start it again, with `args` (e.g. --set KEY=VALUE)."""
+        self.each[name].stop()
+        self.each[name] = Stage(name, self.config, *args)
+        if name == "server":
+            self.wait_listening()
+
+    def wait_listening(self, timeout: float = 30.0) -> None:
+        """Wait until the server accepts connections (RuntimeError if a stage exits first)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check()
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"server did not listen on port {self.port} within {timeout:g} s:\n"
+                           + self.log()[-4000:])
 
     def descendants(self) -> list[psutil.Process]:
         try:
-            return self.ps.children(recursive=True)
+            return self.ps.children(recursive=True) if self.run is not None else \
+                [stage.ps for stage in self.each.values()]
         except psutil.NoSuchProcess:
             return []
 
     def stages(self) -> dict[str, psutil.Process]:
-        """Stage name -> its live (non-zombie) process among run's descendants."""
+        """Stage name -> its live (non-zombie) process."""
         found: dict[str, psutil.Process] = {}
         for child in self.descendants():
             try:
@@ -324,10 +361,13 @@ class Pipeline:
         status, body = http_get(self.base + "/metrics")
         return parse_metrics(body.decode(errors="replace")) if status == 200 else {}
 
+    def _processes(self) -> list[tuple[str, psutil.Process]]:
+        return list(self.stages().items()) + ([("run", self.ps)] if self.run is not None else [])
+
     def rss(self) -> dict[str, tuple[int, int]]:
         """Stage (and 'run') -> (pid, RSS bytes)."""
         out: dict[str, tuple[int, int]] = {}
-        for name, proc in list(self.stages().items()) + [("run", self.ps)]:
+        for name, proc in self._processes():
             try:
                 out[name] = (proc.pid, proc.memory_info().rss)
             except (psutil.NoSuchProcess, psutil.ZombieProcess):
@@ -337,7 +377,7 @@ class Pipeline:
     def fds(self) -> dict[str, int]:
         """Stage (and 'run') -> open file descriptors."""
         out: dict[str, int] = {}
-        for name, proc in list(self.stages().items()) + [("run", self.ps)]:
+        for name, proc in self._processes():
             try:
                 out[name] = proc.num_fds()
             except (psutil.NoSuchProcess, psutil.ZombieProcess):
@@ -346,15 +386,20 @@ class Pipeline:
 
     def stop(self, timeout: float = 15.0) -> tuple[Optional[int], list[str]]:
         """SIGTERM `run`, wait; return (its exit status, stage processes still alive afterwards).
-        Any leftover is then killed by pid so nothing outlives the caller."""
+        Any leftover is then killed by pid so nothing outlives the caller. (each=True: the stages
+        are stopped server first; the status is the first non-zero one's.)"""
+        if self.run is None:
+            codes = [self.each[name].stop() for name in reversed(STAGES)]
+            return next((c for c in codes if c), 0), []
         self.stages()  # note the current pids
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        proc = self.run.proc
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout)
+                proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 pass
-        code = self.proc.poll()
+        code = proc.poll()
         leftovers = []
         deadline = time.monotonic() + 3.0
         for pid, name in self.seen.items():
@@ -369,12 +414,8 @@ class Pipeline:
             except psutil.NoSuchProcess:
                 pass
         if code is None:  # run ignored SIGTERM: kill its whole session
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(5)
-        self._log.close()
+            self.run.kill()
+        self.run.stop()  # (closes its log)
         return code, leftovers
 
 
@@ -550,6 +591,111 @@ class FrameWatcher:
             time.sleep(0.05)
         with self._lock:
             return list(self.frames)
+
+
+# ---------------------------------------------------------------- stand-ins and a static site
+
+def raw_frames(sock: Any, seconds: float) -> list:
+    """The RawFrames a SUB socket on capture's frames receives within `seconds` (others skipped)."""
+    from . import wire
+    frames = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if sock.poll(100):
+            parts = sock.recv_multipart()
+            if wire.topic_of(parts) == wire.RAW_TOPIC:
+                frames.append(wire.unpack_raw(parts))
+    return frames
+
+
+class StandInCapture:
+    """Plays capture for a real encoder: binds a real PUB on the frames endpoint and publishes, from
+    its own thread until stopped, RawFrames of make(seq) pixels `fps` times a second and capture's
+    "streaming" status (with `detail`) once a second."""
+
+    def __init__(self, endpoint: str, make: Callable[[int], np.ndarray], fps: float = 10.0,
+                 detail: str = "", telemetry: Optional[Callable[[int], dict]] = None,
+                 first_seq: int = 1):
+        self.endpoint, self.make, self.fps, self.detail = endpoint, make, fps, detail
+        self.telemetry = telemetry
+        self.seq = first_seq - 1  # the last published
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(5), "the stand-in capture did not bind"
+
+    def _run(self) -> None:
+        import zmq
+        from . import wire
+        ctx = zmq.Context()
+        pub = ctx.socket(zmq.PUB)
+        pub.setsockopt(zmq.LINGER, 0)
+        pub.setsockopt(zmq.SNDHWM, 2)
+        pub.bind(self.endpoint)
+        self._ready.set()
+        status_at = 0.0
+        try:
+            while not self._stop.is_set():
+                seq = self.seq + 1
+                raw = wire.Frame(seq=seq, t=time.time(), sensor="lepton3", pixels=self.make(seq),
+                                 telemetry=self.telemetry(seq) if self.telemetry else None,
+                                 counters={"capture": {"frames": seq, "discards": 0}})
+                pub.send_multipart(wire.pack_raw(raw))
+                self.seq = seq
+                if time.monotonic() - status_at >= 1.0:
+                    status_at = time.monotonic()
+                    pub.send_multipart(wire.pack_status("capture", "streaming", self.detail,
+                                                        t=time.time(), source="test",
+                                                        counters={"frames": seq}))
+                self._stop.wait(1.0 / self.fps)
+        finally:
+            pub.close(0)
+            ctx.term()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's, for Playwright (its own browsers are not installed)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+class StaticSite:
+    """A real Tornado static server on a free loopback port, in a thread: web/ under /web/ and
+    tests/pages/ under /, for browser tests and benchmarks of web/ modules without the stages."""
+
+    def __init__(self, pages: Path = PACKAGE_ROOT / "tests" / "pages"):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._pages = pages
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the static site did not start within 10 s")
+
+    def _run(self) -> None:
+        import tornado.web
+        asyncio.set_event_loop(self._loop)
+        app = tornado.web.Application([
+            (r"/web/(.*)", tornado.web.StaticFileHandler, {"path": str(PACKAGE_ROOT / "web")}),
+            (r"/(.*)", tornado.web.StaticFileHandler, {"path": str(self._pages)}),
+        ])
+        self._server = app.listen(self.port, "127.0.0.1")
+        self._loop.call_soon(self._ready.set)
+        self._loop.run_forever()
+
+    def close(self) -> None:
+        def stop() -> None:
+            self._server.stop()
+            self._loop.stop()
+        self._loop.call_soon_threadsafe(stop)
+        self._thread.join(5)
+        self._loop.close()
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.05):

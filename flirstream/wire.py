@@ -4,39 +4,47 @@ Every message is multipart. Part 0 is the topic, part 1 a small UTF-8 JSON heade
 `"v": VERSION`; the bulk data follows as raw parts, sent without copies (a numpy buffer is handed to
 ZeroMQ as it is).
 
-capture -> encoder, topic b"raw" (RawFrame):
-    [b"raw", header, pixels]
-    header: v, seq, t (capture time, Unix seconds), sensor ("lepton2"/"lepton3"), shape [rows, cols],
-            tlinear (pixels are kelvin / kelvin_per_count), kelvin_per_count (0.01 or 0.1),
-            meaning (what the pixels are, as the camera says: "kelvin_x100", "kelvin_x10",
-            "raw_counts" (14-bit, relative only) or "agc_8bit" (the camera's AGC output); tlinear is
-            true exactly for the two kelvin meanings; a header without it means kelvin_x100 /
-            kelvin_x10 by kelvin_per_count when tlinear, else raw_counts),
-            telemetry (dict or null), counters (capture's own: frames, discards, crc_errors, ...)
-    pixels: rows*cols uint16, little-endian, C order.
+One frame type travels from capture to the server: Frame (capture's fields and pixels), which the
+encoder annotates with a Measurement (every frame) and a Picture (while someone watches). Each frame
+topic carries the same capture fields, written by capture_header() and read by read_capture() (so a
+field capture adds is written and read in one place), plus its own part:
+
+    capture fields: v, seq, t (capture time, Unix seconds), sensor ("lepton2"/"lepton3"),
+            shape [rows, cols] (of the pixel part), tlinear (pixels are kelvin / kelvin_per_count),
+            kelvin_per_count (0.01 or 0.1), meaning (what the pixels are, as the camera says:
+            "kelvin_x100", "kelvin_x10", "raw_counts" (14-bit, relative only) or "agc_8bit" (the
+            camera's AGC output); tlinear is true exactly for the two kelvin meanings; a header
+            without it means kelvin_x100 / kelvin_x10 by kelvin_per_count when tlinear, else
+            raw_counts), telemetry (dict or null), counters (raw: capture's own: frames,
+            discards, crc_errors, ...; thermal and image: {"capture": {...}, "encoder": {...}},
+            which is what Frame.counters holds everywhere)
     Only kelvin frames are temperatures: stages show "C" for them and "counts" for everything else.
 
-encoder -> server, topic b"image" (ImageFrame):
-    [b"image", header, jpeg, pixels]
-    header: v, seq, t, t_encoded, sensor, tlinear, kelvin_per_count, shape (of pixels), width, height
-            (of the JPEG), palette, agc, unit ("C" when tlinear, else "counts"), range [lo, hi] in unit
-            (the values mapped to the palette's ends), stats {min, max, mean, centre, min_xy, max_xy} in
-            unit with (x, y) positions in `pixels`, meaning (as in the raw frame), telemetry,
-            counters {"capture": {...}, "encoder": {...}}
-    jpeg: the encoded image.
-    pixels: the radiometric frame, rotated/flipped exactly like the JPEG (so pixel (x, y) of it lies
-            under the same point of the picture), little-endian uint16.
+capture -> encoder, topic b"raw" (pack_raw / unpack_raw: Frame):
+    [b"raw", header, pixels]
+    header: the capture fields.
+    pixels: rows*cols uint16, little-endian, C order.
 
-encoder -> server, topic b"thermal" (ThermalFrame), for every frame, watched or not:
+encoder -> server, topic b"thermal" (pack_thermal / unpack_thermal: Frame with its measurement),
+for every frame, watched or not:
     [b"thermal", header, pixels]
-    header: v, seq, t, t_measured, sensor, shape [rows, cols], tlinear, kelvin_per_count,
-            unit ("C" when tlinear, else "counts"), stats {min, max, mean, centre, min_xy, max_xy} and
-            regions {NAME: {min, max, mean, max_xy}} in unit with (x, y) positions in sensor
-            orientation, meaning (as in the raw frame), telemetry,
-            counters {"capture": {...}, "encoder": {...}}
+    header: the capture fields + the Measurement: t_measured, unit ("C" when tlinear, else
+            "counts"), stats {min, max, mean, centre, min_xy, max_xy} and regions {NAME: {min, max,
+            mean, max_xy}} in unit with (x, y) positions in sensor orientation
     pixels: the radiometric frame as the camera delivered it (before rotate/flip), little-endian
             uint16. This is what measurements, alarms, MQTT and the history are made of; it keeps
             flowing while the picture is paused (nobody watching), so they never pause.
+
+encoder -> server, topic b"image" (pack_image / unpack_image: Frame with its picture):
+    [b"image", header, jpeg, pixels]
+    header: the capture fields (shape: of the picture's pixels) + the Picture: t_encoded, width,
+            height (of the JPEG), palette, agc, unit ("C" when tlinear, else "counts"), range
+            [lo, hi] in unit (the values mapped to the palette's ends), stats {min, max, mean,
+            centre, min_xy, max_xy} in unit with (x, y) positions in the picture's pixels
+    jpeg: the encoded image.
+    pixels: the radiometric frame, rotated/flipped exactly like the JPEG (so pixel (x, y) of it lies
+            under the same point of the picture), little-endian uint16: Picture.pixels (a Frame
+            read from this topic has no sensor-orientation pixels: Frame.pixels is None).
 
 capture -> encoder and encoder -> server, topic b"status" (about once a second, and on every change):
     [b"status", header]
@@ -123,16 +131,52 @@ class WireError(ValueError):
 
 
 @dataclass
-class RawFrame:
+class Measurement:
+    """What the encoder measured of a frame, in sensor orientation (topic b"thermal")."""
+
+    t_measured: float
+    unit: str  # "C" when the frame is TLinear, else "counts"
+    stats: dict  # {min, max, mean, centre, min_xy, max_xy}, positions in the frame's pixels
+    regions: dict = field(default_factory=dict)  # {NAME: {min, max, mean, max_xy}}
+
+
+@dataclass
+class Picture:
+    """The encoder's picture of a frame (topic b"image"): the JPEG and the radiometric pixels
+    turned exactly like it, with their statistics."""
+
+    t_encoded: float
+    jpeg: bytes
+    pixels: np.ndarray  # (rows, cols) uint16 in display orientation (after rotate/flip)
+    width: int  # of the JPEG
+    height: int
+    palette: str
+    agc: str  # the AGC really used (fixed falls back to linear on non-TLinear frames)
+    unit: str  # "C" or "counts"
+    range: tuple  # (lo, hi) in unit: the values at the palette's two ends
+    stats: dict  # as Measurement.stats, positions in display orientation
+    # The coloured image before JPEG, at output size: kept by the renderer, never sent.
+    bgr: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+
+
+@dataclass
+class Frame:
+    """One camera frame from capture to the server: capture's fields and pixels, and what the
+    encoder adds to it (measurement, picture). Each topic carries the capture fields and one part
+    of the rest: b"raw" the pixels, b"thermal" the pixels and measurement, b"image" the picture
+    (whose own pixels are the display-orientation ones; `pixels` is None on a frame read from it)."""
+
     seq: int
-    t: float
+    t: float  # capture time, Unix seconds
     sensor: str
-    pixels: np.ndarray  # (rows, cols) uint16
+    pixels: Optional[np.ndarray]  # (rows, cols) uint16 as the camera delivered them
     tlinear: bool = True
     kelvin_per_count: float = 0.01
     telemetry: Optional[dict] = None
-    counters: dict = field(default_factory=dict)
+    counters: dict = field(default_factory=dict)  # each stage's counters: {"capture": {...}, ...}
     meaning: str = ""  # "" = derived from tlinear / kelvin_per_count (see default_meaning)
+    measurement: Optional[Measurement] = None
+    picture: Optional[Picture] = None
 
     def __post_init__(self) -> None:
         self.meaning = self.meaning or default_meaning(self.tlinear, self.kelvin_per_count)
@@ -158,57 +202,6 @@ def _meaning(header: dict) -> str:
         raise WireError(f"header field 'meaning' {value!r} contradicts tlinear "
                         f"{header.get('tlinear')!r}")
     return value
-
-
-@dataclass
-class ImageFrame:
-    seq: int
-    t: float
-    t_encoded: float
-    sensor: str
-    jpeg: bytes
-    pixels: np.ndarray  # radiometric frame in display orientation
-    width: int
-    height: int
-    palette: str
-    agc: str
-    unit: str
-    range: tuple
-    stats: dict
-    tlinear: bool = True
-    kelvin_per_count: float = 0.01
-    telemetry: Optional[dict] = None
-    counters: dict = field(default_factory=dict)
-    meaning: str = ""
-
-    def __post_init__(self) -> None:
-        self.meaning = self.meaning or default_meaning(self.tlinear, self.kelvin_per_count)
-
-    def header(self) -> dict:
-        """The JSON header as a dict (what the server forwards to viewers)."""
-        return _image_header(self)
-
-
-@dataclass
-class ThermalFrame:
-    """A frame as measured: sensor-orientation pixels with their statistics and region readings."""
-
-    seq: int
-    t: float
-    t_measured: float
-    sensor: str
-    pixels: np.ndarray  # (rows, cols) uint16, before rotate/flip
-    unit: str
-    stats: dict
-    regions: dict = field(default_factory=dict)
-    tlinear: bool = True
-    kelvin_per_count: float = 0.01
-    telemetry: Optional[dict] = None
-    counters: dict = field(default_factory=dict)
-    meaning: str = ""
-
-    def __post_init__(self) -> None:
-        self.meaning = self.meaning or default_meaning(self.tlinear, self.kelvin_per_count)
 
 
 def _le_u16(pixels: np.ndarray) -> np.ndarray:
@@ -339,103 +332,109 @@ def _parts(parts: Sequence[Any], topic: bytes, count: int) -> list[Buffer]:
     return buffers
 
 
-# ---------------------------------------------------------------- capture -> encoder
+# ---------------------------------------------------------------- frames: the three topics
 
-def pack_raw(frame: RawFrame) -> list[Buffer]:
+def capture_header(frame: Frame, topic: bytes, shape: Sequence[int]) -> dict:
+    """The header fields every frame message carries (capture's; `shape` of the pixel part):
+    the one place a field added at capture goes on the wire. The raw topic carries capture's
+    own counters, the encoder's topics every stage's."""
+    counters = frame.counters.get("capture", {}) if topic == RAW_TOPIC else frame.counters
+    return {"v": VERSION, "seq": frame.seq, "t": frame.t, "sensor": frame.sensor,
+            "shape": list(shape), "tlinear": frame.tlinear,
+            "kelvin_per_count": frame.kelvin_per_count, "meaning": frame.meaning,
+            "telemetry": frame.telemetry, "counters": counters}
+
+
+def read_capture(header: dict, topic: bytes, pixels: Optional[np.ndarray]) -> Frame:
+    """capture_header's fields back as a Frame (WireError naming a bad one)."""
+    counters = header.get("counters") if isinstance(header.get("counters"), dict) else {}
+    return Frame(seq=_field(header, "seq", int), t=_field(header, "t", float),
+                 sensor=_field(header, "sensor", str), pixels=pixels,
+                 tlinear=_field(header, "tlinear", bool),
+                 kelvin_per_count=_field(header, "kelvin_per_count", float),
+                 telemetry=header.get("telemetry") if isinstance(header.get("telemetry"), dict)
+                 else None,
+                 counters={"capture": counters} if topic == RAW_TOPIC else counters,
+                 meaning=_meaning(header))
+
+
+def _part(pixels: np.ndarray) -> memoryview:
+    return memoryview(pixels).cast("B")
+
+
+def _dicts(header: dict, *names: str) -> None:
+    for name in names:
+        if not isinstance(header.get(name), dict):
+            raise WireError(f"header field {name!r} is {header.get(name)!r}")
+
+
+def _annotation(frame: Frame, name: str) -> Any:
+    value = getattr(frame, name)
+    if value is None:
+        raise ValueError(f"frame {frame.seq} has no {name} to send")
+    return value
+
+
+def pack_raw(frame: Frame) -> list[Buffer]:
+    """capture -> encoder."""
     pixels = _le_u16(frame.pixels)
-    header = {"v": VERSION, "seq": frame.seq, "t": frame.t, "sensor": frame.sensor,
-              "shape": list(pixels.shape), "tlinear": frame.tlinear,
-              "kelvin_per_count": frame.kelvin_per_count, "meaning": frame.meaning,
-              "telemetry": frame.telemetry, "counters": frame.counters}
-    return [RAW_TOPIC, _dump(header), memoryview(pixels).cast("B")]
+    return [RAW_TOPIC, _dump(capture_header(frame, RAW_TOPIC, pixels.shape)), _part(pixels)]
 
 
-def unpack_raw(parts: Sequence[Any]) -> RawFrame:
+def unpack_raw(parts: Sequence[Any]) -> Frame:
     topic, head, data = _parts(parts, RAW_TOPIC, 3)
     header = _load(head)
-    return RawFrame(seq=_field(header, "seq", int), t=_field(header, "t", float),
-                    sensor=_field(header, "sensor", str), pixels=_pixels(header, data),
-                    tlinear=_field(header, "tlinear", bool),
-                    kelvin_per_count=_field(header, "kelvin_per_count", float),
-                    telemetry=header.get("telemetry") if isinstance(header.get("telemetry"), dict)
-                    else None,
-                    counters=header.get("counters") if isinstance(header.get("counters"), dict)
-                    else {}, meaning=_meaning(header))
+    return read_capture(header, RAW_TOPIC, _pixels(header, data))
 
 
-# ---------------------------------------------------------------- encoder -> server
-
-def _image_header(frame: ImageFrame) -> dict:
-    return {"v": VERSION, "seq": frame.seq, "t": frame.t, "t_encoded": frame.t_encoded,
-            "sensor": frame.sensor, "shape": list(frame.pixels.shape), "width": frame.width,
-            "height": frame.height, "palette": frame.palette, "agc": frame.agc,
-            "unit": frame.unit, "range": list(frame.range), "stats": frame.stats,
-            "tlinear": frame.tlinear, "kelvin_per_count": frame.kelvin_per_count,
-            "meaning": frame.meaning, "telemetry": frame.telemetry, "counters": frame.counters}
-
-
-def pack_image(frame: ImageFrame) -> list[Buffer]:
+def pack_thermal(frame: Frame) -> list[Buffer]:
+    """encoder -> server: the frame with its measurement (ValueError if it has none)."""
+    measured = _annotation(frame, "measurement")
     pixels = _le_u16(frame.pixels)
-    frame.pixels = pixels
-    return [IMAGE_TOPIC, _dump(_image_header(frame)), frame.jpeg, memoryview(pixels).cast("B")]
+    header = {**capture_header(frame, THERMAL_TOPIC, pixels.shape),
+              "t_measured": measured.t_measured, "unit": measured.unit, "stats": measured.stats,
+              "regions": measured.regions}
+    return [THERMAL_TOPIC, _dump(header), _part(pixels)]
 
 
-def unpack_image(parts: Sequence[Any]) -> ImageFrame:
+def unpack_thermal(parts: Sequence[Any]) -> Frame:
+    topic, head, data = _parts(parts, THERMAL_TOPIC, 3)
+    header = _load(head)
+    _dicts(header, "stats", "regions")
+    frame = read_capture(header, THERMAL_TOPIC, _pixels(header, data))
+    frame.measurement = Measurement(t_measured=_field(header, "t_measured", float),
+                                    unit=_field(header, "unit", str), stats=header["stats"],
+                                    regions=header["regions"])
+    return frame
+
+
+def pack_image(frame: Frame) -> list[Buffer]:
+    """encoder -> server: the frame's picture (ValueError if it has none)."""
+    picture = _annotation(frame, "picture")
+    picture.pixels = pixels = _le_u16(picture.pixels)
+    header = {**capture_header(frame, IMAGE_TOPIC, pixels.shape),
+              "t_encoded": picture.t_encoded, "width": picture.width, "height": picture.height,
+              "palette": picture.palette, "agc": picture.agc, "unit": picture.unit,
+              "range": list(picture.range), "stats": picture.stats}
+    return [IMAGE_TOPIC, _dump(header), picture.jpeg, _part(pixels)]
+
+
+def unpack_image(parts: Sequence[Any]) -> Frame:
     topic, head, jpeg, data = _parts(parts, IMAGE_TOPIC, 4)
     header = _load(head)
     rng = header.get("range")
     if not (isinstance(rng, list) and len(rng) == 2
             and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in rng)):
         raise WireError(f"header field 'range' is {rng!r}")
-    stats = header.get("stats")
-    if not isinstance(stats, dict):
-        raise WireError(f"header field 'stats' is {stats!r}")
-    return ImageFrame(seq=_field(header, "seq", int), t=_field(header, "t", float),
-                      t_encoded=_field(header, "t_encoded", float),
-                      sensor=_field(header, "sensor", str), jpeg=bytes(jpeg),
-                      pixels=_pixels(header, data), width=_field(header, "width", int),
-                      height=_field(header, "height", int),
-                      palette=_field(header, "palette", str), agc=_field(header, "agc", str),
-                      unit=_field(header, "unit", str), range=(float(rng[0]), float(rng[1])),
-                      stats=stats, tlinear=_field(header, "tlinear", bool),
-                      kelvin_per_count=_field(header, "kelvin_per_count", float),
-                      telemetry=header.get("telemetry") if isinstance(header.get("telemetry"), dict)
-                      else None,
-                      counters=header.get("counters") if isinstance(header.get("counters"), dict)
-                      else {}, meaning=_meaning(header))
-
-
-# ---------------------------------------------------------------- encoder -> server: measurements
-
-def pack_thermal(frame: ThermalFrame) -> list[Buffer]:
-    pixels = _le_u16(frame.pixels)
-    header = {"v": VERSION, "seq": frame.seq, "t": frame.t, "t_measured": frame.t_measured,
-              "sensor": frame.sensor, "shape": list(pixels.shape), "tlinear": frame.tlinear,
-              "kelvin_per_count": frame.kelvin_per_count, "unit": frame.unit,
-              "stats": frame.stats, "regions": frame.regions, "telemetry": frame.telemetry,
-              "counters": frame.counters, "meaning": frame.meaning}
-    return [THERMAL_TOPIC, _dump(header), memoryview(pixels).cast("B")]
-
-
-def unpack_thermal(parts: Sequence[Any]) -> ThermalFrame:
-    topic, head, data = _parts(parts, THERMAL_TOPIC, 3)
-    header = _load(head)
-    for name in ("stats", "regions"):
-        if not isinstance(header.get(name), dict):
-            raise WireError(f"header field {name!r} is {header.get(name)!r}")
-    return ThermalFrame(seq=_field(header, "seq", int), t=_field(header, "t", float),
-                        t_measured=_field(header, "t_measured", float),
-                        sensor=_field(header, "sensor", str), pixels=_pixels(header, data),
-                        unit=_field(header, "unit", str), stats=header["stats"],
-                        regions=header["regions"], tlinear=_field(header, "tlinear", bool),
-                        kelvin_per_count=_field(header, "kelvin_per_count", float),
-                        telemetry=header.get("telemetry")
-                        if isinstance(header.get("telemetry"), dict) else None,
-                        counters=header.get("counters")
-                        if isinstance(header.get("counters"), dict) else {},
-                        meaning=_meaning(header))
-
-
+    _dicts(header, "stats")
+    frame = read_capture(header, IMAGE_TOPIC, None)
+    frame.picture = Picture(t_encoded=_field(header, "t_encoded", float), jpeg=bytes(jpeg),
+                            pixels=_pixels(header, data), width=_field(header, "width", int),
+                            height=_field(header, "height", int),
+                            palette=_field(header, "palette", str),
+                            agc=_field(header, "agc", str), unit=_field(header, "unit", str),
+                            range=(float(rng[0]), float(rng[1])), stats=header["stats"])
+    return frame
 # ---------------------------------------------------------------- control
 
 def pack_control(message: dict) -> bytes:

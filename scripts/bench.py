@@ -42,7 +42,7 @@ from benchlib.measurements import RATES, SECTIONS, Plan, run  # noqa: F401
 from benchlib.report import GOALS, SUMMARY_KEYS, machine, started, finish  # noqa: F401
 from flirstream.testing import raise_fd_limit
 
-# (tests/test_bench.py reads GOALS and SUMMARY_KEYS; the other names stay for `import bench`)
+# (the names beyond main's stay for `import bench`)
 
 
 def parse_args(argv: Optional[list[str]]) -> tuple[argparse.Namespace, Plan]:

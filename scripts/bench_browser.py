@@ -6,7 +6,7 @@ unthrottled and with the CPU throttled 4x (CDP Emulation.setCPUThrottlingRate).
     scripts/bench_browser.py ../shared/realdata/cacophony-v2.cptv sim [--rates 1 4]
 
 Frames are encoded here (server/radiometric.py, encoder/render.py) and handed to a test page served
-by a real Tornado static server on a loopback port (tests/static_site.py). The times are the main
+by a real Tornado static server on a loopback port (flirstream.testing.StaticSite). The times are the main
 thread's (performance.now() around each step, frames one after another); the canvas is 390 CSS
 pixels wide at device pixel ratio 3, as on a phone. Writes bench-results/browser.json.
 """
@@ -15,26 +15,17 @@ from __future__ import annotations
 import argparse
 import base64
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "tests"))
+from playwright.sync_api import sync_playwright
 
-from playwright.sync_api import sync_playwright  # noqa: E402
+from benchlib import ROOT  # (first: it puts the checkout on sys.path for the stages' packages)
+from encoder.render import Renderer
+from flirstream.testing import CHROMIUM, CHROMIUM_ARGS, StaticSite, write_json
+from recordings import load
+from server import radiometric
 
-from encoder.render import Renderer  # noqa: E402
-from flirstream.testing import write_json  # noqa: E402
-from recordings import load  # noqa: E402
-from server import radiometric  # noqa: E402
-from static_site import StaticSite  # noqa: E402
-
-CHROMIUM = "/usr/bin/chromium"
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3, "is_mobile": True,
          "has_touch": True}
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 
 BENCH_JS = """async ([payloads, jpegs, meta, rounds]) => {
     const canvas = page.canvas;
@@ -89,7 +80,7 @@ def main() -> int:
     results: dict = {}
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             for spec in args.sources:
                 f = load(spec)
                 payloads = [base64.b64encode(radiometric.encode(x)).decode() for x in f.pixels]

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from flirstream import config as configuration, links, wire  # noqa: E402
-from flirstream.testing import write_config  # noqa: E402
+from flirstream.testing import Stage, raw_frames, write_config  # noqa: E402
 
 COMMANDS = [{"op": "camera"}, {"op": "gain", "mode": "low"}, {"op": "gain", "mode": "high"},
             {"op": "emissivity", "emissivity": 0.95, "background_c": 22.0},
@@ -46,14 +44,8 @@ def gaps_ms(stamps: list[float]) -> dict:
 
 
 def watch(sock: zmq.Socket, seconds: float) -> list[float]:
-    stamps: list[float] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if sock.poll(100):
-            parts = sock.recv_multipart()
-            if wire.topic_of(parts) == wire.RAW_TOPIC:
-                stamps.append(wire.unpack_raw(parts).t)
-    return stamps
+    """Capture's timestamps of the frames received within `seconds`."""
+    return [frame.t for frame in raw_frames(sock, seconds)]
 
 
 def hammer(ctx: zmq.Context, endpoint: str, stop: threading.Event, answered: list) -> None:
@@ -79,9 +71,7 @@ def main() -> int:
         path = write_config(Path(tmp), capture={"source": "sim", "sim_unique_every": 1,
                                                 "dedupe": "no"})
         cfg = configuration.load(path)
-        proc = subprocess.Popen([sys.executable, "-m", "flirstream", "capture", "--config",
-                                 str(path)], cwd=tmp, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.STDOUT)
+        capture = Stage("capture", path)
         ctx = zmq.Context()
         try:
             sock = links.subscriber(ctx, cfg.endpoints.frames, wire.RAW_TOPIC, hwm=1000)
@@ -98,8 +88,7 @@ def main() -> int:
             busy["commands_ok"] = sum(answered)
             sock.close(0)
         finally:
-            proc.terminate()
-            proc.wait(10)
+            capture.stop()
             ctx.destroy(linger=0)
     result = {"idle": idle, "with_commands": busy}
     for name, figures in result.items():

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODES = ("before", "segments", "after")
 GOAL = 0.99
 WARMUP_S = 2.0
-POOL_FRAMES = 64  # frames pre-rendered so the simulator's pixels cost capture no CPU
+POOL_FRAMES = 64  # frames whose packets are built beforehand so the simulator's pixels cost capture no CPU
 LATENCY_FRAMES = 3  # frames from the camera's frame start to its arrival here, at most
 
 
@@ -152,8 +152,8 @@ def run_mode(mode: str, seconds: float, cpu: int, speed_hz: int, with_hog: bool)
             if time.monotonic() < measure_from:
                 continue
             frame = wire.unpack_raw(parts)
-            mark = (frame.telemetry["frame_counter"], frame.counters["published"],
-                    frame.counters)
+            counters = frame.counters["capture"]
+            mark = (frame.telemetry["frame_counter"], counters["published"], counters)
             first = first or mark
             marks.append(mark)
             received += 1

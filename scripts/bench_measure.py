@@ -67,7 +67,7 @@ def per_call_us(regions: list[Region], images: list[np.ndarray], seconds: float,
 def monitor_us(images: list[np.ndarray], seconds: float, batch: int) -> float:
     from flirstream.regions import AlarmRule
     from encoder.measure import Meter
-    from flirstream.wire import RawFrame
+    from flirstream.wire import Frame
     from server.monitor import Monitor
 
     class Publisher:  # stands in for MqttPublisher.offer: only the state message is built
@@ -78,8 +78,9 @@ def monitor_us(images: list[np.ndarray], seconds: float, batch: int) -> float:
     rules = {f"a{i}": AlarmRule(f"a{i}", REGIONS[i].name, "above", 60.0) for i in range(4)}
     monitor = Monitor({r.name: r for r in REGIONS}, rules, mqtt=Publisher())  # type: ignore[arg-type]
     meter = Meter()  # the encoder's thermal frames, without readings of their own: all measured here
-    frames = [meter.measure(RawFrame(seq=i, t=1000.0 + i, sensor="lepton3", pixels=p), {})
-              for i, p in enumerate(images)]
+    frames = [Frame(seq=i, t=1000.0 + i, sensor="lepton3", pixels=p) for i, p in enumerate(images)]
+    for frame in frames:
+        frame.measurement = meter.measure(frame)
     monitor.on_thermal(frames[0])
     samples = []
     end = time.perf_counter() + seconds

@@ -22,7 +22,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 
 from encoder.render import Renderer  # noqa: E402
 from flirstream.testing import write_json  # noqa: E402

@@ -36,22 +36,18 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "tests"))
+import cv2
+import numpy as np
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from benchlib.harness import LoadGroup, Pipeline, Tap, log, measure  # noqa: E402
-from benchlib.report import machine  # noqa: E402
-from encoder.measure import Meter  # noqa: E402
-from encoder.render import Renderer  # noqa: E402
-from flirstream import wire  # noqa: E402
-from flirstream.testing import write_json  # noqa: E402
-from recordings import load  # noqa: E402
-from server import protocol, radiometric  # noqa: E402
+from benchlib import ROOT  # (first: it puts the checkout on sys.path for the stages' packages)
+from benchlib.harness import LoadGroup, Tap, bench_config, log, measure
+from benchlib.report import machine
+from encoder.measure import Meter
+from encoder.render import Renderer
+from flirstream import wire
+from flirstream.testing import CHROMIUM_ARGS, CHROMIUM, Pipeline, StaticSite, setting, write_json
+from recordings import load
+from server import protocol, radiometric
 
 REALDATA = ROOT.parent / "shared" / "realdata" / "cacophony-v2.cptv"
 GOAL_BYTES = 15_000
@@ -73,15 +69,12 @@ def message_sizes(spec: str) -> dict:
     meter = Meter()
     jpeg, thermal, steps, quality = [], [], {2: [], 3: []}, []
     for i, pixels in enumerate(frames.pixels):
-        raw = wire.RawFrame(seq=i, t=time.time(), sensor="lepton3", pixels=pixels,
-                            tlinear=frames.tlinear)
-        r = renderer.render_frame(raw)
-        image = wire.ImageFrame(
-            seq=i, t=raw.t, t_encoded=raw.t, sensor="lepton3", jpeg=r.jpeg, pixels=r.pixels,
-            width=r.width, height=r.height, palette=r.palette, agc=r.agc, unit=r.unit,
-            range=r.range, stats=r.stats, tlinear=raw.tlinear)
-        jpeg.append(len(protocol.frame_payloads(image, raw.t).plain))
-        thermal.append(len(protocol.thermal_payload(meter.measure(raw, {}), raw.t, 1)))
+        frame = wire.Frame(seq=i, t=time.time(), sensor="lepton3", pixels=pixels,
+                           tlinear=frames.tlinear)
+        r = frame.picture = renderer.render_frame(frame)
+        frame.measurement = meter.measure(frame)
+        jpeg.append(len(protocol.frame_payloads(frame, frame.t).plain))
+        thermal.append(len(protocol.thermal_payload(frame, frame.t, 1)))
         for step in steps:
             steps[step].append(len(radiometric.encode(pixels, step=step)) + thermal[-1]
                                - len(radiometric.encode(pixels)))
@@ -109,15 +102,16 @@ def cpu_runs(replay: Path, clients: list[int], duration: float, workdir: Path) -
                              "replay": "realtime", "loop": "yes"}}
     out: dict = {}
     for mode, path, topic in (("thermal", "/ws?mode=thermal", b"thermal"), ("jpeg", "/ws", b"image")):
-        pipe = Pipeline(workdir, unique_every=1, overrides=overrides)
-        tap = Tap(pipe.endpoints["images"], topic)
+        config = bench_config(workdir, overrides)
+        tap = Tap(setting(config, "endpoints", "images"), topic)
         tap.start()
         runs = []
+        pipe = Pipeline(config, each=True)
         try:
-            pipe.start()
+            pipe.wait_listening()
             for n in clients:
                 log(f"cpu: {mode} mode, {n} viewers")
-                group = LoadGroup(pipe.url, n, max(1, min(4, n // 25 + 1)), path=path)
+                group = LoadGroup(pipe.base, n, max(1, min(4, n // 25 + 1)), path=path)
                 try:
                     group.wait_ready()
                     m = measure(pipe, tap, [group], duration)
@@ -193,8 +187,6 @@ PICTURE_JS = """async ([payloads, jpeg, exact, meta, w, h]) => {
 
 def picture(real: Path, outdir: Path) -> dict:
     from playwright.sync_api import sync_playwright
-    from bench_browser import ARGS, CHROMIUM
-    from static_site import StaticSite
     import base64
     frames = load(str(real))
     renderer = Renderer()
@@ -205,7 +197,7 @@ def picture(real: Path, outdir: Path) -> dict:
     site = StaticSite()
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page()
             page.goto(site.url + "/thermal.html")
             page.wait_for_function("window.ready === true", timeout=15_000)

@@ -16,9 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from recordings import load  # noqa: E402
+from recordings import load
 
 
 def stats(frames: np.ndarray, fps: float) -> dict:

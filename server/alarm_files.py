@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Optional, Union
 
-from flirstream.wire import ImageFrame, ThermalFrame
+from flirstream.wire import Frame
 
 from . import snapshots
 
@@ -34,15 +34,15 @@ class AlarmSnapshots:
         self.max_count = max_count
         self.max_bytes = max_bytes
 
-    def save(self, frame: Union[ThermalFrame, ImageFrame], alarm: str,
+    def save(self, frame: Frame, alarm: str,
              jpeg: Optional[bytes] = None) -> list[Path]:
-        """Write the frame's TIFF and (given, or an ImageFrame's own) JPEG, then prune; returns the
+        """Write the frame's TIFF and (given, or the frame's picture's) JPEG, then prune; returns the
         paths written. OSError if the directory cannot be written (the caller logs it)."""
         if not re.fullmatch(r"[A-Za-z0-9_-]+", alarm):
             raise ValueError(f"alarm name {alarm!r}: expected letters, digits, _ or -")
         self.directory.mkdir(parents=True, exist_ok=True)
         if jpeg is None:
-            jpeg = getattr(frame, "jpeg", None)  # a ThermalFrame has no picture
+            jpeg = frame.picture.jpeg if frame.picture is not None else None
         files = [("tiff", snapshots.tiff(frame))] + ([("jpg", jpeg)] if jpeg else [])
         written = []
         for extension, data in files:
@@ -54,7 +54,7 @@ class AlarmSnapshots:
         self.prune(keep=written[0].name.rsplit(".", 1)[0])
         return written
 
-    def add_picture(self, frame: Union[ThermalFrame, ImageFrame], alarm: str, jpeg: bytes
+    def add_picture(self, frame: Frame, alarm: str, jpeg: bytes
                     ) -> Optional[Path]:
         """Add a JPEG to a snapshot saved without one (nobody watched, so there was no picture of
         that frame; the caller waited for the next one). None if the snapshot is gone already."""

@@ -34,12 +34,12 @@ from .metrics import Metrics
 from .plumbing import Context
 from .relay import CAMERA, ControlRelay
 from .watch import Watch
-from .websocket import Viewer
+from .websocket import WebSocketStream
 
 log = logging.getLogger("server")
 
 TICK_S = 1.0  # viewer count heartbeat to the encoder, status re-check
-MAX_HEADER_BYTES = 16 * 1024
+MAX_REQUEST_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 4 * 1024  # nothing here takes a body
 REQUEST_TIMEOUT_S = 10.0  # a request's headers (or body) must arrive within this; idle keep-alive too
 WS_PING_INTERVAL_S = 10.0
@@ -66,7 +66,7 @@ def make_app(ctx: Context, static_dir: Optional[str] = None) -> tornado.web.Appl
     args = {"ctx": ctx}
     return tornado.web.Application(
         [
-            (r"/ws", Viewer, args),
+            (r"/ws", WebSocketStream, args),
             (r"/stream\.mjpg", MJPEGStream, args),
             (r"/snapshot\.(jpg|tiff|csv)", Snapshot, args),
             (r"/healthz", Healthz, args),
@@ -122,8 +122,9 @@ def listen(app: tornado.web.Application, server: Any,
             raise BindError(f"[server] cannot listen on {host_port(server.host, port)}: {why}") \
                 from None
         http = listener.HTTPServer(
-            app, ssl_options=tls, max_header_size=MAX_HEADER_BYTES, max_body_size=MAX_BODY_BYTES,
-            idle_connection_timeout=request_timeout_s, body_timeout=request_timeout_s)
+            app, ssl_options=tls, max_header_size=MAX_REQUEST_HEADER_BYTES,
+            max_body_size=MAX_BODY_BYTES, idle_connection_timeout=request_timeout_s,
+            body_timeout=request_timeout_s)
         http.connection_limit = limit
         http.add_sockets(sockets)
         servers.append(http)

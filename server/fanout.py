@@ -44,7 +44,9 @@ def feed_of(sink: Any) -> str:
 
 
 @dataclass
-class _State:
+class _Delivery:
+    """Where one client is in the fan-out: its write in flight and the last frame it got."""
+
     pending: Optional[Any] = None  # future of the write in flight
     index: int = 0  # publish index (in its feed) of the frame last sent
     feed: str = "image"
@@ -56,7 +58,7 @@ class Fanout:
         self.metrics = metrics
         self.on_change = on_change
         self.as_sent = as_sent  # the newest frame as it goes out now (e.g. marked stale)
-        self.clients: dict[Sink, _State] = {}
+        self.clients: dict[Sink, _Delivery] = {}
         self.latest: dict[str, Any] = {}  # feed -> the newest frame's shared payloads
         self.published = {feed: 0 for feed in FEEDS}  # feed -> index of its latest
 
@@ -79,8 +81,8 @@ class Fanout:
         """Register a viewer and send it the newest frame (of its feed) at once."""
         feed = feed_of(sink)
         published = self.published[feed]
-        self.clients[sink] = _State(index=published - 1 if feed in self.latest else published,
-                                    feed=feed)
+        self.clients[sink] = _Delivery(index=published - 1 if feed in self.latest else published,
+                                       feed=feed)
         self.on_change()
         self._offer(sink)
 

@@ -117,7 +117,7 @@ class Snapshot(Base):
                         f" not TLinear kelvin; /snapshot.tiff has the raw values\n")
             return
         if extension == "jpg":
-            data, kind, disposition = frame.jpeg, "image/jpeg", "inline"
+            data, kind, disposition = frame.picture.jpeg, "image/jpeg", "inline"
         elif extension == "tiff":
             data, kind, disposition = snapshots.tiff(frame), "image/tiff", "attachment"
         else:
@@ -155,7 +155,7 @@ class MetricsPage(Base):
         counters = hub.stage_counters()
         extra = self.ctx.watch.gauges() if self.ctx.watch is not None else ()
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.finish(self.ctx.metrics.render(viewers, counters, states, extra))
+        self.finish(self.ctx.metrics.exposition(viewers, counters, states, extra))
 
     head = get
 

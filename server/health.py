@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-STAGES = ("capture", "encoder")
+WATCHED_STAGES = ("capture", "encoder")  # the stages whose status messages the server follows
 ENCODER_OK = ("encoding", "streaming", "paused")  # "waiting" = no frames from capture
 STATUS_TIMEOUT_S = 3.0  # stages report about once a second
 
@@ -51,7 +51,7 @@ class Health:
     def on_status(self, message: dict) -> None:
         """Record a wire status message (wire.unpack_status); other stages' names are ignored."""
         stage = message.get("stage")
-        if stage not in STAGES:
+        if stage not in WATCHED_STAGES:
             return
         if stage == "encoder" and self._fresh("encoder") is None:
             self.encoder_back = self.clock()  # capture's status can only come through from now on

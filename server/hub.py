@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from flirstream.wire import ImageFrame, ThermalFrame
+from flirstream.wire import Frame
 
 from . import protocol
 from .fanout import Fanout, feed_of
@@ -20,7 +20,7 @@ log = logging.getLogger("hub")
 class Outgoing:
     """One frame as every transport sends it, built once when it arrives."""
 
-    image: ImageFrame
+    frame: Frame  # with its picture
     ws: protocol.FramePayloads
     mjpeg: bytes  # one multipart part
 
@@ -39,10 +39,10 @@ class Hub:
         self.health = health
         self.clock = clock
         self.fanout = Fanout(metrics, on_change=self._viewers_changed, as_sent=self._as_sent)
-        self.image: Optional[ImageFrame] = None
-        self.thermal: Optional[ThermalFrame] = None  # the newest measurements, watched or not
+        self.picture_frame: Optional[Frame] = None  # the newest frame with a picture (JPEG)
+        self.thermal: Optional[Frame] = None  # the newest measured frame, watched or not
         self._thermal_at = 0.0  # when it arrived (self.clock)
-        self.measurement_listeners: list[Callable[[ThermalFrame], None]] = []
+        self.measurement_listeners: list[Callable[[Frame], None]] = []
         self.status_listeners: list[Callable[[dict], None]] = []  # every stage status message
         self.settings: Optional[dict] = None
         self.settings_version = 0  # changes with every change of settings (thermal "defaults")
@@ -109,7 +109,7 @@ class Hub:
         if self.health.frame_fresh():
             return outgoing
         if self._stale is None or self._stale[0] is not outgoing:
-            frame = outgoing.image
+            frame = outgoing.frame
             self._stale = (outgoing, Outgoing(
                 frame, protocol.frame_payloads(frame, self.clock(), stale=True), outgoing.mjpeg))
         return self._stale[1]
@@ -120,13 +120,13 @@ class Hub:
 
     # ------------------------------------------------------------ from the encoder
 
-    def on_image(self, frame: ImageFrame, drained: int = 0) -> None:
+    def on_image(self, frame: Frame, drained: int = 0) -> None:
         t_sent = self.clock()
         self.metrics.frame_in(frame.seq, drained)
         self.health.on_frame(frame.seq)
-        self.image = frame
+        self.picture_frame = frame
         outgoing = Outgoing(frame, protocol.frame_payloads(frame, t_sent),
-                            protocol.mjpeg_part(frame.jpeg))
+                            protocol.mjpeg_part(frame.picture.jpeg))
         if self.fanout.count(feed="image"):
             self.metrics.observe_latency(t_sent - frame.t)
         self.fanout.publish(outgoing)
@@ -136,7 +136,7 @@ class Hub:
                 waiter.set_result(frame)
         self.check_status()  # a frame after silence may change "camera"
 
-    def on_thermal(self, frame: ThermalFrame) -> None:
+    def on_thermal(self, frame: Frame) -> None:
         """The newest measurements (every frame, even while the picture is paused); thermal-mode
         viewers get it as one message built once for all of them."""
         self.thermal = frame
@@ -191,8 +191,8 @@ class Hub:
     def stage_counters(self) -> dict[str, dict]:
         """Each stage's counters: its last status's, or the newest frame's where that is newer."""
         counters = self.health.counters()
-        if self.image is not None:
-            for name, values in self.image.counters.items():
+        if self.picture_frame is not None:
+            for name, values in self.picture_frame.counters.items():
                 if isinstance(values, dict):
                     counters[name] = values
         return counters
@@ -200,17 +200,17 @@ class Hub:
     # ------------------------------------------------------------ snapshots
 
     async def fresh_image(self, wait_s: float,
-                          newer_than: float = float("-inf")) -> Optional[ImageFrame]:
+                          newer_than: float = float("-inf")) -> Optional[Frame]:
         """The newest frame if fresh (and captured at newer_than or later); else count as a viewer
         (so a paused encoder resumes) and wait up to wait_s for one. None if none came.
         (newer_than: an alarm's picture must show the alarm's scene, not the one a fresh but
         older picture from before the pause shows; thermal viewers leave the encoder paused.)"""
         def good() -> bool:
-            return (self.image is not None and self.health.frame_fresh()
-                    and self.image.t >= newer_than)
+            return (self.picture_frame is not None and self.health.frame_fresh()
+                    and self.picture_frame.t >= newer_than)
 
         if good():
-            return self.image
+            return self.picture_frame
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         self.snapshot_waiters += 1
@@ -226,4 +226,4 @@ class Hub:
         finally:
             self.snapshot_waiters -= 1
             self._viewers_changed()
-        return self.image if good() else None
+        return self.picture_frame if good() else None

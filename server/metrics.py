@@ -25,12 +25,12 @@ class Histogram:
         self.count += 1
         for i, bound in enumerate(self.bounds):
             if value <= bound:
-                self.counts[i] += 1  # cumulative is computed when rendering
+                self.counts[i] += 1  # cumulative is computed in the exposition
                 break
 
 
 class Metrics:
-    """The server's own counters; stage counters are passed in when rendering."""
+    """The server's own counters; stage counters are passed in for the exposition."""
 
     def __init__(self) -> None:
         self.frames_received = 0
@@ -76,8 +76,8 @@ class Metrics:
             self.seq_gaps += max(0, missing - skipped_in_drain)
         self._last_seq = seq
 
-    def render(self, viewers: Mapping[str, int], stage_counters: Mapping[str, Mapping],
-               stage_states: Mapping[str, str], extra: Iterable[tuple] = ()) -> str:
+    def exposition(self, viewers: Mapping[str, int], stage_counters: Mapping[str, Mapping],
+                   stage_states: Mapping[str, str], extra: Iterable[tuple] = ()) -> str:
         """The exposition; `extra` = more (name, type, help, samples) metrics (the monitor's)."""
         out = Exposition()
         out.metric("flirstream_frames_received_total", "counter",

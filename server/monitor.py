@@ -1,10 +1,10 @@
 """Watching, frame by frame: readings -> alarm states -> history, MQTT, webhooks and alarm snapshots.
-The one object the server feeds with every thermal frame (wire.ThermalFrame: the encoder sends one
+The one object the server feeds with every thermal frame (a wire.Frame with its measurement: one
 per camera frame, watched or not, so none of this pauses with the picture). It never waits on the
 network: MQTT runs in paho's thread, webhooks are background tasks.
 
     monitor = Monitor(regions, rules, mqtt=publisher, webhooks=Webhooks(), keeper=AlarmSnapshots(d))
-    changes = monitor.on_thermal(thermal, image=hub.image)   # image: the newest picture, if any
+    changes = monitor.on_thermal(thermal, pictured=hub.picture_frame)  # the newest picture's
     monitor.state(), monitor.gauges()                        # GET /api/state, /metrics
 
 Readings are in sensor coordinates (before rotate/flip), like the regions; regions.to_display /
@@ -16,7 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Iterable, Mapping, Optional
 
 from flirstream.regions import AlarmRule, Region, celsius, measure
-from flirstream.wire import ImageFrame, ThermalFrame
+from flirstream.wire import Frame
 
 from .alarm_files import AlarmSnapshots
 from .alarms import Alarms, Change
@@ -32,19 +32,21 @@ log = logging.getLogger("monitor")
 PICTURE_MATCH_S = 1.0  # a picture this close in capture time shows the same scene as the frame
 
 
-def reading_of(frame: ThermalFrame, regions: Iterable[Region]) -> dict:
+def reading_of(frame: Frame, regions: Iterable[Region]) -> dict:
     """{"frame": {min, max, centre}, "regions": {...}} of a thermal frame (°C) for `regions`: the
     encoder's readings where it sent them, the others measured here from the frame's pixels."""
     regions = list(regions)
-    missing = [r for r in regions if r.name not in frame.regions]
+    measured_here = frame.measurement
+    missing = [r for r in regions if r.name not in measured_here.regions]
     measured = measure(frame.pixels, missing, celsius(frame.kelvin_per_count))["regions"] \
         if missing else {}
     readings = {}
     for region in regions:
-        value = frame.regions.get(region.name) or measured.get(region.name)
+        value = measured_here.regions.get(region.name) or measured.get(region.name)
         if value is not None:  # None: the region lies outside this frame
             readings[region.name] = value
-    return {"frame": {k: frame.stats[k] for k in ("min", "max", "centre")}, "regions": readings}
+    return {"frame": {k: measured_here.stats[k] for k in ("min", "max", "centre")},
+            "regions": readings}
 
 
 class Monitor:
@@ -61,12 +63,13 @@ class Monitor:
         self.t: Optional[float] = None
         self.sample: Optional[dict] = None  # the history sample the newest frame added, if any
 
-    def on_thermal(self, frame: ThermalFrame, image: Optional[ImageFrame] = None) -> list[Change]:
+    def on_thermal(self, frame: Frame, pictured: Optional[Frame] = None) -> list[Change]:
         """Take one frame's readings and act on alarm changes (log line, MQTT at once, webhook,
         snapshot). Frames that are not temperatures (tlinear off) give no readings: °C thresholds
         mean nothing for them."""
-        picture = image if image is not None and abs(image.t - frame.t) <= PICTURE_MATCH_S else None
-        jpeg = picture.jpeg if picture is not None else None
+        jpeg = None
+        if pictured is not None and abs(pictured.t - frame.t) <= PICTURE_MATCH_S:
+            jpeg = pictured.picture.jpeg  # the same scene
         self.sample = None
         if not frame.tlinear:
             self.reading = None

@@ -4,8 +4,8 @@ the /ws messages and their websocket framing, and the /stream.mjpg multipart par
 Server -> client, one BINARY message per frame:
     uint32 big-endian N | N bytes UTF-8 JSON header | JPEG (header.jpeg_bytes long)
     | radiometric pixels (header.raw_bytes long; 0 unless the client enabled raw)
-  header = these fields of the encoder's ImageFrame (not its whole wire header: see _header):
-           seq, t (capture time, Unix s), t_encoded, sensor,
+  header = these fields of the encoder's frame and its picture (not its whole wire header: see
+           _header): seq, t (capture time, Unix s), t_encoded, sensor,
            shape [rows, cols] (of the pixels), width, height (of the JPEG), palette, agc,
            unit ("C" or "counts"), range [lo, hi] (in unit), stats {min, max, mean, centre, min_xy,
            max_xy}, tlinear, kelvin_per_count, meaning ("kelvin_x100", "kelvin_x10", "raw_counts",
@@ -37,7 +37,8 @@ client needs them: MJPEG, mode=jpeg, snapshots).
             defaults (a number that changes whenever the server's default view settings change,
             see "settings" below), rad_bytes, and "stale": true on a frame older than
             stale_after_s (as above)}
-  It is exactly the encoder's measured frame (wire.ThermalFrame), a documented projection of it:
+  It is exactly the encoder's measured frame (wire.Frame and its Measurement), a documented
+  projection of it:
   pixels, stats and positions are in SENSOR orientation (before rotate/flip; the viewer orients
   them for its own view). The payload is server/radiometric.py's RAD1 format: b"RAD1", rows,
   cols, step, then a zlib stream (web/thermal.js decode() undoes it); lossless (step 1) except on
@@ -116,7 +117,7 @@ from typing import Any, Optional
 
 from flirstream import config as configuration
 from flirstream import wire
-from flirstream.wire import ImageFrame, ThermalFrame
+from flirstream.wire import Frame
 
 from . import radiometric
 
@@ -148,17 +149,24 @@ class FramePayloads:
         return self.raw if wants_raw else self.plain
 
 
-def _header(frame: ImageFrame, t_sent: float, raw_bytes: int, stale: bool) -> dict:
-    """The browser's frame header: an explicit projection of the frame, so a field added between
-    the stages (the wire header) reaches browsers only when it is added here (and documented
-    above). Left out: the wire format's version and the stages' counters (/metrics has them)."""
-    header = {"seq": frame.seq, "t": frame.t, "t_encoded": frame.t_encoded,
-              "sensor": frame.sensor, "shape": list(frame.pixels.shape), "width": frame.width,
-              "height": frame.height, "palette": frame.palette, "agc": frame.agc,
-              "unit": frame.unit, "range": list(frame.range), "stats": frame.stats,
-              "tlinear": frame.tlinear, "kelvin_per_count": frame.kelvin_per_count,
-              "meaning": frame.meaning, "telemetry": frame.telemetry,
-              "t_sent": t_sent, "jpeg_bytes": len(frame.jpeg), "raw_bytes": raw_bytes}
+def _capture_view(frame: Frame) -> dict:
+    """The capture fields both modes' headers show: an explicit projection of the frame, so a field
+    added between the stages (the wire header) reaches browsers only when it is added here (and
+    documented above). Left out: the wire format's version and the stages' counters (/metrics has
+    them); telemetry differs by mode."""
+    return {"seq": frame.seq, "t": frame.t, "sensor": frame.sensor, "tlinear": frame.tlinear,
+            "kelvin_per_count": frame.kelvin_per_count, "meaning": frame.meaning}
+
+
+def _header(frame: Frame, t_sent: float, raw_bytes: int, stale: bool) -> dict:
+    """The browser's frame header (mode=jpeg): the capture view and the picture's fields."""
+    picture = frame.picture
+    header = {**_capture_view(frame), "t_encoded": picture.t_encoded,
+              "shape": list(picture.pixels.shape), "width": picture.width,
+              "height": picture.height, "palette": picture.palette, "agc": picture.agc,
+              "unit": picture.unit, "range": list(picture.range), "stats": picture.stats,
+              "telemetry": frame.telemetry,
+              "t_sent": t_sent, "jpeg_bytes": len(picture.jpeg), "raw_bytes": raw_bytes}
     if stale:
         header["stale"] = True
     return header
@@ -169,14 +177,15 @@ def _message(header: dict, *parts: bytes) -> bytes:
     return b"".join((_LENGTH.pack(len(head)), head, *parts))
 
 
-def frame_payloads(frame: ImageFrame, t_sent: float, stale: bool = False) -> FramePayloads:
-    """Both binary messages (with and without pixels) for one frame; `stale` marks a frame that is
-    not live any more."""
-    pixels = frame.pixels.astype("<u2", copy=False).tobytes()
+def frame_payloads(frame: Frame, t_sent: float, stale: bool = False) -> FramePayloads:
+    """Both binary messages (with and without pixels) of a frame's picture; `stale` marks a frame
+    that is not live any more."""
+    jpeg = frame.picture.jpeg
+    pixels = frame.picture.pixels.astype("<u2", copy=False).tobytes()
     return FramePayloads(
         seq=frame.seq, t=frame.t,
-        plain=_message(_header(frame, t_sent, 0, stale), frame.jpeg),
-        raw=_message(_header(frame, t_sent, len(pixels), stale), frame.jpeg, pixels))
+        plain=_message(_header(frame, t_sent, 0, stale), jpeg),
+        raw=_message(_header(frame, t_sent, len(pixels), stale), jpeg, pixels))
 
 
 def split_frame(message: bytes) -> tuple[dict, bytes, bytes]:
@@ -202,21 +211,21 @@ def mode(query_value: Optional[str]) -> str:
     return query_value
 
 
-def _thermal_header(frame: ThermalFrame, t_sent: float, defaults: int, rad_bytes: int,
+def _thermal_header(frame: Frame, t_sent: float, defaults: int, rad_bytes: int,
                     stale: bool) -> dict:
     telemetry = frame.telemetry
     shown = None
     if isinstance(telemetry, dict):
         shown = {k: telemetry[k] for k in THERMAL_TELEMETRY if k in telemetry}
-    return {"mode": "thermal", "seq": frame.seq, "t": frame.t, "t_measured": frame.t_measured,
-            "t_sent": t_sent, "sensor": frame.sensor, "shape": list(frame.pixels.shape),
-            "unit": frame.unit, "meaning": frame.meaning, "tlinear": frame.tlinear,
-            "kelvin_per_count": frame.kelvin_per_count, "stats": frame.stats,
-            "regions": frame.regions, "telemetry": shown, "defaults": defaults,
+    measured = frame.measurement
+    return {"mode": "thermal", **_capture_view(frame), "t_measured": measured.t_measured,
+            "t_sent": t_sent, "shape": list(frame.pixels.shape),
+            "unit": measured.unit, "stats": measured.stats,
+            "regions": measured.regions, "telemetry": shown, "defaults": defaults,
             "rad_bytes": rad_bytes, **({"stale": True} if stale else {})}
 
 
-def thermal_payload(frame: ThermalFrame, t_sent: float, defaults: int,
+def thermal_payload(frame: Frame, t_sent: float, defaults: int,
                     stale: bool = False) -> bytes:
     """The one thermal-mode message of a frame (shared by every thermal-mode client); `stale`
     marks a frame older than stale_after_s (as frame_payloads does)."""
@@ -224,7 +233,7 @@ def thermal_payload(frame: ThermalFrame, t_sent: float, defaults: int,
     return _message(_thermal_header(frame, t_sent, defaults, len(payload), stale), payload)
 
 
-def thermal_step(frame: ThermalFrame) -> int:
+def thermal_step(frame: Frame) -> int:
     """RAD1's step for a frame: 3 for TLinear at 0.01 K (every value within one count, 0.01 K -
     five times finer than the sensor's own noise of ~50 mK - and the stream ~25 % smaller, under
     15 KB a frame for a real scene's noise), else 1 (lossless: 0.1 K frames, raw counts, AGC)."""

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from flirstream.wire import KELVIN_AT_0C, ImageFrame
+from flirstream.wire import KELVIN_AT_0C, Frame
 
 MEANING_TEXT = {"kelvin_x100": "kelvin x 100 (TLinear, 0.01 K)",
                 "kelvin_x10": "kelvin x 10 (TLinear, 0.1 K)",
@@ -16,7 +16,7 @@ MEANING_TEXT = {"kelvin_x100": "kelvin x 100 (TLinear, 0.01 K)",
                 "agc_8bit": "8-bit AGC output (relative values)"}
 
 
-def filename(frame: ImageFrame, extension: str) -> str:
+def filename(frame: Frame, extension: str) -> str:
     """e.g. lepton-20261127T044833.123Z-seq42.tiff (capture time, UTC)."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(frame.t))
     millis = int((frame.t % 1) * 1000)
@@ -25,7 +25,7 @@ def filename(frame: ImageFrame, extension: str) -> str:
     return f"lepton-{stamp}.{millis:03d}Z-seq{frame.seq}{what}.{extension}"
 
 
-def description(frame: ImageFrame) -> dict:
+def description(frame: Frame) -> dict:
     """What a TIFF's pixels mean, for its ImageDescription (JSON, so tools can read it back)."""
     when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(frame.t)) + f".{int((frame.t % 1) * 1000):03d}Z"
     about = {"source": "flir-stream", "sensor": frame.sensor, "seq": frame.seq, "capture_time": when,
@@ -45,12 +45,18 @@ def description(frame: ImageFrame) -> dict:
 _SHORT, _LONG, _ASCII = 3, 4, 2
 
 
-def tiff(frame: ImageFrame) -> bytes:
+def pixels_of(frame: Frame) -> np.ndarray:
+    """The picture's pixels when the frame has one (so the TIFF lies like the JPEG), else the
+    pixels as the camera delivered them (an alarm's measured frame)."""
+    return frame.picture.pixels if frame.picture is not None else frame.pixels
+
+
+def tiff(frame: Frame) -> bytes:
     """The radiometric pixels as they came (TLinear counts, raw counts or AGC output), a 16-bit greyscale
     baseline TIFF (little-endian, one uncompressed strip) that explains itself: ImageDescription
     holds description(frame) as JSON, DateTime the capture time (UTC), Software flir-stream.
     (OpenCV, which encoded it before, cannot write these tags.)"""
-    pixels = np.ascontiguousarray(frame.pixels, dtype="<u2")
+    pixels = np.ascontiguousarray(pixels_of(frame), dtype="<u2")
     rows, cols = pixels.shape
     data = pixels.tobytes()
     text = json.dumps(description(frame), separators=(", ", ": ")).encode("ascii") + b"\0"
@@ -80,13 +86,13 @@ def tiff(frame: ImageFrame) -> bytes:
     return b"".join([head, data, b"\0" * (ifd_at - data_at - len(data)), *ifd, *extra])
 
 
-def csv(frame: ImageFrame) -> bytes:
+def csv(frame: Frame) -> bytes:
     """One line per pixel row: degrees C with TLinear (2 decimals at 0.01 K), else raw counts."""
     out = io.StringIO()
     if frame.tlinear:
-        celsius = frame.pixels.astype(np.float64) * frame.kelvin_per_count - KELVIN_AT_0C
+        celsius = pixels_of(frame).astype(np.float64) * frame.kelvin_per_count - KELVIN_AT_0C
         decimals = 2 if frame.kelvin_per_count < 0.1 else 1
         np.savetxt(out, celsius, fmt=f"%.{decimals}f", delimiter=",")
     else:
-        np.savetxt(out, frame.pixels, fmt="%d", delimiter=",")
+        np.savetxt(out, pixels_of(frame), fmt="%d", delimiter=",")
     return out.getvalue().encode("ascii")

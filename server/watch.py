@@ -19,7 +19,7 @@ import flirstream
 from flirstream import config as configuration
 from flirstream.regions import SENSORS, Region, region_from_dict
 from flirstream.state import default_dir
-from flirstream.wire import ThermalFrame
+from flirstream.wire import Frame
 
 from . import protocol
 from .alarm_files import AlarmSnapshots
@@ -109,18 +109,19 @@ class Watch:
 
     # ------------------------------------------------------------ from the hub
 
-    def on_thermal(self, frame: ThermalFrame) -> None:
-        changes = self.monitor.on_thermal(frame, image=self.hub.image)
+    def on_thermal(self, frame: Frame) -> None:
+        changes = self.monitor.on_thermal(frame, pictured=self.hub.picture_frame)
         sample = self.monitor.sample
         if sample is not None:
             self.tell(protocol.sample_message(sample))
         if changes:
             self.tell(protocol.alarms_message(self.monitor.alarm_states()))
-            image = self.hub.image
-            if self.keeper is not None and (image is None or abs(image.t - frame.t) > PICTURE_MATCH_S):
+            pictured = self.hub.picture_frame
+            if self.keeper is not None and (pictured is None
+                                            or abs(pictured.t - frame.t) > PICTURE_MATCH_S):
                 self._wait_for_picture(frame, [c.name for c in changes])
 
-    def _wait_for_picture(self, frame: ThermalFrame, alarms: list[str]) -> None:
+    def _wait_for_picture(self, frame: Frame, alarms: list[str]) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not in the server's loop (plain calls, as in unit tests)
@@ -131,17 +132,18 @@ class Watch:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _late_picture(self, frame: ThermalFrame, alarms: list[str]) -> None:
+    async def _late_picture(self, frame: Frame, alarms: list[str]) -> None:
         """The picture was paused (nobody watched): wake the encoder as a snapshot request does and
         add the first picture that comes to the alarm's snapshot."""
-        image = await self.hub.fresh_image(LATE_PICTURE_WAIT_S, newer_than=frame.t - PICTURE_MATCH_S)
-        if image is None:
+        pictured = await self.hub.fresh_image(LATE_PICTURE_WAIT_S,
+                                              newer_than=frame.t - PICTURE_MATCH_S)
+        if pictured is None:
             log.info("alarm %s: no picture came within %g s: its snapshot is the TIFF alone",
                      ", ".join(alarms), LATE_PICTURE_WAIT_S)
             return
         for name in alarms:
             try:
-                self.keeper.add_picture(frame, name, image.jpeg)
+                self.keeper.add_picture(frame, name, pictured.picture.jpeg)
             except OSError as exc:
                 log.error("alarm %s: cannot save its picture in %s: %s", name, self.keeper.directory,
                           exc)

@@ -47,7 +47,7 @@ def _retrieve(future: Any) -> None:
         future.exception()
 
 
-class Viewer(AccessMixin, tornado.websocket.WebSocketHandler):
+class WebSocketStream(AccessMixin, tornado.websocket.WebSocketHandler):
     transport = "websocket"
 
     def initialize(self, ctx: Context) -> None:

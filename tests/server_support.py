@@ -25,8 +25,9 @@ from websockets.sync.client import connect
 
 def image_frame(seq: int, t: Optional[float] = None, rows: int = 120, cols: int = 160,
                 tlinear: bool = True, palette: str = "ironbow", side: int = 2,
-                noisy: bool = False) -> wire.ImageFrame:
-    """A valid ImageFrame: a warm spot moving with seq over 20 degrees C, and a real JPEG of it."""
+                noisy: bool = False) -> wire.Frame:
+    """A valid frame with its picture: a warm spot moving with seq over 20 degrees C, and a real
+    JPEG of it (no rotation: the picture's pixels are the frame's)."""
     y, x = np.mgrid[0:rows, 0:cols]
     cx, cy = (seq * 3) % cols, rows // 2
     celsius = 20.0 + 15.0 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 200.0)
@@ -40,25 +41,28 @@ def image_frame(seq: int, t: Optional[float] = None, rows: int = 120, cols: int 
     ok, jpeg = cv2.imencode(".jpg", colour, [cv2.IMWRITE_JPEG_QUALITY, 95 if noisy else 80])
     assert ok
     now = time.time() if t is None else t
-    return wire.ImageFrame(
-        seq=seq, t=now - 0.03, t_encoded=now, sensor="lepton3", jpeg=jpeg.tobytes(), pixels=pixels,
-        width=cols * side, height=rows * side, palette=palette, agc="linear",
-        unit="C" if tlinear else "counts", range=(20.0, 35.0),
-        stats={"min": 20.0, "max": 35.0, "mean": 21.0, "centre": 20.5, "min_xy": [0, 0],
-               "max_xy": [int(cx), int(cy)]},
-        tlinear=tlinear, kelvin_per_count=0.01,
-        counters={"capture": {"frames": seq, "discards": 7}, "encoder": {"frames": seq}})
+    return wire.Frame(
+        seq=seq, t=now - 0.03, sensor="lepton3", pixels=pixels, tlinear=tlinear,
+        kelvin_per_count=0.01,
+        counters={"capture": {"frames": seq, "discards": 7}, "encoder": {"frames": seq}},
+        picture=wire.Picture(
+            t_encoded=now, jpeg=jpeg.tobytes(), pixels=pixels, width=cols * side,
+            height=rows * side, palette=palette, agc="linear", unit="C" if tlinear else "counts",
+            range=(20.0, 35.0),
+            stats={"min": 20.0, "max": 35.0, "mean": 21.0, "centre": 20.5, "min_xy": [0, 0],
+                   "max_xy": [int(cx), int(cy)]}))
 
 
-def thermal_frame(seq: int, t: Optional[float] = None) -> wire.ThermalFrame:
-    """The ThermalFrame the encoder publishes next to image_frame(seq) (sensor orientation)."""
+def thermal_frame(seq: int, t: Optional[float] = None) -> wire.Frame:
+    """The measured frame the encoder publishes next to image_frame(seq) (sensor orientation)."""
     image = image_frame(seq, t)
-    return wire.ThermalFrame(
-        seq=seq, t=image.t, t_measured=image.t_encoded, sensor="lepton3", pixels=image.pixels,
-        unit="C", stats=image.stats, regions={"door": {"min": 20.0, "max": 30.5, "mean": 22.0,
-                                                       "max_xy": [3, 4]}},
+    return wire.Frame(
+        seq=seq, t=image.t, sensor="lepton3", pixels=image.pixels,
         telemetry={"fpa_temp_c": 31.25, "ffc_state": "complete", "uptime_ms": 5},
-        counters=image.counters)
+        counters=image.counters,
+        measurement=wire.Measurement(
+            t_measured=image.picture.t_encoded, unit="C", stats=image.picture.stats,
+            regions={"door": {"min": 20.0, "max": 30.5, "mean": 22.0, "max_xy": [3, 4]}}))
 
 
 DEFAULT_SETTINGS = {k: v.default for k, v in configuration.SCHEMA["encoder"].items()}
@@ -66,11 +70,14 @@ DEFAULT_SETTINGS = {k: v.default for k, v in configuration.SCHEMA["encoder"].ite
 
 @dataclass
 class FakeEncoder:
-    """Publishes frames and status like the encoder (real PUB) and answers control (real ROUTER)."""
+    """The stand-in encoder: publishes frames and status like the encoder (real PUB) and answers
+    control (real ROUTER; none if `control` is None). Subclasses (viewer_support.FramePublisher)
+    publish other frames and statuses: _frames() and _status()."""
 
     images: str
-    control: str
+    control: Optional[str]
     fps: float = 20.0
+    status_every: float = 0.5  # seconds
     capture_state: str = "streaming"
     encoder_state: str = "encoding"
     pause_when_unwatched: bool = False  # like the encoder: frames only while viewers > 0
@@ -89,17 +96,23 @@ class FakeEncoder:
         self._stop = threading.Event()
         self._injected: list = []
         self._ctx = zmq.Context()
-        self._pub = self._ctx.socket(zmq.PUB)
-        self._pub.setsockopt(zmq.LINGER, 0)
-        # Room for a burst (two statuses, then injected messages): at 2, a busy I/O thread makes
-        # ZeroMQ drop what a test injected right after a status, and the test waits in vain.
-        self._pub.setsockopt(zmq.SNDHWM, 64)
-        self._pub.bind(self.images)
-        self._router = self._ctx.socket(zmq.ROUTER)
-        self._router.setsockopt(zmq.LINGER, 0)
-        self._router.bind(self.control)
+        self._pub = self._publisher()
+        self._router = None
+        if self.control is not None:
+            self._router = self._ctx.socket(zmq.ROUTER)
+            self._router.setsockopt(zmq.LINGER, 0)
+            self._router.bind(self.control)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    def _publisher(self) -> zmq.Socket:
+        pub = self._ctx.socket(zmq.PUB)
+        pub.setsockopt(zmq.LINGER, 0)
+        # Room for a burst (two statuses, then injected messages): at 2, a busy I/O thread makes
+        # ZeroMQ drop what a test injected right after a status, and the test waits in vain.
+        pub.setsockopt(zmq.SNDHWM, 64)
+        pub.bind(self.images)
+        return pub
 
     def viewer_counts(self) -> list[int]:
         return [r["count"] for r in list(self.requests) if r.get("op") == "viewers"]
@@ -140,27 +153,31 @@ class FakeEncoder:
             reply["id"] = request["id"]
         self._router.send_multipart([identity, wire.pack_control(reply)])
 
+    def _frames(self) -> None:
+        if self.send_frames and not self.paused():
+            self.seq += 1
+            frame = image_frame(self.seq, side=self.jpeg_side, noisy=self.noisy)
+            self._pub.send_multipart(wire.pack_image(frame), copy=False)
+        if self.send_frames and self.send_thermal:
+            self.measured += 1
+            self._pub.send_multipart(wire.pack_thermal(thermal_frame(self.measured)), copy=False)
+
     def _run(self) -> None:
         next_frame = next_status = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
             if now >= next_status:
                 self._status()
-                next_status = now + 0.5
+                next_status = now + self.status_every
             while self._injected:
                 self._pub.send_multipart(self._injected.pop(0))
             if now >= next_frame:
-                if self.send_frames and not self.paused():
-                    self.seq += 1
-                    frame = image_frame(self.seq, side=self.jpeg_side, noisy=self.noisy)
-                    self._pub.send_multipart(wire.pack_image(frame), copy=False)
-                if self.send_frames and self.send_thermal:
-                    self.measured += 1
-                    self._pub.send_multipart(wire.pack_thermal(thermal_frame(self.measured)),
-                                             copy=False)
+                self._frames()
                 next_frame = now + 1.0 / self.fps
             timeout = max(0.0, min(next_frame, next_status) - time.monotonic())
-            if self._router.poll(int(timeout * 1000) + 1):
+            if self._router is None:
+                self._stop.wait(timeout)
+            elif self._router.poll(int(timeout * 1000) + 1):
                 self._answer()
 
     def inject(self, parts: list) -> None:
@@ -168,11 +185,11 @@ class FakeEncoder:
         self._injected.append(parts)
 
     def close(self) -> None:
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._thread.join(5)
-        self._pub.close(0)
-        self._router.close(0)
-        self._ctx.term()
+        self._ctx.destroy(0)
 
 
 # ---------------------------------------------------------------- clients
@@ -289,13 +306,14 @@ class Live:
         return status
 
 
-def frames(ws, count: int, timeout: float = 10.0) -> list[tuple[dict, bytes, bytes]]:
+def frames(ws, count: int, timeout: float = 10.0, split=split_frame) -> list[tuple]:
+    """The next `count` binary messages of a websockets client, split (server.protocol)."""
     out = []
     deadline = time.monotonic() + timeout
     while len(out) < count:
         message = ws.recv(timeout=max(0.01, deadline - time.monotonic()))
         if isinstance(message, bytes):
-            out.append(split_frame(message))
+            out.append(split(message))
     return out
 
 

@@ -21,7 +21,7 @@ class Watcher:
     def __init__(self, endpoint: str):
         self.ctx = zmq.Context()
         self.sock = links.subscriber(self.ctx, endpoint, b"", hwm=1000)
-        self.frames: list[wire.RawFrame] = []
+        self.frames: list[wire.Frame] = []
         self.status: list[dict] = []
 
     def until(self, condition, timeout: float = 15.0, stage=None) -> None:

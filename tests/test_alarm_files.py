@@ -19,7 +19,7 @@ from server import snapshots
 def frame(seq: int, t: float):
     f = image_frame(seq)
     f.t = t  # capture time
-    f.pixels = np.full((120, 160), 30000 + seq, np.uint16)
+    f.pixels = f.picture.pixels = np.full((120, 160), 30000 + seq, np.uint16)
     return f
 
 
@@ -29,7 +29,7 @@ def test_save_writes_the_same_jpeg_and_tiff_as_the_snapshot_urls(tmp_path):
     tiff, jpg = keeper.save(f, "kiln-hot")
     assert jpg.name == "lepton-20251201T100000.125Z-seq42.kiln-hot.jpg"
     assert tiff.name == "lepton-20251201T100000.125Z-seq42.kiln-hot.tiff"
-    assert jpg.read_bytes() == f.jpeg and tiff.read_bytes() == snapshots.tiff(f)
+    assert jpg.read_bytes() == f.picture.jpeg and tiff.read_bytes() == snapshots.tiff(f)
     back = cv2.imdecode(np.frombuffer(tiff.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
     assert back.dtype == np.uint16 and (back == f.pixels).all()  # radiometric values kept exactly
     assert sorted(p.name for p in (tmp_path / "alarms").iterdir()) == [jpg.name, tiff.name]

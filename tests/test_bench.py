@@ -7,30 +7,23 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import bench  # noqa: E402
+from conftest import run_script
+from scripts.benchlib.report import GOALS, SUMMARY_KEYS
 
 
 def test_quick_bench_writes_every_figure(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--json", str(out)],
-        cwd=str(tmp_path), capture_output=True, text=True, timeout=150)
+    proc = run_script("bench.py", "--quick", "--json", out, cwd=str(tmp_path), timeout=150)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     result = json.loads(out.read_text())
     summary = result["summary"]
-    missing = [k for k in bench.SUMMARY_KEYS
+    missing = [k for k in SUMMARY_KEYS
                if not (isinstance(summary.get(k), (int, float)) and not isinstance(summary[k], bool)
                        and math.isfinite(summary[k]))]
     assert not missing, f"figures without a numeric value: {missing}\n{proc.stderr[-4000:]}"
     # every goal's figure is in the printed table
-    for _key, label, _goal, _check in bench.GOALS:
+    for _key, label, _goal, _check in GOALS:
         assert label in proc.stdout
     # the detail behind the figures is there too
     assert {r["unique_every"] for r in result["fanout"]} == {1, 3}

@@ -4,18 +4,14 @@ checked, never the figures (speed is measured by running the benchmark itself)."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from conftest import ROOT
+from conftest import run_script
 
 
 def test_capture_bench_reports_the_captured_fraction_per_run(tmp_path):
     out = tmp_path / "capture.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_capture.py"), "--seconds", "1.5",
-         "--modes", "before,after", "--json", str(out)],
-        cwd=str(tmp_path), capture_output=True, text=True, timeout=120)
+    proc = run_script("bench_capture.py", "--seconds", "1.5", "--modes", "before,after", "--json", out,
+                      cwd=str(tmp_path), timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     report = json.loads(out.read_text())
     assert [run["mode"] for run in report["runs"]] == ["before", "after"]

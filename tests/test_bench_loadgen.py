@@ -10,13 +10,8 @@ import asyncio
 import json
 import random
 import struct
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import loadgen  # noqa: E402
+from scripts import loadgen
 
 
 def ws_frame(opcode: int, payload: bytes) -> bytes:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import gzip
 import struct
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from capture import cptv, vospi
-from conftest import ROOT
+from conftest import run_script
 
 
 def field(code: str, data: bytes) -> bytes:
@@ -104,9 +102,7 @@ def test_script_writes_a_vospi_recording_that_replays_the_frames(tmp_path):
     src = tmp_path / "in.cptv"
     src.write_bytes(cptv_file(frames, [11, 11, 11]))
     out = tmp_path / "out.vospi"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "cptv_to_vospi.py"), str(src),
-                           str(out), "--repeat", "2", "--telemetry", "header"],
-                          capture_output=True, text=True, timeout=60)
+    done = run_script("cptv_to_vospi.py", src, out, "--repeat", "2", "--telemetry", "header")
     assert done.returncode == 0, done.stderr
     assert "3 frames" in done.stdout
     assembler = vospi.FrameAssembler("lepton3", "header")
@@ -120,7 +116,6 @@ def test_script_writes_a_vospi_recording_that_replays_the_frames(tmp_path):
 def test_script_names_an_unreadable_file(tmp_path):
     bad = tmp_path / "bad.cptv"
     bad.write_bytes(b"CPTV\x09")
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "cptv_to_vospi.py"), str(bad),
-                           str(tmp_path / "o.vospi")], capture_output=True, text=True, timeout=60)
+    done = run_script("cptv_to_vospi.py", bad, tmp_path / "o.vospi")
     assert done.returncode == 2
     assert "version 09" in done.stderr

@@ -1,4 +1,4 @@
-"""The encoder as a real process between real ZeroMQ sockets: the test publishes RawFrames the way
+"""The encoder as a real process between real ZeroMQ sockets: the test publishes raw frames the way
 capture does, subscribes to the images, and talks to the control socket like the server."""
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -19,7 +18,7 @@ import zmq
 from conftest import write_config
 from encoder import palettes
 from flirstream import config, links, wire
-from flirstream.testing import tlinear_counts
+from flirstream.testing import StandInCapture, tlinear_counts
 
 ROWS, COLS = 120, 160
 WAIT_S = 15.0  # bound on every wait for the process (start-up on a busy 2-core machine included)
@@ -36,50 +35,6 @@ def two_halves(seq: int) -> np.ndarray:
     frame[:, COLS // 2:] = tlinear_counts(30)
     frame[0, 0] = tlinear_counts(20) + seq % 50
     return frame
-
-
-class FakeCapture:
-    """Stands in for capture: binds a real PUB on the frames endpoint and publishes RawFrames (and
-    a status message every second) from its own thread until stopped."""
-
-    def __init__(self, endpoint: str, fps: float = 30.0,
-                 make: Callable[[int], np.ndarray] = two_halves, first_seq: int = 1):
-        self.endpoint, self.fps, self.make = endpoint, fps, make
-        self.seq = first_seq - 1  # the last published
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        assert self._ready.wait(5), "fake capture did not bind"
-
-    def _run(self) -> None:
-        ctx = zmq.Context()
-        pub = ctx.socket(zmq.PUB)
-        pub.setsockopt(zmq.LINGER, 0)
-        pub.setsockopt(zmq.SNDHWM, 2)
-        pub.bind(self.endpoint)
-        self._ready.set()
-        status_at = 0.0
-        try:
-            while not self._stop.is_set():
-                seq = self.seq + 1
-                raw = wire.RawFrame(seq=seq, t=time.time(), sensor="lepton3", pixels=self.make(seq),
-                                    counters={"frames": seq, "discards": 0})
-                pub.send_multipart(wire.pack_raw(raw))
-                self.seq = seq
-                if time.monotonic() - status_at >= 1.0:
-                    status_at = time.monotonic()
-                    pub.send_multipart(wire.pack_status("capture", "streaming", "simulated",
-                                                        t=time.time(), source="test",
-                                                        counters={"frames": seq}))
-                self._stop.wait(1.0 / self.fps)
-        finally:
-            pub.close(0)
-            ctx.term()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 class Client:
@@ -105,7 +60,8 @@ class Client:
 
     def next(self, want: Callable[[str, object], bool] = lambda kind, m: kind == "image",
              timeout: float = WAIT_S):
-        """The first message (kind "image" -> ImageFrame, "thermal" -> ThermalFrame, "status" ->
+        """The first message (kind "image" -> Frame with its picture, "thermal" -> with its
+        measurement, "status" ->
         dict) that `want` accepts."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -145,14 +101,14 @@ class Client:
 
 @pytest.fixture
 def rig(tmp_path, stages):
-    """start(encoder={...}) -> (config path, FakeCapture, Client, encoder Stage)."""
+    """start(encoder={...}) -> (config path, StandInCapture, Client, encoder Stage)."""
     made: list = []
 
     def start(fps: float = 30.0, rcvhwm: int = 1000, rcvbuf: int = -1, topics=(b"",),
               make: Callable[[int], np.ndarray] = two_halves, **sections):
         path = write_config(tmp_path, **sections)
         cfg = config.load(path)
-        capture = FakeCapture(cfg.endpoints.frames, fps=fps, make=make)
+        capture = StandInCapture(cfg.endpoints.frames, make, fps, detail="simulated")
         made.append(capture)
         client = Client(path, topics=topics, rcvhwm=rcvhwm, rcvbuf=rcvbuf)
         made.append(client)
@@ -161,7 +117,7 @@ def rig(tmp_path, stages):
 
     yield start
     for thing in reversed(made):
-        (thing.stop if isinstance(thing, FakeCapture) else thing.close)()
+        (thing.stop if isinstance(thing, StandInCapture) else thing.close)()
 
 
 def decode(jpeg: bytes) -> np.ndarray:
@@ -170,9 +126,9 @@ def decode(jpeg: bytes) -> np.ndarray:
     return image
 
 
-def halves_colours(image: wire.ImageFrame) -> tuple[np.ndarray, np.ndarray]:
+def halves_colours(image: wire.Frame) -> tuple[np.ndarray, np.ndarray]:
     """Mean colour deep inside the left (cold) and right (hot) halves of the picture."""
-    picture = decode(image.jpeg).astype(int)
+    picture = decode(image.picture.jpeg).astype(int)
     h, w = picture.shape[:2]
     left = picture[h // 4: 3 * h // 4, w // 8: 3 * w // 8].reshape(-1, 3).mean(axis=0)
     right = picture[h // 4: 3 * h // 4, 5 * w // 8: 7 * w // 8].reshape(-1, 3).mean(axis=0)
@@ -191,13 +147,13 @@ LINEAR_NOW = {"agc": "linear", "clip_percent": "0, 100", "smoothing": "0"}
 def test_raw_frames_in_jpegs_with_stats_out(rig):
     _, capture, client, encoder = rig(encoder=LINEAR_NOW)
     image = client.next()
-    assert (image.width, image.height) == (640, 480)
-    assert decode(image.jpeg).shape == (480, 640, 3)
-    assert image.palette == "ironbow" and image.agc == "linear" and image.unit == "C"
-    assert np.array_equal(image.pixels, two_halves(image.seq))  # the radiometric frame rides along
-    assert image.stats["min"] == 20.0 and image.stats["max"] == 30.0
-    assert image.stats["max_xy"] == [COLS // 2, 0]
-    assert image.range == (20.0, 30.0)
+    assert (image.picture.width, image.picture.height) == (640, 480)
+    assert decode(image.picture.jpeg).shape == (480, 640, 3)
+    assert image.picture.palette == "ironbow" and image.picture.agc == "linear" and image.picture.unit == "C"
+    assert np.array_equal(image.picture.pixels, two_halves(image.seq))  # the radiometric frame rides along
+    assert image.picture.stats["min"] == 20.0 and image.picture.stats["max"] == 30.0
+    assert image.picture.stats["max_xy"] == [COLS // 2, 0]
+    assert image.picture.range == (20.0, 30.0)
     assert image.counters["capture"]["frames"] == image.seq
     assert image.counters["encoder"]["frames"] >= 1
     left, right = halves_colours(image)
@@ -220,7 +176,7 @@ def test_bad_raw_frames_are_counted_and_skipped(rig, tmp_path):
     pub.setsockopt(zmq.LINGER, 0)
     pub.bind(cfg.endpoints.frames)
     try:
-        good = wire.pack_raw(wire.RawFrame(seq=999, t=0.0, sensor="lepton3", pixels=two_halves(1)))
+        good = wire.pack_raw(wire.Frame(seq=999, t=0.0, sensor="lepton3", pixels=two_halves(1)))
         deadline = time.monotonic() + WAIT_S
         got = None
         while time.monotonic() < deadline and got is None:
@@ -307,7 +263,7 @@ def test_control_changes_the_palette_and_refuses_bad_settings(rig):
     reply = client.ask({"op": "set", "settings": {"palette": "jet"}, "id": 41})
     assert reply == {"v": 1, "ok": True, "id": 41, "settings": reply["settings"]}
     assert reply["settings"]["palette"] == "jet" and reply["settings"]["agc"] == "linear"
-    image = client.next(lambda kind, m: kind == "image" and m.palette == "jet")
+    image = client.next(lambda kind, m: kind == "image" and m.picture.palette == "jet")
     left, right = halves_colours(image)
     assert looks_like(left, "jet", 0) and looks_like(right, "jet", 255)
 
@@ -321,14 +277,14 @@ def test_control_changes_the_palette_and_refuses_bad_settings(rig):
     client.drain()
     for _ in range(3):
         image = client.next()
-        assert image.palette == "jet"
+        assert image.picture.palette == "jet"
         assert looks_like(halves_colours(image)[0], "jet", 0)
 
     # JSON numbers and lists are taken too, and the picture follows
     reply = client.ask({"op": "set", "settings": {"size": [320, 240], "rotate": 180}})
     assert reply["ok"] and reply["settings"]["size"] == "320x240"
-    image = client.next(lambda kind, m: kind == "image" and m.width == 320)
-    assert decode(image.jpeg).shape == (240, 320, 3)
+    image = client.next(lambda kind, m: kind == "image" and m.picture.width == 320)
+    assert decode(image.picture.jpeg).shape == (240, 320, 3)
     left, right = halves_colours(image)  # turned round: hot on the left now
     assert looks_like(left, "jet", 255) and looks_like(right, "jet", 0)
     assert "settings changed" in encoder.log()
@@ -420,7 +376,7 @@ def test_nobody_subscribed_to_images_means_paused(rig):
     watcher = Client(path, topics=(wire.IMAGE_TOPIC,))
     try:
         image = watcher.next()
-        assert image.width == 640
+        assert image.picture.width == 640
         client.next(lambda kind, m: kind == "status" and m["stage"] == "encoder"
                     and m["state"] == "encoding" and m["counters"]["frames"] >= 1)
     finally:
@@ -446,10 +402,11 @@ def test_frames_flow_again_after_capture_restarts(rig):
     client.next()
     capture.stop()
     assert client.status("encoder", "waiting", timeout=10)["state"] == "waiting"
-    restarted = FakeCapture(config.load(path).endpoints.frames, first_seq=5000)
+    restarted = StandInCapture(config.load(path).endpoints.frames, two_halves, 30.0,
+                               detail="simulated", first_seq=5000)
     try:
         image = client.next(lambda kind, m: kind == "image" and m.seq >= 5000, timeout=10)
-        assert decode(image.jpeg).shape == (480, 640, 3)
+        assert decode(image.picture.jpeg).shape == (480, 640, 3)
     finally:
         restarted.stop()
 
@@ -489,10 +446,10 @@ def test_every_frame_is_measured_in_sensor_orientation_watched_or_not(rig):
     thermal = client.next(lambda kind, m: kind == "thermal")  # measured before it is rendered
     image = client.next(lambda kind, m: kind == "image" and m.seq == thermal.seq)
     assert thermal.pixels.shape == (120, 160)  # as the camera delivered it, not rotated
-    assert image.pixels.shape == (160, 120)
-    assert np.array_equal(np.sort(thermal.pixels, axis=None), np.sort(image.pixels, axis=None))
-    assert thermal.unit == "C" and thermal.stats["max"] == image.stats["max"]
-    x, y = thermal.stats["max_xy"]
+    assert image.picture.pixels.shape == (160, 120)
+    assert np.array_equal(np.sort(thermal.pixels, axis=None), np.sort(image.picture.pixels, axis=None))
+    assert thermal.measurement.unit == "C" and thermal.measurement.stats["max"] == image.picture.stats["max"]
+    x, y = thermal.measurement.stats["max_xy"]
     assert thermal.pixels[y, x] == thermal.pixels.max()
     assert thermal.counters["capture"]["frames"] >= 1
     client.ask({"op": "viewers", "count": 0})
@@ -529,8 +486,8 @@ class JunkCapture:
 
     def good(self) -> list:
         self.seq += 1
-        return wire.pack_raw(wire.RawFrame(seq=self.seq, t=time.time(), sensor="lepton3",
-                                           pixels=two_halves(self.seq)))
+        return wire.pack_raw(wire.Frame(seq=self.seq, t=time.time(), sensor="lepton3",
+                                        pixels=two_halves(self.seq)))
 
     def close(self) -> None:
         self.ctx.destroy(0)

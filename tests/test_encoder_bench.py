@@ -3,16 +3,13 @@ assertions here: the figures depend on the machine and its load)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from conftest import ROOT
+from conftest import run_script
 
 
 def test_bench_encoder_quick_writes_its_figures(tmp_path):
     out = tmp_path / "encoder.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_encoder.py"), "--quick",
-                           "--json", str(out)], capture_output=True, text=True, timeout=120)
+    proc = run_script("bench_encoder.py", "--quick", "--json", out, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "render / bare JPEG" in proc.stdout and str(out) in proc.stdout
     data = json.loads(out.read_text())

@@ -51,17 +51,17 @@ def test_simulated_capture_through_encoder(tmp_path, stages, sensor, shape, size
     seqs = [image.seq for image in images]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     for image in images:
-        picture = cv2.imdecode(np.frombuffer(image.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        picture = cv2.imdecode(np.frombuffer(image.picture.jpeg, np.uint8), cv2.IMREAD_COLOR)
         assert picture is not None and picture.shape == (size[1], size[0], 3)
-        assert (image.width, image.height) == size and image.pixels.shape == shape
-        assert image.sensor == sensor and image.palette == "inferno" and image.unit == "C"
-        s = image.stats
+        assert (image.picture.width, image.picture.height) == size and image.picture.pixels.shape == shape
+        assert image.sensor == sensor and image.picture.palette == "inferno" and image.picture.unit == "C"
+        s = image.picture.stats
         assert -40 < s["min"] <= s["mean"] <= s["max"] < 200  # a plausible room-temperature scene
-        assert image.pixels[s["max_xy"][1], s["max_xy"][0]] == image.pixels.max()
-        assert image.range[0] < image.range[1]
+        assert image.picture.pixels[s["max_xy"][1], s["max_xy"][0]] == image.picture.pixels.max()
+        assert image.picture.range[0] < image.picture.range[1]
         assert image.counters["capture"] and image.counters["encoder"]["frames"] >= 1
     # the scene moves: not every frame is the same picture
-    assert len({image.pixels.tobytes() for image in images}) > 1
+    assert len({image.picture.pixels.tobytes() for image in images}) > 1
     stages_seen = {status["stage"] for status in statuses}
     if "capture" not in stages_seen or "encoder" not in stages_seen:  # both once a second
         more = collect(cfg.endpoints.images, 40, timeout=2.5)[1]

@@ -90,15 +90,15 @@ def test_every_thermal_frame_carries_the_regions_readings():
     pixels[30, 110] = 29315 + 2500  # 45 °C
     regions = {"bed": Region("bed", 100, 20, 119, 39), "cold": Region("cold", 0, 0, 0, 0)}
     meter = Meter(regions=lambda: regions.values())
-    raw = wire.RawFrame(seq=7, t=1.0, sensor="lepton3", pixels=pixels)
-    frame = meter.measure(raw, {})
+    raw = wire.Frame(seq=7, t=1.0, sensor="lepton3", pixels=pixels)
+    frame = raw.measurement = meter.measure(raw)
     assert frame.regions["bed"] == {"min": 20.0, "max": 45.0, "mean": round(20 + 25 / 400, 2),
                                     "max_xy": [110, 30]}
     assert frame.regions["cold"]["max"] == 20.0
-    again = wire.unpack_thermal(wire.pack_thermal(frame))  # through the wire as it is
+    again = wire.unpack_thermal(wire.pack_thermal(raw)).measurement  # through the wire as it is
     assert again.regions == frame.regions
     regions.pop("cold")  # asked on every frame: a deleted region is gone from the next one
-    assert list(meter.measure(raw, {}).regions) == ["bed"]
+    assert list(meter.measure(raw).regions) == ["bed"]
 
 
 def test_the_region_list_goes_through_the_status_schema():

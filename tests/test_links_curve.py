@@ -31,15 +31,7 @@ def _keys(directory: Path, name: str = "flir-stream") -> Path:
 
 def _raw_frames(sock: zmq.Socket, seconds: float) -> int:
     """Raw frames received on sock within `seconds`."""
-    count = 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if sock.poll(100):
-            parts = sock.recv_multipart()
-            if wire.topic_of(parts) == wire.RAW_TOPIC:
-                wire.unpack_raw(parts)
-                count += 1
-    return count
+    return len(testing.raw_frames(sock, seconds))
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import tornado.web
 from encoder.measure import Meter
 from flirstream.regions import AlarmRule, Region, celsius, measure
 from flirstream.testing import free_port, parse_metrics
-from flirstream.wire import RawFrame
+from flirstream.wire import Frame
 from flirstream.testing import tlinear_counts
 from server.alarm_files import AlarmSnapshots
 from server.metrics import Exposition
@@ -34,17 +34,18 @@ def sensor_frame(hob_c: float) -> np.ndarray:
 
 def thermal(seq: int, hob_c: float, t: float, tlinear: bool = True):
     """What the encoder sends for every camera frame (its Meter, no regions of its own)."""
-    raw = RawFrame(seq=seq, t=t, sensor="lepton3", pixels=sensor_frame(hob_c), tlinear=tlinear)
-    return Meter().measure(raw, {})
+    frame = Frame(seq=seq, t=t, sensor="lepton3", pixels=sensor_frame(hob_c), tlinear=tlinear)
+    frame.measurement = Meter().measure(frame)
+    return frame
 
 
 def test_readings_are_the_encoders_where_it_sent_them_and_measured_here_otherwise():
     frame = thermal(1, 80.0, 1000.0)
     plain = measure(frame.pixels, REGIONS.values(), celsius(0.01))
     assert reading_of(frame, REGIONS.values()) == plain  # frame stats agree with measure() too
-    frame.regions = {"hob": {"min": 1.0, "max": 2.0, "mean": 1.5, "max_xy": [0, 0]}}
+    frame.measurement.regions = {"hob": {"min": 1.0, "max": 2.0, "mean": 1.5, "max_xy": [0, 0]}}
     got = reading_of(frame, list(REGIONS.values()) + [Region("outside", 0, 0, 0, 0)])
-    assert got["regions"]["hob"] == frame.regions["hob"]  # the encoder's, as sent
+    assert got["regions"]["hob"] == frame.measurement.regions["hob"]  # the encoder's, as sent
     assert got["regions"]["tap"] == plain["regions"]["tap"]
     assert reading_of(frame, [])["regions"] == {}  # only the regions the monitor knows
 
@@ -71,7 +72,7 @@ def test_an_alarm_change_logs_posts_saves_and_is_in_the_state_and_metrics(tmp_pa
         assert monitor.on_thermal(thermal(1, 50.0, 1000.0)) == []
         picture = image_frame(2)
         picture.t = 1001.2  # the picture of (nearly) the same moment
-        (change,) = monitor.on_thermal(thermal(2, 75.0, 1001.0), image=picture)
+        (change,) = monitor.on_thermal(thermal(2, 75.0, 1001.0), pictured=picture)
         assert change.state == "alarm" and change.value == 75.0
         await asyncio.wait_for(got.wait(), 10)
         await hooks.flush(10)  # the answer is in
@@ -79,7 +80,7 @@ def test_an_alarm_change_logs_posts_saves_and_is_in_the_state_and_metrics(tmp_pa
                            "time": round(change.time, 3)}]
         (stem, files, _), = keeper.snapshots()
         assert [f.suffix for f in files] == [".jpg", ".tiff"] and stem.endswith("seq2.hob-hot")
-        assert files[0].read_bytes() == picture.jpeg
+        assert files[0].read_bytes() == picture.picture.jpeg
         state = monitor.state()
         assert state["seq"] == 2 and state["regions"]["hob"]["max"] == 75.0
         assert state["alarms"]["hob-hot"]["state"] == "alarm"
@@ -96,7 +97,7 @@ def test_an_alarm_change_logs_posts_saves_and_is_in_the_state_and_metrics(tmp_pa
         assert metrics['flirstream_webhooks_total{result="sent"}'] == 1
 
         # clearing with an old picture (paused viewer): the TIFF alone is kept
-        (cleared,) = monitor.on_thermal(thermal(3, 54.0, 1002.0), image=image_frame(1, t=900.0))
+        (cleared,) = monitor.on_thermal(thermal(3, 54.0, 1002.0), pictured=image_frame(1, t=900.0))
         assert cleared.state == "ok"
         newest = keeper.snapshots()[-1]
         assert newest[0].endswith("seq3.hob-hot") and [f.suffix for f in newest[1]] == [".tiff"]

@@ -15,14 +15,11 @@ import pytest
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
-import zmq
 
 from conftest import write_config
-from flirstream.testing import free_port
+from flirstream.testing import StandInCapture, free_port, parse_metrics, tlinear_counts
 from mqtt_support import Broker, Subscriber
 from server_support import http_get, wait_http
-from flirstream import links, wire
-from flirstream.testing import tlinear_counts
 from viewer_support import HOT, scene, setting, start_server
 
 WAIT_S = 30.0
@@ -50,13 +47,10 @@ def api_state(port: int, token: str = "") -> dict:
     return json.loads(body)
 
 
-def metric(port: int, line_start: str) -> float:
+def metric(port: int, name: str) -> float:
     status, _, body = http_get(port, "/metrics")
     assert status == 200
-    for line in body.decode().splitlines():
-        if line.startswith(line_start + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise KeyError(line_start)
+    return parse_metrics(body.decode())[name]
 
 
 class Receiver:
@@ -105,98 +99,94 @@ def receiver():
     r.close()
 
 
-class Camera:
-    """Plays capture for a real encoder: test_viewer's scene with the hot square at `hot_c` °C
-    (changed while the test runs), about 10 RawFrames a second, capture's status once a second."""
+class HotSquare:
+    """test_viewer's scene with the hot square at `hot_c` °C (changed while the test runs)."""
 
-    def __init__(self, endpoint: str, hot_c: float) -> None:
+    def __init__(self, hot_c: float) -> None:
         self.hot_c = hot_c
-        self.ctx = zmq.Context()
-        self.sock = links.publisher(self.ctx, "frames", endpoint)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
 
-    def _run(self) -> None:
-        seq, next_status = 0, 0.0
-        while not self.stopping.wait(0.1):
-            if time.monotonic() >= next_status:
-                self.sock.send_multipart(wire.pack_status("capture", "streaming", "", t=time.time()))
-                next_status = time.monotonic() + 1.0
-            seq += 1
-            pixels = scene(seq)
-            x0, y0, x1, y1 = HOT
-            pixels[y0:y1, x0:x1] = tlinear_counts(self.hot_c)
-            self.sock.send_multipart(wire.pack_raw(wire.RawFrame(seq=seq, t=time.time(),
-                                                                 sensor="lepton3", pixels=pixels)))
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(5)
-        self.sock.close(0)
-        self.ctx.term()
+    def __call__(self, seq: int):
+        pixels = scene(seq)
+        x0, y0, x1, y1 = HOT
+        pixels[y0:y1, x0:x1] = tlinear_counts(self.hot_c)
+        return pixels
 
 
-def test_an_alarm_fires_and_clears_with_hysteresis_while_nobody_watches(tmp_path, stages, receiver):
-    x0, y0, x1, y1 = HOT
-    extra = (f"[roi:square]\nbox = {x0}, {y0}, {x1 - 1}, {y1 - 1}\n"
-             f"[roi:corner]\nspot = 0, 0\n"
-             f"[alarm:square-hot]\nroi = square\nabove = 40\nhysteresis = 2\nwebhook = {receiver.url}\n")
-    config = write_config(tmp_path, extra, state={"dir": tmp_path / "state"},
-                          monitor={"alarm_dir": tmp_path / "alarms"})
-    camera = Camera(setting(config, "endpoints", "frames"), hot_c=35.0)
-    port = setting(config, "server", "port")
-    try:
+@pytest.fixture
+def square_alarm(tmp_path, stages):
+    """start(extra=, webhook=) -> (camera, port, server Stage): a stand-in capture of HotSquare at
+    35 °C (camera.hot_c), a real encoder and server; the square is [roi:square] (after it, `extra`
+    config), alarm square-hot above 40 °C with hysteresis 2 and alarm pictures in tmp_path/alarms."""
+    cameras = []
+
+    def start(extra: str = "", webhook: str = ""):
+        x0, y0, x1, y1 = HOT
+        text = (f"[roi:square]\nbox = {x0}, {y0}, {x1 - 1}, {y1 - 1}\n{extra}"
+                f"[alarm:square-hot]\nroi = square\nabove = 40\nhysteresis = 2\n"
+                + (f"webhook = {webhook}\n" if webhook else ""))
+        config = write_config(tmp_path, text, state={"dir": tmp_path / "state"},
+                              monitor={"alarm_dir": tmp_path / "alarms"})
+        camera = HotSquare(35.0)
+        cameras.append(StandInCapture(setting(config, "endpoints", "frames"), camera))
+        port = setting(config, "server", "port")
         stages("encoder", config)
-        server = start_server(stages, config, f"http://127.0.0.1:{port}/")
-        state = wait_until(lambda: (s := api_state(port))["regions"].get("square") and s,
-                           what="square's readings")
-        assert state["alarms"]["square-hot"]["state"] == "ok"
-        assert state["regions"]["corner"]["max"] == 24.0  # the background (test_viewer's scene)
-        assert state["unit"] == "°C" and state["frame"]["min"] == 24.0
-        assert metric(port, 'flirstream_alarm_active{alarm="square-hot"}') == 0
-        # nobody watches: the encoder paused the picture, the measurements go on
-        wait_until(lambda: json.loads(http_get(port, "/healthz")[2])["encoder"]["state"] == "paused",
-                   what="encoder paused")
+        return camera, port, start_server(stages, config, f"http://127.0.0.1:{port}/")
 
-        camera.hot_c = 45.0
-        state = wait_until(lambda: (s := api_state(port))["alarms"]["square-hot"]["state"] == "alarm"
-                           and s, what="alarm fired")
-        assert state["alarms"]["square-hot"]["value"] == 45.0
-        assert state["regions"]["square"]["max"] == 45.0
-        assert state["regions"]["square"]["max_xy"][0] in range(x0, x1)
-        assert metric(port, 'flirstream_alarm_active{alarm="square-hot"}') == 1
-        assert metric(port, 'flirstream_temperature_celsius{region="square",stat="max"}') == 45.0
-        body = wait_until(lambda: receiver.bodies and receiver.bodies[0], what="webhook POST")
-        assert {k: body[k] for k in ("name", "state", "value", "threshold")} == \
-            {"name": "square-hot", "state": "alarm", "value": 45.0, "threshold": 40.0}
-        # the frame is kept: its radiometric TIFF, and the picture, which the server woke the paused
-        # encoder for (the first one after the frame), under the same name
-        tiff = wait_until(lambda: list((tmp_path / "alarms").glob("*square-hot.tiff")),
-                          what="alarm snapshot")[0]
-        jpeg = wait_until(lambda: tiff.with_suffix(".jpg").is_file() and tiff.with_suffix(".jpg"),
-                          what="alarm picture")
-        assert jpeg.read_bytes()[:2] == b"\xff\xd8"
+    yield start
+    for capture in cameras:
+        capture.stop()
 
-        camera.hot_c = 39.0  # below the threshold, not by the hysteresis: still in alarm
-        wait_until(lambda: api_state(port)["regions"]["square"]["max"] == 39.0, what="39 °C")
-        seq = api_state(port)["seq"]
-        wait_until(lambda: api_state(port)["seq"] > seq + 5, what="more frames")
-        assert api_state(port)["alarms"]["square-hot"]["state"] == "alarm"
-        assert len(receiver.bodies) == 1
 
-        camera.hot_c = 37.5
-        state = wait_until(lambda: (s := api_state(port))["alarms"]["square-hot"]["state"] == "ok"
-                           and s, what="alarm cleared")
-        assert state["alarms"]["square-hot"]["value"] == 37.5
-        assert metric(port, 'flirstream_alarm_active{alarm="square-hot"}') == 0
-        wait_until(lambda: len(receiver.bodies) == 2, what="second webhook POST")
-        assert receiver.bodies[1]["state"] == "ok"
-        log = server.log()
-        assert len(re.findall(r"alarm square-hot fired", log)) == 1
-        assert len(re.findall(r"alarm square-hot cleared", log)) == 1
-    finally:
-        camera.stop()
+def test_an_alarm_fires_and_clears_with_hysteresis_while_nobody_watches(tmp_path, square_alarm,
+                                                                       receiver):
+    x0, y0, x1, y1 = HOT
+    camera, port, server = square_alarm("[roi:corner]\nspot = 0, 0\n", webhook=receiver.url)
+    state = wait_until(lambda: (s := api_state(port))["regions"].get("square") and s,
+                       what="square's readings")
+    assert state["alarms"]["square-hot"]["state"] == "ok"
+    assert state["regions"]["corner"]["max"] == 24.0  # the background (test_viewer's scene)
+    assert state["unit"] == "°C" and state["frame"]["min"] == 24.0
+    assert metric(port, 'flirstream_alarm_active{alarm="square-hot"}') == 0
+    # nobody watches: the encoder paused the picture, the measurements go on
+    wait_until(lambda: json.loads(http_get(port, "/healthz")[2])["encoder"]["state"] == "paused",
+               what="encoder paused")
+
+    camera.hot_c = 45.0
+    state = wait_until(lambda: (s := api_state(port))["alarms"]["square-hot"]["state"] == "alarm"
+                       and s, what="alarm fired")
+    assert state["alarms"]["square-hot"]["value"] == 45.0
+    assert state["regions"]["square"]["max"] == 45.0
+    assert state["regions"]["square"]["max_xy"][0] in range(x0, x1)
+    assert metric(port, 'flirstream_alarm_active{alarm="square-hot"}') == 1
+    assert metric(port, 'flirstream_temperature_celsius{region="square",stat="max"}') == 45.0
+    body = wait_until(lambda: receiver.bodies and receiver.bodies[0], what="webhook POST")
+    assert {k: body[k] for k in ("name", "state", "value", "threshold")} == \
+        {"name": "square-hot", "state": "alarm", "value": 45.0, "threshold": 40.0}
+    # the frame is kept: its radiometric TIFF, and the picture, which the server woke the paused
+    # encoder for (the first one after the frame), under the same name
+    tiff = wait_until(lambda: list((tmp_path / "alarms").glob("*square-hot.tiff")),
+                      what="alarm snapshot")[0]
+    jpeg = wait_until(lambda: tiff.with_suffix(".jpg").is_file() and tiff.with_suffix(".jpg"),
+                      what="alarm picture")
+    assert jpeg.read_bytes()[:2] == b"\xff\xd8"
+
+    camera.hot_c = 39.0  # below the threshold, not by the hysteresis: still in alarm
+    wait_until(lambda: api_state(port)["regions"]["square"]["max"] == 39.0, what="39 °C")
+    seq = api_state(port)["seq"]
+    wait_until(lambda: api_state(port)["seq"] > seq + 5, what="more frames")
+    assert api_state(port)["alarms"]["square-hot"]["state"] == "alarm"
+    assert len(receiver.bodies) == 1
+
+    camera.hot_c = 37.5
+    state = wait_until(lambda: (s := api_state(port))["alarms"]["square-hot"]["state"] == "ok"
+                       and s, what="alarm cleared")
+    assert state["alarms"]["square-hot"]["value"] == 37.5
+    assert metric(port, 'flirstream_alarm_active{alarm="square-hot"}') == 0
+    wait_until(lambda: len(receiver.bodies) == 2, what="second webhook POST")
+    assert receiver.bodies[1]["state"] == "ok"
+    log = server.log()
+    assert len(re.findall(r"alarm square-hot fired", log)) == 1
+    assert len(re.findall(r"alarm square-hot cleared", log)) == 1
 
 
 def test_a_real_pipeline_publishes_discovery_and_the_readings_to_mqtt(tmp_path, stages):
@@ -390,39 +380,28 @@ def sensor_of_display(x: int, y: int) -> tuple[int, int]:
     raise AssertionError((x, y))
 
 
-def test_the_alarm_banner_and_the_red_region_come_and_go(tmp_path, stages, page):
-    x0, y0, x1, y1 = HOT
-    extra = (f"[roi:square]\nbox = {x0}, {y0}, {x1 - 1}, {y1 - 1}\n"
-             f"[alarm:square-hot]\nroi = square\nabove = 40\nhysteresis = 2\n")
-    config = write_config(tmp_path, extra, state={"dir": tmp_path / "state"},
-                          monitor={"alarm_dir": tmp_path / "alarms"})
-    camera = Camera(setting(config, "endpoints", "frames"), hot_c=35.0)
-    port = setting(config, "server", "port")
-    try:
-        stages("encoder", config)
-        start_server(stages, config, f"http://127.0.0.1:{port}/")
-        page.goto(f"http://127.0.0.1:{port}/")
-        wait_for_frames(page)
-        square = region_at(page, "square")
-        page.wait_for_function(f"document.querySelector(\"{square}\")?.dataset.max === '35'",
-                               timeout=WAIT_MS)
-        assert page.is_hidden("#alarm-banner")
-        camera.hot_c = 45.0
-        page.wait_for_selector("#alarm-banner", state="visible", timeout=WAIT_MS)
-        assert page.inner_text("#alarm-banner").startswith("⚠ square-hot: square max 45.0")
-        assert "alarm" in page.get_attribute(square, "class")
-        # the picture of the frame that fired is kept now that someone watches
-        assert wait_until(lambda: list((tmp_path / "alarms").glob("*square-hot.jpg")),
-                          what="alarm JPEG")
-        camera.hot_c = 39.0  # within the hysteresis: still on
-        page.wait_for_function(f"document.querySelector(\"{square}\")?.dataset.max === '39'",
-                               timeout=WAIT_MS)
-        assert page.is_visible("#alarm-banner")
-        camera.hot_c = 37.0
-        page.wait_for_selector("#alarm-banner", state="hidden", timeout=WAIT_MS)
-        assert "alarm" not in page.get_attribute(square, "class").split()
-    finally:
-        camera.stop()
+def test_the_alarm_banner_and_the_red_region_come_and_go(tmp_path, square_alarm, page):
+    camera, port, _ = square_alarm()
+    page.goto(f"http://127.0.0.1:{port}/")
+    wait_for_frames(page)
+    square = region_at(page, "square")
+    page.wait_for_function(f"document.querySelector(\"{square}\")?.dataset.max === '35'",
+                           timeout=WAIT_MS)
+    assert page.is_hidden("#alarm-banner")
+    camera.hot_c = 45.0
+    page.wait_for_selector("#alarm-banner", state="visible", timeout=WAIT_MS)
+    assert page.inner_text("#alarm-banner").startswith("⚠ square-hot: square max 45.0")
+    assert "alarm" in page.get_attribute(square, "class")
+    # the picture of the frame that fired is kept now that someone watches
+    assert wait_until(lambda: list((tmp_path / "alarms").glob("*square-hot.jpg")),
+                      what="alarm JPEG")
+    camera.hot_c = 39.0  # within the hysteresis: still on
+    page.wait_for_function(f"document.querySelector(\"{square}\")?.dataset.max === '39'",
+                           timeout=WAIT_MS)
+    assert page.is_visible("#alarm-banner")
+    camera.hot_c = 37.0
+    page.wait_for_selector("#alarm-banner", state="hidden", timeout=WAIT_MS)
+    assert "alarm" not in page.get_attribute(square, "class").split()
 
 
 def reply_of(ws, kinds: tuple) -> dict:
@@ -442,7 +421,7 @@ def test_region_changes_over_the_websocket_need_the_control_token_and_no_broker(
                           server={"control_token": "ctl", "token": "view"},
                           state={"dir": tmp_path / "state"},
                           mqtt={"host": "127.0.0.1", "port": free_port()})
-    camera = Camera(setting(config, "endpoints", "frames"), hot_c=35.0)
+    camera = StandInCapture(setting(config, "endpoints", "frames"), HotSquare(35.0))
     port = setting(config, "server", "port")
     try:
         stages("encoder", config)

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import configparser
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import run_script
 from encoder.render import Units, orient, statistics
 from flirstream.config import ConfigError
 from flirstream.wire import KELVIN_AT_0C
@@ -167,8 +165,7 @@ def test_display_orientation_matches_the_encoders_orient(rotate, flip):
 
 def test_bench_measure_quick_writes_its_figures(tmp_path):
     out = tmp_path / "measure.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_measure.py"), "--quick",
-                           "--json", str(out)], capture_output=True, text=True, timeout=60)
+    proc = run_script("bench_measure.py", "--quick", "--json", out)
     assert proc.returncode == 0, proc.stderr
     assert "us per frame" in proc.stdout and str(out) in proc.stdout
     data = json.loads(out.read_text())
@@ -192,13 +189,11 @@ def test_check_spotmeter_compares_measure_with_the_cameras_own_spotmeter(tmp_pat
     pixels[59:61, 79:81] = [[26607, 26666], [26640, 26649]]  # mean 26640.5: the camera truncates
     tjsn(tmp_path / "same.tjsn", pixels, [26640, 26666, 26607, 4, 59, 79, 60, 80])
     tjsn(tmp_path / "off.tjsn", pixels, [26640, 26666, 26607, 4, 59, 80, 60, 81])  # ROI moved
-    script = str(ROOT / "scripts" / "check_spotmeter.py")
-    same = subprocess.run([sys.executable, script, str(tmp_path / "same.tjsn")], capture_output=True,
-                          text=True, timeout=60)
+    same = run_script("check_spotmeter.py", tmp_path / "same.tjsn")
     assert same.returncode == 0, same.stdout + same.stderr
     assert "26666/26607/26640, measure 26666/26607/26640.5" in same.stdout and "same" in same.stdout
-    off = subprocess.run([sys.executable, script, str(tmp_path / "same.tjsn"), str(tmp_path / "off.tjsn"),
-                          str(tmp_path / "missing.tjsn")], capture_output=True, text=True, timeout=60)
+    off = run_script("check_spotmeter.py", tmp_path / "same.tjsn", tmp_path / "off.tjsn",
+                     tmp_path / "missing.tjsn")
     assert off.returncode == 1
     lines = off.stdout.splitlines()
     assert lines[0].endswith("same") and lines[1].endswith("DIFFERENT")

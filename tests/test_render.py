@@ -14,7 +14,7 @@ from encoder import agc, palettes
 from encoder.render import Renderer, paint, scale
 from flirstream import config
 from flirstream.config import AGCS, PALETTES, ConfigError
-from flirstream.wire import RawFrame
+from flirstream.wire import Frame
 from flirstream.testing import tlinear_counts
 from flirstream.wire import KELVIN_AT_0C
 
@@ -195,8 +195,8 @@ def test_statistics_in_counts_without_tlinear():
 
 
 def test_render_frame_takes_a_raw_frame():
-    raw = RawFrame(seq=7, t=1.0, sensor="lepton3", pixels=scene(), tlinear=True,
-                   kelvin_per_count=0.01)
+    raw = Frame(seq=7, t=1.0, sensor="lepton3", pixels=scene(), tlinear=True,
+                kelvin_per_count=0.01)
     result = Renderer(size=(320, 240)).render_frame(raw)
     assert decode(result.jpeg).shape == (240, 320, 3)
     assert 19 < result.stats["min"] < result.stats["max"] < 31
@@ -339,25 +339,21 @@ def test_frames_of_four_pixels_or_fewer_render(shape, mode):
     assert r.last.stats["max"] == pytest.approx(frame.max() * 0.01 - KELVIN_AT_0C, abs=0.01)
 
 
-def _k100(c: float) -> int:
-    return int(round((c + 273.15) * 100))
-
-
 @pytest.mark.parametrize("isotherm,hit", [
     ("above 40", lambda c: c >= 40), ("below 21", lambda c: c <= 21),
     ("between 30 35", lambda c: (c >= 30) & (c <= 35)), ("off", lambda c: np.zeros_like(c, bool)),
 ])
 def test_isotherm_paints_its_pixels_at_sensor_resolution_before_scaling(isotherm, hit):
-    frame = np.full((12, 16), _k100(25.0), np.uint16)
-    frame[2:4, 3:6] = _k100(45.0)
-    frame[7, 1:9] = _k100(32.5)
-    frame[9:11, 10:14] = _k100(18.0)
+    frame = np.full((12, 16), tlinear_counts(25.0), np.uint16)
+    frame[2:4, 3:6] = tlinear_counts(45.0)
+    frame[7, 1:9] = tlinear_counts(32.5)
+    frame[9:11, 10:14] = tlinear_counts(18.0)
     plain = Renderer(palette="white-hot", agc="fixed", range_c=(15.0, 50.0), size=(64, 48))
     marked = Renderer(palette="white-hot", agc="fixed", range_c=(15.0, 50.0), size=(64, 48),
                       isotherm=isotherm, isotherm_colour="#ff0080")
     ref = plain.render_pixels(frame).bgr
     got = marked.render_pixels(frame).bgr
-    mask = np.repeat(np.repeat(hit(frame * 0.01 - 273.15), 4, axis=0), 4, axis=1)
+    mask = np.repeat(np.repeat(hit(frame * 0.01 - KELVIN_AT_0C), 4, axis=0), 4, axis=1)
     assert (got[mask] == [128, 0, 255]).all()  # BGR of #ff0080, whole 4x4 blocks
     np.testing.assert_array_equal(got[~mask], ref[~mask])
     assert marked.settings_text()["isotherm"] == isotherm
@@ -390,6 +386,6 @@ def test_frames_that_are_not_temperatures_render_as_counts(meaning, values):
     pixels = np.linspace(lo, hi, 120 * 160).reshape(120, 160).astype(np.uint16)
     for mode in ("linear", "histogram", "fixed"):
         out = Renderer(agc=mode, size=(160, 120)).render_frame(
-            RawFrame(seq=1, t=0.0, sensor="lepton3", pixels=pixels, tlinear=False, meaning=meaning))
+            Frame(seq=1, t=0.0, sensor="lepton3", pixels=pixels, tlinear=False, meaning=meaning))
         assert out.unit == "counts", mode
         assert lo <= out.stats["min"] <= out.stats["max"] <= hi, (mode, out.stats)

@@ -19,7 +19,7 @@ from typing import Optional
 import psutil
 import pytest
 
-from conftest import free_port, write_config
+from conftest import free_port, started, write_config
 from flirstream.testing import STAGES, FrameWatcher, live, measure_restart, stage_of, wait_until
 
 URL = re.compile(r"https?://\S+")
@@ -91,16 +91,8 @@ class Run:
 
 @pytest.fixture
 def run_flir_stream():
-    started: list[Run] = []
-
-    def start(config: Path, *args: str) -> Run:
-        run = Run(config, *args)
-        started.append(run)
-        return run
-
-    yield start
-    for run in started:
-        run.cleanup()
+    """run_flir_stream(config, *args) -> Run; whatever is left is killed after the test."""
+    yield from started(Run, "cleanup")
 
 
 # ---------------------------------------------------------------- tests

@@ -246,13 +246,7 @@ def test_viewer_count_goes_to_the_encoder(live):
 
 
 def thermal_messages(ws, count: int, timeout: float = 10.0) -> list[tuple[dict, bytes]]:
-    out = []
-    deadline = time.monotonic() + timeout
-    while len(out) < count:
-        message = ws.recv(timeout=max(0.01, deadline - time.monotonic()))
-        if isinstance(message, bytes):
-            out.append(protocol.split_thermal(message))
-    return out
+    return frames(ws, count, timeout, split=protocol.split_thermal)
 
 
 def test_thermal_mode_sends_the_measured_frames_and_the_jpeg_mode_is_unchanged(live):
@@ -271,7 +265,7 @@ def test_thermal_mode_sends_the_measured_frames_and_the_jpeg_mode_is_unchanged(l
         assert np.abs(error).max() <= 1
         assert header["shape"] == [120, 160] and header["unit"] == "C" and header["tlinear"]
         assert header["t"] <= header["t_measured"] <= header["t_sent"]
-        assert header["stats"] == want.stats and header["regions"] == want.regions
+        assert header["stats"] == want.measurement.stats and header["regions"] == want.measurement.regions
         assert header["telemetry"] == {"fpa_temp_c": 31.25, "ffc_state": "complete", "uptime_ms": 5}
         assert header["kelvin_per_count"] == 0.01 and isinstance(header["defaults"], int)
         assert header["rad_bytes"] == len(payload) < 160 * 120 * 2 // 2

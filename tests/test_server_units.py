@@ -37,13 +37,13 @@ def test_frame_payloads_share_header_and_differ_in_pixels():
     frame = image_frame(7)
     payloads = protocol.frame_payloads(frame, t_sent=frame.t + 0.1)
     header, jpeg, pixels = protocol.split_frame(payloads.plain)
-    assert jpeg == frame.jpeg and pixels == b"" and header["raw_bytes"] == 0
+    assert jpeg == frame.picture.jpeg and pixels == b"" and header["raw_bytes"] == 0
     assert header["seq"] == 7 and header["t_sent"] == frame.t + 0.1
     assert "v" not in header and "counters" not in header
     (n,) = np.frombuffer(payloads.raw[:4], ">u4")
     header_raw = json.loads(payloads.raw[4:4 + n])
     _, jpeg_raw, pixels_raw = protocol.split_frame(payloads.raw)
-    assert jpeg_raw == frame.jpeg and header_raw["raw_bytes"] == len(pixels_raw) == 160 * 120 * 2
+    assert jpeg_raw == frame.picture.jpeg and header_raw["raw_bytes"] == len(pixels_raw) == 160 * 120 * 2
     assert np.array_equal(np.frombuffer(pixels_raw, "<u2").reshape(120, 160), frame.pixels)
     assert payloads.for_client(True) is payloads.raw and payloads.for_client(False) is payloads.plain
 
@@ -282,9 +282,9 @@ def test_metrics_exposition_parses_and_counts():
     for value in (0.005, 0.06, 0.06, 7.0, float("nan")):
         metrics.latency.observe(value)
     metrics.rejected["token"] += 2
-    text = metrics.render({"websocket": 2, "mjpeg": 1},
-                          {"capture": {"crc_errors": 3, "name": "x", "ok": True}},
-                          {"capture": 'we"ird\nstate'})
+    text = metrics.exposition({"websocket": 2, "mjpeg": 1},
+                              {"capture": {"crc_errors": 3, "name": "x", "ok": True}},
+                              {"capture": 'we"ird\nstate'})
     samples = parse_metrics(text)
     assert samples["flirstream_frames_received_total"] == 4
     assert samples['flirstream_frames_dropped_total{stage="upstream",reason="seq_gap"}'] == 2
@@ -340,7 +340,7 @@ class Sink:
 
 def outgoing(seq):
     frame = image_frame(seq)
-    return Outgoing(frame, protocol.frame_payloads(frame, frame.t), protocol.mjpeg_part(frame.jpeg))
+    return Outgoing(frame, protocol.frame_payloads(frame, frame.t), protocol.mjpeg_part(frame.picture.jpeg))
 
 
 def seqs(sink):
@@ -395,7 +395,7 @@ def test_a_frame_older_than_stale_after_s_goes_out_marked_stale():
         hub.fanout.add(late)
         header, jpeg, pixels = protocol.split_frame(late.sent[-1])
         assert header["stale"] is True and header["seq"] == 4 and header["t_sent"] == 5000.0 + 1002.5
-        assert jpeg == image_frame(4).jpeg and len(pixels) == 160 * 120 * 2
+        assert jpeg == image_frame(4).picture.jpeg and len(pixels) == 160 * 120 * 2
         again = Sink(loop, wants_raw=True)
         hub.fanout.add(again)
         assert again.sent[-1] is late.sent[-1]  # the stale copy is built once and shared
@@ -457,7 +457,7 @@ def test_hub_thermal_viewers_share_one_message_and_do_not_count_for_the_encoder(
         error = radiometric.decode(payload).astype(int) - frame.pixels  # within 1 count (0.01 K)
         assert np.abs(error).max() <= 1
         assert header["seq"] == 2 and header["t_sent"] == 2000.0 and header["defaults"] == 0
-        assert header["regions"] == frame.regions and header["stats"] == frame.stats
+        assert header["regions"] == frame.measurement.regions and header["stats"] == frame.measurement.stats
         assert header["telemetry"] == {"fpa_temp_c": 31.25, "ffc_state": "complete", "uptime_ms": 5}
         jpeg = ThermalSink(loop)
         jpeg.feed = "image"

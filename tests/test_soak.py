@@ -3,11 +3,9 @@ never read, reconnecting ones) for 10 s. The full soak is `python scripts/soak.p
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from conftest import ROOT
+from conftest import run_script
 
 DURATION = 10
 CLIENTS = 12
@@ -15,10 +13,8 @@ CLIENTS = 12
 
 def test_short_soak(tmp_path: Path):
     out = tmp_path / "soak.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "soak.py"), "--duration", str(DURATION),
-         "--clients", str(CLIENTS), "--json", str(out), "--workdir", str(tmp_path / "work")],
-        capture_output=True, text=True, timeout=120)
+    proc = run_script("soak.py", "--duration", DURATION, "--clients", CLIENTS, "--json", out,
+                      "--workdir", tmp_path / "work", timeout=120)
     print(proc.stdout)
     log = (tmp_path / "work" / "run.log")
     detail = proc.stdout[-3000:] + proc.stderr[-3000:] + (

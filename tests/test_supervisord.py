@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, write_config
+from conftest import ROOT, started, write_config
 from flirstream.testing import FrameWatcher, live, measure_restart, wait_until
 
 INCLUDE = ROOT / "scripts" / "supervisord.conf"
@@ -116,16 +116,8 @@ files = {INCLUDE}
 
 @pytest.fixture
 def supervisord(tmp_path):
-    started: list[Supervisord] = []
-
-    def start(stage_config: Path, log_dir: Path) -> Supervisord:
-        sup = Supervisord(stage_config, log_dir)
-        started.append(sup)
-        return sup
-
-    yield start
-    for sup in started:
-        sup.cleanup()
+    """supervisord(stage_config, log_dir) -> Supervisord; cleaned up after the test."""
+    yield from started(Supervisord, "cleanup")
 
 
 def test_supervisord_runs_the_stages_and_restarts_each_one_killed(tmp_path, supervisord):

@@ -5,53 +5,40 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from capture import telemetry as tm
+from conftest import run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def split(words: np.ndarray, at: int, value: int) -> None:
-    words[at], words[at + 1] = value & 0xFFFF, value >> 16
+# What two real Lepton 3.5s sent (the rest zero): word (or (first, last) range) -> value; a
+# 32-bit value at a word is split over it and the next one, low half first.
+FOX = {0: 14, "uptime": 56767, "status": 0x0830, "frames": 499, 24: 29428, 26: 29355, 99: 8192,
+       165: 2, 208: 1, 209: 1, (210, 214): [26640, 26666, 26607, 4]}  # tCam's fox.tjsn (README)
+AGC_ON = {0: 14, "uptime": 6786699, "status": 0x1830, "frames": 59505, 24: 30631, 26: 30522,
+          99: 8028, 165: 0, 208: 0, 209: 1, (210, 214): [29507, 29513, 29498, 4]}
+WIDE = {"uptime": 1, "status": 3, "frames": 20}  # the 32-bit words
 
 
-def fox_words() -> np.ndarray:
-    """tCam's fox.tjsn telemetry, the words its README lists (the rest zero)."""
+def words(table: dict) -> np.ndarray:
     w = np.zeros(240, dtype=np.uint16)
-    w[0] = 14
-    split(w, 1, 56767)
-    split(w, 3, 0x0830)
-    split(w, 20, 499)
-    w[24], w[26] = 29428, 29355
-    w[99] = 8192
-    w[165] = 2
-    w[208], w[209] = 1, 1
-    w[210:214] = [26640, 26666, 26607, 4]
-    return w
-
-
-def agc_on_words() -> np.ndarray:
-    w = np.zeros(240, dtype=np.uint16)
-    w[0] = 14
-    split(w, 1, 6786699)
-    split(w, 3, 0x1830)
-    split(w, 20, 59505)
-    w[24], w[26] = 30631, 30522
-    w[99] = 8028
-    w[165] = 0
-    w[208], w[209] = 0, 1
-    w[210:214] = [29507, 29513, 29498, 4]
+    for at, value in table.items():
+        if at in WIDE:
+            w[WIDE[at]], w[WIDE[at] + 1] = value & 0xFFFF, value >> 16
+        elif isinstance(at, tuple):
+            w[at[0]:at[1]] = value
+        else:
+            w[at] = value
     return w
 
 
 def test_fox_rows_parse_to_what_the_camera_said():
-    t = tm.parse(fox_words())
+    t = tm.parse(words(FOX))
     assert t.revision == 14
     assert t.uptime_ms == 56767
     assert t.frame_counter == 499
@@ -68,7 +55,7 @@ def test_fox_rows_parse_to_what_the_camera_said():
 
 
 def test_agc_on_rows_say_agc_on_and_tlinear_off():
-    t = tm.parse(agc_on_words())
+    t = tm.parse(words(AGC_ON))
     assert t.agc_on
     assert not t.tlinear_enabled
     assert t.uptime_ms == 6786699 and t.frame_counter == 59505
@@ -124,9 +111,7 @@ def test_pixel_meaning_from_cci_facts():
 
 
 def test_non_radiometric_rows_mean_raw_counts():
-    w = np.zeros(240, dtype=np.uint16)
-    split(w, 3, 0x0030)
-    assert tm.pixel_meaning(tm.parse(w)) == tm.RAW_COUNTS
+    assert tm.pixel_meaning(tm.parse(words({"status": 0x0030}))) == tm.RAW_COUNTS
 
 
 def test_short_telemetry_is_refused():
@@ -138,10 +123,9 @@ def test_check_realdata_prints_a_tjsn_file(tmp_path):
     pixels = np.full(19200, 29815, dtype="<u2")  # 25.00 C
     doc = {"metadata": {"Camera": "test"},
            "radiometric": base64.b64encode(pixels.tobytes()).decode(),
-           "telemetry": base64.b64encode(fox_words().astype("<u2").tobytes()).decode()}
+           "telemetry": base64.b64encode(words(FOX).astype("<u2").tobytes()).decode()}
     (tmp_path / "x.tjsn").write_text(json.dumps(doc))
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_realdata.py"),
-                          str(tmp_path)], capture_output=True, text=True, timeout=60)
+    out = run_script("check_realdata.py", tmp_path)
     assert out.returncode == 0, out.stderr
     lines = {line.split()[0]: line.split(None, 1)[1] for line in out.stdout.splitlines()[1:]}
     assert lines["frame_counter"] == "499"
@@ -149,7 +133,5 @@ def test_check_realdata_prints_a_tjsn_file(tmp_path):
     assert lines["ffc_state"] == "complete"
     assert lines["pixels"] == "kelvin_x100"
     assert "25.00..25.00 C" in out.stdout
-    bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_realdata.py"),
-                          str(tmp_path / "missing.tjsn")], capture_output=True, text=True,
-                         timeout=60)
+    bad = run_script("check_realdata.py", tmp_path / "missing.tjsn")
     assert bad.returncode == 1 and "cannot read" in bad.stderr

@@ -19,10 +19,9 @@ import pytest
 
 from capture.sim import SimulatedLepton
 from encoder.render import Renderer, orient
-from flirstream.testing import tlinear_counts
+from flirstream.testing import StaticSite, tlinear_counts
 from flirstream.wire import KELVIN_AT_0C
 from server import radiometric
-from static_site import StaticSite
 
 TLINEAR = {"tlinear": True, "kelvin_per_count": 0.01}
 MIN_PSNR_DB = 50.0

@@ -1,6 +1,6 @@
 """The browser viewer (web/) in real headless Chromium against a real `flir-stream server` process.
 
-The server is fed by a real ZeroMQ publisher of wire.ImageFrame messages built here, so every frame
+The server is fed by a real ZeroMQ publisher of wire.Frame messages (pictures) built here, so every frame
 is known: a warm background, a hot square at a known place and temperature, and a bar that moves from
 frame to frame so the picture visibly changes.
 """
@@ -19,7 +19,7 @@ from conftest import write_config
 from encoder.palettes import lut
 from flirstream.testing import tlinear_counts
 from viewer_support import (BACKGROUND_C, CANVAS_SUM, COLS, HOT, HOT_C, ROWS, WAIT_MS,
-                            FramePublisher, canvas_rgb, client_point, colorbar_ends, feed, page,
+                            camera, canvas_rgb, client_point, colorbar_ends, feed, page,
                             pipeline, scene, setting, shown_seq, start_server, wait_for_capture,
                             wait_for_frames, wait_for_palette)  # noqa: F401  (fixtures too)
 
@@ -436,7 +436,7 @@ def test_palette_rotate_and_range_controls_change_the_picture(pipeline, page):
 
 def test_tokens_reach_the_socket_the_links_and_the_controls(tmp_path, stages, page):
     config = write_config(tmp_path, server={"token": "look", "control_token": "steer"})
-    publisher = FramePublisher(setting(config, "endpoints", "frames"), kind="raw")
+    capture = camera(setting(config, "endpoints", "frames"))
     try:
         url = f"http://127.0.0.1:{setting(config, 'server', 'port')}/"
         stages("encoder", config)
@@ -469,7 +469,7 @@ def test_tokens_reach_the_socket_the_links_and_the_controls(tmp_path, stages, pa
         wait_for_palette(other, "rainbow")
         other.close()
     finally:
-        publisher.stop()
+        capture.stop()
 
 
 def setting_of_encoder(page) -> str:

@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import base64
 import os
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import zmq
-from playwright.sync_api import sync_playwright
 
-from conftest import CHROMIUM, ROOT, write_config
+from conftest import run_script, write_config
 from encoder.palettes import lut
 from encoder.render import Renderer
-from flirstream import config as configuration, links, wire
+from flirstream import wire
+from flirstream.testing import StandInCapture, tlinear_counts
 from server_support import read_mjpeg_parts
 
 import viewer_support as viewer  # the viewer tests' helpers (wait_for_frames, start_server, ...)
@@ -36,46 +32,14 @@ GOAL_BYTES = 15_000  # per frame, on average (issue 15)
 REALDATA = Path(__file__).resolve().parents[2] / "shared/realdata/cacophony-v2.cptv"
 
 
-def k100(c: float) -> int:
-    return int(round((c + 273.15) * 100))
-
-
 def still_scene() -> np.ndarray:
     """The same frame every time: a left-to-right ramp 20..36 degrees C and a 45 degrees C square, so
     a page's picture changes only when its view does."""
     ramp = np.linspace(20.0, 36.0, COLS)[None, :].repeat(ROWS, axis=0)
-    pixels = np.round((ramp + 273.15) * 100).astype(np.uint16)
+    pixels = tlinear_counts(ramp)
     x0, y0, x1, y1 = HOT
-    pixels[y0:y1, x0:x1] = k100(45.0)
+    pixels[y0:y1, x0:x1] = tlinear_counts(45.0)
     return pixels
-
-
-class StillCamera:
-    """Plays capture for a real encoder: the still scene ~15 times a second, capture status."""
-
-    def __init__(self, endpoint: str):
-        self.ctx = zmq.Context()
-        self.sock = links.publisher(self.ctx, "frames", endpoint)
-        self.stopping = threading.Event()
-        self.pixels = still_scene()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        seq, next_status = 0, 0.0
-        while not self.stopping.wait(1 / 15):
-            if time.monotonic() >= next_status:
-                self.sock.send_multipart(wire.pack_status("capture", "streaming", "", t=time.time()))
-                next_status = time.monotonic() + 1.0
-            seq += 1
-            self.sock.send_multipart(wire.pack_raw(wire.RawFrame(
-                seq=seq, t=time.time(), sensor="lepton3", pixels=self.pixels)), copy=False)
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(5)
-        self.sock.close(0)
-        self.ctx.term()
 
 
 def new_page(browser, url: str, errors: list):
@@ -111,7 +75,9 @@ def still(tmp_path, stages):
 
     def start(encoder: dict = None, server: dict = None):
         config = write_config(tmp_path, encoder=encoder or {}, server=server or {})
-        cameras.append(StillCamera(viewer.setting(config, "endpoints", "frames")))
+        pixels = still_scene()
+        cameras.append(StandInCapture(viewer.setting(config, "endpoints", "frames"),
+                                      lambda seq: pixels, fps=15))
         url = f"http://127.0.0.1:{viewer.setting(config, 'server', 'port')}/"
         stages("encoder", config)
         viewer.start_server(stages, config, url)
@@ -196,7 +162,7 @@ def test_pointer_reads_the_pixel_under_it_in_this_pages_own_orientation(still, p
         sx, sy = ROWS - 1 - y, x
         page.mouse.move(box["x"] + (sx + 0.5) / ROWS * box["width"],
                         box["y"] + (sy + 0.5) / COLS * box["height"])
-        want = scene[y, x] * 0.01 - 273.15  # within one count: 0.01 K frames go in steps of 3
+        want = scene[y, x] * 0.01 - wire.KELVIN_AT_0C  # within one count: 0.01 K frames go in steps of 3
         page.wait_for_function(
             f"Math.abs(Number(document.getElementById('spot').dataset.value) - {want}) < 0.01 + 1e-6",
             timeout=WAIT_MS)
@@ -308,8 +274,7 @@ def realdata() -> Path:
 
 def test_real_recording_costs_at_most_15_kb_a_frame_in_the_real_viewer(tmp_path, stages, browser):
     replay = tmp_path / "real.vospi"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "cptv_to_vospi.py"),
-                           str(realdata()), str(replay)], capture_output=True, text=True, timeout=120)
+    done = run_script("cptv_to_vospi.py", realdata(), replay, timeout=120)
     assert done.returncode == 0, done.stderr
     pipeline_viewer_bytes(tmp_path, stages, browser, "real recording",
                           {"source": f"vospi-file:{replay}", "tlinear": "no", "replay": "realtime",

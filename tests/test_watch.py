@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 
 from flirstream import config
-from flirstream.wire import RawFrame
+from flirstream.wire import Frame
 from flirstream.testing import tlinear_counts
 from encoder.measure import Meter
 from server.health import Health
@@ -44,7 +44,9 @@ def make(tmp_path, text: str = CONF) -> tuple[Watch, Hub]:
 def frame(seq: int, bed_c: float):
     pixels = np.full((120, 160), 29315, dtype=np.uint16)
     pixels[20, 20] = tlinear_counts(bed_c)
-    return Meter().measure(RawFrame(seq=seq, t=1000.0 + seq, sensor="lepton3", pixels=pixels), {})
+    measured = Frame(seq=seq, t=1000.0 + seq, sensor="lepton3", pixels=pixels)
+    measured.measurement = Meter().measure(measured)
+    return measured
 
 
 def test_device_comes_from_the_cameras_identity_when_capture_knows_it():

@@ -9,23 +9,26 @@ import pytest
 from flirstream import wire
 
 
-def thermal(**changes) -> wire.ThermalFrame:
+def thermal(**changes) -> wire.Frame:
     pixels = np.arange(12, dtype=np.uint16).reshape(3, 4) + 29_000
-    values = dict(seq=7, t=1.5, t_measured=1.6, sensor="lepton3", pixels=pixels, unit="C",
-                  stats={"min": 16.85, "max": 16.96, "min_xy": [0, 0], "max_xy": [3, 2]},
-                  regions={"kiln": {"min": 16.9, "max": 16.96, "mean": 16.93, "max_xy": [3, 2]}},
+    measured = dict(t_measured=1.6, unit="C",
+                    stats={"min": 16.85, "max": 16.96, "min_xy": [0, 0], "max_xy": [3, 2]},
+                    regions={"kiln": {"min": 16.9, "max": 16.96, "mean": 16.93, "max_xy": [3, 2]}})
+    values = dict(seq=7, t=1.5, sensor="lepton3", pixels=pixels,
                   telemetry={"frame_counter": 499}, counters={"capture": {"frames": 7}})
-    values.update(changes)
-    return wire.ThermalFrame(**values)
+    measured.update((k, v) for k, v in changes.items() if k in measured)
+    values.update((k, v) for k, v in changes.items() if k not in measured)
+    return wire.Frame(**values, measurement=wire.Measurement(**measured))
 
 
 def test_thermal_frames_come_back_as_sent():
     sent = thermal()
     got = wire.unpack_thermal([bytes(p) for p in wire.pack_thermal(sent)])
     assert np.array_equal(got.pixels, sent.pixels) and got.pixels.dtype == np.uint16
-    for name in ("seq", "t", "t_measured", "sensor", "unit", "stats", "regions", "tlinear",
-                 "kelvin_per_count", "telemetry", "counters"):
+    for name in ("seq", "t", "sensor", "tlinear", "kelvin_per_count", "telemetry", "counters"):
         assert getattr(got, name) == getattr(sent, name), name
+    for name in ("t_measured", "unit", "stats", "regions"):
+        assert getattr(got.measurement, name) == getattr(sent.measurement, name), name
     assert wire.topic_of(wire.pack_thermal(sent)) == wire.THERMAL_TOPIC
 
 
@@ -44,11 +47,11 @@ def test_a_thermal_frame_with_nan_is_refused_when_sent():
         wire.pack_thermal(thermal(stats={"max": float("nan")}))
 
 
-def raw(**changes) -> wire.RawFrame:
+def raw(**changes) -> wire.Frame:
     values = dict(seq=3, t=2.5, sensor="lepton3",
                   pixels=np.arange(12, dtype=np.uint16).reshape(3, 4) + 8000)
     values.update(changes)
-    return wire.RawFrame(**values)
+    return wire.Frame(**values)
 
 
 @pytest.mark.parametrize("changes, meaning", [
@@ -77,3 +80,47 @@ def test_a_raw_header_of_an_older_capture_without_meaning_is_read_from_tlinear()
     del header["meaning"]
     assert wire.unpack_raw([topic, json.dumps(header).encode(), bytes(pixels)]).meaning == \
         "raw_counts"
+
+
+def pictured(**changes) -> wire.Frame:
+    frame = thermal()
+    frame.picture = wire.Picture(
+        t_encoded=1.7, jpeg=b"\xff\xd8 a JPEG \xff\xd9", pixels=frame.pixels.T.copy(), width=12,
+        height=16, palette="ironbow", agc="linear", unit="C", range=(16.85, 16.96),
+        stats={"min": 16.85, "max": 16.96, "min_xy": [0, 0], "max_xy": [2, 3]}, **changes)
+    return frame
+
+
+def test_image_frames_come_back_as_sent_with_the_pictures_own_pixels():
+    sent = pictured()
+    got = wire.unpack_image([bytes(p) for p in wire.pack_image(sent)])
+    assert got.pixels is None  # the image topic carries the picture's pixels, not the camera's
+    assert np.array_equal(got.picture.pixels, sent.picture.pixels)
+    for name in ("t_encoded", "jpeg", "width", "height", "palette", "agc", "unit", "range",
+                 "stats"):
+        assert getattr(got.picture, name) == getattr(sent.picture, name), name
+    for name in ("seq", "t", "sensor", "tlinear", "kelvin_per_count", "meaning", "telemetry",
+                 "counters"):
+        assert getattr(got, name) == getattr(sent, name), name
+
+
+def test_every_topic_keeps_the_header_keys_older_peers_read():
+    frame = pictured()
+    keys = {topic: set(json.loads(parts[1])) for topic, parts in (
+        ("raw", wire.pack_raw(frame)), ("thermal", wire.pack_thermal(frame)),
+        ("image", wire.pack_image(frame)))}
+    capture = {"v", "seq", "t", "sensor", "shape", "tlinear", "kelvin_per_count", "meaning",
+               "telemetry", "counters"}
+    assert keys["raw"] == capture
+    assert keys["thermal"] == capture | {"t_measured", "unit", "stats", "regions"}
+    assert keys["image"] == capture | {"t_encoded", "width", "height", "palette", "agc", "unit",
+                                       "range", "stats"}
+    assert json.loads(wire.pack_raw(frame)[1])["counters"] == {"frames": 7}  # capture's own
+    assert wire.unpack_raw(wire.pack_raw(frame)).counters == {"capture": {"frames": 7}}
+
+
+def test_a_frame_without_the_annotation_a_topic_carries_is_refused_when_sent():
+    frame = wire.Frame(seq=1, t=1.0, sensor="lepton3", pixels=np.zeros((2, 2), np.uint16))
+    for pack, name in ((wire.pack_image, "picture"), (wire.pack_thermal, "measurement")):
+        with pytest.raises(ValueError, match=f"no {name}"):
+            pack(frame)

@@ -1,13 +1,14 @@
 """What the browser tests share: a page in real headless Chromium (fixture page; conftest has
-browser), a stand-in
-encoder publishing made-up thermal frames (FramePublisher, fixture feed), a real server started on
-a free port, and waits on what the page shows."""
+browser), the stand-in encoder publishing made-up thermal frames (FramePublisher, fixture feed), a
+stand-in capture of the same scene (camera, fixture pipeline), a real server started on a free
+port, and waits on what the page shows."""
 from __future__ import annotations
 
-import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
@@ -16,8 +17,9 @@ import zmq
 
 from conftest import write_config
 from flirstream import config as configuration, links, wire
-from flirstream.testing import tlinear_counts
+from flirstream.testing import StandInCapture, setting, tlinear_counts  # noqa: F401 (setting: for tests)
 from flirstream.wire import KELVIN_AT_0C
+from server_support import DEFAULT_SETTINGS, FakeEncoder
 
 ROWS, COLS = 120, 160
 SCALE = 4  # JPEG is 640x480, as the encoder's "auto" size makes it
@@ -39,8 +41,9 @@ def scene(seq: int) -> np.ndarray:
     return pixels
 
 
-def built_frame(seq: int, palette_name: str = "inferno", pixels=None) -> wire.ImageFrame:
-    """Frame `seq` of scene() (or of `pixels`), coloured and with its stats as the encoder does."""
+def built_frame(seq: int, palette_name: str = "inferno", pixels=None) -> wire.Frame:
+    """Frame `seq` of scene() (or of `pixels`) with its picture and measurement, as the encoder makes
+    them (pack_raw of it is what capture sends)."""
     pixels = scene(seq) if pixels is None else pixels
     celsius = pixels * 0.01 - KELVIN_AT_0C
     lo, hi = float(celsius.min()), float(celsius.max())
@@ -55,74 +58,58 @@ def built_frame(seq: int, palette_name: str = "inferno", pixels=None) -> wire.Im
              "centre": float(celsius[ROWS // 2, COLS // 2]),
              "min_xy": [int(min_x), int(min_y)], "max_xy": [int(max_x), int(max_y)]}
     now = time.time()
-    return wire.ImageFrame(seq=seq, t=now, t_encoded=now, sensor="lepton3", jpeg=jpeg.tobytes(),
-                           pixels=pixels, width=COLS * SCALE, height=ROWS * SCALE,
-                           palette=palette_name, agc="linear", unit="C", range=(lo, hi), stats=stats,
-                           telemetry={"frame_counter": seq, "fpa_temp_c": 31.5, "ffc_state": "done"})
+    frame = wire.Frame(seq=seq, t=now, sensor="lepton3", pixels=pixels,
+                       telemetry={"frame_counter": seq, "fpa_temp_c": 31.5, "ffc_state": "done"})
+    frame.picture = wire.Picture(t_encoded=now, jpeg=jpeg.tobytes(), pixels=pixels,
+                                 width=COLS * SCALE, height=ROWS * SCALE, palette=palette_name,
+                                 agc="linear", unit="C", range=(lo, hi), stats=stats)
+    # what the encoder measures of it, for every frame (not rotated: the same pixels and stats)
+    frame.measurement = wire.Measurement(t_measured=now, unit="C", stats=stats)
+    return frame
 
 
-def built_thermal(frame: wire.ImageFrame) -> wire.ThermalFrame:
-    """What the encoder measures of the same frame (it publishes it for every frame)."""
-    return wire.ThermalFrame(seq=frame.seq, t=frame.t, t_measured=frame.t_encoded, sensor=frame.sensor,
-                             pixels=frame.pixels, unit="C", stats=frame.stats, regions={},
-                             telemetry=frame.telemetry)
+def camera(endpoint: str) -> StandInCapture:
+    """Plays capture for a real encoder: scene() about 10 times a second, with built_frame's
+    telemetry."""
+    return StandInCapture(endpoint, scene, telemetry=lambda seq: {
+        "frame_counter": seq, "fpa_temp_c": 31.5, "ffc_state": "done"})
 
 
-def built_raw(seq: int) -> wire.RawFrame:
-    """The same scene as built_frame, as capture publishes it (for a real encoder)."""
-    frame = built_frame(seq)
-    return wire.RawFrame(seq=seq, t=frame.t, sensor="lepton3", pixels=frame.pixels,
-                         telemetry=frame.telemetry)
+@dataclass
+class FramePublisher(FakeEncoder):
+    """The stand-in encoder for a real server and the page: built frames about 10 a second (each
+    frame's measurement, then its picture) and, once a second, the capture status it
+    forwards and its own with its settings; no control socket."""
 
+    control: Optional[str] = None
+    fps: float = 10.0
+    status_every: float = 1.0
+    camera_detail: Optional[str] = None  # a sentence: the camera is offline, no frames are sent
+    frames_paused: bool = False  # statuses say "streaming" but no frame comes (a stall)
+    palette_name: str = "inferno"  # what the frames say they are coloured with
+    scene: Callable[[int], np.ndarray] = scene  # seq -> raw pixels of that frame
+    statuses: bool = True  # False: frames only, as just after a restart before any status
 
-class FramePublisher:
-    """Plays the stage(s) before a real process, in a thread: built frames about 10 a second and
-    status messages once a second. kind "image" plays the encoder's output (ImageFrames and the
-    ThermalFrames it measures of them, the capture status it forwards and its own, with its
-    settings), kind "raw" plays capture (RawFrames, capture status)."""
-
-    def __init__(self, endpoint: str, kind: str = "image"):
-        self.endpoint = endpoint
-        self.kind = kind
-        self.ctx = zmq.Context()
-        self.sock = links.publisher(self.ctx, "images", endpoint)
-        self.stopping = threading.Event()
-        self.camera_detail = None  # a sentence: the camera is offline, no frames are sent
-        self.frames_paused = False  # statuses say "streaming" but no frame comes (a stall)
-        self.palette_name = "inferno"  # what the frames say they are coloured with
-        self.scene = scene  # seq -> raw pixels of that frame
-        self.statuses = True  # False: frames only, as just after a restart before any status
-        self.seq = 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+    def _publisher(self) -> zmq.Socket:
+        return links.publisher(self._ctx, "images", self.images)
 
     def _status(self) -> None:
         if not self.statuses:
             return
         offline = self.camera_detail is not None
-        self.sock.send_multipart(wire.pack_status(
+        self._pub.send_multipart(wire.pack_status(
             "capture", "offline" if offline else "streaming", self.camera_detail or "", t=time.time()))
-        if self.kind == "image":
-            settings = {k: v.default for k, v in configuration.SCHEMA["encoder"].items()}
-            extra = {"settings": {**settings, "palette": self.palette_name}} \
-                if self.palette_name in configuration.PALETTES else {}
-            self.sock.send_multipart(wire.pack_status(
-                "encoder", "waiting" if offline else "encoding", "", t=time.time(), **extra))
+        extra = {"settings": {**DEFAULT_SETTINGS, "palette": self.palette_name}} \
+            if self.palette_name in configuration.PALETTES else {}
+        self._pub.send_multipart(wire.pack_status(
+            "encoder", "waiting" if offline else "encoding", "", t=time.time(), **extra))
 
-    def _run(self) -> None:
-        next_status = 0.0
-        while not self.stopping.wait(0.1):
-            if time.monotonic() >= next_status:
-                self._status()
-                next_status = time.monotonic() + 1.0
-            if self.camera_detail is None and not self.frames_paused:
-                self.seq += 1
-                if self.kind == "image":
-                    frame = built_frame(self.seq, self.palette_name, self.scene(self.seq))
-                    self.sock.send_multipart(wire.pack_thermal(built_thermal(frame)), copy=False)
-                    self.sock.send_multipart(wire.pack_image(frame), copy=False)
-                else:
-                    self.sock.send_multipart(wire.pack_raw(built_raw(self.seq)), copy=False)
+    def _frames(self) -> None:
+        if self.camera_detail is None and not self.frames_paused:
+            self.seq += 1
+            frame = built_frame(self.seq, self.palette_name, self.scene(self.seq))
+            self._pub.send_multipart(wire.pack_thermal(frame), copy=False)
+            self._pub.send_multipart(wire.pack_image(frame), copy=False)
 
     def camera_offline(self, detail: str) -> None:
         self.camera_detail = detail  # the thread reports it within a second
@@ -130,13 +117,7 @@ class FramePublisher:
     def camera_online(self) -> None:
         self.camera_detail = None
 
-    def stop(self) -> None:
-        if self.stopping.is_set():
-            return
-        self.stopping.set()
-        self.thread.join(5)
-        self.sock.close(0)
-        self.ctx.term()
+    stop = FakeEncoder.close
 
 
 @pytest.fixture
@@ -150,14 +131,9 @@ def page(browser):
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def setting(config, section: str, key: str) -> str:
-    cfg = configuration.load(config)
-    return getattr(cfg.section(section), key)
-
-
 @pytest.fixture
 def feed(tmp_path):
-    """(config path, server URL, publisher of ImageFrames); the publisher stops after the test."""
+    """(config path, server URL, publisher of encoder frames); the publisher stops after the test."""
     config = write_config(tmp_path)
     publisher = FramePublisher(setting(config, "endpoints", "images"))
     yield config, f"http://127.0.0.1:{setting(config, 'server', 'port')}/", publisher
@@ -166,14 +142,14 @@ def feed(tmp_path):
 
 @pytest.fixture
 def pipeline(tmp_path, stages):
-    """A real encoder and server fed with built RawFrames: (config path, server URL)."""
+    """A real encoder and server fed with built raw frames: (config path, server URL)."""
     config = write_config(tmp_path, encoder={"palette": "ironbow", "agc": "linear"})
-    publisher = FramePublisher(setting(config, "endpoints", "frames"), kind="raw")
+    capture = camera(setting(config, "endpoints", "frames"))
     url = f"http://127.0.0.1:{setting(config, 'server', 'port')}/"
     stages("encoder", config)
     start_server(stages, config, url)
     yield config, url
-    publisher.stop()
+    capture.stop()
 
 
 def wait_for_server(stage, url: str, timeout: float = 20.0) -> None:

@@ -3,6 +3,8 @@
 // (header.jpeg_bytes long), then the radiometric pixels as little-endian uint16 (header.raw_bytes,
 // 0 unless this viewer asked for them).
 
+import { KELVIN_AT_0C } from "./units.js";
+
 const decoder = new TextDecoder();
 
 function finite(x) {
@@ -53,7 +55,7 @@ export function rawAt(raw, x, y) {
 export function rawToUnit(header, value) {
   if (value === null) return null;
   if (header.unit === "C" && finite(header.kelvin_per_count)) {
-    return value * header.kelvin_per_count - 273.15;
+    return value * header.kelvin_per_count - KELVIN_AT_0C;
   }
   return value;
 }

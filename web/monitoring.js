@@ -39,12 +39,12 @@ export class Monitoring {
 
   // After every frame drawn: the picture may have moved or turned.
   frame() {
-    this.layer.render();
+    this.layer.draw();
   }
 
   // After a change of unit or orientation.
   redraw() {
-    this.layer.render();
+    this.layer.draw();
     this.chart.draw();
     this.setAlarms(this.alarms);
   }

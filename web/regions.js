@@ -85,7 +85,7 @@ export class RegionLayer {
     this.svg.addEventListener("pointerdown", (ev) => this.down(ev));
     this.svg.addEventListener("pointermove", (ev) => this.move(ev));
     this.svg.addEventListener("pointerup", (ev) => this.up(ev));
-    this.svg.addEventListener("pointercancel", () => { this.drag = null; this.render(); });
+    this.svg.addEventListener("pointercancel", () => { this.drag = null; this.draw(); });
     document.addEventListener("keydown", (ev) => {
       if ((ev.key === "Delete" || ev.key === "Backspace") && this.selected &&
           !/^(INPUT|SELECT|TEXTAREA)$/.test(document.activeElement && document.activeElement.tagName)) {
@@ -115,7 +115,7 @@ export class RegionLayer {
     this.mode = mode;
     this.drag = null;
     this.updateTools();
-    this.render();
+    this.draw();
   }
 
   updateTools() {
@@ -132,18 +132,18 @@ export class RegionLayer {
       (Array.isArray(r.box) && r.box.length === 4 || Array.isArray(r.spot) && r.spot.length === 2)) : [];
     if (!this.regions.some((r) => r.name === this.selected)) this.selected = null;
     this.updateTools();
-    this.render();
+    this.draw();
   }
 
   setReadings(readings) {
     this.readings = readings && typeof readings === "object" ? readings : {};
-    this.render();
+    this.draw();
   }
 
   setAlarms(alarms) {
     this.alarmed = new Set(Object.values(alarms || {}).filter((a) => a && a.state === "alarm" && a.roi)
       .map((a) => a.roi));
-    this.render();
+    this.draw();
   }
 
   // ------------------------------------------------------------ drawing
@@ -165,7 +165,7 @@ export class RegionLayer {
     return { rotate, flip: o.flip || "none", sensor: this.sensor() };
   }
 
-  render() {
+  draw() {
     this.place();
     const { rotate, flip, sensor } = this.turn();
     const [dcols, drows] = displaySize(sensor, rotate);
@@ -239,13 +239,13 @@ export class RegionLayer {
     }
     ev.preventDefault();
     this.svg.setPointerCapture(ev.pointerId);
-    this.render();
+    this.draw();
   }
 
   move(ev) {
     if (!this.drag) return;
     this.drag.now = this.pixelAt(ev);
-    this.render();
+    this.draw();
   }
 
   up(ev) {
@@ -275,7 +275,7 @@ export class RegionLayer {
       this.put({ name: region.name, ...(region.kind === "box" && shape.spot
         ? { box: [...shape.spot, ...shape.spot] } : shape) });
     }
-    this.render();
+    this.draw();
   }
 
   dragRect(drag = this.drag) {

@@ -13,8 +13,8 @@
 //   valueAt(out.frame, x, y, meta)                        // the temperature under a pixel
 
 import { PALETTES } from "./palettes.js";
+import { KELVIN_AT_0C } from "./units.js";
 
-export const KELVIN_ZERO_C = 273.15;
 export const MIN_SPAN = 10; // encoder/agc.py: a flat scene is spread over at least this many counts
 const MAGIC = [0x52, 0x41, 0x44, 0x31]; // "RAD1"
 const HEADER_BYTES = 10;
@@ -40,8 +40,8 @@ export function unfilter(planes, rows, cols) {
   return out;
 }
 
-// zlib bytes -> the inflated bytes. Writing to and reading from the stream directly: measured in
-// Chromium about 6x faster than Blob.stream() + Response.arrayBuffer() (0.2 ms a frame, not 1.3).
+// zlib bytes -> the inflated bytes. Writing to and reading from the stream directly is much faster
+// than Blob.stream() + Response.arrayBuffer() (docs/PERFORMANCE.md, the browser's per-frame work).
 async function inflate(data) {
   const ds = new DecompressionStream("deflate");
   const writer = ds.writable.getWriter();
@@ -252,7 +252,7 @@ function packColour(rgb) { // 0xRRGGBB -> RGBA bytes in memory order
 
 // The value of a sensor count in the frame's unit: °C on TLinear frames, else the count itself.
 export function toUnit(count, meta) {
-  return meta.tlinear ? count * meta.kelvin_per_count - KELVIN_ZERO_C : count;
+  return meta.tlinear ? count * meta.kelvin_per_count - KELVIN_AT_0C : count;
 }
 
 // The temperature (or count) at pixel (x, y) of a frame, null outside it.
@@ -326,8 +326,8 @@ export class ThermalView {
     let result;
     if (mode === "histogram") result = histogramAGC(f, this.gray);
     else if (mode === "fixed") {
-      const lo = (s.range_c[0] + KELVIN_ZERO_C) / meta.kelvin_per_count;
-      const hi = (s.range_c[1] + KELVIN_ZERO_C) / meta.kelvin_per_count;
+      const lo = (s.range_c[0] + KELVIN_AT_0C) / meta.kelvin_per_count;
+      const hi = (s.range_c[1] + KELVIN_AT_0C) / meta.kelvin_per_count;
       result = { gray: stretch(f.pixels, lo, hi, this.gray), lo, hi };
     } else result = this.linear.apply(f, this.gray);
     if (!this.image || this.image.width !== f.cols || this.image.height !== f.rows) {

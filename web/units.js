@@ -1,6 +1,9 @@
 // Temperatures for people: the frames carry degrees C (or plain counts on non-radiometric sensors);
 // the viewer shows C or F as the user chose, and remembers the choice in this browser.
 
+// TLinear pixels are kelvin / kelvin_per_count; the same constant as flirstream/wire.py's.
+export const KELVIN_AT_0C = 273.15;
+
 const KEY = "flir-stream.unit";
 
 function stored() {

@@ -10,10 +10,10 @@
 
 import { parseFrame, rawAt, rawToUnit } from "./frame.js";
 import { Link, socketUrl } from "./link.js";
-import { ThermalView } from "./render.js";
+import { PictureCanvas } from "./picture.js";
 import { Colorbar } from "./colorbar.js";
 import { Controls } from "./controls.js";
-import { formatValue } from "./units.js";
+import { formatValue, KELVIN_AT_0C } from "./units.js";
 import { ThermalPainter } from "./live.js";
 import { ViewSettings } from "./viewsettings.js";
 import { Monitoring } from "./monitoring.js";
@@ -29,7 +29,7 @@ const viewSettings = new ViewSettings(); // thermal mode: this viewer's own view
 const painter = THERMAL ? new ThermalPainter(viewSettings.forRenderer()) : null;
 let pendingDefault = false; // "make default" sent, its "settings" answer not yet seen
 
-const view = new ThermalView($("view"), $("stage"));
+const view = new PictureCanvas($("view"), $("stage"));
 const colorbar = new Colorbar($("colorbar"), $("bar-lo"), $("bar-mid"), $("bar-hi"));
 
 const state = {
@@ -466,7 +466,7 @@ function updateStatus() {
   const tel = fresh && h && h.telemetry && typeof h.telemetry === "object" ? h.telemetry : null;
   let fpaC = null;
   if (tel && Number.isFinite(tel.fpa_temp_c)) fpaC = tel.fpa_temp_c;
-  else if (tel && Number.isFinite(tel.fpa_temp_k)) fpaC = tel.fpa_temp_k - 273.15;
+  else if (tel && Number.isFinite(tel.fpa_temp_k)) fpaC = tel.fpa_temp_k - KELVIN_AT_0C;
   $("st-fpa").textContent = fpaC === null ? "–" : formatValue(fpaC, "C");
   $("st-ffc").textContent = tel && tel.ffc_state !== undefined && tel.ffc_state !== null
     ? String(tel.ffc_state) : "–";

@@ -1,6 +1,7 @@
-"""The benchmark harness: the stages on free loopback ports (Pipeline), a tap of the encoder's
-images (Tap), load-generator processes holding viewers (LoadGroup), one measured window over them
-(measure) and a benchmark script run as a child (ScriptRun)."""
+"""The benchmark harness: the stages' config (bench_config, for flirstream.testing.Pipeline with
+each=True), a tap of the encoder's images (Tap), load-generator processes holding viewers
+(LoadGroup), one measured window over them (measure) and a benchmark script run as a child
+(ScriptRun)."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,6 @@ import threading
 import time
 import os
 import re
-import socket
 from pathlib import Path
 from typing import Any, Optional
 
@@ -22,7 +22,7 @@ import psutil
 import zmq
 
 from flirstream import links, wire
-from flirstream.testing import Stage, free_port, http_get, parse_metrics, write_config
+from flirstream.testing import Pipeline, write_config
 
 from . import ROOT
 
@@ -88,90 +88,35 @@ def sleep_until(t: float) -> None:
 
 # ---------------------------------------------------------------- the pipeline
 
-class Pipeline:
-    """capture (simulated camera) -> encoder -> server on free loopback ports, each stage its own
-    process (so each one's CPU is measured, and one can be restarted with another setting)."""
+def bench_config(workdir: Path, overrides: Optional[dict[str, dict[str, str]]] = None) -> Path:
+    """server.conf for the benchmarked pipeline: the simulated camera at 26.5 Hz, every frame
+    unique (a restart with --set capture.sim_unique_every=3 gives the real sensor's rate)."""
+    sections: dict[str, dict] = {
+        "capture": {"source": "sim", "sensor": "lepton3", "sim_fps": SIM_FPS,
+                    "sim_unique_every": 1, "dedupe": "yes"},
+        "encoder": {"size": "auto", "quality": 80},
+        "server": {"max_clients": 5000, "backlog": 2048},
+    }
+    for name, keys in (overrides or {}).items():
+        sections.setdefault(name, {}).update(keys)
+    return write_config(workdir, filename="bench.conf", **sections)
 
-    def __init__(self, workdir: Path, unique_every: int = 1,
-                 overrides: Optional[dict[str, dict[str, str]]] = None) -> None:
-        self.workdir = workdir
-        self.overrides = overrides or {}
-        self.port = free_port()
-        self.endpoints = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("frames", "images", "control",
-                                                                             "camera")}
-        self.unique_every = unique_every
-        self.stages: dict[str, Stage] = {}
 
-    def config(self, unique_every: int) -> Path:
-        sections = {
-            "endpoints": self.endpoints,
-            "capture": {"source": "sim", "sensor": "lepton3", "sim_fps": SIM_FPS,
-                        "sim_unique_every": unique_every, "dedupe": "yes"},
-            "encoder": {"size": "auto", "quality": 80},
-            "server": {"host": "127.0.0.1", "port": self.port, "max_clients": 5000,
-                       "backlog": 2048},
-        }
-        for name, keys in self.overrides.items():
-            sections.setdefault(name, {}).update(keys)
-        return write_config(self.workdir, filename=f"bench-u{unique_every}.conf", **sections)
+def restart_dead(pipe: Pipeline) -> None:
+    """After a failed section: start again any stage that died (its log tail is printed)."""
+    for name, st in list(pipe.each.items()):
+        if not st.alive():
+            log(f"{name} had exited with {st.proc.returncode}:\n{st.log_tail()}\nrestarting it")
+            pipe.restart(name, *st.args)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        config = self.config(self.unique_every)
-        for stage in ("capture", "encoder", "server"):
-            self.stages[stage] = Stage(stage, config)
-        self.wait_http()
-
-    def wait_http(self, timeout: float = 30.0) -> None:
-        """Wait until the server accepts connections (RuntimeError if a stage exits first)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check()
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"server did not listen on port {self.port} within {timeout:g} s:\n"
-                           + self.stages["server"].log_tail())
-
-    def restart(self, stage: str, unique_every: Optional[int] = None) -> None:
-        if unique_every is not None:
-            self.unique_every = unique_every
-        self.stages[stage].stop()
-        self.stages[stage] = Stage(stage, self.config(self.unique_every))
-        if stage == "server":
-            self.wait_http()
-
-    def check(self) -> None:
-        """RuntimeError with its log's tail if a stage has exited."""
-        for name, st in self.stages.items():
-            if not st.alive():
-                raise RuntimeError(f"{name} exited with {st.proc.returncode}:\n{st.log_tail()}")
-
-    def check_or_restart(self) -> None:
-        """After a failed section: start again any stage that died (its log tail is printed)."""
-        for name, st in list(self.stages.items()):
-            if not st.alive():
-                log(f"{name} had exited with {st.proc.returncode}:\n{st.log_tail()}\nrestarting it")
-                self.restart(name)
-
-    def metrics(self) -> dict:
-        """Numeric samples of /metrics (name{labels} -> value); {} if it does not answer."""
-        status, body = http_get(self.url + "/metrics")
-        try:
-            return parse_metrics(body.decode("utf-8", "replace")) if status == 200 else {}
-        except ValueError as exc:
-            log(f"/metrics: {exc}")
-            return {}
-
-    def stop(self) -> None:
-        for stage in ("server", "encoder", "capture"):
-            if stage in self.stages:
-                self.stages[stage].stop()
+def metrics(pipe: Pipeline) -> dict:
+    """Numeric samples of /metrics (name{labels} -> value); {} if it does not answer."""
+    try:
+        return pipe.metrics()
+    except ValueError as exc:
+        log(f"/metrics: {exc}")
+        return {}
 
 
 class Tap(threading.Thread):
@@ -187,7 +132,7 @@ class Tap(threading.Thread):
 
     def run(self) -> None:
         # wire.py owns the format: the frame as the server gets it, and its payload's size
-        unpack, size = {wire.IMAGE_TOPIC: (wire.unpack_image, lambda f: len(f.jpeg)),
+        unpack, size = {wire.IMAGE_TOPIC: (wire.unpack_image, lambda f: len(f.picture.jpeg)),
                         wire.THERMAL_TOPIC: (wire.unpack_thermal, lambda f: f.pixels.nbytes)
                         }[self.topic]
         sock = links.subscriber(zmq.Context.instance(), self.endpoint, self.topic, hwm=100)
@@ -286,7 +231,7 @@ def measure(pipe: Pipeline, tap: Tap, groups: list[LoadGroup], duration: float,
     t1 = t0 + duration
     for g in groups:
         g.send_window(t0, t1, linger)
-    stage_ps = {name: st.ps for name, st in pipe.stages.items()}
+    stage_ps = {name: st.ps for name, st in pipe.each.items()}
     spy = None
     sleep_until(t0)
     cpu0 = {name: cpu_seconds(p) for name, p in stage_ps.items()}
@@ -372,14 +317,14 @@ def measure(pipe: Pipeline, tap: Tap, groups: list[LoadGroup], duration: float,
 
 def run_clients(pipe: Pipeline, tap: Tap, n: int, procs: int, duration: float,
                 profile: Optional[Path] = None, linger: float = LINGER_S) -> dict:
-    group = LoadGroup(pipe.url, n, procs)
+    group = LoadGroup(pipe.base, n, procs)
     try:
         ready = group.wait_ready()
         log(f"  {n} viewers: {ready['connected']} connected, {ready['with_frame']} got a frame "
             f"({ready['connect_s']:.1f} s)" + (f", errors {ready['errors']}" if ready["failed"] else ""))
         result = measure(pipe, tap, [group], duration, profile=profile, linger=linger)
         result["ready"] = ready
-        result["metrics"] = {k: v for k, v in pipe.metrics().items()
+        result["metrics"] = {k: v for k, v in metrics(pipe).items()
                              if re.search(r"frame|skip|sent|viewer|client", k)}
         return result
     finally:

@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .harness import LINGER_S, LoadGroup, Pipeline, ScriptRun, Tap, log, measure, rnd, run_clients
+from flirstream.testing import Pipeline, setting
+
+from .harness import (LINGER_S, LoadGroup, ScriptRun, Tap, bench_config, log, measure, restart_dead,
+                      rnd, run_clients)
 
 RATES = {1: "26.5 fps (sim_unique_every = 1)", 3: "8.8 fps (sim_unique_every = 3)"}
 SECTIONS = ("vospi", "encoder", "pipeline", "slow", "fanout", "views")
@@ -128,13 +131,13 @@ def joined_windows(pipe: Pipeline, tap: Tap, normal: int, extra: int, mode: str,
     `before_s`; then `extra` viewers of `mode` join and, `settle` s later (a slow client's kernel
     buffers are full by then), a window over both. Returns both groups' readiness and windows."""
     pipe.restart("server")
-    normal_g = LoadGroup(pipe.url, normal, 1)
+    normal_g = LoadGroup(pipe.base, normal, 1)
     extra_g = None
     try:
         ready = normal_g.wait_ready()
         time.sleep(0.5)
         before = measure(pipe, tap, [normal_g], before_s, linger=linger)
-        extra_g = LoadGroup(pipe.url, extra, 1, mode=mode)
+        extra_g = LoadGroup(pipe.base, extra, 1, mode=mode)
         extra_ready = extra_g.wait_ready()
         log(f"  {extra_ready['connected']} more clients ({mode}) connected; waiting {settle:g} s")
         time.sleep(settle)
@@ -170,11 +173,12 @@ def network_sections(res: dict, plan: Plan) -> None:
     """pipeline, slow and fanout on one pipeline of real stages; a failed section is logged and
     recorded in res["errors"], its dead stages restarted, and the others still run."""
     workdir = Path(tempfile.mkdtemp(prefix="flir-bench-"))
-    pipe = Pipeline(workdir, unique_every=1, overrides=plan.overrides)
-    tap = Tap(pipe.endpoints["images"])
+    config = bench_config(workdir, plan.overrides)
+    tap = Tap(setting(config, "endpoints", "images"))
     tap.start()
+    pipe = Pipeline(config, each=True)
     try:
-        pipe.start()
+        pipe.wait_listening()
 
         def attempt(name: str, fn: Any) -> None:
             try:
@@ -182,7 +186,7 @@ def network_sections(res: dict, plan: Plan) -> None:
             except Exception as exc:  # noqa: BLE001 - reported in the JSON and the log
                 log(f"{name}: FAILED: {type(exc).__name__}: {exc}")
                 res.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
-                pipe.check_or_restart()
+                restart_dead(pipe)
 
         if "pipeline" in plan.only:
             attempt("pipeline", lambda: section_pipeline(pipe, tap, plan.duration, plan.linger))
@@ -194,7 +198,7 @@ def network_sections(res: dict, plan: Plan) -> None:
             def fanout() -> list:
                 fan = section_fanout(pipe, tap, plan.counts, plan.procs, plan.duration, 1,
                                      plan.profile_dir, plan.linger)
-                pipe.restart("capture", unique_every=3)
+                pipe.restart("capture", "--set", "capture.sim_unique_every=3")
                 time.sleep(0.3 if plan.quick else 1.0)
                 return fan + section_fanout(pipe, tap, plan.counts, plan.procs, plan.duration, 3,
                                             plan.profile_dir, plan.linger)

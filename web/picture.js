@@ -12,7 +12,7 @@ const LABEL_HEIGHT = 18;
 const LABEL_GAP = 10; // from the marker to its label, sideways
 const LABEL_SPACING = 2; // between stacked labels
 
-export class ThermalView {
+export class PictureCanvas {
   constructor(canvas, stage) {
     this.canvas = canvas;
     this.stage = stage;
