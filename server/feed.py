@@ -8,8 +8,9 @@ The socket's ZMQ_FD is watched by the event loop itself (loop.add_reader), not t
 its poll() costs a future, a timer and four or five trips round the loop per frame, more CPU than
 the rest of a frame's work but the RAD1 encode. ZMQ_FD is edge-triggered: it signals that the
 socket's state may have changed, not that a message waits, and not again for messages that queued
-before the socket was last read. So each wake-up drains until EAGAIN, then asks ZMQ_EVENTS once
-more and goes again (next time round the loop) while it still says POLLIN.
+before the socket was last read. So each wake-up reads while ZMQ_EVENTS says POLLIN, and goes again
+(next time round the loop) if a flood outlasts DRAIN_LIMIT. It asks ZMQ_EVENTS rather than reading
+until EAGAIN: pyzmq's Again exception, once a frame, costs a strerror() and enum look-ups.
 """
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ from .hub import Hub
 from .metrics import Metrics
 
 log = logging.getLogger("feed")
+
+DRAIN_LIMIT = 1024  # messages read per wake-up, so a flood cannot starve writes and requests
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: no enum arithmetic per frame
 
 
 class Feed:
@@ -65,7 +69,7 @@ class Feed:
     def _readable(self) -> None:
         self._again = None
         try:
-            newest, statuses, skipped = links.drain_by_topic(self.sock)
+            newest, statuses, skipped, more = self._drain()
             for parts in statuses:
                 self._one("bad status message", self._status, parts)
             thermal = newest.get(wire.THERMAL_TOPIC)
@@ -74,13 +78,38 @@ class Feed:
             image = newest.get(wire.IMAGE_TOPIC)
             if image is not None:
                 self._one("bad frame message", self._image, image, skipped.get(wire.IMAGE_TOPIC, 0))
-            more = self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN
+            if not more:  # anything that came while these were handled
+                more = self.sock.getsockopt(_EVENTS) & _POLLIN
         except zmq.ZMQError as exc:  # socket closed on shutdown
             log.debug("feed stopped: %s", exc)
             self._stop()
             return
-        if more:  # a flood (drain's limit) or what came while handling: after writes and requests
+        if more:  # after writes and requests had their turn
             self._again = self._loop.call_soon(self._readable)
+
+    def _drain(self) -> tuple[dict[bytes, list], list[list], dict[bytes, int], bool]:
+        """What is queued, as links.drain_by_topic gives it (the newest message of each frame
+        topic, every status message in order, frames skipped per topic), and whether more is
+        queued than DRAIN_LIMIT let it read."""
+        newest: dict[bytes, list] = {}
+        statuses: list[list] = []
+        skipped: dict[bytes, int] = {}
+        sock = self.sock
+        for _ in range(DRAIN_LIMIT):
+            if not sock.getsockopt(_EVENTS) & _POLLIN:
+                return newest, statuses, skipped, False
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:  # not expected after POLLIN; the next edge brings what comes
+                return newest, statuses, skipped, False
+            topic = bytes(parts[0].buffer)
+            if topic == wire.STATUS_TOPIC:
+                statuses.append(parts)
+            else:
+                if topic in newest:  # a newer frame came in before this one was handled
+                    skipped[topic] = skipped.get(topic, 0) + 1
+                newest[topic] = parts
+        return newest, statuses, skipped, True
 
     def _one(self, kind: str, handle, *args) -> None:
         """Handle one message; whatever is wrong with it costs that message only (and one line)."""
