@@ -106,6 +106,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
@@ -219,27 +220,26 @@ def _refuse_constant(name: str) -> Any:
     raise WireError(f"{name} is not a number this format carries")
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e999
-        raise WireError(f"number {text[:20]} is out of range")
-    return value
+MAX_INTEGER = 10 ** 20  # beyond 64 bits; float() of a larger int would overflow later on
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 
 
-def _bounded_int(text: str) -> int:
-    if len(text) > 20:  # beyond 64 bits; float() of such an int would overflow later on
-        raise WireError(f"integer {text[:20]}... is out of range")
-    return int(text)
-
-
-def _check_depth(value: Any) -> None:
-    """WireError if `value` nests deeper than MAX_DEPTH (checked without recursion)."""
-    stack = [(value, 1)]
+def _check_tree(value: Any) -> None:
+    """WireError if `value` nests deeper than MAX_DEPTH or holds a number this format does not carry
+    (inf from 1e999, an integer of more than 20 digits); checked in one walk, without recursion."""
+    stack = [([value], 0)]
     while stack:
         item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        for child in children:
-            if isinstance(child, (dict, list)):
+        for child in item.values() if type(item) is dict else item:
+            kind = type(child)
+            if kind is float:
+                if not math.isfinite(child):
+                    raise WireError(f"number {child!r} is out of range")
+            elif kind is int:
+                if not -MAX_INTEGER < child < MAX_INTEGER:
+                    raise WireError(f"integer {str(child)[:20]}... is out of range")
+            elif kind is dict or kind is list:
                 if depth + 1 > MAX_DEPTH:
                     raise WireError(f"JSON nested more than {MAX_DEPTH} deep")
                 stack.append((child, depth + 1))
@@ -254,8 +254,9 @@ def load_json(part: Buffer) -> Any:
     if data.count(b"[") + data.count(b"{") > MAX_DEPTH and _opens_too_deep(data):
         raise WireError(f"JSON nested more than {MAX_DEPTH} deep")
     try:
-        value = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite,
-                           parse_int=_bounded_int)
+        # No parse_float / parse_int hooks: they would call Python for every number of every
+        # header; _check_tree checks the numbers afterwards in the walk the depth needs anyway.
+        value = json.loads(data, parse_constant=_refuse_constant)
     except WireError:
         raise
     except RecursionError:
@@ -264,29 +265,18 @@ def load_json(part: Buffer) -> Any:
         raise WireError(f"not JSON: {exc}") from None
     except Exception as exc:  # nothing a peer sends may escape as another kind of error
         raise WireError(f"not JSON: {exc!r}") from None
-    _check_depth(value)
+    _check_tree(value)
     return value
 
 
 def _opens_too_deep(data: bytes) -> bool:
-    """Whether brackets outside strings open more than MAX_DEPTH levels (a cheap scan)."""
-    depth, in_string, escaped = 0, False, False
-    for byte in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):
-            depth += 1
-            if depth > MAX_DEPTH:
-                return True
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
+    """Whether brackets outside strings open more than MAX_DEPTH levels (strings and everything
+    but brackets are dropped in C first, so the loop only sees the brackets)."""
+    depth = 0
+    for byte in _STRING.sub(b"", data).translate(None, _NOT_A_BRACKET):
+        depth += 1 if byte in (0x5B, 0x7B) else -1
+        if depth > MAX_DEPTH:
+            return True
     return False
 
 

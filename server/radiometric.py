@@ -48,14 +48,27 @@ class RadiometricError(ValueError):
 
 
 def residuals(pixels: np.ndarray) -> np.ndarray:
-    """The zigzagged prediction residuals of a uint16 frame, (rows, cols) uint16."""
-    i = pixels.astype(np.int32)
-    pred = np.zeros_like(i)
-    pred[1:, 1:] = (i[1:, :-1] + i[:-1, 1:]) >> 1
-    pred[0, 1:] = i[0, :-1]
-    pred[1:, 0] = i[:-1, 0]
-    d = ((i - pred) & 0xFFFF).astype(np.uint16).view(np.int16).astype(np.int32)
-    return ((d << 1) ^ (d >> 15)).astype(np.uint16)
+    """The zigzagged prediction residuals of a uint16 frame, (rows, cols) uint16.
+
+    All in uint16, wrapping modulo 2^16 as the format does: the mean of two neighbours without the
+    17th bit is (a & b) + ((a ^ b) >> 1). Every numpy call counts: once per frame, after the loop
+    has slept ~37 ms, each costs ~10-15 us (cold caches), far more than the arithmetic, so this is
+    the fewest calls on the smallest arrays that give these values (half the old int32 version's)."""
+    p = np.ascontiguousarray(pixels, np.uint16)
+    z = np.empty_like(p)  # the prediction, then the residual, then its zigzag
+    a, b = p[1:, :-1], p[:-1, 1:]
+    inner = z[1:, 1:]
+    np.bitwise_xor(a, b, out=inner)
+    inner >>= 1
+    inner += a & b
+    z[0, 0] = 0
+    z[0, 1:] = p[0, :-1]
+    z[1:, 0] = p[:-1, 0]
+    np.subtract(p, z, out=z)
+    sign = z.view(np.int16) >> 15  # 0 or -1 (all ones): the residual's sign as a signed 16-bit
+    z <<= 1
+    z ^= sign.view(np.uint16)
+    return z
 
 
 def encode(pixels: np.ndarray, step: int = 1) -> bytes:
@@ -68,12 +81,12 @@ def encode(pixels: np.ndarray, step: int = 1) -> bytes:
     if not isinstance(step, int) or not 1 <= step <= 0xFFFF:
         raise ValueError(f"step {step!r}: expected a whole number of counts, 1..65535")
     if step > 1:
-        pixels = ((pixels.astype(np.int32) + step // 2) // step).astype(np.uint16)
+        pixels = ((pixels.astype(np.uint32) + step // 2) // step).astype(np.uint16)
     z = residuals(pixels)
-    planes = np.concatenate(((z & 0xFF).astype(np.uint8).ravel(), (z >> 8).astype(np.uint8).ravel()))
+    # the low bytes, then the high bytes: the little-endian values' bytes, transposed
+    planes = np.ascontiguousarray(z.astype("<u2", copy=False).view(np.uint8).reshape(-1, 2).T)
     packer = zlib.compressobj(LEVEL, zlib.DEFLATED, 15, 9, STRATEGY)
-    return (HEADER.pack(MAGIC, *pixels.shape, step) + packer.compress(planes.tobytes())
-            + packer.flush())
+    return HEADER.pack(MAGIC, *pixels.shape, step) + packer.compress(planes) + packer.flush()
 
 
 def decode(payload: bytes) -> np.ndarray:

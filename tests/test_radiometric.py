@@ -36,6 +36,37 @@ def test_planes_are_plain_zlib_of_zigzagged_average_residuals():
     assert list(planes) == [200, 4, 1, 1, 8, 3, 0, 0, 0, 0, 0, 0]
 
 
+def _plain_encode(frame: np.ndarray, step: int) -> bytes:
+    """RAD1 as the module docstring states it, in int32 with nothing clever: what encode() must
+    give byte for byte (its uint16 arithmetic is an optimisation, not another format)."""
+    i = (frame.astype(np.int64) + step // 2) // step
+    pred = np.zeros_like(i)
+    pred[1:, 1:] = (i[1:, :-1] + i[:-1, 1:]) // 2
+    pred[0, 1:] = i[0, :-1]
+    pred[1:, 0] = i[:-1, 0]
+    d = (i - pred) % 65536
+    d = np.where(d >= 32768, d - 65536, d)  # the residual as a signed 16-bit number
+    z = np.where(d >= 0, 2 * d, -2 * d - 1)  # zigzag: 0, -1, 1, -2 ... -> 0, 1, 2, 3 ...
+    planes = np.concatenate([z.ravel() % 256, z.ravel() // 256]).astype(np.uint8).tobytes()
+    packer = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    return (b"RAD1" + np.array([*frame.shape, step], "<u2").tobytes() + packer.compress(planes)
+            + packer.flush())
+
+
+@pytest.mark.parametrize("step", [1, 3, 65535])
+@pytest.mark.parametrize("frame", [
+    np.random.default_rng(3).integers(0, 65536, (120, 160)).astype(np.uint16),
+    SimulatedLepton(seed=1).scene(2),
+    (np.random.default_rng(4).integers(0, 2, (60, 80)) * 65535).astype(np.uint16),  # every wrap
+    np.full((2, 3), 65535, np.uint16),
+    np.random.default_rng(5).integers(0, 65536, (1, 9)).astype(np.uint16),  # one row
+    np.random.default_rng(6).integers(0, 65536, (9, 1)).astype(np.uint16),  # one column
+    np.random.default_rng(7).integers(0, 65536, (40, 60)).astype(np.uint16)[::-1, ::2],  # a view
+])
+def test_the_bytes_are_the_formats_own(frame, step):
+    assert radiometric.encode(frame, step=step) == _plain_encode(frame, step)
+
+
 def test_a_simulated_frame_costs_what_real_frames_do():
     # the rough simulator in TLinear (0.01 K) costs about what real Lepton 3.5 TLinear images do
     # (tCam: ~18 KB); far less than the values as they are, and step 3 brings it under issue 15's
