@@ -369,14 +369,25 @@ class FrameAssembler:
 
         # A run of HUNT_AFTER_BAD failures: the bytes are probably misaligned. Process up to and
         # including the run's first packet, then hunt from the byte after the start of the first
-        # slot after the last good packet: the misalignment may have begun in the discards before
-        # the run, and a misaligned slot with the discard nibble in its first byte can hold the
-        # start of the next real packet (1 byte lost among discards does exactly that).
+        # slot after the last packet that showed the stream in step: the misalignment may have
+        # begun in the discards before the run, and a misaligned slot with the discard nibble in
+        # its first byte can hold the start of the next real packet (1 byte lost among discards
+        # does exactly that). An all-zero packet shows nothing: its CRC is valid, and the end of
+        # a zero-filled discard with packet 0's ID (00 00) after it is one (2 bytes lost).
         end = len(real)
         hunt_from = None
 
         def offset(i: int) -> int:  # byte offset in buf of non-discard packet i
             return pos + (i if index is None else int(index[i])) * PACKET_BYTES
+
+        def after_in_step(i: int, floor: int) -> int:
+            """The slot after the last packet at or before non-discard packet i that is good and
+            not all zeros (else the one kept from an earlier call), not before floor."""
+            while i >= 0 and offset(i) >= floor:
+                if ok[i] and real[i].any():
+                    return offset(i) + PACKET_BYTES
+                i -= 1
+            return max(self._run_start, floor)
 
         if not all_ok:
             if n_discard:
@@ -386,12 +397,9 @@ class FrameAssembler:
             long_run = np.flatnonzero(at - last_ok >= HUNT_AFTER_BAD)
             if long_run.size:
                 first_bad = int(long_run[0]) - HUNT_AFTER_BAD + 1
-                if first_bad > 0:    # packet first_bad - 1 is good
-                    look = max(offset(first_bad - 1) + PACKET_BYTES,
-                               offset(first_bad) - MAX_LOOKBACK)
-                elif first_bad == 0:  # the last good packet came in an earlier call
-                    look = max(self._run_start, offset(0) - MAX_LOOKBACK)
-                else:                 # and so did the run's first packets
+                if first_bad >= 0:
+                    look = after_in_step(first_bad - 1, offset(first_bad) - MAX_LOOKBACK)
+                else:  # the run began in an earlier call
                     look = self._run_start
                 hunt_from = look + 1
                 end = max(first_bad, 0) + 1
@@ -402,13 +410,19 @@ class FrameAssembler:
             else:
                 trailing = np.flatnonzero(ok)
                 if trailing.size:
-                    self._bad_run = end - 1 - int(trailing[-1])
-                    self._run_start = offset(int(trailing[-1])) + PACKET_BYTES
+                    last = int(trailing[-1])
+                    self._bad_run = end - 1 - last
+                    self._run_start = after_in_step(last, offset(last) - MAX_LOOKBACK)
                 else:  # no good packet: _run_start stays after the last one
                     self._bad_run += end
         else:
             self._bad_run = 0
-            self._run_start = pos + ((flags.rfind(0) if n_discard else count - 1) + 1) * PACKET_BYTES
+            after = pos + ((flags.rfind(0) if n_discard else count - 1) + 1) * PACKET_BYTES
+            if buf[after - PACKET_BYTES:after] == _ZERO_PACKET:  # (rare) the last one is no sign
+                if n_discard:
+                    index = np.flatnonzero(np.frombuffer(flags, dtype=np.uint8) == 0)
+                after = after_in_step(n - 1, offset(n - 1) - MAX_LOOKBACK)
+            self._run_start = after
         if hunt_from is None:
             consumed = count
         c.packets += consumed

@@ -329,20 +329,40 @@ def test_frame_whose_start_hides_in_a_misaligned_slot_that_looks_like_a_discard(
 
 @pytest.mark.parametrize("sensor", ["lepton2", "lepton3"])
 @pytest.mark.parametrize("chunk", [0, 1, 164, 61 * 164])
-def test_a_byte_lost_among_discards_costs_no_frame(sensor, chunk):
-    # The stream is mostly discards, so that is where a slipped byte usually lands. With one
-    # byte missing every later slot starts one byte late: the last discard's slot starts at its
-    # 0xFF (a discard to look at) and holds packet 0's first byte, so packet 0 begins in a slot
-    # read as a discard and the hunt has to go back into it.
+@pytest.mark.parametrize("lost", [1, 2])
+@pytest.mark.parametrize("where", [1, 3])
+def test_bytes_lost_among_discards_cost_no_frame(sensor, chunk, lost, where):
+    # The stream is mostly discards, so that is where a slip usually lands. With one byte
+    # missing every later slot starts one byte late: the last discard's slot starts at its 0xFF
+    # (a discard to look at) and holds packet 0's first byte, so packet 0 begins in a slot read
+    # as a discard and the hunt has to go back into it. With two bytes missing that slot is the
+    # discard's zero CRC and payload plus packet 0's ID 00 00: an all-zero packet 0 with a valid
+    # CRC, which must not count as the stream being in step.
     imgs = [image(sensor, i) for i in range(2)]
     discards = vospi.discard_packets(4)
-    stream = (discards[:3 * PACKET_BYTES] + discards[3 * PACKET_BYTES + 1:]
+    cut = where * PACKET_BYTES
+    stream = (discards[:cut] + discards[cut + lost:]
               + encode_frame(imgs[0], sensor) + vospi.discard_packets(3)
               + encode_frame(imgs[1], sensor))
     asm = FrameAssembler(sensor)
     out = feed_all(asm, stream, chunk)
     assert [f.image.tobytes() for f in out] == [im.tobytes() for im in imgs]
     assert asm.counters_dict()["realigns"] == 1
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 164, 4096])
+def test_garbage_then_zero_discards_make_no_packet_that_hides_the_frame(chunk):
+    # fuzz_vospi --packets 1e7 --seed 1 (after the fix above): a frame, 162 garbage bytes, two
+    # zero-filled discards, a frame. Read in step with the first frame, the slot before the
+    # second frame is the last discard's 162 zeros and packet 0's ID: an all-zero packet 0 with a
+    # valid CRC. The hunt that follows must look back past it, or packet 0 and its frame are lost.
+    imgs = [image("lepton2", i) for i in range(3)]
+    garbage = np.random.default_rng(3).integers(0, 256, 162, dtype=np.uint8).tobytes()
+    assert garbage[0] & 0x0F != 0x0F
+    stream = (encode_frame(imgs[0], "lepton2") + garbage + vospi.discard_packets(2)
+              + encode_frame(imgs[1], "lepton2") + encode_frame(imgs[2], "lepton2"))
+    out = feed_all(FrameAssembler("lepton2"), stream, chunk)
+    assert [f.image.tobytes() for f in out] == [im.tobytes() for im in imgs]
 
 
 @pytest.mark.parametrize("chunk", [0, 1, 164, 1000])
