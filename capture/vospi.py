@@ -46,9 +46,10 @@ FFC_STATES = ("never", "imminent", "in progress", "complete")
 # Consecutive CRC failures after which the stream is taken to be misaligned and re-hunted.
 HUNT_AFTER_BAD = 3
 # How far back before a bad run the hunt may start, and so the bytes kept across feed() calls.
-# A misalignment can begin anywhere after the last good packet, and a misaligned slot whose first
-# byte happens to have the discard nibble (1 in 16) is skipped as a discard: the packet it hides
-# is lost unless the hunt goes back into it. Going back 8 slots misses one only at odds of 16^-8.
+# A misalignment can begin anywhere after the start of the last packet in step (see _process),
+# and a misaligned slot whose first byte happens to have the discard nibble (1 in 16) is skipped
+# as a discard: the packet it hides is lost unless the hunt goes back into it. 8 slots back miss
+# such a packet only at odds of 16^-7.
 MAX_LOOKBACK = 8 * 164
 
 # A packet's first byte says discard when its low nibble is 0xF: tables for bytes.translate().
@@ -189,12 +190,12 @@ class FrameAssembler:
         self.counters = Counters()
         # No frame within this many non-discard packets (about four frames) = sync is lost.
         self.lost_after_packets = lost_after_packets or 4 * g.frame_packets
-        # Bytes kept for the next feed(): a partial packet, and the slots since the last good
-        # packet (discards or bad ones, at most MAX_LOOKBACK: a hunt starts there); processing
+        # Bytes kept for the next feed(): a partial packet, and the slots from the last packet
+        # that showed the stream in step (at most MAX_LOOKBACK: a hunt starts there); processing
         # resumes at offset _resume of them.
         self._tail = b""
         self._resume = 0
-        self._run_start = 0         # offset in the buffer of the first slot after the last good packet
+        self._in_step = 0           # offset in the buffer of that packet
         self._hunting = False
         self._counted_to = 0        # while hunting: the end of the slots counted as packets
         self._bad_run = 0           # consecutive CRC failures so far
@@ -244,7 +245,7 @@ class FrameAssembler:
         self.counters.resyncs += 1
         self._tail = b""
         self._resume = 0
-        self._run_start = 0
+        self._in_step = 0
         self._hunting = False
         self._counted_to = 0
         self._bad_run = 0
@@ -274,9 +275,9 @@ class FrameAssembler:
             if not self._hunting:
                 break
         keep = pos
-        if not self._hunting:  # keep the slots since the last good packet, for a hunt
-            keep = min(pos, max(self._run_start, pos - MAX_LOOKBACK))
-            self._run_start = max(self._run_start - keep, 0)
+        if not self._hunting:  # keep the slots from the last packet in step, for a hunt
+            keep = min(pos, max(self._in_step, pos - MAX_LOOKBACK))
+            self._in_step = max(self._in_step - keep, 0)
         self._counted_to = max(self._counted_to - keep, 0)
         self._tail = buf[keep:]
         self._resume = pos - keep
@@ -322,14 +323,14 @@ class FrameAssembler:
             self.counters.realigns += 1
             self._hunting = False
             self._bad_run = 0
-            self._run_start = off
+            self._in_step = off
             return off
         self._skipped(pos, last + 1)
         return last + 1
 
     def _skipped(self, start: int, stop: int) -> None:
         """Count the bytes start..stop the hunt stepped over, less those already read as packets
-        (it goes back over the slots since the last good packet)."""
+        (it goes back over the slots from the last packet in step)."""
         start = max(start, self._counted_to)
         if stop > start:
             self.counters.skipped_bytes += stop - start
@@ -368,26 +369,29 @@ class FrameAssembler:
         all_ok = bool(ok.all())
 
         # A run of HUNT_AFTER_BAD failures: the bytes are probably misaligned. Process up to and
-        # including the run's first packet, then hunt from the byte after the start of the first
-        # slot after the last packet that showed the stream in step: the misalignment may have
-        # begun in the discards before the run, and a misaligned slot with the discard nibble in
-        # its first byte can hold the start of the next real packet (1 byte lost among discards
-        # does exactly that). An all-zero packet shows nothing: its CRC is valid, and the end of
-        # a zero-filled discard with packet 0's ID (00 00) after it is one (2 bytes lost).
+        # including the run's first packet, then hunt from the byte after the start of the last
+        # packet that showed the stream in step (good, and not all zeros). The misalignment may
+        # have begun anywhere after that packet's first byte:
+        # - in the discards before the run: a misaligned slot with the discard nibble in its
+        #   first byte can hold the start of the next real packet (1 byte lost among discards);
+        # - in that packet itself: one that lost its last bytes is still good when the next
+        #   packet's first bytes equal them (a zero telemetry row, then packet 0's ID 00 00);
+        # - an all-zero packet shows nothing: its CRC is valid, and the end of a zero-filled
+        #   discard with packet 0's ID after it is one (2 bytes lost among discards).
         end = len(real)
         hunt_from = None
 
         def offset(i: int) -> int:  # byte offset in buf of non-discard packet i
             return pos + (i if index is None else int(index[i])) * PACKET_BYTES
 
-        def after_in_step(i: int, floor: int) -> int:
-            """The slot after the last packet at or before non-discard packet i that is good and
-            not all zeros (else the one kept from an earlier call), not before floor."""
+        def in_step(i: int, floor: int) -> int:
+            """Where the last packet at or before non-discard packet i that is good and not all
+            zeros starts (else the one kept from an earlier call), not before floor."""
             while i >= 0 and offset(i) >= floor:
                 if ok[i] and real[i].any():
-                    return offset(i) + PACKET_BYTES
+                    return offset(i)
                 i -= 1
-            return max(self._run_start, floor)
+            return max(self._in_step, floor)
 
         if not all_ok:
             if n_discard:
@@ -398,31 +402,31 @@ class FrameAssembler:
             if long_run.size:
                 first_bad = int(long_run[0]) - HUNT_AFTER_BAD + 1
                 if first_bad >= 0:
-                    look = after_in_step(first_bad - 1, offset(first_bad) - MAX_LOOKBACK)
+                    look = in_step(first_bad - 1, offset(first_bad) - MAX_LOOKBACK)
                 else:  # the run began in an earlier call
-                    look = self._run_start
+                    look = self._in_step
                 hunt_from = look + 1
                 end = max(first_bad, 0) + 1
                 real, ok = real[:end], ok[:end]
                 consumed = (offset(end - 1) - pos) // PACKET_BYTES + 1
-                self._bad_run = 0  # (_run_start is set again where the hunt finds a packet)
+                self._bad_run = 0  # (_in_step is set again where the hunt finds a packet)
                 self._counted_to = pos + consumed * PACKET_BYTES
             else:
                 trailing = np.flatnonzero(ok)
                 if trailing.size:
                     last = int(trailing[-1])
                     self._bad_run = end - 1 - last
-                    self._run_start = after_in_step(last, offset(last) - MAX_LOOKBACK)
-                else:  # no good packet: _run_start stays after the last one
+                    self._in_step = in_step(last, offset(last) - MAX_LOOKBACK)
+                else:  # no good packet: _in_step stays at the last one
                     self._bad_run += end
         else:
             self._bad_run = 0
-            after = pos + ((flags.rfind(0) if n_discard else count - 1) + 1) * PACKET_BYTES
-            if buf[after - PACKET_BYTES:after] == _ZERO_PACKET:  # (rare) the last one is no sign
+            last = pos + (flags.rfind(0) if n_discard else count - 1) * PACKET_BYTES
+            if buf[last:last + PACKET_BYTES] == _ZERO_PACKET:  # (rare) the last one is no sign
                 if n_discard:
                     index = np.flatnonzero(np.frombuffer(flags, dtype=np.uint8) == 0)
-                after = after_in_step(n - 1, offset(n - 1) - MAX_LOOKBACK)
-            self._run_start = after
+                last = in_step(n - 1, offset(n - 1) - MAX_LOOKBACK)
+            self._in_step = last
         if hunt_from is None:
             consumed = count
         c.packets += consumed

@@ -365,6 +365,22 @@ def test_garbage_then_zero_discards_make_no_packet_that_hides_the_frame(chunk):
     assert [f.image.tobytes() for f in out] == [im.tobytes() for im in imgs]
 
 
+@pytest.mark.parametrize("chunk", [0, 1, 164, 4096])
+def test_a_packet_cut_short_but_still_good_does_not_hide_the_next_frame(chunk):
+    # fuzz_vospi --packets 1e7 --seed 5: a Lepton 2 footer frame whose last packet (telemetry
+    # row C, zeros at its end) lost its last 2 bytes, then the next frame. Read in step, that
+    # packet's slot ends with packet 0's ID 00 00, so it is byte for byte the packet sent and
+    # good; the slots after it are 2 bytes late. The hunt must start inside it to find packet 0.
+    imgs = [image("lepton2", i) for i in range(3)]
+    cut = encode_frame(imgs[0], "lepton2", "footer")[:-2]
+    stream = (cut + encode_frame(imgs[1], "lepton2", "footer")
+              + encode_frame(imgs[2], "lepton2", "footer"))
+    asm = FrameAssembler("lepton2", "footer")
+    out = feed_all(asm, stream, chunk)
+    assert [f.image.tobytes() for f in out] == [im.tobytes() for im in imgs]
+    assert asm.counters_dict()["realigns"] == 1
+
+
 @pytest.mark.parametrize("chunk", [0, 1, 164, 1000])
 def test_hunt_takes_no_all_zero_packet_made_of_a_discard_and_a_cut_packet_0(chunk):
     # A zero-filled discard, then packet 0 cut short after its ID (00 00), then packets 1..59:
