@@ -19,9 +19,11 @@ short Python loop then joins segments into frames. The unfinished tail (a partia
 segments of an unfinished frame) is kept for the next feed().
 
 If several packets in a row fail their CRC the byte stream is probably misaligned (a lost or extra
-byte). The assembler then hunts byte by byte for the next packet with a valid CRC and continues
-from there; `lost_sync` tells the SPI reader that no frame came for a long time, so it can pause
->= 185 ms (the sensor's resynchronisation) and call resync().
+byte). The assembler then hunts byte by byte for the next packet with a valid CRC, from just after
+the start of the last packet that showed the stream in step (the slip may lie anywhere after it,
+even in the discards before the bad packets), and continues from there. `lost_sync` tells the
+SPI reader that no frame came for a long time, so it can pause >= 185 ms (the sensor's
+resynchronisation) and call resync().
 """
 from __future__ import annotations
 
@@ -122,7 +124,7 @@ class Counters:
     dropped_frames: int = 0    # frames started but not completed
     resyncs: int = 0           # resync() calls (the reader paused the stream)
     realigns: int = 0          # times the byte stream was found misaligned and re-hunted
-    skipped_bytes: int = 0     # bytes skipped while hunting for a valid packet
+    skipped_bytes: int = 0     # bytes a hunt skipped that were not counted as packets
     frames: int = 0
 
     def as_dict(self) -> dict:
