@@ -19,9 +19,11 @@ short Python loop then joins segments into frames. The unfinished tail (a partia
 segments of an unfinished frame) is kept for the next feed().
 
 If several packets in a row fail their CRC the byte stream is probably misaligned (a lost or extra
-byte). The assembler then hunts byte by byte for the next packet with a valid CRC and continues
-from there; `lost_sync` tells the SPI reader that no frame came for a long time, so it can pause
->= 185 ms (the sensor's resynchronisation) and call resync().
+byte). The assembler then hunts byte by byte for the next packet with a valid CRC, from just after
+the start of the last packet that showed the stream in step (the slip may lie anywhere after it,
+even in the discards before the bad packets), and continues from there. `lost_sync` tells the
+SPI reader that no frame came for a long time, so it can pause >= 185 ms (the sensor's
+resynchronisation) and call resync().
 """
 from __future__ import annotations
 
@@ -45,12 +47,17 @@ FFC_STATES = ("never", "imminent", "in progress", "complete")
 
 # Consecutive CRC failures after which the stream is taken to be misaligned and re-hunted.
 HUNT_AFTER_BAD = 3
-# Bytes of a bad run kept across feed() calls, so the hunt can start where the run started.
+# How far back before a bad run the hunt may start, and so the bytes kept across feed() calls.
+# A misalignment can begin anywhere after the start of the last packet in step (see _process),
+# and a misaligned slot whose first byte happens to have the discard nibble (1 in 16) is skipped
+# as a discard: the packet it hides is lost unless the hunt goes back into it. 8 slots back miss
+# such a packet only at odds of 16^-7.
 MAX_LOOKBACK = 8 * 164
 
 # A packet's first byte says discard when its low nibble is 0xF: tables for bytes.translate().
 _NOT_DISCARD = bytes(b for b in range(256) if b & 0x0F != 0x0F)
 _DISCARD_FLAG = bytes(1 if b & 0x0F == 0x0F else 0 for b in range(256))
+_ZERO_PACKET = bytes(PACKET_BYTES)
 
 
 # ---------------------------------------------------------------- CRC
@@ -117,7 +124,7 @@ class Counters:
     dropped_frames: int = 0    # frames started but not completed
     resyncs: int = 0           # resync() calls (the reader paused the stream)
     realigns: int = 0          # times the byte stream was found misaligned and re-hunted
-    skipped_bytes: int = 0     # bytes skipped while hunting for a valid packet
+    skipped_bytes: int = 0     # bytes a hunt skipped that were not counted as packets
     frames: int = 0
 
     def as_dict(self) -> dict:
@@ -185,12 +192,14 @@ class FrameAssembler:
         self.counters = Counters()
         # No frame within this many non-discard packets (about four frames) = sync is lost.
         self.lost_after_packets = lost_after_packets or 4 * g.frame_packets
-        # Bytes kept for the next feed(): a partial packet, and from where a run of bad packets
-        # began (a hunt restarts there); processing resumes at offset _resume of them.
+        # Bytes kept for the next feed(): a partial packet, and the slots from the last packet
+        # that showed the stream in step (at most MAX_LOOKBACK: a hunt starts there); processing
+        # resumes at offset _resume of them.
         self._tail = b""
         self._resume = 0
-        self._run_start: Optional[int] = None  # offset in the buffer of the current bad run
+        self._in_step = 0           # offset in the buffer of that packet
         self._hunting = False
+        self._counted_to = 0        # while hunting: the end of the slots counted as packets
         self._bad_run = 0           # consecutive CRC failures so far
         self._since_frame = 0       # non-discard packets (and skipped bytes / 164) since a frame
         self._prev: tuple[int, bool] = (-1, False)  # (number, CRC good) of the last packet
@@ -238,8 +247,9 @@ class FrameAssembler:
         self.counters.resyncs += 1
         self._tail = b""
         self._resume = 0
-        self._run_start = None
+        self._in_step = 0
         self._hunting = False
+        self._counted_to = 0
         self._bad_run = 0
         self._since_frame = 0
         self._prev = (-1, False)
@@ -267,12 +277,10 @@ class FrameAssembler:
             if not self._hunting:
                 break
         keep = pos
-        if self._bad_run and self._run_start is not None and not self._hunting:
-            if pos - self._run_start <= MAX_LOOKBACK:
-                keep = min(pos, self._run_start)
-                self._run_start -= keep
-            else:
-                self._run_start = None
+        if not self._hunting:  # keep the slots from the last packet in step, for a hunt
+            keep = min(pos, max(self._in_step, pos - MAX_LOOKBACK))
+            self._in_step = max(self._in_step - keep, 0)
+        self._counted_to = max(self._counted_to - keep, 0)
         self._tail = buf[keep:]
         self._resume = pos - keep
         self._update_dropped()
@@ -286,7 +294,11 @@ class FrameAssembler:
         A candidate is a packet whose number fits the frame and whose CRC is valid, followed by
         another such packet (or by a discard after the last packet of a segment). Checking two
         packets keeps the hunt from locking on a run of zeros: an all-zero packet has a valid
-        CRC, and discard payloads followed by packet 0's ID can look like one.
+        CRC, and discard payloads followed by packet 0's ID can look like one. That is not enough
+        when packet 0 was cut short after its ID: the 162 zeros ending a zero-filled discard, plus
+        that ID, make an all-zero "packet 0" and the real packet 1 follows it. So an all-zero
+        candidate is never taken (the cost: a real packet 0 of zero pixels, which no working
+        sensor sends, is not found by a hunt and its frame is lost; a false frame would be worse).
         """
         Q = self.geometry.segment_packets
         last = len(buf) - 2 * PACKET_BYTES  # last offset where a candidate and its successor fit
@@ -300,7 +312,7 @@ class FrameAssembler:
         for rel in plausible.tolist():
             off = pos + rel
             packet = buf[off:off + PACKET_BYTES]
-            if packet_crc(packet) != (packet[2] << 8 | packet[3]):
+            if packet_crc(packet) != (packet[2] << 8 | packet[3]) or packet == _ZERO_PACKET:
                 continue
             following = buf[off + PACKET_BYTES:off + 2 * PACKET_BYTES]
             if (following[0] & 0x0F) == 0x0F:
@@ -309,15 +321,22 @@ class FrameAssembler:
             elif ((following[0] & 0x0F) << 8 | following[1]) >= Q or (
                     packet_crc(following) != (following[2] << 8 | following[3])):
                 continue
-            self.counters.skipped_bytes += off - pos
-            self._since_frame += (off - pos) // PACKET_BYTES
+            self._skipped(pos, off)
             self.counters.realigns += 1
             self._hunting = False
             self._bad_run = 0
+            self._in_step = off
             return off
-        self.counters.skipped_bytes += last + 1 - pos
-        self._since_frame += (last + 1 - pos) // PACKET_BYTES
+        self._skipped(pos, last + 1)
         return last + 1
+
+    def _skipped(self, start: int, stop: int) -> None:
+        """Count the bytes start..stop the hunt stepped over, less those already read as packets
+        (it goes back over the slots from the last packet in step)."""
+        start = max(start, self._counted_to)
+        if stop > start:
+            self.counters.skipped_bytes += stop - start
+            self._since_frame += (stop - start) // PACKET_BYTES
 
     def _process(self, buf: bytes, pos: int, count: int, frames: list[Frame]) -> int:
         """Handle `count` aligned packets at pos; returns the new position (hunting may start)."""
@@ -352,12 +371,29 @@ class FrameAssembler:
         all_ok = bool(ok.all())
 
         # A run of HUNT_AFTER_BAD failures: the bytes are probably misaligned. Process up to and
-        # including the run's first packet, then hunt from the byte after its start.
+        # including the run's first packet, then hunt from the byte after the start of the last
+        # packet that showed the stream in step (good, and not all zeros). The misalignment may
+        # have begun anywhere after that packet's first byte:
+        # - in the discards before the run: a misaligned slot with the discard nibble in its
+        #   first byte can hold the start of the next real packet (1 byte lost among discards);
+        # - in that packet itself: one that lost its last bytes is still good when the next
+        #   packet's first bytes equal them (a zero telemetry row, then packet 0's ID 00 00);
+        # - an all-zero packet shows nothing: its CRC is valid, and the end of a zero-filled
+        #   discard with packet 0's ID after it is one (2 bytes lost among discards).
         end = len(real)
         hunt_from = None
 
         def offset(i: int) -> int:  # byte offset in buf of non-discard packet i
             return pos + (i if index is None else int(index[i])) * PACKET_BYTES
+
+        def in_step(i: int, floor: int) -> int:
+            """Where the last packet at or before non-discard packet i that is good and not all
+            zeros starts (else the one kept from an earlier call), not before floor."""
+            while i >= 0 and offset(i) >= floor:
+                if ok[i] and real[i].any():
+                    return offset(i)
+                i -= 1
+            return max(self._in_step, floor)
 
         if not all_ok:
             if n_discard:
@@ -368,29 +404,31 @@ class FrameAssembler:
             if long_run.size:
                 first_bad = int(long_run[0]) - HUNT_AFTER_BAD + 1
                 if first_bad >= 0:
-                    hunt_from = offset(first_bad) + 1
-                elif self._run_start is not None:  # the run began in an earlier feed()
-                    hunt_from = self._run_start + 1
-                else:
-                    hunt_from = offset(0) + 1
+                    look = in_step(first_bad - 1, offset(first_bad) - MAX_LOOKBACK)
+                else:  # the run began in an earlier call
+                    look = self._in_step
+                hunt_from = look + 1
                 end = max(first_bad, 0) + 1
                 real, ok = real[:end], ok[:end]
                 consumed = (offset(end - 1) - pos) // PACKET_BYTES + 1
-                self._bad_run = 0
-                self._run_start = None
+                self._bad_run = 0  # (_in_step is set again where the hunt finds a packet)
+                self._counted_to = pos + consumed * PACKET_BYTES
             else:
                 trailing = np.flatnonzero(ok)
                 if trailing.size:
-                    self._bad_run = end - 1 - int(trailing[-1])
-                    if self._bad_run:
-                        self._run_start = offset(int(trailing[-1]) + 1)
-                else:
-                    if not self._bad_run:
-                        self._run_start = offset(0)
+                    last = int(trailing[-1])
+                    self._bad_run = end - 1 - last
+                    self._in_step = in_step(last, offset(last) - MAX_LOOKBACK)
+                else:  # no good packet: _in_step stays at the last one
                     self._bad_run += end
         else:
             self._bad_run = 0
-            self._run_start = None
+            last = pos + (flags.rfind(0) if n_discard else count - 1) * PACKET_BYTES
+            if buf[last:last + PACKET_BYTES] == _ZERO_PACKET:  # (rare) the last one is no sign
+                if n_discard:
+                    index = np.flatnonzero(np.frombuffer(flags, dtype=np.uint8) == 0)
+                last = in_step(n - 1, offset(n - 1) - MAX_LOOKBACK)
+            self._in_step = last
         if hunt_from is None:
             consumed = count
         c.packets += consumed

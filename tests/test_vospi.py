@@ -302,6 +302,101 @@ def test_garbage_between_frames_then_frames_again():
         assert [f.image.tobytes() for f in out] == [im.tobytes() for im in imgs], chunk
 
 
+# The 86 random bytes (after 5 discards) in front of the clean Lepton 2 footer frame that
+# `scripts/fuzz_vospi.py --packets 600000 --seed 2` lost; the first byte (0x5F) has the discard nibble.
+FUZZ_SEED2_GARBAGE = bytes.fromhex(
+    "5feb0f28c918d837d14fa8d3126b56ae68801fb2c07817bc788d04087fca5efe8ba28976695179e54a23afbc"
+    "5b45a9b65c2be491dbe2362e9b11b4ac96dab9d20e363354b2fa4197ce59ba03f4c8e8114123e1360ddf")
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 164, 1000])
+def test_frame_whose_start_hides_in_a_misaligned_slot_that_looks_like_a_discard(chunk):
+    # 5 discards, 86 garbage bytes, a frame. Read 164 bytes at a time, the slot after the discards
+    # is the garbage plus packet 0's first 78 bytes; it starts with 0x5F, so it looks like a
+    # discard. The next slots (inside packets 0 and 1) fail their CRC. The frame's packet 0 starts
+    # inside that discard-looking slot, so the hunt must look from there, not from the first bad
+    # slot (which lost packet 0 and with it the frame).
+    imgs = [image("lepton2", i) for i in range(2)]
+    stream = (vospi.discard_packets(5) + FUZZ_SEED2_GARBAGE
+              + encode_frame(imgs[0], "lepton2", "footer")
+              + encode_frame(imgs[1], "lepton2", "footer"))
+    asm = FrameAssembler("lepton2", "footer")
+    out = feed_all(asm, stream, chunk)
+    assert [f.image.tobytes() for f in out] == [im.tobytes() for im in imgs]
+    c = asm.counters_dict()
+    assert c["realigns"] == 1 and c["frames"] == 2 and c["dropped_frames"] == 0
+
+
+@pytest.mark.parametrize("sensor", ["lepton2", "lepton3"])
+@pytest.mark.parametrize("chunk", [0, 1, 164, 61 * 164])
+@pytest.mark.parametrize("lost", [1, 2])
+@pytest.mark.parametrize("where", [1, 3])
+def test_bytes_lost_among_discards_cost_no_frame(sensor, chunk, lost, where):
+    # The stream is mostly discards, so that is where a slip usually lands. With one byte
+    # missing every later slot starts one byte late: the last discard's slot starts at its 0xFF
+    # (a discard to look at) and holds packet 0's first byte, so packet 0 begins in a slot read
+    # as a discard and the hunt has to go back into it. With two bytes missing that slot is the
+    # discard's zero CRC and payload plus packet 0's ID 00 00: an all-zero packet 0 with a valid
+    # CRC, which must not count as the stream being in step.
+    imgs = [image(sensor, i) for i in range(2)]
+    discards = vospi.discard_packets(4)
+    cut = where * PACKET_BYTES
+    stream = (discards[:cut] + discards[cut + lost:]
+              + encode_frame(imgs[0], sensor) + vospi.discard_packets(3)
+              + encode_frame(imgs[1], sensor))
+    asm = FrameAssembler(sensor)
+    out = feed_all(asm, stream, chunk)
+    assert [f.image.tobytes() for f in out] == [im.tobytes() for im in imgs]
+    assert asm.counters_dict()["realigns"] == 1
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 164, 4096])
+def test_garbage_then_zero_discards_make_no_packet_that_hides_the_frame(chunk):
+    # fuzz_vospi --packets 1e7 --seed 1 (after the fix above): a frame, 162 garbage bytes, two
+    # zero-filled discards, a frame. Read in step with the first frame, the slot before the
+    # second frame is the last discard's 162 zeros and packet 0's ID: an all-zero packet 0 with a
+    # valid CRC. The hunt that follows must look back past it, or packet 0 and its frame are lost.
+    imgs = [image("lepton2", i) for i in range(3)]
+    garbage = np.random.default_rng(3).integers(0, 256, 162, dtype=np.uint8).tobytes()
+    assert garbage[0] & 0x0F != 0x0F
+    stream = (encode_frame(imgs[0], "lepton2") + garbage + vospi.discard_packets(2)
+              + encode_frame(imgs[1], "lepton2") + encode_frame(imgs[2], "lepton2"))
+    out = feed_all(FrameAssembler("lepton2"), stream, chunk)
+    assert [f.image.tobytes() for f in out] == [im.tobytes() for im in imgs]
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 164, 4096])
+def test_a_packet_cut_short_but_still_good_does_not_hide_the_next_frame(chunk):
+    # fuzz_vospi --packets 1e7 --seed 5: a Lepton 2 footer frame whose last packet (telemetry
+    # row C, zeros at its end) lost its last 2 bytes, then the next frame. Read in step, that
+    # packet's slot ends with packet 0's ID 00 00, so it is byte for byte the packet sent and
+    # good; the slots after it are 2 bytes late. The hunt must start inside it to find packet 0.
+    imgs = [image("lepton2", i) for i in range(3)]
+    cut = encode_frame(imgs[0], "lepton2", "footer")[:-2]
+    stream = (cut + encode_frame(imgs[1], "lepton2", "footer")
+              + encode_frame(imgs[2], "lepton2", "footer"))
+    asm = FrameAssembler("lepton2", "footer")
+    out = feed_all(asm, stream, chunk)
+    assert [f.image.tobytes() for f in out] == [im.tobytes() for im in imgs]
+    assert asm.counters_dict()["realigns"] == 1
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 164, 1000])
+def test_hunt_takes_no_all_zero_packet_made_of_a_discard_and_a_cut_packet_0(chunk):
+    # A zero-filled discard, then packet 0 cut short after its ID (00 00), then packets 1..59:
+    # the discard's last 162 bytes and that ID are an all-zero "packet 0" with a valid CRC, and the
+    # real packet 1 follows it. The hunt, which looks back into the discard, must not take it:
+    # it would make a frame with a zero row that was never sent.
+    imgs = [image("lepton2", i) for i in range(2)]
+    cut = packets(encode_frame(imgs[0], "lepton2"))
+    stream = (vospi.discard_packets(2) + cut[0][:2] + b"".join(cut[1:])
+              + vospi.discard_packets(2) + encode_frame(imgs[1], "lepton2"))
+    asm = FrameAssembler("lepton2")
+    out = feed_all(asm, stream, chunk)
+    assert [f.image.tobytes() for f in out] == [imgs[1].tobytes()]
+    assert asm.counters_dict()["realigns"] >= 1
+
+
 def test_all_discards_or_nothing_at_all():
     asm = FrameAssembler("lepton3")
     assert asm.feed(b"") == []
