@@ -29,7 +29,7 @@ log = logging.getLogger("encoder")
 
 STATUS_EVERY_S = 1.0
 WAITING_AFTER_S = 2.0  # no frame for this long: status says "waiting"
-POLL_MS = 100
+POLL_MS = 100  # while frames flow: a gap this long counts as "no frames" (the XPUB is polled again)
 DRAIN_MAX = 256  # messages per drain, so a flood cannot starve control and status
 ERROR_LOG_EVERY_S = 5.0
 RESTART_AGC_AFTER_S = 1.0  # a gap this long between rendered frames starts AGC smoothing afresh
@@ -78,6 +78,8 @@ class Encoder:
         self.last_error = ""
         self._state = ""
         self._status_at = 0.0
+        self._framed = False  # the last turn of the loop handled a frame
+        self._xpub_polled = False
         self.stopping = False
 
         # XPUB: its subscriptions tell us whether anyone watches
@@ -85,11 +87,13 @@ class Encoder:
         self.control = links.control_router(ctx, "control", cfg.endpoints.control)
         self.frames = links.subscriber(ctx, cfg.endpoints.frames, wire.RAW_TOPIC)
         self.frames.setsockopt(zmq.SUBSCRIBE, wire.STATUS_TOPIC)
-        # The XPUB is not polled: every frame it sends comes back as a command from ZeroMQ's I/O
-        # thread (with SNDHWM 2 each message read lets the writer go on), so polling it wakes the
-        # loop a second time per frame for nothing. Its subscriptions are read on every turn of the
-        # loop instead - before the frames, so a frame never goes out ahead of the subscription
-        # that came before it - i.e. within a frame's time while frames flow, POLL_MS otherwise.
+        # The XPUB is polled only while no frames flow: every frame it sends comes back as a
+        # command from ZeroMQ's I/O thread (with SNDHWM 2 each message read lets the writer go
+        # on), so polling it then wakes the poll a second time per frame for nothing. Its
+        # subscriptions are read on every turn of the loop - before the frames, so a frame never
+        # goes out ahead of the subscription that came before it - i.e. within a frame's time
+        # while frames flow; POLL_MS without a frame puts it back in the poller, so a subscription
+        # wakes the loop at once while none flow.
         self.poller = zmq.Poller()
         for sock in (self.frames, self.control):
             self.poller.register(sock, zmq.POLLIN)
@@ -103,7 +107,8 @@ class Encoder:
     def run(self) -> None:
         poll, images, control, frames = self.poller.poll, self.images, self.control, self.frames
         while not self.stopping:
-            ready = [sock for sock, _ in poll(POLL_MS)]
+            ready = [sock for sock, _ in poll(self._timeout_ms())]
+            self._framed = False
             if images.get(zmq.EVENTS) & zmq.POLLIN:
                 self._guarded(self._subscriptions)
             if control in ready:
@@ -111,6 +116,32 @@ class Encoder:
             if frames in ready:
                 self._guarded(self._frames)
             self._guarded(self._status)
+            self._poll_xpub(not self._framed)
+
+    def _poll_xpub(self, polled: bool) -> None:
+        """Put the XPUB in the poller (no frames flow) or take it out (they do)."""
+        if polled != self._xpub_polled:
+            if polled:
+                self.poller.register(self.images, zmq.POLLIN)
+            else:
+                self.poller.unregister(self.images)
+            self._xpub_polled = polled
+
+    def _timeout_ms(self) -> int:
+        """How long the loop may sleep: while frames flow POLL_MS (a frame comes sooner); else
+        until the next status is due or the state may change by itself (frames stop counting,
+        a viewer count expires), instead of waking every POLL_MS for nothing."""
+        if not self._xpub_polled:
+            return POLL_MS
+        now = time.monotonic()
+        due = self._status_at + STATUS_EVERY_S
+        if self.last_frame_at is not None and now < self.last_frame_at + WAITING_AFTER_S:
+            due = min(due, self.last_frame_at + WAITING_AFTER_S)
+        expires = self.watchers.changes_at()
+        if expires is not None and now < expires:
+            due = min(due, expires)
+        # +1 ms: never wake a moment before it is due (and spin through a zero timeout)
+        return max(0, int((due - now) * 1000) + 1)
 
     def _guarded(self, handle) -> None:
         """Run one handler; an error it did not expect costs what it was reading, not the stage."""
@@ -155,6 +186,7 @@ class Encoder:
 
     def _frames(self) -> None:
         newest, statuses, skipped = links.drain(self.frames, DRAIN_MAX)
+        self._framed = newest is not None
         self.counters["skipped"] += skipped
         if statuses:
             self._forward_status(statuses[-1])  # capture's newest status says all the older did
