@@ -7,6 +7,7 @@ nobody watches it only drains, and says "paused" in its status once a second.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import time
@@ -33,6 +34,9 @@ POLL_MS = 100  # while frames flow: a gap this long counts as "no frames" (the X
 DRAIN_MAX = 256  # messages per drain, so a flood cannot starve control and status
 ERROR_LOG_EVERY_S = 5.0
 RESTART_AGC_AFTER_S = 1.0  # a gap this long between rendered frames starts AGC smoothing afresh
+# Objects allocated between young GC collections (Python's default: 700, i.e. every few frames:
+# each frame's headers make dozens of dicts and lists, none of them in cycles).
+GC_THRESHOLD0 = 10_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -317,6 +321,11 @@ def run(cfg: configuration.Config, args: Any) -> int:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        # What start-up made (numpy, OpenCV, pyzmq: tens of thousands of objects) stays: frozen,
+        # the collections of the loop no longer walk it (a full one took milliseconds a time).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(GC_THRESHOLD0, *gc.get_threshold()[1:])
         log.info("publishing images on %s, control on %s", cfg.endpoints.images,
                  cfg.endpoints.control)
         encoder.run()
