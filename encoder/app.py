@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
+import select
 import signal
 import time
 from typing import Any, Optional
@@ -84,6 +86,8 @@ class Encoder:
         self._status_at = 0.0
         self._framed = False  # the last turn of the loop handled a frame
         self._xpub_polled = False
+        self._sent = False  # this turn sent on the XPUB (which may take in its commands then)
+        self._unread: set = set()  # sockets whose reading stopped at its limit, not when empty
         self.stopping = False
 
         # XPUB: its subscriptions tell us whether anyone watches
@@ -91,45 +95,82 @@ class Encoder:
         self.control = links.control_router(ctx, "control", cfg.endpoints.control)
         self.frames = links.subscriber(ctx, cfg.endpoints.frames, wire.RAW_TOPIC)
         self.frames.setsockopt(zmq.SUBSCRIBE, wire.STATUS_TOPIC)
-        # The XPUB is polled only while no frames flow: every frame it sends comes back as a
-        # command from ZeroMQ's I/O thread (with SNDHWM 2 each message read lets the writer go
-        # on), so polling it then wakes the poll a second time per frame for nothing. Its
-        # subscriptions are read on every turn of the loop - before the frames, so a frame never
-        # goes out ahead of the subscription that came before it - i.e. within a frame's time
-        # while frames flow; POLL_MS without a frame puts it back in the poller, so a subscription
-        # wakes the loop at once while none flow.
-        self.poller = zmq.Poller()
-        for sock in (self.frames, self.control):
-            self.poller.register(sock, zmq.POLLIN)
+        # The loop sleeps in poll() on the sockets' ZMQ_FDs, not in zmq.Poller: zmq_poll asks
+        # every socket's ZMQ_EVENTS (a system call each) before and after it sleeps, ~10 system
+        # calls per frame in all; a ZMQ_FD only says "ask again", so ZMQ_EVENTS is asked only of
+        # the sockets whose FD fired, or that the loop used since they last said "nothing".
+        # The XPUB's FD is watched only while no frames flow: every frame it sends comes back as
+        # a command from ZeroMQ's I/O thread (with SNDHWM 2 each message read lets the writer go
+        # on), so watching it then wakes the loop a second time per frame for nothing. Its
+        # subscriptions are read on every turn while frames flow - before the frames, so a frame
+        # never goes out ahead of the subscription that came before it - i.e. within a frame's
+        # time; POLL_MS without a frame puts its FD back, so a subscription wakes the loop at once
+        # while none flow.
+        self.waiter = select.poll()
+        self._fds = {sock.get(zmq.FD): sock for sock in (self.frames, self.control, self.images)}
+        self._images_fd = self.images.get(zmq.FD)
+        for fd, sock in self._fds.items():
+            if sock is not self.images:
+                self.waiter.register(fd, select.POLLIN)
+        # stop() writes here: Python retries an interrupted poll(), so a signal alone would not end
+        # a sleep that may now last up to STATUS_EVERY_S
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self.waiter.register(self._wake_r, select.POLLIN)
 
     def close(self) -> None:
         for sock in (self.frames, self.images, self.control):
             sock.close(0)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def stop(self) -> None:
+        """End run() (safe to call from a signal handler)."""
+        self.stopping = True
+        try:
+            os.write(self._wake_w, b"!")
+        except BlockingIOError:
+            pass  # the pipe is full: the loop is awake anyway
 
     # ------------------------------------------------------------ loop
 
     def run(self) -> None:
-        poll, images, control, frames = self.poller.poll, self.images, self.control, self.frames
+        images, control, frames, fds = self.images, self.control, self.frames, self._fds
+        look = {images, control, frames}  # the sockets to ask: all of them at first
         while not self.stopping:
-            ready = [sock for sock, _ in poll(self._timeout_ms())]
-            self._framed = False
-            if images.get(zmq.EVENTS) & zmq.POLLIN:
+            self._framed = self._sent = False
+            self._unread = set()
+            if (images in look or not self._xpub_polled) and images.get(zmq.EVENTS) & zmq.POLLIN:
                 self._guarded(self._subscriptions)
-            if control in ready:
+            if control in look and control.get(zmq.EVENTS) & zmq.POLLIN:
                 self._guarded(self._control)
-            if frames in ready:
-                self._guarded(self._frames)
+            if frames in look:
+                self._guarded(self._frames)  # (links.drain asks ZMQ_EVENTS first)
             self._guarded(self._status)
             self._poll_xpub(not self._framed)
+            # Sleep only when no socket holds what the loop has not read: one whose reading
+            # stopped at its limit, or the XPUB after a send (a send may take in the command that
+            # says a subscription waits, and then its FD does not fire for it).
+            look = set(self._unread)
+            if self._sent and self._xpub_polled and images.get(zmq.EVENTS) & zmq.POLLIN:
+                look.add(images)
+            if look:
+                continue
+            look = {fds[fd] for fd, _ in self.waiter.poll(self._timeout_ms()) if fd in fds}
 
     def _poll_xpub(self, polled: bool) -> None:
-        """Put the XPUB in the poller (no frames flow) or take it out (they do)."""
+        """Watch the XPUB's FD (no frames flow) or not (they do: it is asked on every turn)."""
         if polled != self._xpub_polled:
             if polled:
-                self.poller.register(self.images, zmq.POLLIN)
+                self.waiter.register(self._images_fd, select.POLLIN)
             else:
-                self.poller.unregister(self.images)
+                self.waiter.unregister(self._images_fd)
             self._xpub_polled = polled
+
+    def _send(self, message: list, copy: bool = True) -> None:
+        """Publish one message without blocking (zmq.Again at the high-water mark)."""
+        self._sent = True
+        self.images.send_multipart(message, zmq.NOBLOCK, copy=copy)
 
     def _timeout_ms(self) -> int:
         """How long the loop may sleep: while frames flow POLL_MS (a frame comes sooner); else
@@ -158,10 +199,12 @@ class Encoder:
             log.debug("loop failure", exc_info=True)
 
     def _subscriptions(self) -> None:
+        self._unread.add(self.images)  # until the socket says it is empty
         for _ in range(DRAIN_MAX * 4):
             try:
                 message = self.images.recv(zmq.NOBLOCK)
             except zmq.Again:
+                self._unread.discard(self.images)
                 return
             if not self.watchers.subscription(message):
                 self.counters["refused_subscriptions"] += 1
@@ -170,10 +213,12 @@ class Encoder:
                                             f"format")
 
     def _control(self) -> None:
+        self._unread.add(self.control)  # until the socket says it is empty
         for _ in range(DRAIN_MAX):
             try:
                 parts = self.control.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
+                self._unread.discard(self.control)
                 return
             if len(parts) < 2:  # only a peer identity: nothing to answer
                 continue
@@ -189,8 +234,11 @@ class Encoder:
             self._status(force=self.layout.version != regions_before)
 
     def _frames(self) -> None:
+        self._unread.add(self.frames)  # until drain says it is empty
         newest, statuses, skipped = links.drain(self.frames, DRAIN_MAX)
         self._framed = newest is not None
+        if len(statuses) + skipped + self._framed < DRAIN_MAX:  # else it stopped at the limit
+            self._unread.discard(self.frames)
         self.counters["skipped"] += skipped
         if statuses:
             self._forward_status(statuses[-1])  # capture's newest status says all the older did
@@ -206,7 +254,7 @@ class Encoder:
             self._error("status", f"dropped a capture status message: {exc}")
             return
         try:
-            self.images.send_multipart([p.buffer for p in parts], zmq.NOBLOCK, copy=False)
+            self._send([p.buffer for p in parts], copy=False)
         except zmq.ZMQError:
             pass  # at the high-water mark: the next status says the same
 
@@ -243,7 +291,7 @@ class Encoder:
             self._error("measure", f"cannot measure frame {frame.seq}: {exc}")
             return
         try:
-            self.images.send_multipart(message, zmq.NOBLOCK, copy=False)
+            self._send(message, copy=False)
         except zmq.Again:
             pass  # PUB drops at the high-water mark; never block
 
@@ -257,7 +305,7 @@ class Encoder:
         message = wire.pack_image(frame)  # ValueError if e.g. the header carried NaN
         self.counters["frames"] += 1
         try:
-            self.images.send_multipart(message, zmq.NOBLOCK, copy=False)
+            self._send(message, copy=False)
         except zmq.Again:
             pass  # PUB drops at the high-water mark; never reached, but never block either
 
@@ -303,7 +351,7 @@ class Encoder:
                                    settings=self.controller.settings(), last_error=self.last_error,
                                    regions=self.layout.as_list()[:wire.MAX_REGIONS])
         try:
-            self.images.send_multipart(message, zmq.NOBLOCK)
+            self._send(message)
         except zmq.Again:
             pass
 
@@ -317,7 +365,7 @@ def run(cfg: configuration.Config, args: Any) -> int:
         encoder = Encoder(cfg, ctx)
 
         def stop(signum: int, frame: Any) -> None:
-            encoder.stopping = True
+            encoder.stop()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
