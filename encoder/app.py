@@ -7,7 +7,10 @@ nobody watches it only drains, and says "paused" in its status once a second.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
+import os
+import select
 import signal
 import time
 from typing import Any, Optional
@@ -29,10 +32,13 @@ log = logging.getLogger("encoder")
 
 STATUS_EVERY_S = 1.0
 WAITING_AFTER_S = 2.0  # no frame for this long: status says "waiting"
-POLL_MS = 100
+POLL_MS = 100  # while frames flow: a gap this long counts as "no frames" (the XPUB is polled again)
 DRAIN_MAX = 256  # messages per drain, so a flood cannot starve control and status
 ERROR_LOG_EVERY_S = 5.0
 RESTART_AGC_AFTER_S = 1.0  # a gap this long between rendered frames starts AGC smoothing afresh
+# Objects allocated between young GC collections (Python's default: 700, i.e. every few frames:
+# each frame's headers make dozens of dicts and lists, none of them in cycles).
+GC_THRESHOLD0 = 10_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,6 +84,10 @@ class Encoder:
         self.last_error = ""
         self._state = ""
         self._status_at = 0.0
+        self._framed = False  # the last turn of the loop handled a frame
+        self._xpub_polled = False
+        self._sent = False  # this turn sent on the XPUB (which may take in its commands then)
+        self._unread: set = set()  # sockets whose reading stopped at its limit, not when empty
         self.stopping = False
 
         # XPUB: its subscriptions tell us whether anyone watches
@@ -85,32 +95,98 @@ class Encoder:
         self.control = links.control_router(ctx, "control", cfg.endpoints.control)
         self.frames = links.subscriber(ctx, cfg.endpoints.frames, wire.RAW_TOPIC)
         self.frames.setsockopt(zmq.SUBSCRIBE, wire.STATUS_TOPIC)
-        # The XPUB is not polled: every frame it sends comes back as a command from ZeroMQ's I/O
-        # thread (with SNDHWM 2 each message read lets the writer go on), so polling it wakes the
-        # loop a second time per frame for nothing. Its subscriptions are read on every turn of the
-        # loop instead - before the frames, so a frame never goes out ahead of the subscription
-        # that came before it - i.e. within a frame's time while frames flow, POLL_MS otherwise.
-        self.poller = zmq.Poller()
-        for sock in (self.frames, self.control):
-            self.poller.register(sock, zmq.POLLIN)
+        # The loop sleeps in poll() on the sockets' ZMQ_FDs, not in zmq.Poller: zmq_poll asks
+        # every socket's ZMQ_EVENTS (a system call each) before and after it sleeps, ~10 system
+        # calls per frame in all; a ZMQ_FD only says "ask again", so ZMQ_EVENTS is asked only of
+        # the sockets whose FD fired, or that the loop used since they last said "nothing".
+        # The XPUB's FD is watched only while no frames flow: every frame it sends comes back as
+        # a command from ZeroMQ's I/O thread (with SNDHWM 2 each message read lets the writer go
+        # on), so watching it then wakes the loop a second time per frame for nothing. Its
+        # subscriptions are read on every turn while frames flow - before the frames, so a frame
+        # never goes out ahead of the subscription that came before it - i.e. within a frame's
+        # time; POLL_MS without a frame puts its FD back, so a subscription wakes the loop at once
+        # while none flow.
+        self.waiter = select.poll()
+        self._fds = {sock.get(zmq.FD): sock for sock in (self.frames, self.control, self.images)}
+        self._images_fd = self.images.get(zmq.FD)
+        for fd, sock in self._fds.items():
+            if sock is not self.images:
+                self.waiter.register(fd, select.POLLIN)
+        # stop() writes here: Python retries an interrupted poll(), so a signal alone would not end
+        # a sleep that may now last up to STATUS_EVERY_S
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self.waiter.register(self._wake_r, select.POLLIN)
 
     def close(self) -> None:
         for sock in (self.frames, self.images, self.control):
             sock.close(0)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def stop(self) -> None:
+        """End run() (safe to call from a signal handler)."""
+        self.stopping = True
+        try:
+            os.write(self._wake_w, b"!")
+        except BlockingIOError:
+            pass  # the pipe is full: the loop is awake anyway
 
     # ------------------------------------------------------------ loop
 
     def run(self) -> None:
-        poll, images, control, frames = self.poller.poll, self.images, self.control, self.frames
+        images, control, frames, fds = self.images, self.control, self.frames, self._fds
+        look = {images, control, frames}  # the sockets to ask: all of them at first
         while not self.stopping:
-            ready = [sock for sock, _ in poll(POLL_MS)]
-            if images.get(zmq.EVENTS) & zmq.POLLIN:
+            self._framed = self._sent = False
+            self._unread = set()
+            if (images in look or not self._xpub_polled) and images.get(zmq.EVENTS) & zmq.POLLIN:
                 self._guarded(self._subscriptions)
-            if control in ready:
+            if control in look and control.get(zmq.EVENTS) & zmq.POLLIN:
                 self._guarded(self._control)
-            if frames in ready:
-                self._guarded(self._frames)
+            if frames in look:
+                self._guarded(self._frames)  # (links.drain asks ZMQ_EVENTS first)
             self._guarded(self._status)
+            self._poll_xpub(not self._framed)
+            # Sleep only when no socket holds what the loop has not read: one whose reading
+            # stopped at its limit, or the XPUB after a send (a send may take in the command that
+            # says a subscription waits, and then its FD does not fire for it).
+            look = set(self._unread)
+            if self._sent and self._xpub_polled and images.get(zmq.EVENTS) & zmq.POLLIN:
+                look.add(images)
+            if look:
+                continue
+            look = {fds[fd] for fd, _ in self.waiter.poll(self._timeout_ms()) if fd in fds}
+
+    def _poll_xpub(self, polled: bool) -> None:
+        """Watch the XPUB's FD (no frames flow) or not (they do: it is asked on every turn)."""
+        if polled != self._xpub_polled:
+            if polled:
+                self.waiter.register(self._images_fd, select.POLLIN)
+            else:
+                self.waiter.unregister(self._images_fd)
+            self._xpub_polled = polled
+
+    def _send(self, message: list, copy: bool = True) -> None:
+        """Publish one message without blocking (zmq.Again at the high-water mark)."""
+        self._sent = True
+        self.images.send_multipart(message, zmq.NOBLOCK, copy=copy)
+
+    def _timeout_ms(self) -> int:
+        """How long the loop may sleep: while frames flow POLL_MS (a frame comes sooner); else
+        until the next status is due or the state may change by itself (frames stop counting,
+        a viewer count expires), instead of waking every POLL_MS for nothing."""
+        if not self._xpub_polled:
+            return POLL_MS
+        now = time.monotonic()
+        due = self._status_at + STATUS_EVERY_S
+        if self.last_frame_at is not None and now < self.last_frame_at + WAITING_AFTER_S:
+            due = min(due, self.last_frame_at + WAITING_AFTER_S)
+        expires = self.watchers.changes_at()
+        if expires is not None and now < expires:
+            due = min(due, expires)
+        # +1 ms: never wake a moment before it is due (and spin through a zero timeout)
+        return max(0, int((due - now) * 1000) + 1)
 
     def _guarded(self, handle) -> None:
         """Run one handler; an error it did not expect costs what it was reading, not the stage."""
@@ -123,10 +199,12 @@ class Encoder:
             log.debug("loop failure", exc_info=True)
 
     def _subscriptions(self) -> None:
+        self._unread.add(self.images)  # until the socket says it is empty
         for _ in range(DRAIN_MAX * 4):
             try:
                 message = self.images.recv(zmq.NOBLOCK)
             except zmq.Again:
+                self._unread.discard(self.images)
                 return
             if not self.watchers.subscription(message):
                 self.counters["refused_subscriptions"] += 1
@@ -135,10 +213,12 @@ class Encoder:
                                             f"format")
 
     def _control(self) -> None:
+        self._unread.add(self.control)  # until the socket says it is empty
         for _ in range(DRAIN_MAX):
             try:
                 parts = self.control.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
+                self._unread.discard(self.control)
                 return
             if len(parts) < 2:  # only a peer identity: nothing to answer
                 continue
@@ -154,7 +234,11 @@ class Encoder:
             self._status(force=self.layout.version != regions_before)
 
     def _frames(self) -> None:
+        self._unread.add(self.frames)  # until drain says it is empty
         newest, statuses, skipped = links.drain(self.frames, DRAIN_MAX)
+        self._framed = newest is not None
+        if len(statuses) + skipped + self._framed < DRAIN_MAX:  # else it stopped at the limit
+            self._unread.discard(self.frames)
         self.counters["skipped"] += skipped
         if statuses:
             self._forward_status(statuses[-1])  # capture's newest status says all the older did
@@ -170,7 +254,7 @@ class Encoder:
             self._error("status", f"dropped a capture status message: {exc}")
             return
         try:
-            self.images.send_multipart([p.buffer for p in parts], zmq.NOBLOCK, copy=False)
+            self._send([p.buffer for p in parts], copy=False)
         except zmq.ZMQError:
             pass  # at the high-water mark: the next status says the same
 
@@ -207,7 +291,7 @@ class Encoder:
             self._error("measure", f"cannot measure frame {frame.seq}: {exc}")
             return
         try:
-            self.images.send_multipart(message, zmq.NOBLOCK, copy=False)
+            self._send(message, copy=False)
         except zmq.Again:
             pass  # PUB drops at the high-water mark; never block
 
@@ -221,7 +305,7 @@ class Encoder:
         message = wire.pack_image(frame)  # ValueError if e.g. the header carried NaN
         self.counters["frames"] += 1
         try:
-            self.images.send_multipart(message, zmq.NOBLOCK, copy=False)
+            self._send(message, copy=False)
         except zmq.Again:
             pass  # PUB drops at the high-water mark; never reached, but never block either
 
@@ -267,7 +351,7 @@ class Encoder:
                                    settings=self.controller.settings(), last_error=self.last_error,
                                    regions=self.layout.as_list()[:wire.MAX_REGIONS])
         try:
-            self.images.send_multipart(message, zmq.NOBLOCK)
+            self._send(message)
         except zmq.Again:
             pass
 
@@ -281,10 +365,15 @@ def run(cfg: configuration.Config, args: Any) -> int:
         encoder = Encoder(cfg, ctx)
 
         def stop(signum: int, frame: Any) -> None:
-            encoder.stopping = True
+            encoder.stop()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        # What start-up made (numpy, OpenCV, pyzmq: tens of thousands of objects) stays: frozen,
+        # the collections of the loop no longer walk it (a full one took milliseconds a time).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(GC_THRESHOLD0, *gc.get_threshold()[1:])
         log.info("publishing images on %s, control on %s", cfg.endpoints.images,
                  cfg.endpoints.control)
         encoder.run()

@@ -72,6 +72,11 @@ class Watchers:
         """Someone subscribes to a prefix of b"image" (b"" included)."""
         return self.wants(wire.IMAGE_TOPIC)
 
+    def changes_at(self) -> Optional[float]:
+        """When (on the clock) the newest viewer count stops counting, if one came; watched may
+        change then without a message."""
+        return None if self._viewers is None else self._viewers[1] + VIEWERS_TTL_S
+
     @property
     def viewer_count(self) -> Optional[int]:
         """The newest viewer count if it is recent, else None."""

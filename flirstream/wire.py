@@ -205,24 +205,39 @@ def _meaning(header: dict) -> str:
     return value
 
 
+_LE_U16 = np.dtype("<u2")
+
+
 def _le_u16(pixels: np.ndarray) -> np.ndarray:
     """C-contiguous little-endian uint16 without a copy when it already is one."""
-    if pixels.dtype != np.dtype("<u2") or not pixels.flags.c_contiguous:
-        pixels = np.ascontiguousarray(pixels, dtype="<u2")
+    if pixels.dtype != _LE_U16 or not pixels.flags.c_contiguous:
+        pixels = np.ascontiguousarray(pixels, dtype=_LE_U16)
     return pixels
 
 
+# One encoder and one decoder for every message: json.dumps / json.loads with options build a new
+# one per call (and every distinct call costs tens of us on the caches a 37 ms sleep leaves cold).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def _dump(header: dict) -> bytes:
-    return json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    return _ENCODER.encode(header).encode()
 
 
 def _refuse_constant(name: str) -> Any:
     raise WireError(f"{name} is not a number this format carries")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 MAX_INTEGER = 10 ** 20  # beyond 64 bits; float() of a larger int would overflow later on
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+# Where a number json.loads reads could be out of range: an exponent (1e999 is inf) or 20 digits in a
+# row (no float without an exponent reaches inf with fewer than 309). Strings may match too (then the
+# tree is walked): the search only decides that no number needs looking at.
+_LARGE_NUMBER = re.compile(rb"[0-9][eE]|[0-9]{20}")
 
 
 def _check_tree(value: Any) -> None:
@@ -255,8 +270,11 @@ def load_json(part: Buffer) -> Any:
         raise WireError(f"JSON nested more than {MAX_DEPTH} deep")
     try:
         # No parse_float / parse_int hooks: they would call Python for every number of every
-        # header; _check_tree checks the numbers afterwards in the walk the depth needs anyway.
-        value = json.loads(data, parse_constant=_refuse_constant)
+        # header; _check_tree checks the numbers afterwards when any could be out of range.
+        if data[:1] == b"{" and data[1:2] != b"\0":  # json.loads would read it as UTF-8
+            value = _DECODER.decode(data.decode("utf-8", "surrogatepass"))
+        else:
+            value = json.loads(data, parse_constant=_refuse_constant)
     except WireError:
         raise
     except RecursionError:
@@ -265,7 +283,9 @@ def load_json(part: Buffer) -> Any:
         raise WireError(f"not JSON: {exc}") from None
     except Exception as exc:  # nothing a peer sends may escape as another kind of error
         raise WireError(f"not JSON: {exc!r}") from None
-    _check_tree(value)
+    # (the depth was checked above: more than MAX_DEPTH brackets, in strings or not, are counted)
+    if _LARGE_NUMBER.search(data):
+        _check_tree(value)
     return value
 
 
@@ -291,13 +311,16 @@ def _load(part: Buffer) -> dict:
 
 def _pixels(header: dict, part: Buffer) -> np.ndarray:
     shape = header.get("shape")
-    if (not isinstance(shape, list) or len(shape) != 2
-            or not all(isinstance(n, int) and 0 < n <= MAX_SIDE for n in shape)):
+    if not (isinstance(shape, list) and len(shape) == 2):
         raise WireError(f"bad shape {shape!r}")
-    expected = shape[0] * shape[1] * 2
+    rows, cols = shape
+    if not (isinstance(rows, int) and isinstance(cols, int)
+            and 0 < rows <= MAX_SIDE and 0 < cols <= MAX_SIDE):
+        raise WireError(f"bad shape {shape!r}")
+    expected = rows * cols * 2
     if len(part) != expected:
         raise WireError(f"pixel part is {len(part)} bytes, shape {shape} needs {expected}")
-    pixels = np.frombuffer(part, dtype="<u2").reshape(shape)
+    pixels = np.ndarray((rows, cols), _LE_U16, part)  # a view of the part, like np.frombuffer
     if sys.byteorder != "little":  # keep the native dtype for fast maths downstream
         pixels = pixels.astype(np.uint16)
     return pixels
@@ -317,7 +340,7 @@ def _parts(parts: Sequence[Any], topic: bytes, count: int) -> list[Buffer]:
     if len(buffers) != count:
         raise WireError(f"{bytes(buffers[0][:16]) if buffers else b''!r} message has "
                         f"{len(buffers)} parts, expected {count}")
-    if bytes(buffers[0]) != topic:
+    if buffers[0] != topic and bytes(buffers[0]) != topic:  # (a memoryview equals its bytes)
         raise WireError(f"topic {bytes(buffers[0][:16])!r}, expected {topic!r}")
     return buffers
 
@@ -330,20 +353,33 @@ def capture_header(frame: Frame, topic: bytes, shape: Sequence[int]) -> dict:
     own counters, the encoder's topics every stage's."""
     counters = frame.counters.get("capture", {}) if topic == RAW_TOPIC else frame.counters
     return {"v": VERSION, "seq": frame.seq, "t": frame.t, "sensor": frame.sensor,
-            "shape": list(shape), "tlinear": frame.tlinear,
+            "shape": [shape[0], shape[1]], "tlinear": frame.tlinear,
             "kelvin_per_count": frame.kelvin_per_count, "meaning": frame.meaning,
             "telemetry": frame.telemetry, "counters": counters}
 
 
 def read_capture(header: dict, topic: bytes, pixels: Optional[np.ndarray]) -> Frame:
     """capture_header's fields back as a Frame (WireError naming a bad one)."""
-    counters = header.get("counters") if isinstance(header.get("counters"), dict) else {}
-    return Frame(seq=_field(header, "seq", int), t=_field(header, "t", float),
-                 sensor=_field(header, "sensor", str), pixels=pixels,
-                 tlinear=_field(header, "tlinear", bool),
-                 kelvin_per_count=_field(header, "kelvin_per_count", float),
-                 telemetry=header.get("telemetry") if isinstance(header.get("telemetry"), dict)
-                 else None,
+    get = header.get
+    # the usual types checked inline; anything else goes through _field (which refuses or converts)
+    seq, t, sensor, tlinear, per_count = (get("seq"), get("t"), get("sensor"), get("tlinear"),
+                                          get("kelvin_per_count"))
+    if type(seq) is not int:
+        seq = _field(header, "seq", int)
+    if type(t) is not float:
+        t = _field(header, "t", float)
+    if type(sensor) is not str:
+        sensor = _field(header, "sensor", str)
+    if type(tlinear) is not bool:
+        tlinear = _field(header, "tlinear", bool)
+    if type(per_count) is not float:
+        per_count = _field(header, "kelvin_per_count", float)
+    counters, telemetry = get("counters"), get("telemetry")
+    if not isinstance(counters, dict):
+        counters = {}
+    return Frame(seq=seq, t=t, sensor=sensor, pixels=pixels, tlinear=tlinear,
+                 kelvin_per_count=per_count,
+                 telemetry=telemetry if isinstance(telemetry, dict) else None,
                  counters={"capture": counters} if topic == RAW_TOPIC else counters,
                  meaning=_meaning(header))
 
@@ -381,20 +417,24 @@ def pack_thermal(frame: Frame) -> list[Buffer]:
     """encoder -> server: the frame with its measurement (ValueError if it has none)."""
     measured = _annotation(frame, "measurement")
     pixels = _le_u16(frame.pixels)
-    header = {**capture_header(frame, THERMAL_TOPIC, pixels.shape),
-              "t_measured": measured.t_measured, "unit": measured.unit, "stats": measured.stats,
-              "regions": measured.regions}
+    header = capture_header(frame, THERMAL_TOPIC, pixels.shape)
+    header["t_measured"], header["unit"] = measured.t_measured, measured.unit
+    header["stats"], header["regions"] = measured.stats, measured.regions
     return [THERMAL_TOPIC, _dump(header), _part(pixels)]
 
 
 def unpack_thermal(parts: Sequence[Any]) -> Frame:
     topic, head, data = _parts(parts, THERMAL_TOPIC, 3)
     header = _load(head)
-    _dicts(header, "stats", "regions")
+    stats, regions = header.get("stats"), header.get("regions")
+    if type(stats) is not dict or type(regions) is not dict:
+        _dicts(header, "stats", "regions")
     frame = read_capture(header, THERMAL_TOPIC, _pixels(header, data))
-    frame.measurement = Measurement(t_measured=_field(header, "t_measured", float),
-                                    unit=_field(header, "unit", str), stats=header["stats"],
-                                    regions=header["regions"])
+    measured, unit = header.get("t_measured"), header.get("unit")
+    frame.measurement = Measurement(
+        t_measured=measured if type(measured) is float else _field(header, "t_measured", float),
+        unit=unit if type(unit) is str else _field(header, "unit", str), stats=stats,
+        regions=regions)
     return frame
 
 

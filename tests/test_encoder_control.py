@@ -44,6 +44,18 @@ def test_watched_needs_an_image_subscription_and_recent_viewers():
     assert w.watched
 
 
+def test_changes_at_says_when_the_viewer_count_stops_counting():
+    clock = Clock()
+    w = Watchers(clock=clock)
+    w.subscription(b"\x01image")
+    assert w.changes_at() is None  # no count: nothing changes by itself
+    w.viewers(0)
+    assert w.changes_at() == clock.now + VIEWERS_TTL_S
+    assert not w.watched
+    clock.now = w.changes_at() + 0.001  # the loop wakes just after it
+    assert w.watched
+
+
 def ask(controller: Controller, request) -> dict:
     raw = request if isinstance(request, bytes) else json.dumps({"v": 1, **request}).encode()
     return json.loads(controller.handle(raw))
