@@ -92,6 +92,8 @@ def bench_config(workdir: Path, overrides: Optional[dict[str, dict[str, str]]] =
     """server.conf for the benchmarked pipeline: the simulated camera at 26.5 Hz, every frame
     unique (a restart with --set capture.sim_unique_every=3 gives the real sensor's rate)."""
     sections: dict[str, dict] = {
+        # empty: the defaults a user gets (ipc:// in the runtime directory), not the tests' TCP
+        "endpoints": {key: "" for key in ("frames", "images", "control", "camera")},
         "capture": {"source": "sim", "sensor": "lepton3", "sim_fps": SIM_FPS,
                     "sim_unique_every": 1, "dedupe": "yes"},
         "encoder": {"size": "auto", "quality": 80},
