@@ -92,10 +92,16 @@ _CRC_TABLE = _crc_table()
 _CRC_OFFSETS = (np.arange(PACKET_BYTES) * 256).astype(np.uint16)
 
 
-def packet_crcs(packets: np.ndarray) -> np.ndarray:
+# The same table with each entry's two bytes swapped: XOR commutes with the swap, so it gives
+# each CRC as the packet's own two bytes read as a little-endian uint16 (native on the Pi and
+# x86): compared with the CRC field where it lies, no byte-order conversion of the packets' words.
+_CRC_TABLE_SWAPPED = _CRC_TABLE.astype("<u2").byteswap()
+
+
+def packet_crcs(packets: np.ndarray, table: np.ndarray = _CRC_TABLE) -> np.ndarray:
     """The CRC each packet of an (n, 164) uint8 array should carry (computed, not read)."""
     index = packets + _CRC_OFFSETS  # uint8 + uint16 arrays -> uint16
-    return np.bitwise_xor.reduce(np.take(_CRC_TABLE, index), axis=1)
+    return np.bitwise_xor.reduce(table.take(index), axis=1)
 
 
 def packet_crc(packet: bytes) -> int:
@@ -205,7 +211,7 @@ class FrameAssembler:
         self._prev: tuple[int, bool] = (-1, False)  # (number, CRC good) of the last packet
         # The unfinished tail: complete segments of the frame being assembled, then the packets
         # of the segment being received (a chain numbered 0..len-1).
-        self._segments: list[np.ndarray] = []      # (Q, 160) uint8 each, TTT 1, 2, ...
+        self._segments: list[list] = []  # each a list of (k, 160) uint8 views, TTT 1, 2, ...
         self._chain: list[np.ndarray] = []         # (k, 160) uint8 pieces
         self._chain_len = 0
         self._chain_ttt: Optional[int] = None      # TTT of the chain once its packet 20 arrived
@@ -366,8 +372,8 @@ class FrameAssembler:
         n = count - n_discard
         real = np.frombuffer(data, dtype=np.uint8, count=n * PACKET_BYTES,
                              offset=at).reshape(n, PACKET_BYTES)
-        head = real[:, :4].view(">u2").astype(np.int32)  # (ID, CRC) of each packet
-        ok = packet_crcs(real) == head[:, 1]
+        words = real.view("<u2")  # the packets' big-endian words read little-endian, as they lie
+        ok = packet_crcs(real, _CRC_TABLE_SWAPPED) == words[:, 1]
         all_ok = bool(ok.all())
 
         # A run of HUNT_AFTER_BAD failures: the bytes are probably misaligned. Process up to and
@@ -438,7 +444,7 @@ class FrameAssembler:
             c.crc_errors += int(end - np.count_nonzero(ok))
         self._since_frame += end
 
-        ids = head[:end, 0]
+        ids = words[:end, 0].byteswap()  # each packet's ID (its value: the bytes swapped)
         self._assemble(ids, ok, all_ok and hunt_from is None, real, frames)
         if hunt_from is not None:
             self._hunting = True
@@ -474,48 +480,51 @@ class FrameAssembler:
             ends = ends.tolist()
         self._prev = (int(num_new[-1]), bool(ok[-1]))
 
-        rows_all: Optional[np.ndarray] = None
-        if ends:
-            rows_all = np.concatenate(self._chain + [real[:, 4:]]) if k else real[:, 4:]
+        new_rows = real[:, 4:]
 
-        # Join segments into frames.
-        cand: list = list(self._segments)  # entries: stored (Q,160) arrays or (start, end) pairs
+        def pieces(s: int, e: int) -> list:
+            """Virtual positions s..e as payload views (no copy): the chain, then the new rows."""
+            if s >= k:
+                return [new_rows[s - k:e - k + 1]]
+            return self._chain + [new_rows[:e - k + 1]]  # (a segment starting in the chain: s = 0)
+
+        # Join segments into frames. A segment is a list of payload views.
+        cand: list = list(self._segments)
         last_end = -1  # virtual position where the candidate's last segment ended
         for e in ends:
             s = e - Q + 1
             if g.segments == 1:
-                self._emit([(s, e)], rows_all, frames)
+                self._emit([pieces(s, e)], frames)
                 continue
             ttt = self._chain_ttt if s + 20 < k else int(ids[s + 20 - k]) >> 12 & 0x7
             if ttt == 0:
                 self._invalid_segments += 1
             if ttt == 1:
                 self._frame_starts += 1
-                cand = [(s, e)]
+                cand = [pieces(s, e)]
             elif cand and ttt == len(cand) + 1 and s == last_end + 1:
-                cand.append((s, e))
+                cand.append(pieces(s, e))
             else:
                 cand = []  # TTT 0 (invalid), out of order, or something between the segments
             last_end = e
             if len(cand) == g.segments:
-                self._emit(cand, rows_all, frames)
+                self._emit(cand, frames)
                 cand = []
 
         # Keep the unfinished tail: the chain running at the end, and the candidate frame if the
         # chain follows it directly (or it ended on the last packet).
         if cand and not (last_end == total - 1 or chain_start == last_end + 1):
             cand = []
-        # (views, not copies: the bytes read are immutable and rows_all is this call's own)
-        self._segments = [x if isinstance(x, np.ndarray) else rows_all[x[0]:x[1] + 1]
-                          for x in cand]
+        # (views, not copies: the bytes read are immutable)
+        self._segments = cand
         if chain_start is None:
             self._chain, self._chain_len, self._chain_ttt = [], 0, None
         else:
             if chain_start >= k:  # a new chain
-                self._chain = [real[chain_start - k:, 4:]]
+                self._chain = [new_rows[chain_start - k:]]
                 self._chain_ttt = None
             else:                 # the old chain went on
-                self._chain.append(real[:, 4:])
+                self._chain = self._chain + [new_rows]
             self._chain_len = total - chain_start
             if self._chain_ttt is None and self._chain_len > 20:
                 self._chain_ttt = int(ids[chain_start + 20 - k]) >> 12 & 0x7
@@ -560,18 +569,16 @@ class FrameAssembler:
                 chain_start = start
         return ends, chain_start
 
-    def _emit(self, parts: list, rows_all: Optional[np.ndarray], frames: list[Frame]) -> None:
+    def _emit(self, segments: list, frames: list[Frame]) -> None:
         g = self.geometry
-        if all(isinstance(p, tuple) for p in parts):  # back to back in this feed: one slice
-            rows = rows_all[parts[0][0]:parts[-1][1] + 1]
-        else:
-            rows = np.concatenate([p if isinstance(p, np.ndarray) else rows_all[p[0]:p[1] + 1]
-                                   for p in parts])
-        image = rows[g.video].view(">u2").astype(np.uint16).reshape(g.rows, g.cols)
+        # One copy: the segments' payload views joined straight into native uint16 words.
+        words = np.concatenate([p.view(">u2") for seg in segments for p in seg],
+                               out=np.empty((g.frame_packets, WORDS_PER_PACKET), np.uint16))
+        image = words[g.video].reshape(g.rows, g.cols)
         telemetry = tel_rows = None
         if g.telemetry_packets:
             first = g.telemetry_rows.start
-            tel_rows = rows[first:first + 3].view(">u2").astype(np.uint16)
+            tel_rows = words[first:first + 3]
             telemetry = parse_telemetry(tel_rows[0])
         frames.append(Frame(image, telemetry, tel_rows))
         self.counters.frames += 1

@@ -216,7 +216,7 @@ def _le_u16(pixels: np.ndarray) -> np.ndarray:
 
 
 # One encoder and one decoder for every message: json.dumps / json.loads with options build a new
-# one per call (and every distinct call costs tens of us on the caches a 37 ms sleep leaves cold).
+# one per call (the same bytes; a frame message is dumped and loaded 26.5 times a second).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
