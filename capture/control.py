@@ -27,7 +27,7 @@ def bind(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
 class ControlThread(threading.Thread):
     """Serves the ROUTER and reads the camera's state every POLL_EVERY_S. It sleeps in one poll
     until a request, the next camera read or wake() (after `stop` is set): no wake-ups while
-    idle (a 100 ms poll timeout was ten a second, ~0.1 % of a core for nothing)."""
+    idle (a 100 ms poll timeout was ten wake-ups a second for nothing)."""
 
     def __init__(self, sock: zmq.Socket, camera: Camera, stop: threading.Event):
         super().__init__(name="camera-control", daemon=True)
