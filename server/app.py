@@ -24,7 +24,7 @@ from flirstream import wire
 from flirstream.binding import BindError, bind_retrying
 from flirstream.config import ConfigError
 
-from . import access, listener, redact
+from . import access, listener, redact, tuning
 from .camera import CameraAPI
 from .feed import Feed
 from .handlers import ApiState, Healthz, MetricsPage, MJPEGStream, Snapshot, ViewerFiles
@@ -217,6 +217,7 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
         zctx.term()
         raise
     _announce(cfg, ports)
+    tuning.apply()
 
     viewers_sent = {"count": -1}
 
