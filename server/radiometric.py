@@ -52,8 +52,8 @@ def residuals(pixels: np.ndarray) -> np.ndarray:
 
     All in uint16, wrapping modulo 2^16 as the format does: the mean of two neighbours without the
     17th bit is (a & b) + ((a ^ b) >> 1). Every numpy call counts: once per frame, after the loop
-    has slept ~37 ms, each costs ~10-15 us (cold caches), far more than the arithmetic, so this is
-    the fewest calls on the smallest arrays that give these values (half the old int32 version's)."""
+    has slept a frame period with cold caches, each call costs far more than its arithmetic (see
+    docs/PERFORMANCE.md), so this is the fewest calls on the smallest arrays that give these values."""
     p = np.ascontiguousarray(pixels, np.uint16)
     z = np.empty_like(p)  # the prediction, then the residual, then its zigzag
     a, b = p[1:, :-1], p[:-1, 1:]
