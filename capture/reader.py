@@ -14,14 +14,35 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 import numpy as np
 
-from .source import Source, SourceOffline
 from .vospi import RESYNC_PAUSE_S, Frame, FrameAssembler
 
 log = logging.getLogger("capture.reader")
+
+DEFAULT_SPI_DEVICE = "/dev/spidev0.0"
+
+
+# The source contract lives with its consumer: every source of VoSPI bytes (capture/sources.py,
+# capture/spi.py) implements it and imports it from here, so no source imports another's module.
+class SourceOffline(Exception):
+    """The source cannot deliver bytes right now; str() says why (one line for people)."""
+
+
+class Source(Protocol):
+    name: str
+    retry_delay: float
+
+    def read(self) -> bytes:
+        """Some bytes (may be empty), blocking at most about 0.1 s; raises SourceOffline."""
+
+    def pause(self, seconds: float) -> None:
+        """Stop reading for at least `seconds` (on SPI: chip select deasserted, to resync)."""
+
+    def close(self) -> None:
+        ...
 
 # No frame for this long while bytes keep coming = sync lost (the sensor can also fall silent
 # into discard packets only, which the assembler alone cannot tell from idle time).

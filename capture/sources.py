@@ -23,7 +23,7 @@ from flirstream.wire import KELVIN_AT_0C
 
 from . import vospi
 from .sim import SimulatedLepton
-from .source import DEFAULT_SPI_DEVICE, Source, SourceOffline
+from .reader import DEFAULT_SPI_DEVICE, Source, SourceOffline
 from .spi import SpiSource
 
 log = logging.getLogger("capture.sources")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Optional, Protocol
 
 from . import vospi
-from .source import DEFAULT_SPI_DEVICE, SourceOffline
+from .reader import DEFAULT_SPI_DEVICE, SourceOffline
 
 log = logging.getLogger("capture.spi")
 
