@@ -596,7 +596,7 @@ class FrameWatcher:
 # ---------------------------------------------------------------- stand-ins and a static site
 
 def raw_frames(sock: Any, seconds: float) -> list:
-    """The RawFrames a SUB socket on capture's frames receives within `seconds` (others skipped)."""
+    """The raw frames (wire.Frame) a SUB socket on capture's frames receives within `seconds` (others skipped)."""
     from . import wire
     frames = []
     deadline = time.monotonic() + seconds
@@ -610,7 +610,7 @@ def raw_frames(sock: Any, seconds: float) -> list:
 
 class StandInCapture:
     """Plays capture for a real encoder: binds a real PUB on the frames endpoint and publishes, from
-    its own thread until stopped, RawFrames of make(seq) pixels `fps` times a second and capture's
+    its own thread until stopped, raw frames of make(seq) pixels `fps` times a second and capture's
     "streaming" status (with `detail`) once a second."""
 
     def __init__(self, endpoint: str, make: Callable[[int], np.ndarray], fps: float = 10.0,
