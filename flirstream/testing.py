@@ -596,7 +596,8 @@ class FrameWatcher:
 # ---------------------------------------------------------------- stand-ins and a static site
 
 def raw_frames(sock: Any, seconds: float) -> list:
-    """The raw frames (wire.Frame) a SUB socket on capture's frames receives within `seconds` (others skipped)."""
+    """The raw frames (wire.Frame) a SUB socket on capture's frames receives within `seconds`
+    (other messages skipped)."""
     from . import wire
     frames = []
     deadline = time.monotonic() + seconds
