@@ -140,9 +140,9 @@ class Encoder:
         while not self.stopping:
             self._framed = self._sent = False
             self._unread = set()
-            if (images in look or not self._xpub_polled) and images.get(zmq.EVENTS) & zmq.POLLIN:
+            if (images in look or not self._xpub_polled) and links.has_message(images):
                 self._guarded(self._subscriptions)
-            if control in look and control.get(zmq.EVENTS) & zmq.POLLIN:
+            if control in look and links.has_message(control):
                 self._guarded(self._control)
             if frames in look:
                 self._guarded(self._frames)  # (links.drain asks ZMQ_EVENTS first)
@@ -152,7 +152,7 @@ class Encoder:
             # stopped at its limit, or the XPUB after a send (a send may take in the command that
             # says a subscription waits, and then its FD does not fire for it).
             look = set(self._unread)
-            if self._sent and self._xpub_polled and images.get(zmq.EVENTS) & zmq.POLLIN:
+            if self._sent and self._xpub_polled and links.has_message(images):
                 look.add(images)
             if look:
                 continue
@@ -235,9 +235,9 @@ class Encoder:
 
     def _frames(self) -> None:
         self._unread.add(self.frames)  # until drain says it is empty
-        newest, statuses, skipped = links.drain(self.frames, DRAIN_MAX)
+        newest, statuses, skipped, more = links.drain(self.frames, DRAIN_MAX)
         self._framed = newest is not None
-        if len(statuses) + skipped + self._framed < DRAIN_MAX:  # else it stopped at the limit
+        if not more:
             self._unread.discard(self.frames)
         self.counters["skipped"] += skipped
         if statuses:

@@ -185,22 +185,34 @@ def subscriber(ctx: zmq.Context, endpoint: str, topic: bytes, hwm: int = RECEIVE
     return sock
 
 
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: no enum arithmetic per frame
+
+
+def has_message(sock: zmq.Socket) -> bool:
+    """Whether a message waits (ZMQ_EVENTS): what a caller woken by the edge-triggered ZMQ_FD asks
+    before it reads, and again before it sleeps."""
+    return bool(sock.getsockopt(_EVENTS) & _POLLIN)
+
+
 def drain_by_topic(sock: zmq.Socket, limit: int = 1024
-                   ) -> tuple[dict[bytes, list], list[list], dict[bytes, int]]:
+                   ) -> tuple[dict[bytes, list], list[list], dict[bytes, int], bool]:
     """Read what is queued, without waiting: (the newest message's parts of each frame topic, every
-    status message's parts in order, frames skipped of each topic). At most `limit` messages, so a
-    flood cannot starve the caller's other work."""
+    status message's parts in order, frames skipped of each topic, whether it stopped at `limit`
+    messages rather than because nothing was left). The limit keeps a flood from starving the
+    caller's other work; a caller waking on the socket's edge-triggered ZMQ_FD must come back
+    without waiting when the last value is true."""
     newest: dict[bytes, list] = {}
     statuses: list[list] = []
     skipped: dict[bytes, int] = {}
     for _ in range(limit):
-        # Asking whether a message waits costs less than the zmq.Again of reading when none does;
-        # and each part says whether more follow (no RCVMORE query per part).
-        if not sock.get(zmq.EVENTS) & zmq.POLLIN:
+        # Asking whether a message waits costs less than the zmq.Again of reading when none does
+        # (a strerror() and enum look-ups); and each part says whether more follow (no RCVMORE
+        # query per part).
+        if not has_message(sock):
             break
         try:
             part = sock.recv(zmq.NOBLOCK, copy=False)
-        except zmq.Again:
+        except zmq.Again:  # not expected after POLLIN
             break
         parts = [part]
         while part.more:  # the other parts of a message arrive with its first
@@ -213,20 +225,23 @@ def drain_by_topic(sock: zmq.Socket, limit: int = 1024
         if topic in newest:  # a newer frame came in before the caller got to this one
             skipped[topic] = skipped.get(topic, 0) + 1
         newest[topic] = parts
-    return newest, statuses, skipped
+    else:
+        return newest, statuses, skipped, True
+    return newest, statuses, skipped, False
 
 
-def drain(sock: zmq.Socket, limit: int = 1024) -> tuple[Optional[list], list[list], int]:
+def drain(sock: zmq.Socket, limit: int = 1024) -> tuple[Optional[list], list[list], int, bool]:
     """drain_by_topic for a socket with one frame topic: (the newest frame's parts or None, every
-    status message's parts in order, frames skipped)."""
-    newest, statuses, skipped = drain_by_topic(sock, limit)
+    status message's parts in order, frames skipped, whether it stopped at `limit`)."""
+    newest, statuses, skipped, more = drain_by_topic(sock, limit)
     frames = list(newest.values())
-    return (frames[-1] if frames else None), statuses, sum(skipped.values()) + max(0, len(frames) - 1)
+    return ((frames[-1] if frames else None), statuses,
+            sum(skipped.values()) + max(0, len(frames) - 1), more)
 
 
 def recv_latest(sock: zmq.Socket, timeout_ms: int = 0) -> tuple[Optional[list], int]:
     """Wait up to timeout_ms for a message, then drain: (newest frame's parts or None, skipped)."""
     if timeout_ms and not sock.poll(timeout_ms):
         return None, 0
-    newest, _, skipped = drain(sock)
+    newest, _, skipped, _ = drain(sock)
     return newest, skipped

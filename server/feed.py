@@ -29,7 +29,6 @@ from .metrics import Metrics
 log = logging.getLogger("feed")
 
 DRAIN_LIMIT = 1024  # messages read per wake-up, so a flood cannot starve writes and requests
-_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: no enum arithmetic per frame
 
 
 class Feed:
@@ -69,7 +68,7 @@ class Feed:
     def _readable(self) -> None:
         self._again = None
         try:
-            newest, statuses, skipped, more = self._drain()
+            newest, statuses, skipped, more = links.drain_by_topic(self.sock, DRAIN_LIMIT)
             for parts in statuses:
                 self._one("bad status message", self._status, parts)
             thermal = newest.get(wire.THERMAL_TOPIC)
@@ -79,37 +78,13 @@ class Feed:
             if image is not None:
                 self._one("bad frame message", self._image, image, skipped.get(wire.IMAGE_TOPIC, 0))
             if not more:  # anything that came while these were handled
-                more = self.sock.getsockopt(_EVENTS) & _POLLIN
+                more = links.has_message(self.sock)
         except zmq.ZMQError as exc:  # socket closed on shutdown
             log.debug("feed stopped: %s", exc)
             self._stop()
             return
         if more:  # after writes and requests had their turn
             self._again = self._loop.call_soon(self._readable)
-
-    def _drain(self) -> tuple[dict[bytes, list], list[list], dict[bytes, int], bool]:
-        """What is queued, as links.drain_by_topic gives it (the newest message of each frame
-        topic, every status message in order, frames skipped per topic), and whether more is
-        queued than DRAIN_LIMIT let it read."""
-        newest: dict[bytes, list] = {}
-        statuses: list[list] = []
-        skipped: dict[bytes, int] = {}
-        sock = self.sock
-        for _ in range(DRAIN_LIMIT):
-            if not sock.getsockopt(_EVENTS) & _POLLIN:
-                return newest, statuses, skipped, False
-            try:
-                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:  # not expected after POLLIN; the next edge brings what comes
-                return newest, statuses, skipped, False
-            topic = bytes(parts[0].buffer)
-            if topic == wire.STATUS_TOPIC:
-                statuses.append(parts)
-            else:
-                if topic in newest:  # a newer frame came in before this one was handled
-                    skipped[topic] = skipped.get(topic, 0) + 1
-                newest[topic] = parts
-        return newest, statuses, skipped, True
 
     def _one(self, kind: str, handle, *args) -> None:
         """Handle one message; whatever is wrong with it costs that message only (and one line)."""
