@@ -327,7 +327,10 @@ def _pixels(header: dict, part: Buffer) -> np.ndarray:
 
 
 def _field(header: dict, name: str, kind: Any) -> Any:
+    """header[name] as `kind` (an int where a float is due is converted), else WireError."""
     value = header.get(name)
+    if type(value) is kind:  # the usual case, asked first: once per field of every frame
+        return value
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -360,25 +363,13 @@ def capture_header(frame: Frame, topic: bytes, shape: Sequence[int]) -> dict:
 
 def read_capture(header: dict, topic: bytes, pixels: Optional[np.ndarray]) -> Frame:
     """capture_header's fields back as a Frame (WireError naming a bad one)."""
-    get = header.get
-    # the usual types checked inline; anything else goes through _field (which refuses or converts)
-    seq, t, sensor, tlinear, per_count = (get("seq"), get("t"), get("sensor"), get("tlinear"),
-                                          get("kelvin_per_count"))
-    if type(seq) is not int:
-        seq = _field(header, "seq", int)
-    if type(t) is not float:
-        t = _field(header, "t", float)
-    if type(sensor) is not str:
-        sensor = _field(header, "sensor", str)
-    if type(tlinear) is not bool:
-        tlinear = _field(header, "tlinear", bool)
-    if type(per_count) is not float:
-        per_count = _field(header, "kelvin_per_count", float)
-    counters, telemetry = get("counters"), get("telemetry")
+    counters, telemetry = header.get("counters"), header.get("telemetry")
     if not isinstance(counters, dict):
         counters = {}
-    return Frame(seq=seq, t=t, sensor=sensor, pixels=pixels, tlinear=tlinear,
-                 kelvin_per_count=per_count,
+    return Frame(seq=_field(header, "seq", int), t=_field(header, "t", float),
+                 sensor=_field(header, "sensor", str), pixels=pixels,
+                 tlinear=_field(header, "tlinear", bool),
+                 kelvin_per_count=_field(header, "kelvin_per_count", float),
                  telemetry=telemetry if isinstance(telemetry, dict) else None,
                  counters={"capture": counters} if topic == RAW_TOPIC else counters,
                  meaning=_meaning(header))
@@ -426,15 +417,11 @@ def pack_thermal(frame: Frame) -> list[Buffer]:
 def unpack_thermal(parts: Sequence[Any]) -> Frame:
     topic, head, data = _parts(parts, THERMAL_TOPIC, 3)
     header = _load(head)
-    stats, regions = header.get("stats"), header.get("regions")
-    if type(stats) is not dict or type(regions) is not dict:
-        _dicts(header, "stats", "regions")
+    _dicts(header, "stats", "regions")
     frame = read_capture(header, THERMAL_TOPIC, _pixels(header, data))
-    measured, unit = header.get("t_measured"), header.get("unit")
-    frame.measurement = Measurement(
-        t_measured=measured if type(measured) is float else _field(header, "t_measured", float),
-        unit=unit if type(unit) is str else _field(header, "unit", str), stats=stats,
-        regions=regions)
+    frame.measurement = Measurement(t_measured=_field(header, "t_measured", float),
+                                    unit=_field(header, "unit", str), stats=header["stats"],
+                                    regions=header["regions"])
     return frame
 
 
@@ -465,6 +452,8 @@ def unpack_image(parts: Sequence[Any]) -> Frame:
                             agc=_field(header, "agc", str), unit=_field(header, "unit", str),
                             range=(float(rng[0]), float(rng[1])), stats=header["stats"])
     return frame
+
+
 # ---------------------------------------------------------------- control
 
 def pack_control(message: dict) -> bytes:
