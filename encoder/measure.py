@@ -23,12 +23,9 @@ class Meter:
                  regions: Callable[[], Iterable[Region]] = tuple):
         self.clock = clock
         self.regions = regions  # the regions to read, asked on every frame (they change at run time)
-        self._unit = Units(True, 0.01)  # the last frame's (frames rarely change it)
 
     def measure(self, frame: wire.Frame) -> wire.Measurement:
-        unit = self._unit
-        if unit.tlinear != frame.tlinear or unit.kelvin_per_count != frame.kelvin_per_count:
-            unit = self._unit = Units(frame.tlinear, frame.kelvin_per_count)
+        unit = Units(frame.tlinear, frame.kelvin_per_count)
         regions = list(self.regions())
         readings = measure(frame.pixels, regions, celsius(frame.kelvin_per_count) if frame.tlinear
                            else counts)["regions"] if regions else {}

@@ -321,12 +321,6 @@ def statistics(pixels: np.ndarray, unit: Units) -> dict:
     # sum of four uint16 over 4 is exact, so this is the mean of those 1, 2 or 4 pixels exactly.
     item, r0, r1, c0, c1 = pixels.item, (rows - 1) // 2, rows // 2, (cols - 1) // 2, cols // 2
     centre = (item(r0, c0) + item(r0, c1) + item(r1, c0) + item(r1, c1)) / 4
-    if unit.tlinear:  # unit.value, inline: four values per frame
-        k = unit.kelvin_per_count
-        return {"min": round(lo * k - KELVIN_AT_0C, 2), "max": round(hi * k - KELVIN_AT_0C, 2),
-                "mean": round(mean * k - KELVIN_AT_0C, 2),
-                "centre": round(centre * k - KELVIN_AT_0C, 2),
-                "min_xy": [lo_xy[0], lo_xy[1]], "max_xy": [hi_xy[0], hi_xy[1]]}
-    return {"min": round(lo, 2), "max": round(hi, 2), "mean": round(mean, 2),
-            "centre": round(centre, 2), "min_xy": [lo_xy[0], lo_xy[1]],
-            "max_xy": [hi_xy[0], hi_xy[1]]}
+    value = unit.value
+    return {"min": value(lo), "max": value(hi), "mean": value(mean), "centre": value(centre),
+            "min_xy": [lo_xy[0], lo_xy[1]], "max_xy": [hi_xy[0], hi_xy[1]]}
