@@ -11,10 +11,11 @@ function finite(x) {
   return typeof x === "number" && Number.isFinite(x);
 }
 
-export function parseFrame(buffer) {
+// Every binary message of both modes starts the same way: ArrayBuffer -> {header, offset (where
+// the bytes after the header start)}, or null when it does not.
+export function splitMessage(buffer) {
   if (!(buffer instanceof ArrayBuffer) || buffer.byteLength < 4) return null;
-  const view = new DataView(buffer);
-  const n = view.getUint32(0, false);
+  const n = new DataView(buffer).getUint32(0, false);
   if (n === 0 || 4 + n > buffer.byteLength) return null;
   let header;
   try {
@@ -23,8 +24,15 @@ export function parseFrame(buffer) {
     return null;
   }
   if (!header || typeof header !== "object") return null;
+  return { header, offset: 4 + n };
+}
+
+export function parseFrame(buffer) {
+  const message = splitMessage(buffer);
+  if (message === null) return null;
+  const { header, offset: jpegStart } = message;
+  const view = new DataView(buffer);
   const jpegBytes = header.jpeg_bytes;
-  const jpegStart = 4 + n;
   if (!Number.isInteger(jpegBytes) || jpegBytes <= 0 || jpegStart + jpegBytes > buffer.byteLength) {
     return null;
   }

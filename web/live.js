@@ -5,23 +5,15 @@
 // agc, range), and the oriented pixels for the temperature under the pointer (read with frame.js
 // rawAt, like the JPEG mode's raw pixels).
 
+import { splitMessage } from "./frame.js";
 import { decode, statistics, ThermalView } from "./thermal.js";
-
-const text = new TextDecoder();
 
 // ArrayBuffer -> {header, payload (Uint8Array)} or null when it is not a thermal message.
 export function parseThermal(buffer) {
-  if (!(buffer instanceof ArrayBuffer) || buffer.byteLength < 4) return null;
-  const n = new DataView(buffer).getUint32(0, false);
-  if (n === 0 || 4 + n > buffer.byteLength) return null;
-  let header;
-  try {
-    header = JSON.parse(text.decode(new Uint8Array(buffer, 4, n)));
-  } catch (e) {
-    return null;
-  }
-  if (!header || typeof header !== "object" || header.mode !== "thermal") return null;
-  const payload = new Uint8Array(buffer, 4 + n);
+  const message = splitMessage(buffer);
+  if (message === null || message.header.mode !== "thermal") return null;
+  const { header, offset } = message;
+  const payload = new Uint8Array(buffer, offset);
   if (header.rad_bytes !== payload.length) return null;
   return { header, payload };
 }
