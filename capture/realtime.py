@@ -8,18 +8,17 @@ soon as it is ready. Each setting is applied where the system permits it; what w
 goes on with normal scheduling.
 
 Python's cyclic GC can stop the loop for milliseconds when it walks every object (a full
-collection); gc.freeze() after start-up moves everything made so far out of its reach, and a
-higher first threshold makes the small collections of the hot loop rarer.
+collection): tune_gc() is flirstream.startup's freeze, as every stage does it, and says so.
 """
 from __future__ import annotations
 
 import errno
-import gc
 import os
 from typing import Optional, Sequence
 
+from flirstream.startup import GC_THRESHOLD0, freeze_startup
+
 DEFAULT_PRIORITY = 10  # above normal tasks, below the kernel's IRQ threads (50) that move the bytes
-GC_THRESHOLD0 = 10_000  # objects allocated between young collections (Python's default: 700)
 
 
 def _refused(exc: OSError) -> str:
@@ -29,12 +28,8 @@ def _refused(exc: OSError) -> str:
 
 
 def tune_gc() -> str:
-    """Collect once, freeze what start-up made, make young collections rarer."""
-    gc.collect()
-    gc.freeze()
-    _, second, third = gc.get_threshold()
-    gc.set_threshold(GC_THRESHOLD0, second, third)
-    return f"gc frozen ({gc.get_freeze_count()} objects), threshold {GC_THRESHOLD0}"
+    """Collect once, freeze what start-up made, make young collections rarer: one line saying so."""
+    return f"gc frozen ({freeze_startup()} objects), threshold {GC_THRESHOLD0}"
 
 
 def apply(policy: str = "off", priority: int = DEFAULT_PRIORITY, nice: int = 0,

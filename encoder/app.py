@@ -7,7 +7,6 @@ nobody watches it only drains, and says "paused" in its status once a second.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
 import select
@@ -19,7 +18,7 @@ import cv2
 import zmq
 
 from flirstream import config as configuration
-from flirstream import links, wire
+from flirstream import links, startup, wire
 from flirstream.regions import SENSORS
 from flirstream.state import StateFile
 
@@ -36,9 +35,6 @@ POLL_MS = 100  # while frames flow: a gap this long counts as "no frames" (the X
 DRAIN_MAX = 256  # messages per drain, so a flood cannot starve control and status
 ERROR_LOG_EVERY_S = 5.0
 RESTART_AGC_AFTER_S = 1.0  # a gap this long between rendered frames starts AGC smoothing afresh
-# Objects allocated between young GC collections (Python's default: 700, i.e. every few frames:
-# each frame's headers make dozens of dicts and lists, none of them in cycles).
-GC_THRESHOLD0 = 10_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -369,11 +365,7 @@ def run(cfg: configuration.Config, args: Any) -> int:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        # What start-up made (numpy, OpenCV, pyzmq: tens of thousands of objects) stays: frozen,
-        # the collections of the loop no longer walk it (a full one took milliseconds a time).
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(GC_THRESHOLD0, *gc.get_threshold()[1:])
+        startup.freeze_startup()  # the loop's collections no longer walk what start-up made
         log.info("publishing images on %s, control on %s", cfg.endpoints.images,
                  cfg.endpoints.control)
         encoder.run()

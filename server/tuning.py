@@ -8,14 +8,14 @@ bench's server counted ~3 brk calls and ~50 page faults a frame. A trim threshol
 keeps those pages; a fixed mmap threshold above the compressor's biggest buffer (128 KiB, which
 glibc would otherwise mmap and munmap per frame once the threshold is fixed) keeps them in the heap.
 
-gc.freeze() after start-up moves the objects made so far (Tornado, numpy, pyzmq: ~10^5) out of
-the collector's reach, so a full collection walks only what came later.
+And, as every stage does once it is set up, flirstream.startup's GC freeze.
 """
 from __future__ import annotations
 
 import ctypes
-import gc
 import logging
+
+from flirstream import startup
 
 log = logging.getLogger("tuning")
 
@@ -35,15 +35,8 @@ def keep_heap() -> bool:
         bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
-def freeze_startup() -> int:
-    """Collect once, then freeze what start-up made; returns how many objects were frozen."""
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()
-
-
 def apply() -> None:
     """Both, once the server is set up (before frames flow)."""
     kept = keep_heap()
-    frozen = freeze_startup()
+    frozen = startup.freeze_startup()
     log.debug("malloc keeps its heap: %s; gc froze %d start-up objects", kept, frozen)

@@ -1,4 +1,5 @@
-"""server.tuning: the per-frame RAD1 compressor reuses heap pages instead of faulting in new ones."""
+"""server.tuning: the per-frame RAD1 compressor reuses heap pages instead of faulting in new ones;
+and the GC freeze after start-up it (like every stage) applies."""
 from __future__ import annotations
 
 import gc
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from server import tuning
+from flirstream import startup
 
 
 # Run in a fresh interpreter, as the server is: whether freed memory sits at the top of the heap
@@ -49,11 +50,14 @@ def test_keep_heap_stops_the_page_faults_of_each_encode():
 
 
 def test_freeze_startup_takes_what_exists_out_of_the_collector():
+    # flirstream.startup's, which server.tuning.apply (and every stage) calls
     made = [[i] for i in range(1000)]  # container objects the collector tracks
+    thresholds = gc.get_threshold()
     try:
-        frozen = tuning.freeze_startup()
+        frozen = startup.freeze_startup()
         assert frozen >= len(made) and gc.get_freeze_count() == frozen
         oldest = {id(x) for x in gc.get_objects(generation=2)}
         assert not any(id(x) in oldest for x in made)
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
