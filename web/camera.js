@@ -36,8 +36,15 @@ export class CameraPanel {
     this.ffcStates = []; // FFC states seen, in order (changes only): for people hovering, and tests
     $("cam-ffc").addEventListener("click", () => this.command({ op: "ffc" }));
     $("cam-gain").addEventListener("change", () => this.command({ op: "gain", mode: $("cam-gain").value }));
+    // A value typed but not yet sent is the user's: the camera's status (once a second) must not
+    // overwrite it when the focus moves on to the next field, or the form would send the old one.
+    for (const id of ["cam-emissivity", "cam-background"]) {
+      $(id).addEventListener("input", () => { $(id).dataset.edited = "yes"; });
+    }
     $("cam-emissivity-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
+      delete $("cam-emissivity").dataset.edited; // from now on it shows what the camera has
+      delete $("cam-background").dataset.edited;
       const e = parseFloat($("cam-emissivity").value);
       if (!(e >= 0.01 && e <= 1)) {
         this.say("Emissivity is a number from 0.01 to 1.");
@@ -102,9 +109,13 @@ export class CameraPanel {
     $("cam-gain-effective").textContent = camera.effective_gain && camera.gain_mode === "auto"
       ? "(now " + camera.effective_gain + ")" : "";
     const e = $("cam-emissivity");
-    if (document.activeElement !== e && typeof camera.emissivity === "number") e.value = String(camera.emissivity);
+    if (document.activeElement !== e && !e.dataset.edited && typeof camera.emissivity === "number") {
+      e.value = String(camera.emissivity);
+    }
     const bg = $("cam-background");
-    if (document.activeElement !== bg && typeof camera.background_c === "number") bg.value = camera.background_c.toFixed(1);
+    if (document.activeElement !== bg && !bg.dataset.edited && typeof camera.background_c === "number") {
+      bg.value = camera.background_c.toFixed(1);
+    }
     $("cam-control").hidden = available;
     $("cam-control").textContent = available ? "" : text(camera.control, "camera control unavailable");
     for (const el of document.querySelectorAll("#camera-panel button, #camera-panel select, #camera-panel input")) {
