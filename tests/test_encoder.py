@@ -248,8 +248,9 @@ def test_slow_subscriber_finds_a_short_backlog_not_a_queue(rig):
             newest = wire.unpack_image(parts)
     assert newest is not None and newest.seq >= produced_by, "never caught up with the newest"
     assert drained < 40, f"{drained} messages were waiting"
-    status = client.status("encoder")
-    assert status["counters"]["frames"] > 60  # the encoder itself kept going at full rate
+    # The encoder itself kept going at full rate: its counters as the newest frame carries them (a
+    # status, once a second, may be dropped again and again at this subscriber's full queue).
+    assert newest.counters["encoder"]["frames"] > 60
 
 
 # ---------------------------------------------------------------- control
