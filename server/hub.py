@@ -141,6 +141,7 @@ class Hub:
         viewers get it as one message built once for all of them."""
         self.thermal = frame
         self._thermal_at = self.clock()
+        self.metrics.measured_in()
         if self.thermal_viewers():
             t_sent = self.clock()
             self.metrics.observe_latency(t_sent - frame.t)

@@ -33,7 +33,8 @@ class Metrics:
     """The server's own counters; stage counters are passed in for the exposition."""
 
     def __init__(self) -> None:
-        self.frames_received = 0
+        self.frames_received = 0  # pictures (image frames)
+        self.measured_received = 0  # measured (thermal) frames: every frame, even while paused
         self.frames_bad = 0  # messages that did not unpack
         self.drained = 0  # frames replaced by a newer one before the server handled them
         self.seq_gaps = 0  # frames missing between consecutive seqs (dropped before the server)
@@ -68,6 +69,9 @@ class Metrics:
         """Capture time to the time the server sends the frame out."""
         self.latency.observe(seconds)
 
+    def measured_in(self) -> None:
+        self.measured_received += 1
+
     def frame_in(self, seq: int, skipped_in_drain: int) -> None:
         self.frames_received += 1
         self.drained += skipped_in_drain
@@ -82,6 +86,9 @@ class Metrics:
         out = Exposition()
         out.metric("flirstream_frames_received_total", "counter",
                    "frames the server received from the encoder", [({}, self.frames_received)])
+        out.metric("flirstream_measured_frames_received_total", "counter",
+                   "measured frames (temperatures; every frame, also while the picture is paused) "
+                   "the server received from the encoder", [({}, self.measured_received)])
         out.metric("flirstream_frames_sent_total", "counter", "frames sent to viewers",
                    [({"transport": t}, self.sent[t]) for t in TRANSPORTS])
         out.metric("flirstream_bytes_sent_total", "counter", "frame bytes sent to viewers",

@@ -279,6 +279,8 @@ def test_metrics_exposition_parses_and_counts():
     metrics.frame_in(2, 0)
     metrics.frame_in(6, 1)  # 3 missing: 1 drained here, 2 lost upstream
     metrics.frame_in(1, 0)  # capture restarted
+    for _ in range(3):
+        metrics.measured_in()
     for value in (0.005, 0.06, 0.06, 7.0, float("nan")):
         metrics.latency.observe(value)
     metrics.rejected["token"] += 2
@@ -287,6 +289,7 @@ def test_metrics_exposition_parses_and_counts():
                               {"capture": 'we"ird\nstate'})
     samples = parse_metrics(text)
     assert samples["flirstream_frames_received_total"] == 4
+    assert samples["flirstream_measured_frames_received_total"] == 3
     assert samples['flirstream_frames_dropped_total{stage="upstream",reason="seq_gap"}'] == 2
     assert samples['flirstream_frames_dropped_total{stage="server",reason="newer_frame_waiting"}'] == 1
     assert samples['flirstream_stage_events_total{stage="capture",event="crc_errors"}'] == 3
