@@ -40,12 +40,12 @@ import cv2
 import numpy as np
 
 from benchlib import ROOT  # (first: it puts the checkout on sys.path for the stages' packages)
-from benchlib.harness import LoadGroup, Tap, bench_config, log, measure
+from benchlib.harness import LoadGroup, bench_config, log, measure
 from benchlib.report import machine
 from encoder.measure import Meter
 from encoder.render import Renderer
 from flirstream import wire
-from flirstream.testing import CHROMIUM_ARGS, CHROMIUM, Pipeline, StaticSite, setting, write_json
+from flirstream.testing import CHROMIUM_ARGS, CHROMIUM, Pipeline, StaticSite, write_json
 from recordings import load
 from server import protocol, radiometric
 
@@ -101,10 +101,8 @@ def cpu_runs(replay: Path, clients: list[int], duration: float, workdir: Path) -
     overrides = {"capture": {"source": f"vospi-file:{replay}", "tlinear": "no",
                              "replay": "realtime", "loop": "yes"}}
     out: dict = {}
-    for mode, path, topic in (("thermal", "/ws?mode=thermal", b"thermal"), ("jpeg", "/ws", b"image")):
+    for mode, path in (("thermal", "/ws?mode=thermal"), ("jpeg", "/ws")):
         config = bench_config(workdir, overrides)
-        tap = Tap(setting(config, "endpoints", "images"), topic)
-        tap.start()
         runs = []
         pipe = Pipeline(config, each=True)
         try:
@@ -114,7 +112,7 @@ def cpu_runs(replay: Path, clients: list[int], duration: float, workdir: Path) -
                 group = LoadGroup(pipe.base, n, max(1, min(4, n // 25 + 1)), path=path)
                 try:
                     group.wait_ready()
-                    m = measure(pipe, tap, [group], duration)
+                    m = measure(pipe, None, [group], duration)  # no tap: see measure()
                 finally:
                     group.stop()
                 g = m["groups"][0]
@@ -130,9 +128,7 @@ def cpu_runs(replay: Path, clients: list[int], duration: float, workdir: Path) -
                     "system_busy_percent": m["system_busy_percent"]})
                 log(f"  {json.dumps(runs[-1])}")
         finally:
-            tap.stopping.set()
             pipe.stop()
-            tap.join(2)
         out[mode] = runs
     return out
 

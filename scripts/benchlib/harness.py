@@ -226,9 +226,15 @@ class LoadGroup:
 
 # ---------------------------------------------------------------- one measured window
 
-def measure(pipe: Pipeline, tap: Tap, groups: list[LoadGroup], duration: float,
+RECEIVED = "flirstream_measured_frames_received_total"  # every frame, whatever the viewers watch
+
+
+def measure(pipe: Pipeline, tap: Optional[Tap], groups: list[LoadGroup], duration: float,
             profile: Optional[Path] = None, linger: float = LINGER_S) -> dict:
-    """Run one window over every group; return the window's figures."""
+    """Run one window over every group; return the window's figures. With no tap the frames
+    published are counted by the server (its /metrics, read just outside the CPU window): a
+    tap is one more subscriber the encoder sends every frame to, which a user's pipeline
+    does not have, so the CPU figures are taken without one."""
     t0 = time.time() + 0.3
     t1 = t0 + duration
     for g in groups:
@@ -236,6 +242,7 @@ def measure(pipe: Pipeline, tap: Tap, groups: list[LoadGroup], duration: float,
     stage_ps = {name: st.ps for name, st in pipe.each.items()}
     spy = None
     sleep_until(t0)
+    received0 = None if tap is not None else metrics(pipe).get(RECEIVED)
     cpu0 = {name: cpu_seconds(p) for name, p in stage_ps.items()}
     load0 = sum(g.cpu() for g in groups)
     sys0 = system_busy()
@@ -255,6 +262,7 @@ def measure(pipe: Pipeline, tap: Tap, groups: list[LoadGroup], duration: float,
     load1 = sum(g.cpu() for g in groups)
     sys1 = system_busy()
     rss1 = rss_bytes(stage_ps["server"])
+    received1 = None if tap is not None else metrics(pipe).get(RECEIVED)
     results = [(g, g.results(linger + 30)) for g in groups]
     if spy is not None:
         try:
@@ -263,14 +271,21 @@ def measure(pipe: Pipeline, tap: Tap, groups: list[LoadGroup], duration: float,
             spy.kill()
             spy.wait(5)
     pipe.check()
-    published = tap.window(t0, t1)
+    if tap is not None:
+        published = tap.window(t0, t1)
+        n_published = len(published)
+        payload_mean = round(sum(f[2] for f in published) / n_published) if published else None
+    else:
+        if received0 is None or received1 is None:
+            raise RuntimeError(f"the server's /metrics has no {RECEIVED}: cannot count frames")
+        n_published, payload_mean = int(received1 - received0), None
     busy = sys1[0] - sys0[0]
     idle = sys1[1] - sys0[1]
     out = {
         "t0": t0, "duration_s": round(wall, 3),
-        "published": len(published),
-        "published_fps": round(len(published) / duration, 2),
-        "jpeg_bytes_mean": round(sum(f[2] for f in published) / len(published)) if published else None,
+        "published": n_published,
+        "published_fps": round(n_published / duration, 2),
+        "jpeg_bytes_mean": payload_mean,
         "cpu_percent": {name: round((cpu1[name] - cpu0[name]) / wall * 100, 1) for name in cpu0},
         "loadgen_cpu_percent": round((load1 - load0) / wall * 100, 1),
         "system_busy_percent": round(busy / max(1e-9, busy + idle) * psutil.cpu_count() * 100, 1),
@@ -281,7 +296,7 @@ def measure(pipe: Pipeline, tap: Tap, groups: list[LoadGroup], duration: float,
     }
     for g, rs in results:
         clients = [c for r in rs for c in r["clients"]]
-        shares = [min(c[0] / len(published), 1.0) if published else 0.0 for c in clients]
+        shares = [min(c[0] / n_published, 1.0) if n_published else 0.0 for c in clients]
         lat = [x for r in rs for x in r["latency_ms"]]
         frames = sum(c[1] for c in clients)
         entry = {
