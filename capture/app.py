@@ -169,7 +169,7 @@ def _loop(cap, source, sock: zmq.Socket, camera: Camera, stop: threading.Event,
                 tlinear=tlinear, kelvin_per_count=kelvin_per_count, meaning=meaning,
                 telemetry=telemetry, counters={"capture": counters()}))
             try:
-                sock.send_multipart(message, flags=zmq.NOBLOCK)  # (copied either way: < copy_threshold)
+                links.publish(sock, message)  # (copied either way: < copy_threshold)
             except zmq.Again:
                 pass  # nobody keeps up: the newest frame wins, this one is skipped
         now = time.monotonic()

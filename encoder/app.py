@@ -166,7 +166,7 @@ class Encoder:
     def _send(self, message: list, copy: bool = True) -> None:
         """Publish one message without blocking (zmq.Again at the high-water mark)."""
         self._sent = True
-        self.images.send_multipart(message, zmq.NOBLOCK, copy=copy)
+        links.publish(self.images, message, copy=copy)
 
     def _timeout_ms(self) -> int:
         """How long the loop may sleep: while frames flow POLL_MS (a frame comes sooner); else

@@ -186,6 +186,15 @@ def subscriber(ctx: zmq.Context, endpoint: str, topic: bytes, hwm: int = RECEIVE
 
 
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: no enum arithmetic per frame
+_NOBLOCK, _MORE_NOBLOCK = int(zmq.NOBLOCK), int(zmq.SNDMORE | zmq.NOBLOCK)
+
+
+def publish(sock: zmq.Socket, parts: list, copy: bool = True) -> None:
+    """Send one message's parts without blocking (zmq.Again at the high-water mark). What
+    send_multipart does, less its per-part flag arithmetic on enums (Python code, every frame)."""
+    for part in parts[:-1]:
+        sock.send(part, _MORE_NOBLOCK, copy=copy)
+    sock.send(parts[-1], _NOBLOCK, copy=copy)
 
 
 def has_message(sock: zmq.Socket) -> bool:
