@@ -49,14 +49,39 @@ def rnd(v: Optional[float], digits: int = 3) -> Optional[float]:
     return None if v is None else round(float(v), digits)
 
 
+def run_seconds(pid: int) -> Optional[float]:
+    """The CPU seconds a process's threads ran, to the nanosecond (Linux: each thread's
+    /proc/PID/task/TID/schedstat); None where there is no such file. user + system time
+    (psutil) counts in 10 ms ticks: a stage at 2 % of one core gets 20 of them in a 10 s window,
+    so a tick either way moves a figure by 0.1 point."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            if tid == str(pid):
+                return None  # no schedstat here at all (not Linux, or a kernel without it)
+    return total / 1e9
+
+
 def cpu_seconds(proc: psutil.Process) -> float:
-    """User + system seconds of a process and its live children."""
+    """CPU seconds of a process and its live children (run_seconds where the system has it,
+    else user + system)."""
     total = 0.0
     try:
         procs = [proc] + proc.children(recursive=True)
     except psutil.Error:
         return 0.0
     for p in procs:
+        precise = run_seconds(p.pid)
+        if precise is not None:
+            total += precise
+            continue
         try:
             t = p.cpu_times()
             total += t.user + t.system
