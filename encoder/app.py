@@ -18,7 +18,7 @@ import cv2
 import zmq
 
 from flirstream import config as configuration
-from flirstream import links, startup, wire
+from flirstream import links, radiometric, startup, wire
 from flirstream.regions import SENSORS
 from flirstream.state import StateFile
 
@@ -280,7 +280,10 @@ class Encoder:
     def _measure(self, frame: wire.Frame) -> None:
         """Statistics and region readings of every frame, whether or not the picture is watched."""
         try:
-            frame.measurement = self.meter.measure(frame)
+            frame.measurement = measured = self.meter.measure(frame)
+            if self.watchers.radiometric:  # made here once, not in the server's event loop
+                measured.radiometric = radiometric.encode_frame(
+                    frame.pixels, frame.tlinear, frame.kelvin_per_count)
             frame.counters["encoder"] = dict(self.counters)
             message = wire.pack_thermal(frame)
         except (ValueError, TypeError) as exc:  # e.g. NaN in a header field

@@ -39,6 +39,7 @@ class Watchers:
         self._topics: Counter = Counter()  # subscribed topic prefixes seen on the XPUB socket
         self._wanted: dict[bytes, bool] = {}  # wants() of each topic asked, until _topics changes
         self._viewers: Optional[tuple[int, float]] = None  # (count, when)
+        self._thermal: Optional[tuple[int, float]] = None  # (thermal-mode viewers, when)
 
     def subscription(self, message: bytes) -> bool:
         """One XPUB subscription message: b"\\x01" + topic subscribes, b"\\x00" + topic leaves.
@@ -57,8 +58,16 @@ class Watchers:
                 del self._topics[topic]
         return True
 
-    def viewers(self, count: int) -> None:
-        self._viewers = (count, self._clock())
+    def viewers(self, count: int, thermal: int = 0) -> None:
+        now = self._clock()
+        self._viewers = (count, now)
+        self._thermal = (thermal, now)
+
+    @property
+    def radiometric(self) -> bool:
+        """The server reported thermal-mode viewers in the last VIEWERS_TTL_S: make their RAD1."""
+        return (self._thermal is not None and self._thermal[0] > 0
+                and self._clock() - self._thermal[1] <= VIEWERS_TTL_S)
 
     def wants(self, topic: bytes) -> bool:
         """Someone subscribes to a prefix of `topic`."""
@@ -151,7 +160,7 @@ class Controller:
             self.layout.change(request.get("put", []), request.get("delete", []))
             return wire.control_reply(**self._regions())
         if op == "viewers":
-            self.watchers.viewers(request["count"])
+            self.watchers.viewers(request["count"], request.get("thermal", 0))
             return wire.control_reply(settings=self.settings(), watched=self.watchers.watched)
         self._set(request["settings"])  # "set"
         return wire.control_reply(settings=self.settings())

@@ -27,13 +27,16 @@ capture -> encoder, topic b"raw" (pack_raw / unpack_raw: Frame):
 
 encoder -> server, topic b"thermal" (pack_thermal / unpack_thermal: Frame with its measurement),
 for every frame, watched or not:
-    [b"thermal", header, pixels]
+    [b"thermal", header, pixels, radiometric]
     header: the capture fields + the Measurement: t_measured, unit ("C" when tlinear, else
             "counts"), stats {min, max, mean, centre, min_xy, max_xy} and regions {NAME: {min, max,
             mean, max_xy}} in unit with (x, y) positions in sensor orientation
     pixels: the radiometric frame as the camera delivered it (before rotate/flip), little-endian
             uint16. This is what measurements, alarms, MQTT and the history are made of; it keeps
             flowing while the picture is paused (nobody watching), so they never pause.
+    radiometric: the same pixels as a RAD1 payload (flirstream/radiometric.py), what thermal-mode
+            viewers get, while the server reports such viewers; else empty (the server then
+            encodes it itself if it needs one).
 
 encoder -> server, topic b"image" (pack_image / unpack_image: Frame with its picture):
     [b"image", header, jpeg, pixels]
@@ -62,6 +65,8 @@ server -> encoder control (DEALER -> ROUTER), one JSON part each way:
     request  {"v": 1, "op": "set", "settings": {"palette": "jet", ...}}   (values as in server.conf)
              {"v": 1, "op": "get"}
              {"v": 1, "op": "viewers", "count": N}                     (N = 0 lets the encoder idle)
+             {"v": 1, "op": "viewers", "count": N, "thermal": T}  T > 0: thermal-mode viewers, for
+                                                 whom the encoder adds RAD1 to each thermal frame
              {"v": 1, "op": "regions", "put": [region, ...], "delete": [NAME, ...]}  (either or both)
     reply    {"v": 1, "ok": true, "settings": {...}}  or  {"v": 1, "ok": false, "error": "reason"}
              ("regions" replies {"v": 1, "ok": true, "regions": [...]}, the list of the status)
@@ -113,6 +118,8 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from flirstream import radiometric
+
 VERSION = 1
 RAW_TOPIC = b"raw"
 IMAGE_TOPIC = b"image"
@@ -139,6 +146,9 @@ class Measurement:
     unit: str  # "C" when the frame is TLinear, else "counts"
     stats: dict  # {min, max, mean, centre, min_xy, max_xy}, positions in the frame's pixels
     regions: dict = field(default_factory=dict)  # {NAME: {min, max, mean, max_xy}}
+    # The frame as RAD1 (flirstream/radiometric.py), made by the encoder once for every
+    # thermal-mode viewer while there are some; None: not made.
+    radiometric: Optional[bytes] = None
 
 
 @dataclass
@@ -411,18 +421,33 @@ def pack_thermal(frame: Frame) -> list[Buffer]:
     header = capture_header(frame, THERMAL_TOPIC, pixels.shape)
     header["t_measured"], header["unit"] = measured.t_measured, measured.unit
     header["stats"], header["regions"] = measured.stats, measured.regions
-    return [THERMAL_TOPIC, _dump(header), _part(pixels)]
+    return [THERMAL_TOPIC, _dump(header), _part(pixels), measured.radiometric or b""]
 
 
 def unpack_thermal(parts: Sequence[Any]) -> Frame:
-    topic, head, data = _parts(parts, THERMAL_TOPIC, 3)
+    topic, head, data, rad = _parts(parts, THERMAL_TOPIC, 4)
     header = _load(head)
     _dicts(header, "stats", "regions")
     frame = read_capture(header, THERMAL_TOPIC, _pixels(header, data))
     frame.measurement = Measurement(t_measured=_field(header, "t_measured", float),
                                     unit=_field(header, "unit", str), stats=header["stats"],
-                                    regions=header["regions"])
+                                    regions=header["regions"],
+                                    radiometric=_radiometric(rad, frame.pixels.shape))
     return frame
+
+
+def _radiometric(part: Buffer, shape: tuple) -> Optional[bytes]:
+    """The thermal topic's RAD1 part: None if empty, else its bytes if its header fits the frame."""
+    payload = bytes(part)
+    if not payload:
+        return None
+    if len(payload) < radiometric.HEADER.size:
+        raise WireError(f"radiometric part of {len(payload)} bytes: shorter than its header")
+    magic, rows, cols, step = radiometric.HEADER.unpack_from(payload)
+    if magic != radiometric.MAGIC or (rows, cols) != tuple(shape) or step == 0:
+        raise WireError(f"radiometric part {payload[:10]!r} is not a RAD1 frame of shape "
+                        f"{list(shape)}")
+    return payload
 
 
 def pack_image(frame: Frame) -> list[Buffer]:
@@ -473,9 +498,10 @@ CONTROL_OPS = ("set", "get", "viewers", "regions")
 
 
 def _viewer_count(request: dict) -> None:
-    count = request.get("count")
-    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-        raise WireError(f"viewers: 'count' is {count!r}, expected a whole number >= 0")
+    for key in ("count", "thermal"):
+        count = request.get(key, 0)  # (a server before "thermal" sends none: no such viewers)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise WireError(f"viewers: {key!r} is {count!r}, expected a whole number >= 0")
 
 
 def _settings_change(request: dict) -> None:

@@ -5,7 +5,7 @@ unthrottled and with the CPU throttled 4x (CDP Emulation.setCPUThrottlingRate).
 
     scripts/bench_browser.py ../shared/realdata/cacophony-v2.cptv sim [--rates 1 4]
 
-Frames are encoded here (server/radiometric.py, encoder/render.py) and handed to a test page served
+Frames are encoded here (flirstream/radiometric.py, encoder/render.py) and handed to a test page served
 by a real Tornado static server on a loopback port (flirstream.testing.StaticSite). The times are the main
 thread's (performance.now() around each step, frames one after another); the canvas is 390 CSS
 pixels wide at device pixel ratio 3, as on a phone. Writes bench-results/browser.json.
@@ -22,7 +22,7 @@ from benchlib import ROOT  # (first: it puts the checkout on sys.path for the st
 from encoder.render import Renderer
 from flirstream.testing import CHROMIUM, CHROMIUM_ARGS, StaticSite, write_json
 from recordings import load
-from server import radiometric
+from flirstream import radiometric
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3, "is_mobile": True,
          "has_touch": True}

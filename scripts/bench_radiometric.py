@@ -7,7 +7,7 @@
 For each source (a CPTV / VoSPI / tCam file, or the simulator: see scripts/recordings.py) it prints
 the mean bytes per frame of: the encoder's default picture (640x480 nearest, JPEG q80, ironbow,
 linear AGC), a 160x120 JPEG, and the radiometric frame through several filters and zlib settings,
-with the encode time per frame. server/radiometric.py implements the chosen one ("avg-zz-planes
+with the encode time per frame. flirstream/radiometric.py implements the chosen one ("avg-zz-planes
 rle"), also with its lossy `step`. Writes bench-results/radiometric.json.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from encoder.render import Renderer  # noqa: E402
 from flirstream.testing import write_json  # noqa: E402
 from recordings import load  # noqa: E402
-from server import radiometric  # noqa: E402
+from flirstream import radiometric  # noqa: E402
 
 
 def zigzag(d: np.ndarray) -> np.ndarray:
@@ -102,7 +102,7 @@ def measure(frames: np.ndarray, tlinear: bool) -> dict:
             timed(f"{fname} zlib {zname}",
                   lambda f, filt=filt, level=level, strategy=strategy:
                   deflate(filt(f.astype(np.int32)), level, strategy))
-    timed("server/radiometric.encode (chosen)", radiometric.encode)
+    timed("flirstream/radiometric.encode (chosen)", radiometric.encode)
     for step in (2, 3, 5):
         timed(f"  the same, step {step} (values within ±{step // 2})",
               lambda f, step=step: radiometric.encode(f, step=step))

@@ -49,7 +49,8 @@ from encoder.render import Renderer
 from flirstream import wire
 from flirstream.testing import CHROMIUM_ARGS, CHROMIUM, Pipeline, StaticSite, write_json
 from recordings import load
-from server import protocol, radiometric
+from flirstream import radiometric
+from server import protocol
 
 REALDATA = ROOT.parent / "shared" / "realdata" / "cacophony-v2.cptv"
 GOAL_BYTES = 15_000

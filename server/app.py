@@ -219,12 +219,13 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
     _announce(cfg, ports)
     tuning.apply()
 
-    viewers_sent = {"count": -1}
+    viewers_sent = {"counts": (-1, -1)}
 
     def tell_encoder(count: int) -> None:
-        if count != viewers_sent["count"]:
-            viewers_sent["count"] = count
-            asyncio.ensure_future(relay.notify(wire.control_request("viewers", count=count)))
+        counts = (count, hub.thermal_viewers())
+        if counts != viewers_sent["counts"]:
+            viewers_sent["counts"] = counts
+            asyncio.ensure_future(relay.notify(viewers_request(hub)))
 
     hub.on_viewers = tell_encoder
     stop, died = asyncio.Event(), asyncio.Event()
@@ -265,10 +266,16 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
     return 1 if died.is_set() else 0
 
 
+def viewers_request(hub: Hub) -> dict:
+    """What the encoder is told of the viewers: how many need its JPEGs, and how many are in
+    thermal mode (it then adds each frame's RAD1 payload for them)."""
+    return wire.control_request("viewers", count=hub.jpeg_viewers(), thermal=hub.thermal_viewers())
+
+
 async def _tick(hub: Hub, relay: ControlRelay) -> None:
     """Once a second: the viewer count to the encoder, stage status, settings if still unknown."""
     while True:
-        await relay.notify(wire.control_request("viewers", count=hub.jpeg_viewers()))  # who needs JPEGs
+        await relay.notify(viewers_request(hub))
         hub.check_status()
         if hub.settings is None:
             await relay.notify(wire.control_request("get"))  # its reply's settings: hub.settings

@@ -40,10 +40,11 @@ client needs them: MJPEG, mode=jpeg, snapshots).
   It is exactly the encoder's measured frame (wire.Frame and its Measurement), a documented
   projection of it:
   pixels, stats and positions are in SENSOR orientation (before rotate/flip; the viewer orients
-  them for its own view). The payload is server/radiometric.py's RAD1 format: b"RAD1", rows,
+  them for its own view). The payload is flirstream/radiometric.py's RAD1 format: b"RAD1", rows,
   cols, step, then a zlib stream (web/thermal.js decode() undoes it); lossless (step 1) except on
   TLinear frames at 0.01 K, which go in steps of 3 counts (every value within 0.01 K; see
-  thermal_step). A thermal-mode
+  radiometric.step_for). The encoder makes the payload once per frame while the server tells it
+  of thermal-mode viewers; the server makes it only for a frame that came without. A thermal-mode
   client gets the same text messages as any other; "raw" does nothing for it (it has the pixels).
   Unknown mode: the handshake is refused with 400 naming the modes.
 
@@ -116,10 +117,8 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from flirstream import config as configuration
-from flirstream import wire
+from flirstream import radiometric, wire
 from flirstream.wire import Frame
-
-from . import radiometric
 
 MAX_CLIENT_MESSAGE = 4096
 MODES = ("jpeg", "thermal")  # /ws?mode=...; jpeg when absent
@@ -234,15 +233,10 @@ def thermal_payload(frame: Frame, t_sent: float, defaults: int,
                     stale: bool = False) -> bytes:
     """The one thermal-mode message of a frame (shared by every thermal-mode client); `stale`
     marks a frame older than stale_after_s (as frame_payloads does)."""
-    payload = radiometric.encode(frame.pixels.astype("=u2", copy=False), step=thermal_step(frame))
+    payload = frame.measurement.radiometric if frame.measurement is not None else None
+    if payload is None:  # the encoder made none (it had not yet heard of thermal-mode viewers)
+        payload = radiometric.encode_frame(frame.pixels, frame.tlinear, frame.kelvin_per_count)
     return _message(_thermal_header(frame, t_sent, defaults, len(payload), stale), payload)
-
-
-def thermal_step(frame: Frame) -> int:
-    """RAD1's step for a frame: 3 for TLinear at 0.01 K (every value within one count, 0.01 K -
-    five times finer than the sensor's own noise of ~50 mK - and the stream ~25 % smaller, under
-    15 KB a frame for a real scene's noise), else 1 (lossless: 0.1 K frames, raw counts, AGC)."""
-    return 3 if frame.tlinear and frame.kelvin_per_count <= 0.01 else 1
 
 
 def split_thermal(message: bytes) -> tuple[dict, bytes]:

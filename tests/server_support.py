@@ -18,7 +18,7 @@ import numpy as np
 import zmq
 
 from conftest import Stage, write_config
-from flirstream import config as configuration, wire
+from flirstream import config as configuration, radiometric, wire
 from flirstream.testing import tlinear_counts
 from server.protocol import split_frame
 from websockets.sync.client import connect
@@ -85,6 +85,9 @@ class FakeEncoder:
     noisy: bool = False  # a noisy picture makes a big JPEG (memory tests)
     send_frames: bool = True
     send_thermal: bool = True  # thermal frames flow paused or not, as the encoder's do
+    # Set: each thermal frame carries its RAD1 at this step, as the encoder's do while the server
+    # reports thermal-mode viewers (None: without, as before the first such report).
+    radiometric_step: Optional[int] = None
     answer_control: bool = True
     refuse: Optional[str] = None  # answer every "set" with this error
     settings: dict = field(default_factory=lambda: dict(DEFAULT_SETTINGS))
@@ -160,7 +163,10 @@ class FakeEncoder:
             self._pub.send_multipart(wire.pack_image(frame), copy=False)
         if self.send_frames and self.send_thermal:
             self.measured += 1
-            self._pub.send_multipart(wire.pack_thermal(thermal_frame(self.measured)), copy=False)
+            frame, step = thermal_frame(self.measured), self.radiometric_step
+            if step is not None:
+                frame.measurement.radiometric = radiometric.encode(frame.pixels, step=step)
+            self._pub.send_multipart(wire.pack_thermal(frame), copy=False)
 
     def _run(self) -> None:
         next_frame = next_status = time.monotonic()

@@ -17,7 +17,7 @@ import zmq
 
 from conftest import write_config
 from encoder import palettes
-from flirstream import config, links, wire
+from flirstream import config, links, radiometric, wire
 from flirstream.testing import StandInCapture, tlinear_counts
 
 ROWS, COLS = 120, 160
@@ -307,6 +307,7 @@ def test_control_changes_the_palette_and_refuses_bad_settings(rig):
     (b'{"v": 1, "op": "get", "id": 1e999}', "out of range"),
     (b'{"v": 1, "op": "viewers", "count": -1}', "count"),
     (b'{"v": 1, "op": "viewers", "count": "3"}', "count"),
+    (b'{"v": 1, "op": "viewers", "count": 1, "thermal": -2}', "thermal"),
 ])
 def test_bad_control_messages_get_a_reason(rig, request_parts, error):
     _, capture, client, encoder = rig()
@@ -458,6 +459,18 @@ def test_every_frame_is_measured_in_sensor_orientation_watched_or_not(rig):
     client.drain()
     paused_seq = client.next(lambda kind, m: kind == "thermal").seq
     assert client.next(lambda kind, m: kind == "thermal" and m.seq > paused_seq + 3)
+
+
+def test_thermal_frames_carry_rad1_while_the_server_reports_thermal_viewers(rig):
+    _, capture, client, encoder = rig()
+    assert client.next(lambda kind, m: kind == "thermal").measurement.radiometric is None
+    client.ask({"op": "viewers", "count": 0, "thermal": 2})
+    frame = client.next(lambda kind, m: kind == "thermal" and m.measurement.radiometric is not None)
+    payload = frame.measurement.radiometric  # TLinear 0.01 K frames: step 3, as the server did
+    assert payload == radiometric.encode_frame(frame.pixels, frame.tlinear, frame.kelvin_per_count)
+    assert radiometric.HEADER.unpack_from(payload)[3] == 3
+    client.ask({"op": "viewers", "count": 0, "thermal": 0})
+    client.next(lambda kind, m: kind == "thermal" and m.measurement.radiometric is None)
 
 
 # ---------------------------------------------------------------- hostile input on every socket

@@ -56,6 +56,18 @@ def test_changes_at_says_when_the_viewer_count_stops_counting():
     assert w.watched
 
 
+def test_rad1_is_made_while_a_recent_count_has_thermal_viewers():
+    clock = Clock()
+    w = Watchers(clock=clock)
+    assert not w.radiometric  # no count yet: nobody said there are any
+    w.viewers(0, thermal=1)
+    assert w.radiometric
+    clock.now += VIEWERS_TTL_S + 0.1  # the count is stale (the server may be gone)
+    assert not w.radiometric
+    w.viewers(3)  # a server that does not say: none
+    assert not w.radiometric
+
+
 def ask(controller: Controller, request) -> dict:
     raw = request if isinstance(request, bytes) else json.dumps({"v": 1, **request}).encode()
     return json.loads(controller.handle(raw))

@@ -1,4 +1,4 @@
-"""server/radiometric.py: the radiometric frame for the browser, lossless and small."""
+"""flirstream/radiometric.py: the radiometric frame for the browser, lossless and small."""
 from __future__ import annotations
 
 import zlib
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from capture.sim import SimulatedLepton
-from server import radiometric
+from flirstream import radiometric
 
 
 @pytest.mark.parametrize("frame", [

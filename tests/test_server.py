@@ -17,7 +17,8 @@ from conftest import CHROMIUM, Stage, write_config
 from flirstream import config as configuration, wire
 from flirstream.testing import parse_metrics
 from flirstream.wire import KELVIN_AT_0C
-from server import protocol, radiometric
+from flirstream import radiometric
+from server import protocol
 from server_support import FakeEncoder, Live, frames, http_get, image_frame, json_messages, \
     raw_request, read_mjpeg_parts, thermal_frame, wait_http, write_index
 
@@ -280,11 +281,31 @@ def test_thermal_viewers_do_not_count_for_the_encoder(live):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert live.encoder.viewer_counts()[-2:] == [0, 0]
+        viewers = [r for r in list(live.encoder.requests) if r.get("op") == "viewers"]
+        assert viewers[-1]["thermal"] == 1  # thermal-mode viewers are told apart: RAD1 for them
         with live.ws() as jpeg:  # a JPEG client does
             frames(jpeg, 1)
             while live.encoder.viewer_counts()[-1] != 1:
                 assert time.monotonic() < deadline + 5, live.encoder.viewer_counts()[-5:]
                 time.sleep(0.05)
+
+
+def test_the_encoders_rad1_goes_out_as_it_came(live):
+    """A thermal frame that carries its RAD1 payload is sent with that payload, not one the
+    server makes (the FakeEncoder's step 1 against the server's own step 3 for these frames)."""
+    live.encoder.radiometric_step = 1
+    try:
+        with live.ws("/ws?mode=thermal") as ws:
+            deadline = time.monotonic() + 10
+            while True:
+                assert time.monotonic() < deadline, "no frame with the encoder's payload"
+                (header, payload), = thermal_messages(ws, 1)
+                if radiometric.HEADER.unpack_from(payload)[3] == 1:
+                    break
+                assert radiometric.HEADER.unpack_from(payload)[3] == 3  # made by the server
+            assert payload == radiometric.encode(thermal_frame(header["seq"]).pixels, step=1)
+    finally:
+        live.encoder.radiometric_step = None
 
 
 def test_unknown_websocket_mode_is_refused_naming_the_modes(live):

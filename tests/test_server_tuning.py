@@ -18,7 +18,8 @@ from flirstream import startup
 PROBE = """
 import ctypes, resource, sys
 import numpy as np
-from server import radiometric, tuning
+from flirstream import radiometric
+from server import tuning
 
 def faults_per_encode(frame, n=40):
     radiometric.encode(frame)  # the first one may grow the heap

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from flirstream.testing import parse_metrics
-from server import access, protocol, radiometric, snapshots
+from flirstream import radiometric
+from server import access, protocol, snapshots
 from server.fanout import Fanout
 from server.health import Health
 from server.hub import Hub, Outgoing

@@ -1,4 +1,4 @@
-"""web/thermal.js in real headless Chromium: it decodes server/radiometric.py's payloads exactly and
+"""web/thermal.js in real headless Chromium: it decodes flirstream/radiometric.py's payloads exactly and
 paints the same picture as the encoder's Renderer (same palette tables, AGC and orientation).
 
 Picture check: PSNR of the browser's canvas (upscaled by drawImage, nearest) against Renderer's
@@ -21,7 +21,7 @@ from capture.sim import SimulatedLepton
 from encoder.render import Renderer, orient
 from flirstream.testing import StaticSite, tlinear_counts
 from flirstream.wire import KELVIN_AT_0C
-from server import radiometric
+from flirstream import radiometric
 
 TLINEAR = {"tlinear": True, "kelvin_per_count": 0.01}
 MIN_PSNR_DB = 50.0

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from flirstream import wire
+from flirstream import radiometric, wire
 
 
 def thermal(**changes) -> wire.Frame:
@@ -30,16 +30,39 @@ def test_thermal_frames_come_back_as_sent():
     for name in ("t_measured", "unit", "stats", "regions"):
         assert getattr(got.measurement, name) == getattr(sent.measurement, name), name
     assert wire.topic_of(wire.pack_thermal(sent)) == wire.THERMAL_TOPIC
+    assert got.measurement.radiometric is None  # none made: the part is empty
+
+
+def test_a_thermal_frame_carries_its_radiometric_payload():
+    sent = thermal()
+    sent.measurement.radiometric = payload = radiometric.encode(sent.pixels)
+    got = wire.unpack_thermal([bytes(p) for p in wire.pack_thermal(sent)])
+    assert got.measurement.radiometric == payload
+    assert np.array_equal(radiometric.decode(got.measurement.radiometric), sent.pixels)
+
+
+@pytest.mark.parametrize("bad", [b"RAD", b"JPEG" + bytes(6), "other shape", "step 0"])
+def test_a_radiometric_part_that_does_not_fit_the_frame_is_a_wire_error(bad):
+    frame = thermal()
+    parts = [bytes(p) for p in wire.pack_thermal(frame)]
+    if bad == "other shape":
+        bad = radiometric.encode(frame.pixels[:, :-1].copy())
+    elif bad == "step 0":
+        bad = radiometric.HEADER.pack(radiometric.MAGIC, *frame.pixels.shape, 0)
+    with pytest.raises(wire.WireError, match="radiometric part"):
+        wire.unpack_thermal(parts[:3] + [bad])
+    with pytest.raises(wire.WireError, match="3 parts, expected 4"):
+        wire.unpack_thermal(parts[:3])
 
 
 @pytest.mark.parametrize("field, value", [("stats", None), ("regions", [1]), ("seq", "7"),
                                           ("shape", [3, 5]), ("v", 2)])
 def test_bad_thermal_headers_are_wire_errors(field, value):
-    topic, head, pixels = wire.pack_thermal(thermal())
+    topic, head, pixels, rad = wire.pack_thermal(thermal())
     header = json.loads(head)
     header[field] = value
     with pytest.raises(wire.WireError):
-        wire.unpack_thermal([topic, json.dumps(header).encode(), bytes(pixels)])
+        wire.unpack_thermal([topic, json.dumps(header).encode(), bytes(pixels), rad])
 
 
 def test_a_thermal_frame_with_nan_is_refused_when_sent():

@@ -1,4 +1,4 @@
-// The radiometric frame in the browser: decode what server/radiometric.py sent, and paint this
+// The radiometric frame in the browser: decode what flirstream/radiometric.py sent, and paint this
 // viewer's own view of it (palette, AGC, range, isotherm, rotation) at sensor resolution; the canvas
 // scales the small picture up (nearest, on the GPU).
 //

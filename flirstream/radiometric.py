@@ -107,6 +107,20 @@ def deflate(planes: np.ndarray) -> bytes:
     return packer.compress(planes) + packer.flush()
 
 
+def step_for(tlinear: bool, kelvin_per_count: float) -> int:
+    """The step a camera frame is sent with: 3 for TLinear at 0.01 K (every value within one
+    count, 0.01 K - five times finer than the sensor's own noise of ~50 mK - and the stream ~25 %
+    smaller, under 15 KB a frame for a real scene's noise), else 1 (lossless: 0.1 K frames, raw
+    counts, AGC)."""
+    return 3 if tlinear and kelvin_per_count <= 0.01 else 1
+
+
+def encode_frame(pixels: np.ndarray, tlinear: bool, kelvin_per_count: float) -> bytes:
+    """A camera frame's payload for thermal-mode viewers (the encoder's, or the server's when the
+    encoder made none), at step_for's step."""
+    return encode(pixels.astype("=u2", copy=False), step=step_for(tlinear, kelvin_per_count))
+
+
 def decode(payload: bytes) -> np.ndarray:
     """Payload bytes -> the (rows, cols) uint16 frame; RadiometricError if it is not one."""
     if len(payload) < HEADER.size:
