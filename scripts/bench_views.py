@@ -11,8 +11,9 @@
   cpu       capture (vospi-file replay of the real recording at 26.5 Hz, every frame unique),
             encoder and server CPU with 1, 10 and 100 viewers, in JPEG mode (the encoder encodes,
             one palette for all) and thermal mode (each viewer its own palette - any of the 4 it
-            likes: the server's work does not depend on it - and the encoder only measures); the
-            1-thermal-viewer run is the whole pipeline's CPU share, goal <= 5 % of one core
+            likes: the server's work does not depend on it - and the encoder measures and makes
+            the RAD1 payload, no JPEG); the 1-thermal-viewer run is the whole pipeline's CPU share,
+            goal <= 5 % of one core; then this machine's wake-up floor (benchlib/floor.py)
   browser   decode + paint + draw per frame in Chromium at a phone viewport, CPU throttled 1x and
             4x (runs scripts/bench_browser.py), goal < 10 ms at 4x
   picture   the same real frame on a phone-sized canvas (390x292 CSS px at 3x) as the thermal-mode
