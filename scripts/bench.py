@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark every stage and the whole pipeline on this machine: table, JSON, chart.
 
-    python scripts/bench.py                  # everything, 5 s per scenario (~3 minutes)
+    python scripts/bench.py                  # everything, 5 s per scenario (~5 minutes)
     python scripts/bench.py --quick          # 5 clients, 1 s per scenario, no chart (~20 s)
     python scripts/bench.py --only fanout --clients 100,1000 --duration 10
 
