@@ -121,8 +121,8 @@ def encode_frame(pixels: np.ndarray, tlinear: bool, kelvin_per_count: float) -> 
     return encode(pixels.astype("=u2", copy=False), step=step_for(tlinear, kelvin_per_count))
 
 
-def decode(payload: bytes) -> np.ndarray:
-    """Payload bytes -> the (rows, cols) uint16 frame; RadiometricError if it is not one."""
+def read_header(payload: bytes) -> tuple[int, int, int]:
+    """(rows, cols, step) of a payload's header; RadiometricError if it is not one."""
     if len(payload) < HEADER.size:
         raise RadiometricError(f"radiometric frame: {len(payload)} bytes, shorter than its header")
     magic, rows, cols, step = HEADER.unpack_from(payload)
@@ -130,6 +130,12 @@ def decode(payload: bytes) -> np.ndarray:
         raise RadiometricError(f"radiometric frame: starts with {magic!r}, expected {MAGIC!r}")
     if step == 0:
         raise RadiometricError("radiometric frame: step 0")
+    return rows, cols, step
+
+
+def decode(payload: bytes) -> np.ndarray:
+    """Payload bytes -> the (rows, cols) uint16 frame; RadiometricError if it is not one."""
+    rows, cols, step = read_header(payload)
     try:
         planes = zlib.decompress(payload[HEADER.size:])
     except zlib.error as exc:

@@ -441,12 +441,12 @@ def _radiometric(part: Buffer, shape: tuple) -> Optional[bytes]:
     payload = bytes(part)
     if not payload:
         return None
-    if len(payload) < radiometric.HEADER.size:
-        raise WireError(f"radiometric part of {len(payload)} bytes: shorter than its header")
-    magic, rows, cols, step = radiometric.HEADER.unpack_from(payload)
-    if magic != radiometric.MAGIC or (rows, cols) != tuple(shape) or step == 0:
-        raise WireError(f"radiometric part {payload[:10]!r} is not a RAD1 frame of shape "
-                        f"{list(shape)}")
+    try:
+        rows, cols, _ = radiometric.read_header(payload)
+    except radiometric.RadiometricError as exc:
+        raise WireError(f"radiometric part: {exc}") from None
+    if (rows, cols) != tuple(shape):
+        raise WireError(f"radiometric part is a {rows}x{cols} frame, the pixels {shape[0]}x{shape[1]}")
     return payload
 
 
