@@ -39,7 +39,7 @@ class Watchers:
         self._topics: Counter = Counter()  # subscribed topic prefixes seen on the XPUB socket
         self._wanted: dict[bytes, bool] = {}  # wants() of each topic asked, until _topics changes
         self._viewers: Optional[tuple[int, float]] = None  # (count, when)
-        self._thermal: Optional[tuple[int, float]] = None  # (thermal-mode viewers, when)
+        self._thermal = 0  # thermal-mode viewers in that count's report
 
     def subscription(self, message: bytes) -> bool:
         """One XPUB subscription message: b"\\x01" + topic subscribes, b"\\x00" + topic leaves.
@@ -59,15 +59,14 @@ class Watchers:
         return True
 
     def viewers(self, count: int, thermal: int = 0) -> None:
-        now = self._clock()
-        self._viewers = (count, now)
-        self._thermal = (thermal, now)
+        self._viewers = (count, self._clock())
+        self._thermal = thermal
 
     @property
     def radiometric(self) -> bool:
-        """The server reported thermal-mode viewers in the last VIEWERS_TTL_S: make their RAD1."""
-        return (self._thermal is not None and self._thermal[0] > 0
-                and self._clock() - self._thermal[1] <= VIEWERS_TTL_S)
+        """The newest viewer report is recent (viewer_count) and has thermal-mode viewers: make
+        their RAD1."""
+        return self._thermal > 0 and self.viewer_count is not None
 
     def wants(self, topic: bytes) -> bool:
         """Someone subscribes to a prefix of `topic`."""

@@ -221,11 +221,12 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
 
     viewers_sent = {"counts": (-1, -1)}
 
-    def tell_encoder(count: int) -> None:
-        counts = (count, hub.thermal_viewers())
+    def tell_encoder(_count: int) -> None:
+        request = viewers_request(hub)
+        counts = (request["count"], request["thermal"])
         if counts != viewers_sent["counts"]:
             viewers_sent["counts"] = counts
-            asyncio.ensure_future(relay.notify(viewers_request(hub)))
+            asyncio.ensure_future(relay.notify(request))
 
     hub.on_viewers = tell_encoder
     stop, died = asyncio.Event(), asyncio.Event()

@@ -233,7 +233,7 @@ def thermal_payload(frame: Frame, t_sent: float, defaults: int,
                     stale: bool = False) -> bytes:
     """The one thermal-mode message of a frame (shared by every thermal-mode client); `stale`
     marks a frame older than stale_after_s (as frame_payloads does)."""
-    payload = frame.measurement.radiometric if frame.measurement is not None else None
+    payload = frame.measurement.radiometric
     if payload is None:  # the encoder made none (it had not yet heard of thermal-mode viewers)
         payload = radiometric.encode_frame(frame.pixels, frame.tlinear, frame.kelvin_per_count)
     return _message(_thermal_header(frame, t_sent, defaults, len(payload), stale), payload)
