@@ -421,10 +421,22 @@ class Pipeline:
 
 # ---------------------------------------------------------------- websocket clients
 
-def frame_header(message: bytes) -> dict:
-    """The JSON header of a binary frame message (server.protocol owns the format)."""
-    from server.protocol import split_frame  # (the harness drives a whole pipeline)
-    return split_frame(message)[0]
+def frame_header(message: bytes, check_pixels: bool = False) -> dict:
+    """The JSON header of a binary frame message of either mode (server.protocol owns the format;
+    ProtocolError if the message does not match its header). `check_pixels`: a thermal-mode
+    message's RAD1 payload is also decoded and must hold the header's shape (RadiometricError)."""
+    # (imported here: the harness drives a whole pipeline, it is no part of one)
+    from server.protocol import ProtocolError, split_frame, split_thermal
+    try:
+        return split_frame(message)[0]
+    except (KeyError, ProtocolError):  # no jpeg_bytes: a thermal-mode message, or a bad one
+        header, payload = split_thermal(message)
+    if check_pixels:
+        from flirstream import radiometric
+        shape = list(radiometric.decode(payload).shape)
+        if shape != header.get("shape"):
+            raise radiometric.RadiometricError(f"payload of {shape}, header says {header.get('shape')}")
+    return header
 
 
 @dataclass
@@ -441,8 +453,12 @@ class FrameClient:
     """A websocket viewer that keeps reading frames and reconnects (bounded) when dropped."""
 
     def __init__(self, url: str, keep_seqs: bool = True, max_reconnects: int = 1000,
-                 reconnect_every: Optional[tuple[float, float]] = None, headers: dict | None = None):
+                 reconnect_every: Optional[tuple[float, float]] = None, headers: dict | None = None,
+                 check_every: int = 0):
+        """`check_every` N: decode the radiometric payload of every Nth thermal-mode frame (and
+        its first) to check it against its header (0: headers only; decoding takes milliseconds)."""
         self.url = url
+        self.check_every = check_every
         self.keep_seqs = keep_seqs
         self.max_reconnects = max_reconnects
         self.reconnect_every = reconnect_every
@@ -488,7 +504,12 @@ class FrameClient:
 
     def _take(self, message) -> None:
         if isinstance(message, (bytes, bytearray, memoryview)):
-            header = frame_header(bytes(message))
+            check = bool(self.check_every) and self.got.frames % self.check_every == 0
+            try:
+                header = frame_header(bytes(message), check_pixels=check)
+            except ValueError as exc:  # ProtocolError, RadiometricError, bad JSON
+                self.got.errors.append(f"bad frame message: {exc}"[:300])
+                return
             self.got.frames += 1
             if self.keep_seqs:
                 self.got.seqs.append((time.monotonic(), header.get("seq"), header.get("t")))

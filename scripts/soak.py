@@ -4,7 +4,9 @@ websocket clients for a while, watching memory and lost frames.
 
     python scripts/soak.py --duration 600 --clients 50
 
-Clients are of three kinds:
+Clients are of three kinds, each split between the two /ws modes (--thermal-fraction of them in
+thermal mode, the browser viewer's: the radiometric frame, checked against its header and, every
+CHECK_EVERY frames, decoded; the others in the plain JPEG mode):
   normal        read every message as fast as they can; their frames are counted and their seq gaps
                 are compared with the frames the server published meanwhile (/metrics)
   slow          complete the websocket handshake, then never read a byte (the server must drop
@@ -102,15 +104,32 @@ def published_counter(metrics: dict[str, float]) -> Optional[float]:
     return None
 
 
+CHECK_EVERY = 100  # a thermal-mode client decodes one frame in this many (a few ms each)
+
+
+def modes(count: int, thermal_fraction: float) -> list[str]:
+    """The /ws mode of each of `count` clients: the thermal share first, then JPEG."""
+    thermal = int(round(count * thermal_fraction))
+    return ["thermal"] * thermal + ["jpeg"] * (count - thermal)
+
+
+def _client(pipe: Pipeline, mode: str, **kwargs) -> FrameClient:
+    url = pipe.ws_url + ("?mode=thermal" if mode == "thermal" else "")
+    client = FrameClient(url, check_every=CHECK_EVERY if mode == "thermal" else 0, **kwargs)
+    client.mode = mode
+    return client
+
+
 async def _soak_clients(pipe: Pipeline, duration: float, n_clients: int, n_slow: int,
                         n_reconnect: int, sample_every: float, rss_log: list,
-                        metrics_log: list) -> dict:
+                        metrics_log: list, thermal_fraction: float = 0.5) -> dict:
     start = time.monotonic()
     until = start + duration
-    normal = [FrameClient(pipe.ws_url, keep_seqs=True, max_reconnects=20)
-              for _ in range(n_clients - n_slow - n_reconnect)]
-    reconnecting = [FrameClient(pipe.ws_url, keep_seqs=False, max_reconnects=10_000,
-                                reconnect_every=(1.0, 4.0)) for _ in range(n_reconnect)]
+    normal = [_client(pipe, mode, keep_seqs=True, max_reconnects=20)
+              for mode in modes(n_clients - n_slow - n_reconnect, thermal_fraction)]
+    reconnecting = [_client(pipe, mode, keep_seqs=False, max_reconnects=10_000,
+                            reconnect_every=(1.0, 4.0))
+                    for mode in modes(n_reconnect, thermal_fraction)]
     slow = []
     for _ in range(n_slow):
         try:
@@ -155,7 +174,9 @@ async def _soak_clients(pipe: Pipeline, duration: float, n_clients: int, n_slow:
         got = c.got
         span = (got.seqs[-1][1] - got.seqs[0][1] + 1) if got.seqs and all(
             isinstance(s[1], int) for s in (got.seqs[0], got.seqs[-1])) else 0
-        rows.append({"client": f"normal-{i}", "frames": got.frames, "connects": got.connects,
+        rows.append({"client": f"normal-{i}", "mode": c.mode, "frames": got.frames,
+                     "connects": got.connects, "bad_frames": len(got.errors),
+                     "first_bad": got.errors[0] if got.errors else None,
                      "seq_first": got.seqs[0][1] if got.seqs else None,
                      "seq_last": got.seqs[-1][1] if got.seqs else None,
                      "seq_gaps": seq_gaps(got.seqs), "seq_span": span,
@@ -163,8 +184,10 @@ async def _soak_clients(pipe: Pipeline, duration: float, n_clients: int, n_slow:
                                           if published is not None else None),
                      "fps": round(got.frames / duration, 2)})
     return {"normal": rows,
-            "reconnecting": [{"client": f"reconnecting-{i}", "frames": c.got.frames,
-                              "connects": c.got.connects, "failures": len(c.got.closes)}
+            "reconnecting": [{"client": f"reconnecting-{i}", "mode": c.mode,
+                              "frames": c.got.frames, "connects": c.got.connects,
+                              "failures": len(c.got.closes), "bad_frames": len(c.got.errors),
+                              "first_bad": c.got.errors[0] if c.got.errors else None}
                              for i, c in enumerate(reconnecting)],
             "slow": len(slow), "slow_dropped_by_server": slow_dropped,
             "server_published": published,
@@ -173,11 +196,16 @@ async def _soak_clients(pipe: Pipeline, duration: float, n_clients: int, n_slow:
 
 def soak(duration: float, clients: int, workdir: Path, warmup: float = 3.0,
          sample_every: float = 1.0, slow_fraction: float = 0.2,
-         reconnect_fraction: float = 0.2, unique_every: int = 3) -> dict:
+         reconnect_fraction: float = 0.2, unique_every: int = 3, thermal_fraction: float = 0.5,
+         source: str = "sim") -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
-    config = write_config(workdir, capture={"source": "sim", "sim_unique_every": unique_every})
+    capture = {"source": source, "sim_unique_every": unique_every}
+    if source.startswith("vospi-file:"):  # a recording: replayed at the sensor's pace, looped
+        capture.update(replay="realtime", loop="yes")
+    config = write_config(workdir, capture=capture)
     pipe = Pipeline(config, workdir / "run.log")
-    result: dict = {"duration_s": duration, "clients": clients, "config": str(config)}
+    result: dict = {"duration_s": duration, "clients": clients, "config": str(config),
+                    "source": source, "thermal_fraction": thermal_fraction}
     try:
         first = {n: p.pid for n, p in pipe.wait_stages(30).items()}
         pipe.wait_healthy(30)
@@ -189,7 +217,8 @@ def soak(duration: float, clients: int, workdir: Path, warmup: float = 3.0,
         rss_log: list = []
         metrics_log: list = []
         result.update(asyncio.run(_soak_clients(pipe, duration, clients, n_slow, n_reconnect,
-                                                sample_every, rss_log, metrics_log)))
+                                                sample_every, rss_log, metrics_log,
+                                                thermal_fraction)))
         last = {n: p.pid for n, p in pipe.stages().items()}
         result["stage_pids_start"] = first
         result["stage_pids_end"] = last
@@ -216,6 +245,10 @@ def check(result: dict, rss_factor: float, rss_slack_mb: float) -> list[str]:
     starved = [r["client"] for r in result.get("normal", []) if r["frames"] == 0]
     if starved or not result.get("normal"):
         problems.append(f"normal clients without frames: {starved or 'no normal clients'}")
+    for row in result.get("normal", []) + result.get("reconnecting", []):
+        if row.get("bad_frames"):
+            problems.append(f"{row['client']} ({row['mode']} mode) got {row['bad_frames']} bad frame "
+                            f"messages, the first: {row['first_bad']}")
     before, after = result.get("fds_before", {}), result.get("fds_after", {})
     for name in before:
         if after.get(name, 0) > before[name] + 5:
@@ -245,12 +278,13 @@ def print_table(result: dict) -> None:
         print(f"{s['t']:7.1f} " + "".join(f"{s.get(n, float('nan')):10.1f}" for n in names))
     normal = result.get("normal", [])
     print(f"\nnormal clients (server published {result.get('server_published')} frames meanwhile)")
-    print(f"{'client':>12} {'frames':>7} {'fps':>6} {'seq gaps':>9} {'missed':>7} {'connects':>9}")
+    print(f"{'client':>12} {'mode':>8} {'frames':>7} {'fps':>6} {'seq gaps':>9} {'missed':>7} "
+          f"{'connects':>9}")
     shown = normal if len(normal) <= 10 else normal[:5] + normal[-3:]
     for r in shown:
         if len(normal) > 10 and r is normal[-3]:
             print(f"{'...':>12}")
-        print(f"{r['client']:>12} {r['frames']:7d} {r['fps']:6.1f} {r['seq_gaps']:9d} "
+        print(f"{r['client']:>12} {r['mode']:>8} {r['frames']:7d} {r['fps']:6.1f} {r['seq_gaps']:9d} "
               f"{str(r['missed_vs_server']):>7} {r['connects']:9d}")
     if normal:
         frames = sorted(r["frames"] for r in normal)
@@ -258,6 +292,12 @@ def print_table(result: dict) -> None:
         print(f"{len(normal)} normal clients: frames min {frames[0]} median {frames[len(frames) // 2]} "
               f"max {frames[-1]}; seq gaps max {max(r['seq_gaps'] for r in normal)}; "
               f"missed vs server max {max(missed) if missed else None}")
+        for mode in ("thermal", "jpeg"):
+            got = sorted(r["frames"] for r in normal if r["mode"] == mode)
+            if got:
+                print(f"  {mode} mode: {len(got)} clients, frames min {got[0]} median "
+                      f"{got[len(got) // 2]}, bad frame messages "
+                      f"{sum(r['bad_frames'] for r in normal if r['mode'] == mode)}")
     m = result.get("metrics_end", {})
     slow_drops = m.get('flirstream_frames_dropped_total{stage="server",reason="slow_websocket_client"}')
     count = m.get("flirstream_frame_latency_seconds_count")
@@ -294,6 +334,12 @@ def main(argv: Optional[list] = None) -> int:
                         help="share that reconnect every 1-4 s")
     parser.add_argument("--unique-every", type=int, default=3,
                         help="sim_unique_every (1 = every frame new, the highest frame rate)")
+    parser.add_argument("--thermal-fraction", type=float, default=0.5,
+                        help="share of the normal and of the reconnecting clients in thermal mode "
+                             "(/ws?mode=thermal, the browser viewer's), the rest in JPEG mode")
+    parser.add_argument("--source", default="sim",
+                        help="[capture] source, e.g. vospi-file:PATH for a recording (replayed at "
+                             "26.5 Hz, looped; scripts/cptv_to_vospi.py makes one from a CPTV file)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before the first sample")
     parser.add_argument("--sample-every", type=float, default=1.0, help="RSS sampling period")
     parser.add_argument("--rss-factor", type=float, default=2.0)
@@ -304,13 +350,18 @@ def main(argv: Optional[list] = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.clients <= 1000 or not 0 < args.duration <= 7 * 86400:
         parser.error("--clients from 1 to 1000 and --duration up to a week")
+    if not 0 <= args.thermal_fraction <= 1:
+        parser.error(f"--thermal-fraction {args.thermal_fraction}: expected 0 to 1")
+    if args.source.startswith("vospi-file:") and not Path(args.source[11:]).is_file():
+        parser.error(f"--source {args.source}: no such file")
 
     import tempfile
     with tempfile.TemporaryDirectory(prefix="flir-soak-") as tmp:
         workdir = args.workdir or Path(tmp)
         try:
             result = soak(args.duration, args.clients, workdir, args.warmup, args.sample_every,
-                          args.slow_fraction, args.reconnect_fraction, args.unique_every)
+                          args.slow_fraction, args.reconnect_fraction, args.unique_every,
+                          args.thermal_fraction, args.source)
         except AssertionError as exc:
             print(f"soak: {exc}", file=sys.stderr)
             return 1
