@@ -390,7 +390,12 @@ class FrameAssembler:
         hunt_from = None
 
         def offset(i: int) -> int:  # byte offset in buf of non-discard packet i
-            return pos + (i if index is None else int(index[i])) * PACKET_BYTES
+            nonlocal index
+            if not n_discard:
+                return pos + i * PACKET_BYTES
+            if index is None:  # (worked out only when needed: it costs numpy calls)
+                index = np.flatnonzero(np.frombuffer(flags, dtype=np.uint8) == 0)
+            return pos + int(index[i]) * PACKET_BYTES
 
         def in_step(i: int, floor: int) -> int:
             """Where the last packet at or before non-discard packet i that is good and not all
@@ -402,8 +407,6 @@ class FrameAssembler:
             return max(self._in_step, floor)
 
         if not all_ok:
-            if n_discard:
-                index = np.flatnonzero(np.frombuffer(flags, dtype=np.uint8) == 0)
             at = np.arange(end)
             last_ok = np.maximum.accumulate(np.where(ok, at, -1 - self._bad_run))
             long_run = np.flatnonzero(at - last_ok >= HUNT_AFTER_BAD)
@@ -431,8 +434,6 @@ class FrameAssembler:
             self._bad_run = 0
             last = pos + (flags.rfind(0) if n_discard else count - 1) * PACKET_BYTES
             if buf[last:last + PACKET_BYTES] == _ZERO_PACKET:  # (rare) the last one is no sign
-                if n_discard:
-                    index = np.flatnonzero(np.frombuffer(flags, dtype=np.uint8) == 0)
                 last = in_step(n - 1, offset(n - 1) - MAX_LOOKBACK)
             self._in_step = last
         if hunt_from is None:
