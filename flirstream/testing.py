@@ -239,14 +239,16 @@ class Pipeline:
     CPU is measured and one can be restarted with other settings (the benchmarks)."""
 
     def __init__(self, config: Path, log_path: Optional[Path] = None, *args: str,
-                 each: bool = False):
+                 each: bool = False, wrap: Optional[dict[str, Sequence[str]]] = None):
+        """`wrap` (each=True): a stage's Stage wrap, e.g. {"capture": ("prlimit", "--nofile=64")}."""
         self.config = Path(config)
         self.port = server_port(self.config)
         self.seen: dict[int, str] = {}  # every stage pid ever seen -> stage
         self.run: Optional[Stage] = None
         self.each: dict[str, Stage] = {}
         if each:
-            self.each = {name: Stage(name, self.config, *args) for name in STAGES}
+            self.each = {name: Stage(name, self.config, *args, wrap=(wrap or {}).get(name, ()))
+                         for name in STAGES}
         else:
             self.run = Stage("run", self.config, *args, log_path=log_path)
             self.ps = self.run.ps

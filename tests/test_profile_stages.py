@@ -1,0 +1,59 @@
+"""scripts/profile_stages.py: each stage's per-frame functions timed in the running pipeline
+(benchlib/stage_profile.py wraps them in the stage's own process)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from capture import vospi
+from conftest import ROOT, run_script
+
+
+def recording(path: Path, frames: int = 40) -> Path:
+    """A VoSPI recording of `frames` different Lepton 3 frames (raw counts with noise)."""
+    rng = np.random.default_rng(5)
+    scene = rng.integers(2400, 2900, (120, 160))
+    path.write_bytes(b"".join(
+        vospi.encode_frame((scene + rng.integers(-3, 4, scene.shape)).astype(np.uint16), "lepton3")
+        for _ in range(frames)))
+    return path
+
+
+def test_each_stage_reports_its_per_frame_functions(tmp_path: Path):
+    out = tmp_path / "profile.json"
+    proc = run_script("profile_stages.py", "--replay", recording(tmp_path / "r.vospi"),
+                      "--duration", "3", "--json", out, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["mode"] == "thermal" and result["frames"] >= 3 * 26.5 * 0.5, result["frames"]
+    stages = result["stages"]
+    assert set(stages) == {"capture", "encoder", "server"}
+    # each frame passes once through each stage's per-frame path
+    once = {"capture": "capture.vospi:FrameAssembler.feed",
+            "encoder": "flirstream.radiometric:encode_frame",  # a thermal-mode viewer: RAD1
+            "server": "flirstream.wire:unpack_thermal"}
+    for stage, function in once.items():
+        f = stages[stage]["functions"][function]
+        assert 0.8 <= f["calls_per_frame"] <= 1.2, (stage, f)
+        assert 0 < f["us_per_call"] < stages[stage]["main_thread_us_per_frame"], (stage, f)
+    # nobody watches JPEGs: the encoder renders none
+    assert stages["encoder"]["functions"]["encoder.app:Encoder._publish"]["calls_per_frame"] == 0
+    assert "capture.vospi:FrameAssembler.feed" in proc.stdout and "us/frame" in proc.stdout
+
+
+def test_a_stage_or_function_that_does_not_exist_is_named(tmp_path: Path):
+    proc = run_script("profile_stages.py", "--replay", recording(tmp_path / "r.vospi", 2),
+                      "--functions", "nowhere=capture.vospi:feed", timeout=60)
+    assert proc.returncode == 2 and "nowhere=capture.vospi:feed" in proc.stderr, proc.stderr
+    # the wrapper refuses a function it cannot find before the stage starts
+    proc = subprocess.run([sys.executable, "-m", "scripts.benchlib.stage_profile",
+                           str(tmp_path / "p.json"), "capture.vospi:FrameAssembler.nope", "--",
+                           sys.executable, "-m", "flirstream", "capture", "--help"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "capture.vospi:FrameAssembler.nope" in proc.stderr
+    assert not (tmp_path / "p.json").exists()
