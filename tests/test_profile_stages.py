@@ -2,6 +2,7 @@
 (benchlib/stage_profile.py wraps them in the stage's own process)."""
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import numpy as np
 
 from capture import vospi
 from conftest import ROOT, run_script
+from scripts.benchlib import stage_profile
 
 
 def recording(path: Path, frames: int = 40) -> Path:
@@ -57,3 +59,42 @@ def test_a_stage_or_function_that_does_not_exist_is_named(tmp_path: Path):
     assert proc.returncode == 2, proc.stderr
     assert "capture.vospi:FrameAssembler.nope" in proc.stderr
     assert not (tmp_path / "p.json").exists()
+
+
+class Sample:
+    @staticmethod
+    def double(x):
+        return 2 * x
+
+    @classmethod
+    def named(cls, x):
+        return f"{cls.__name__} {x}"
+
+    def busy(self, n):
+        return sum(i * i for i in range(n))
+
+
+def test_timed_functions_keep_their_kind_and_count_calls_and_cpu_in_a_window(tmp_path: Path):
+    counts = stage_profile.install([f"{__name__}:Sample.double", f"{__name__}:Sample.named",
+                                    f"{__name__}:Sample.busy"])
+    try:
+        assert Sample.double(2) == Sample().double(2) == 4
+        assert Sample.named(1) == Sample().named(1) == "Sample 1"
+        window = stage_profile.Window(str(tmp_path / "w.json"), ["capture"], counts)
+        window.start()  # what came before the window does not count
+        assert all(c == {"ns": 0, "calls": 0} for c in counts.values())
+        for _ in range(3):
+            Sample().busy(20_000)
+        window.end()
+    finally:
+        for name in ("double", "named", "busy"):  # unwrap
+            static = inspect.getattr_static(Sample, name)
+            inner = getattr(static, "__func__", static)
+            original = inner.__wrapped__
+            setattr(Sample, name, type(static)(original) if isinstance(static, (staticmethod, classmethod))
+                    else original)
+    got = json.loads((tmp_path / "w.json").read_text())
+    busy = got["functions"][f"{__name__}:Sample.busy"]
+    assert busy["calls"] == 3 and 0 < busy["ns"] <= got["thread_cpu_ns"]
+    assert got["functions"][f"{__name__}:Sample.double"]["calls"] == 0
+    assert got["argv"] == ["capture"]

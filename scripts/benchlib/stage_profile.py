@@ -17,6 +17,7 @@ The signal handlers run on the main thread, where every stage does its per-frame
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import signal
 import sys
@@ -54,7 +55,12 @@ def install(names: list[str]) -> dict[str, dict]:
         except (ImportError, AttributeError, ValueError) as exc:
             raise ValueError(f"cannot time {name!r}: {exc}") from None
         found[name] = {"ns": 0, "calls": 0}
-        setattr(owner, attribute, timed(function, found[name]))
+        kind = type(inspect.getattr_static(owner, attribute))
+        if kind in (staticmethod, classmethod):  # wrapped as what it was, or self goes astray
+            setattr(owner, attribute, kind(timed(function.__func__ if kind is classmethod
+                                                 else function, found[name])))
+        else:
+            setattr(owner, attribute, timed(function, found[name]))
     return found
 
 
