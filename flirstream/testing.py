@@ -430,9 +430,12 @@ def frame_header(message: bytes, check_pixels: bool = False) -> dict:
     # (imported here: the harness drives a whole pipeline, it is no part of one)
     from server.protocol import ProtocolError, split_frame, split_thermal
     try:
-        return split_frame(message)[0]
-    except (KeyError, ProtocolError):  # no jpeg_bytes: a thermal-mode message, or a bad one
         header, payload = split_thermal(message)
+    except ProtocolError:  # not a thermal-mode message: a JPEG-mode one, or a bad one
+        try:
+            return split_frame(message)[0]
+        except KeyError as exc:
+            raise ProtocolError(f"frame message header without {exc}") from None
     if check_pixels:
         from flirstream import radiometric
         shape = list(radiometric.decode(payload).shape)
