@@ -163,10 +163,15 @@ class Encoder:
                 self.waiter.unregister(self._images_fd)
             self._xpub_polled = polled
 
-    def _send(self, message: list, copy: bool = True) -> None:
-        """Publish one message without blocking (zmq.Again at the high-water mark)."""
+    def _send(self, message: list) -> None:
+        """Publish one message without blocking (zmq.Again at the high-water mark).
+
+        Copied, never zero-copy: pyzmq sends a part over its copy_threshold (64 KB: a real scene's
+        640x480 JPEG is ~70 KB) zero-copy, and then starts a garbage-collector thread with a
+        ZeroMQ context of its own (3 threads, 7 descriptors) that wakes for every such frame to
+        let go of its buffer. Copying the part costs a memcpy."""
         self._sent = True
-        links.publish(self.images, message, copy=copy)
+        links.publish(self.images, message)
 
     def _timeout_ms(self) -> int:
         """How long the loop may sleep: while frames flow POLL_MS (a frame comes sooner); else
@@ -250,7 +255,7 @@ class Encoder:
             self._error("status", f"dropped a capture status message: {exc}")
             return
         try:
-            self._send([p.buffer for p in parts], copy=False)
+            self._send([p.buffer for p in parts])
         except zmq.ZMQError:
             pass  # at the high-water mark: the next status says the same
 
@@ -290,7 +295,7 @@ class Encoder:
             self._error("measure", f"cannot measure frame {frame.seq}: {exc}")
             return
         try:
-            self._send(message, copy=False)
+            self._send(message)
         except zmq.Again:
             pass  # PUB drops at the high-water mark; never block
 
@@ -304,7 +309,7 @@ class Encoder:
         message = wire.pack_image(frame)  # ValueError if e.g. the header carried NaN
         self.counters["frames"] += 1
         try:
-            self._send(message, copy=False)
+            self._send(message)
         except zmq.Again:
             pass  # PUB drops at the high-water mark; never reached, but never block either
 

@@ -166,6 +166,23 @@ def test_raw_frames_in_jpegs_with_stats_out(rig):
     assert "ironbow" in encoder.log() and "tcp://127.0.0.1" in encoder.log()  # start-up lines
 
 
+def noise(seq: int) -> np.ndarray:
+    """A different frame of noise each time: JPEGs far bigger than a smooth scene's."""
+    return np.random.default_rng(seq).integers(tlinear_counts(0), tlinear_counts(100), (ROWS, COLS),
+                                               dtype=np.uint16)
+
+
+def test_big_jpegs_are_copied_into_zeromq_not_sent_zero_copy(rig):
+    """pyzmq sends a part over its copy_threshold (64 KB) zero-copy unless told to copy, and then
+    runs a garbage-collector thread with a ZeroMQ context of its own, woken for every such frame."""
+    _, capture, client, encoder = rig(make=noise, encoder={"quality": 95})
+    sizes = [len(client.next().picture.jpeg) for _ in range(10)]
+    assert min(sizes) > zmq.COPY_THRESHOLD, sizes  # (the case in question: a real scene is ~70 KB)
+    tasks = Path(f"/proc/{encoder.pid}/task")
+    names = [(task / "comm").read_text().strip() for task in tasks.iterdir()]
+    assert names.count("ZMQbg/IO/0") == 1, names  # the encoder's own context, and no other
+
+
 def test_bad_raw_frames_are_counted_and_skipped(rig, tmp_path):
     path, capture, client, encoder = rig()
     client.next()
