@@ -86,8 +86,12 @@ class Encoder:
         self._unread: set = set()  # sockets whose reading stopped at its limit, not when empty
         self.stopping = False
 
-        # XPUB: its subscriptions tell us whether anyone watches
-        self.images = links.publisher(ctx, "images", cfg.endpoints.images, socket_type=zmq.XPUB)
+        # XPUB: its subscriptions tell us whether anyone watches. Each frame is two messages here
+        # (its thermal message, then its JPEG): room for FRAME_HWM frames of both, not for half as
+        # many: a server that fell a frame behind then lost JPEGs, never thermal messages (the
+        # thermal goes first; scripts/soak.py counted it).
+        self.images = links.publisher(ctx, "images", cfg.endpoints.images,
+                                      hwm=2 * links.FRAME_HWM, socket_type=zmq.XPUB)
         self.control = links.control_router(ctx, "control", cfg.endpoints.control)
         self.frames = links.subscriber(ctx, cfg.endpoints.frames, wire.RAW_TOPIC)
         self.frames.setsockopt(zmq.SUBSCRIBE, wire.STATUS_TOPIC)

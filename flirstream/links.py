@@ -20,7 +20,7 @@ import zmq
 
 from flirstream.wire import STATUS_TOPIC
 
-FRAME_HWM = 2  # messages a publisher queues per subscriber; each is one whole frame
+FRAME_HWM = 2  # frames a publisher queues per subscriber (messages: one per frame and topic)
 # Messages a subscriber lets ZeroMQ queue. Not 2: at 2, a moment of lag (hundreds of viewers to
 # write to, a busy CPU) makes ZeroMQ stop reading the TCP connection; the frames then wait in the
 # kernel's buffers - megabytes, seconds of video - where draining cannot skip them. With room for a
