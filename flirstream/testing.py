@@ -30,6 +30,7 @@ import numpy as np
 import psutil
 from tornado.websocket import websocket_connect
 
+from . import radiometric
 from .supervise import STAGES
 from .wire import KELVIN_AT_0C
 
@@ -437,7 +438,6 @@ def frame_header(message: bytes, check_pixels: bool = False) -> dict:
         except KeyError as exc:
             raise ProtocolError(f"frame message header without {exc}") from None
     if check_pixels:
-        from flirstream import radiometric
         shape = list(radiometric.decode(payload).shape)
         if shape != header.get("shape"):
             raise radiometric.RadiometricError(f"payload of {shape}, header says {header.get('shape')}")

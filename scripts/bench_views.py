@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -43,7 +42,8 @@ import numpy as np
 
 from benchlib import ROOT  # (first: it puts the checkout on sys.path for the stages' packages)
 from benchlib.floor import wake_floor
-from benchlib.harness import LoadGroup, bench_config, log, measure
+from benchlib.harness import (LoadGroup, add_realdata_argument, log, make_replay, measure,
+                              replay_config)
 from benchlib.report import machine
 from encoder.measure import Meter
 from encoder.render import Renderer
@@ -53,7 +53,6 @@ from recordings import load
 from flirstream import radiometric
 from server import protocol
 
-REALDATA = ROOT.parent / "shared" / "realdata" / "cacophony-v2.cptv"
 GOAL_BYTES = 15_000
 GOAL_PIPELINE_PERCENT = 5.0
 GOAL_BROWSER_MS = 10.0
@@ -105,11 +104,9 @@ def cpu_runs(replay: Path, clients: list[int], duration: float, workdir: Path,
              windows: int = 1) -> dict:
     """Each mode and viewer count: `windows` windows in a row; the figures are the median
     window's (by the three stages' total), and every window's total is listed next to them."""
-    overrides = {"capture": {"source": f"vospi-file:{replay}", "tlinear": "no",
-                             "replay": "realtime", "loop": "yes"}}
     out: dict = {}
     for mode, path in (("thermal", "/ws?mode=thermal"), ("jpeg", "/ws")):
-        config = bench_config(workdir, overrides)
+        config = replay_config(workdir, replay)
         runs = []
         pipe = Pipeline(config, each=True)
         try:
@@ -266,9 +263,7 @@ def table(res: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--realdata", default=os.environ.get("FLIR_REALDATA") or str(REALDATA),
-                    help="the real CPTV recording (default ../shared/realdata/cacophony-v2.cptv, or "
-                         "$FLIR_REALDATA)")
+    add_realdata_argument(ap)
     ap.add_argument("--quick", action="store_true", help="2 s windows, 1 and 10 viewers, 1 round")
     ap.add_argument("--duration", type=float, help="seconds per CPU window (default 5; quick 2)")
     ap.add_argument("--clients", help="viewer counts (default 1,10,100)")
@@ -296,9 +291,7 @@ def main() -> int:
     if "cpu" in only:
         workdir = Path(tempfile.mkdtemp(prefix="flir-views-"))
         try:
-            replay = workdir / "real.vospi"
-            subprocess.run([sys.executable, str(ROOT / "scripts" / "cptv_to_vospi.py"), str(real),
-                            str(replay)], check=True, capture_output=True, timeout=120)
+            replay = make_replay(real, workdir / "real.vospi")
             res["cpu"] = cpu_runs(replay, clients, duration, workdir, windows)
             log("cpu: this machine's wake-up floor")
             res["floor"] = wake_floor(duration)

@@ -20,17 +20,15 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from benchlib import ROOT  # (first: it puts the checkout on sys.path for the stages' packages)
-from benchlib.harness import RECEIVED, LoadGroup, bench_config, log, metrics
+from benchlib.harness import (RECEIVED, LoadGroup, add_realdata_argument, log, make_replay, metrics,
+                              replay_config)
 from flirstream.testing import Pipeline, write_json
-
-REALDATA = ROOT.parent / "shared" / "realdata" / "cacophony-v2.cptv"
 
 # Each stage's per-frame path, outermost first.
 FUNCTIONS = {
@@ -53,8 +51,7 @@ FUNCTIONS = {
 
 def profile(replay: Path, workdir: Path, duration: float, mode: str,
             functions: dict[str, list[str]]) -> dict:
-    config = bench_config(workdir, {"capture": {"source": f"vospi-file:{replay}", "tlinear": "no",
-                                                "replay": "realtime", "loop": "yes"}})
+    config = replay_config(workdir, replay)
     outs = {name: workdir / f"profile-{name}.json" for name in functions}
     wrap = {name: (sys.executable, "-m", "scripts.benchlib.stage_profile", str(outs[name]),
                    ",".join(names), "--") for name, names in functions.items()}
@@ -125,9 +122,7 @@ def parse_functions(specs: list[str]) -> dict[str, list[str]]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--realdata", default=os.environ.get("FLIR_REALDATA") or str(REALDATA),
-                    help="the real CPTV recording (default ../shared/realdata/cacophony-v2.cptv, or "
-                         "$FLIR_REALDATA)")
+    add_realdata_argument(ap)
     ap.add_argument("--replay", help="a VoSPI recording (capture --record, scripts/cptv_to_vospi.py) "
                                      "to replay instead of converting --realdata")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds in the measured window")
@@ -150,10 +145,8 @@ def main() -> int:
         ap.error(str(exc))
     workdir = Path(tempfile.mkdtemp(prefix="flir-profile-"))
     try:
-        replay = Path(args.replay).resolve() if args.replay else workdir / "real.vospi"
-        if not args.replay:
-            subprocess.run([sys.executable, str(ROOT / "scripts" / "cptv_to_vospi.py"), str(real),
-                            str(replay)], check=True, capture_output=True, timeout=120)
+        replay = (Path(args.replay).resolve() if args.replay
+                  else make_replay(real, workdir / "real.vospi"))
         log(f"profiling the stages for {args.duration:g} s")
         result = profile(replay, workdir, args.duration, args.mode, functions)
     finally:

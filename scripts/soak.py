@@ -113,6 +113,11 @@ def modes(count: int, thermal_fraction: float) -> list[str]:
     return ["thermal"] * thermal + ["jpeg"] * (count - thermal)
 
 
+def bad_frames(got) -> dict:
+    """A client's bad messages for its row: how many, and the first one's reason."""
+    return {"bad_frames": len(got.errors), "first_bad": got.errors[0] if got.errors else None}
+
+
 def _client(pipe: Pipeline, mode: str, **kwargs) -> FrameClient:
     url = pipe.ws_url + ("?mode=thermal" if mode == "thermal" else "")
     client = FrameClient(url, check_every=CHECK_EVERY if mode == "thermal" else 0, **kwargs)
@@ -175,8 +180,7 @@ async def _soak_clients(pipe: Pipeline, duration: float, n_clients: int, n_slow:
         span = (got.seqs[-1][1] - got.seqs[0][1] + 1) if got.seqs and all(
             isinstance(s[1], int) for s in (got.seqs[0], got.seqs[-1])) else 0
         rows.append({"client": f"normal-{i}", "mode": c.mode, "frames": got.frames,
-                     "connects": got.connects, "bad_frames": len(got.errors),
-                     "first_bad": got.errors[0] if got.errors else None,
+                     "connects": got.connects, **bad_frames(got),
                      "seq_first": got.seqs[0][1] if got.seqs else None,
                      "seq_last": got.seqs[-1][1] if got.seqs else None,
                      "seq_gaps": seq_gaps(got.seqs), "seq_span": span,
@@ -186,8 +190,7 @@ async def _soak_clients(pipe: Pipeline, duration: float, n_clients: int, n_slow:
     return {"normal": rows,
             "reconnecting": [{"client": f"reconnecting-{i}", "mode": c.mode,
                               "frames": c.got.frames, "connects": c.got.connects,
-                              "failures": len(c.got.closes), "bad_frames": len(c.got.errors),
-                              "first_bad": c.got.errors[0] if c.got.errors else None}
+                              "failures": len(c.got.closes), **bad_frames(c.got)}
                              for i, c in enumerate(reconnecting)],
             "slow": len(slow), "slow_dropped_by_server": slow_dropped,
             "server_published": published,

@@ -1,5 +1,5 @@
 """The benchmark harness: the stages' config (bench_config, for flirstream.testing.Pipeline with
-each=True), a tap of the encoder's images (Tap), load-generator processes holding viewers
+each=True; replay_config on the real recording, made a VoSPI replay by make_replay), a tap of the encoder's images (Tap), load-generator processes holding viewers
 (LoadGroup), one measured window over them (measure) and a benchmark script run as a child
 (ScriptRun)."""
 from __future__ import annotations
@@ -27,6 +27,8 @@ from flirstream.testing import Pipeline, write_config
 from . import ROOT
 
 SIM_FPS = 26.5
+# The real Lepton 3 recording the CPU-share figures are measured on (../shared/realdata/README.md).
+REALDATA = ROOT.parent / "shared" / "realdata" / "cacophony-v2.cptv"
 LINGER_S = 1.0  # how long viewers keep counting after a window, for its late frames
 
 
@@ -127,6 +129,27 @@ def bench_config(workdir: Path, overrides: Optional[dict[str, dict[str, str]]] =
     for name, keys in (overrides or {}).items():
         sections.setdefault(name, {}).update(keys)
     return write_config(workdir, filename="bench.conf", **sections)
+
+
+def add_realdata_argument(parser: Any) -> None:
+    """--realdata: the real CPTV recording, default REALDATA or $FLIR_REALDATA."""
+    parser.add_argument("--realdata", default=os.environ.get("FLIR_REALDATA") or str(REALDATA),
+                        help="the real CPTV recording (default ../shared/realdata/cacophony-v2.cptv, "
+                             "or $FLIR_REALDATA)")
+
+
+def make_replay(recording: Path, out: Path) -> Path:
+    """A CPTV recording as a VoSPI recording at `out` (scripts/cptv_to_vospi.py), for vospi-file:."""
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "cptv_to_vospi.py"), str(recording),
+                    str(out)], check=True, capture_output=True, timeout=120)
+    return out
+
+
+def replay_config(workdir: Path, replay: Path) -> Path:
+    """bench_config with capture replaying `replay` at the sensor's pace, looped, every frame
+    unique: the pipeline of the CPU-share figure (raw counts: a CPTV file holds no TLinear)."""
+    return bench_config(workdir, {"capture": {"source": f"vospi-file:{replay}", "tlinear": "no",
+                                              "replay": "realtime", "loop": "yes"}})
 
 
 def restart_dead(pipe: Pipeline) -> None:
