@@ -167,7 +167,7 @@ def _loop(cap, source, sock: zmq.Socket, camera: Camera, stop: threading.Event,
             message = wire.pack_raw(wire.Frame(
                 seq=seq, t=time.time(), sensor=cap.sensor, pixels=frame.image,
                 tlinear=tlinear, kelvin_per_count=kelvin_per_count, meaning=meaning,
-                telemetry=telemetry, counters={"capture": counters()}))
+                telemetry=telemetry))
             try:
                 links.publish(sock, message)  # (copied either way: < copy_threshold)
             except zmq.Again:

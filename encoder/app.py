@@ -293,7 +293,6 @@ class Encoder:
             if self.watchers.radiometric:  # made here once, not in the server's event loop
                 measured.radiometric = radiometric.encode_frame(
                     frame.pixels, frame.tlinear, frame.kelvin_per_count)
-            frame.counters["encoder"] = dict(self.counters)
             message = wire.pack_thermal(frame)
         except (ValueError, TypeError) as exc:  # e.g. NaN in a header field
             self._error("measure", f"cannot measure frame {frame.seq}: {exc}")
@@ -309,7 +308,6 @@ class Encoder:
             self.renderer.restart()  # no fade from a scene seen before a pause or a capture restart
         self.rendered_at = now
         frame.picture = self.renderer.render_frame(frame)
-        frame.counters["encoder"] = {**self.counters, "frames": self.counters["frames"] + 1}
         message = wire.pack_image(frame)  # ValueError if e.g. the header carried NaN
         self.counters["frames"] += 1
         try:

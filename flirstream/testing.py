@@ -666,8 +666,7 @@ class StandInCapture:
             while not self._stop.is_set():
                 seq = self.seq + 1
                 raw = wire.Frame(seq=seq, t=time.time(), sensor="lepton3", pixels=self.make(seq),
-                                 telemetry=self.telemetry(seq) if self.telemetry else None,
-                                 counters={"capture": {"frames": seq, "discards": 0}})
+                                 telemetry=self.telemetry(seq) if self.telemetry else None)
                 pub.send_multipart(wire.pack_raw(raw))
                 self.seq = seq
                 if time.monotonic() - status_at >= 1.0:

@@ -1,36 +1,45 @@
 """The wire format between stages: the one place that knows how messages look on ZeroMQ.
 
-Every message is multipart. Part 0 is the topic, part 1 a small UTF-8 JSON header that always carries
-`"v": VERSION`; the bulk data follows as raw parts, sent without copies (a numpy buffer is handed to
-ZeroMQ as it is).
+Every message is multipart. Part 0 is the topic, part 1 a small header; the bulk data follows as
+raw parts (a numpy buffer is handed to ZeroMQ as it is). Status and control headers are UTF-8 JSON
+that always carries `"v": VERSION`. Frame headers are binary (below): every stage reads or writes
+one 26.5 times a second.
 
 One frame type travels from capture to the server: Frame (capture's fields and pixels), which the
-encoder annotates with a Measurement (every frame) and a Picture (while someone watches). Each frame
-topic carries the same capture fields, written by capture_header() and read by read_capture() (so a
-field capture adds is written and read in one place), plus its own part:
+encoder annotates with a Measurement (every frame) and a Picture (while someone watches).
 
-    capture fields: v, seq, t (capture time, Unix seconds), sensor ("lepton2"/"lepton3"),
-            shape [rows, cols] (of the pixel part), tlinear (pixels are kelvin / kelvin_per_count),
-            kelvin_per_count (0.01 or 0.1), meaning (what the pixels are, as the camera says:
-            "kelvin_x100", "kelvin_x10", "raw_counts" (14-bit, relative only) or "agc_8bit" (the
-            camera's AGC output); tlinear is true exactly for the two kelvin meanings; a header
-            without it means kelvin_x100 / kelvin_x10 by kelvin_per_count when tlinear, else
-            raw_counts), telemetry (dict or null), counters (raw: capture's own: frames,
-            discards, crc_errors, ...; thermal and image: {"capture": {...}, "encoder": {...}},
-            which is what Frame.counters holds everywhere)
+A frame header is a block of fixed-size numbers (FRAME_BLOCKS[topic], a struct.Struct,
+little-endian, no padding), then a tail: a JSON object of the topic's fields that are texts or maps,
+only those that have a value (no tail at all when none has). Each frame topic's block starts with
+the same capture fields, written by _capture_values() and read by _capture_frame() (so a field
+capture adds is written and read in one place), and goes on with its own:
+
+    capture block (33 bytes):
+        magic b"FH", version B (FRAME_VERSION; a JSON header, from a flir-stream of before the
+        binary one, is refused with a reason that says so), seq q, t d (capture time, Unix
+        seconds), sensor B (index into SENSORS: "lepton2", "lepton3"), rows H, cols H (of the
+        pixel part, each 1..MAX_SIDE), meaning B (index into MEANINGS: what the pixels are, as the
+        camera says: "kelvin_x100", "kelvin_x10", "raw_counts" (14-bit, relative only) or
+        "agc_8bit" (the camera's AGC output); Frame.tlinear is true exactly for the two kelvin
+        meanings: pixels are kelvin / kelvin_per_count), kelvin_per_count d (0.01 or 0.1)
+    stats block (40 bytes): min, max, mean, centre d, then min_xy and max_xy as (x, y) H H
+    every tail: telemetry (the camera's telemetry as a map, when it sends some)
     Only kelvin frames are temperatures: stages show "C" for them and "counts" for everything else.
+    Every float is finite (NaN or infinity is refused on either side). A unit is B, an index into
+    UNITS ("C" when tlinear, else "counts"). The stages' counters are not in frame headers: each
+    stage's status carries its own, once a second.
 
 capture -> encoder, topic b"raw" (pack_raw / unpack_raw: Frame):
     [b"raw", header, pixels]
-    header: the capture fields.
+    header: the capture block; tail: telemetry.
     pixels: rows*cols uint16, little-endian, C order.
 
 encoder -> server, topic b"thermal" (pack_thermal / unpack_thermal: Frame with its measurement),
 for every frame, watched or not:
     [b"thermal", header, pixels, radiometric]
-    header: the capture fields + the Measurement: t_measured, unit ("C" when tlinear, else
-            "counts"), stats {min, max, mean, centre, min_xy, max_xy} and regions {NAME: {min, max,
-            mean, max_xy}} in unit with (x, y) positions in sensor orientation
+    header: the capture block, t_measured d, unit B, the stats block (in unit, positions in sensor
+            orientation); tail: telemetry, regions {NAME: {min, max, mean, max_xy}} (in unit, when
+            there are regions)
     pixels: the radiometric frame as the camera delivered it (before rotate/flip), little-endian
             uint16. This is what measurements, alarms, MQTT and the history are made of; it keeps
             flowing while the picture is paused (nobody watching), so they never pause.
@@ -40,10 +49,10 @@ for every frame, watched or not:
 
 encoder -> server, topic b"image" (pack_image / unpack_image: Frame with its picture):
     [b"image", header, jpeg, pixels]
-    header: the capture fields (shape: of the picture's pixels) + the Picture: t_encoded, width,
-            height (of the JPEG), palette, agc, unit ("C" when tlinear, else "counts"), range
-            [lo, hi] in unit (the values mapped to the palette's ends), stats {min, max, mean,
-            centre, min_xy, max_xy} in unit with (x, y) positions in the picture's pixels
+    header: the capture block (rows, cols: of the picture's pixels), t_encoded d, width I,
+            height I (of the JPEG), unit B, range lo d, hi d (in unit: the values mapped to the
+            palette's ends), the stats block (in unit, positions in the picture's pixels); tail:
+            telemetry, palette and agc (texts, always)
     jpeg: the encoded image.
     pixels: the radiometric frame, rotated/flipped exactly like the JPEG (so pixel (x, y) of it lies
             under the same point of the picture), little-endian uint16: Picture.pixels (a Frame
@@ -99,9 +108,10 @@ server -> capture camera control (DEALER -> ROUTER on [endpoints] camera), one J
     the camera reboots or reconnects.
 
 A peer that receives a message of another version, a malformed header or a part of the wrong size
-raises WireError and drops that one message. Every JSON part is refused (WireError) when nested more
-than MAX_DEPTH deep or when it holds NaN / Infinity (also 1e999): no JSON this program reads can make
-it recurse without bound or carry a number json.dumps(allow_nan=False) would refuse later on.
+raises WireError and drops that one message. Every JSON part (a frame header's tail too) is
+refused (WireError) when nested more than MAX_DEPTH deep or when it holds NaN / Infinity (also
+1e999): no JSON this program reads can make it recurse without bound or carry a number
+json.dumps(allow_nan=False) would refuse later on.
 
 A status header has a schema (status_header() builds one, check_status() checks one, and pack_status /
 unpack_status use them, so sender and receiver agree): only the fields above, each of its type, texts
@@ -112,6 +122,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import struct
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
@@ -184,7 +195,6 @@ class Frame:
     tlinear: bool = True
     kelvin_per_count: float = 0.01
     telemetry: Optional[dict] = None
-    counters: dict = field(default_factory=dict)  # each stage's counters: {"capture": {...}, ...}
     meaning: str = ""  # "" = derived from tlinear / kelvin_per_count (see default_meaning)
     measurement: Optional[Measurement] = None
     picture: Optional[Picture] = None
@@ -201,18 +211,6 @@ def default_meaning(tlinear: bool, kelvin_per_count: float) -> str:
     if not tlinear:
         return "raw_counts"
     return "kelvin_x100" if kelvin_per_count < 0.05 else "kelvin_x10"
-
-
-def _meaning(header: dict) -> str:
-    value = header.get("meaning")
-    if value is None:
-        return ""
-    if value not in MEANINGS:
-        raise WireError(f"header field 'meaning' is {value!r}: expected one of {', '.join(MEANINGS)}")
-    if (value in ("kelvin_x100", "kelvin_x10")) != bool(header.get("tlinear")):
-        raise WireError(f"header field 'meaning' {value!r} contradicts tlinear "
-                        f"{header.get('tlinear')!r}")
-    return value
 
 
 _LE_U16 = np.dtype("<u2")
@@ -319,32 +317,145 @@ def _load(part: Buffer) -> dict:
     return header
 
 
-def _pixels(header: dict, part: Buffer) -> np.ndarray:
-    shape = header.get("shape")
-    if not (isinstance(shape, list) and len(shape) == 2):
-        raise WireError(f"bad shape {shape!r}")
-    rows, cols = shape
-    if not (isinstance(rows, int) and isinstance(cols, int)
-            and 0 < rows <= MAX_SIDE and 0 < cols <= MAX_SIDE):
-        raise WireError(f"bad shape {shape!r}")
+# ---------------------------------------------------------------- frames: the three topics
+#
+# Why a binary block and not JSON: each stage reads or writes a frame header 26.5 times a second,
+# each time just after a frame period's sleep, when the caches are cold. There json.dumps or
+# json.loads of a header costs 40-70 us (~10 us warm), struct a few: the four a frame took ~250 us,
+# 0.7 % of a core, of the pipeline's ~5.5 % (docs/PERFORMANCE.md, fifth pass).
+
+FRAME_MAGIC = b"FH"
+FRAME_VERSION = 2  # 1: the JSON frame headers of flir-stream before December 2026
+SENSORS = ("lepton2", "lepton3")
+UNITS = ("C", "counts")
+_CAPTURE_BLOCK = "2sBqdBHHBd"  # magic, version, seq, t, sensor, rows, cols, meaning, kelvin_per_count
+_STATS_BLOCK = "4d4H"  # min, max, mean, centre, min_xy (x, y), max_xy (x, y)
+FRAME_BLOCKS = {RAW_TOPIC: struct.Struct("<" + _CAPTURE_BLOCK),
+           THERMAL_TOPIC: struct.Struct("<" + _CAPTURE_BLOCK + "dB" + _STATS_BLOCK),
+           IMAGE_TOPIC: struct.Struct("<" + _CAPTURE_BLOCK + "dIIBdd" + _STATS_BLOCK)}
+_CAPTURE_VALUES = 9  # values of the capture block; a topic's own follow
+_SENSOR_CODES = {name: code for code, name in enumerate(SENSORS)}
+_MEANING_CODES = {name: code for code, name in enumerate(MEANINGS)}
+_UNIT_CODES = {name: code for code, name in enumerate(UNITS)}
+_KELVIN = (_MEANING_CODES["kelvin_x100"], _MEANING_CODES["kelvin_x10"])
+
+
+def _code(codes: dict, name: str, value: Any, seq: int) -> int:
+    code = codes.get(value)
+    if code is None:
+        raise ValueError(f"frame {seq}: {name} {value!r} is not one of {', '.join(codes)}")
+    return code
+
+
+def _capture_values(frame: Frame, shape: Sequence[int]) -> tuple:
+    """The capture block's values of a frame (`shape` of the pixel part): the one place a field
+    added at capture goes on the wire."""
+    meaning = _code(_MEANING_CODES, "meaning", frame.meaning, frame.seq)
+    if (meaning in _KELVIN) != bool(frame.tlinear):
+        raise ValueError(f"frame {frame.seq}: meaning {frame.meaning!r} contradicts tlinear "
+                         f"{frame.tlinear!r}")
+    return (FRAME_MAGIC, FRAME_VERSION, frame.seq, frame.t,
+            _code(_SENSOR_CODES, "sensor", frame.sensor, frame.seq), shape[0], shape[1], meaning,
+            frame.kelvin_per_count)
+
+
+def _stats_values(stats: dict, seq: int) -> tuple:
+    try:
+        return (stats["min"], stats["max"], stats["mean"], stats["centre"], *stats["min_xy"],
+                *stats["max_xy"])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"frame {seq}: stats {stats!r:.200} lack {exc}") from None
+
+
+def _header(topic: bytes, values: tuple, tail: dict) -> bytes:
+    """A frame header: the topic's block, then the JSON tail of the fields that have a value."""
+    for value in values:
+        if type(value) is float and not math.isfinite(value):
+            raise ValueError(f"frame {values[2]}: {value!r} in its header is not a number the "
+                             f"wire format carries")
+    try:
+        block = FRAME_BLOCKS[topic].pack(*values)
+    except struct.error as exc:  # e.g. a position that is negative or a seq beyond 64 bits
+        raise ValueError(f"frame {values[2]}: cannot pack its header: {exc}") from None
+    present = {name: value for name, value in tail.items() if value is not None}
+    return block + _dump(present) if present else block
+
+
+def _read_header(head: Buffer, topic: bytes) -> tuple[tuple, dict]:
+    """A frame header's block values and its JSON tail ({} if none), else WireError."""
+    block = FRAME_BLOCKS[topic]
+    if len(head) < block.size or head[:2] != FRAME_MAGIC or head[2] != FRAME_VERSION:
+        raise WireError(_not_a_header(bytes(head[:16]), len(head), topic, block.size))
+    values = block.unpack_from(head)
+    for value in values:  # NaN and infinity: a peer's bytes may hold any float
+        if type(value) is float and not math.isfinite(value):
+            raise WireError(f"{topic.decode()} header holds {value!r}, not a number the wire "
+                            f"format carries")
+    tail: Any = {}
+    if len(head) > block.size:
+        tail = load_json(head[block.size:])
+        if type(tail) is not dict:
+            raise WireError(f"{topic.decode()} header's tail is not a JSON object")
+    return values, tail
+
+
+def _not_a_header(start: bytes, size: int, topic: bytes, block: int) -> str:
+    name = topic.decode()
+    if start[:1] == b"{":
+        return (f"{name} header is JSON: sent by a stage of an older flir-stream (this one reads "
+                f"binary frame headers, version {FRAME_VERSION}); run one version in every stage")
+    if start[:2] != FRAME_MAGIC:
+        return f"{name} header starts with {start[:2]!r}, expected {FRAME_MAGIC!r}"
+    if size < 3 or start[2] != FRAME_VERSION:
+        return (f"{name} header of frame format version {start[2] if size > 2 else None}, this "
+                f"program reads {FRAME_VERSION}")
+    return f"{name} header is {size} bytes, its block alone is {block}"
+
+
+def _capture_frame(values: tuple, tail: dict, pixels: Optional[np.ndarray]) -> Frame:
+    """The capture block's values and the tail's telemetry as a Frame (WireError naming a bad
+    value)."""
+    _, _, seq, t, sensor, _, _, meaning, kelvin_per_count = values[:_CAPTURE_VALUES]
+    if sensor >= len(SENSORS):
+        raise WireError(f"header's sensor code {sensor} is not one of 0-{len(SENSORS) - 1}")
+    if meaning >= len(MEANINGS):
+        raise WireError(f"header's meaning code {meaning} is not one of 0-{len(MEANINGS) - 1}")
+    telemetry = tail.get("telemetry")
+    return Frame(seq=seq, t=t, sensor=SENSORS[sensor], pixels=pixels,
+                 tlinear=meaning in _KELVIN, kelvin_per_count=kelvin_per_count,
+                 telemetry=telemetry if type(telemetry) is dict else None,
+                 meaning=MEANINGS[meaning])
+
+
+def _pixels(values: tuple, part: Buffer) -> np.ndarray:
+    rows, cols = values[5], values[6]
+    if not (0 < rows <= MAX_SIDE and 0 < cols <= MAX_SIDE):
+        raise WireError(f"bad shape [{rows}, {cols}]")
     expected = rows * cols * 2
     if len(part) != expected:
-        raise WireError(f"pixel part is {len(part)} bytes, shape {shape} needs {expected}")
+        raise WireError(f"pixel part is {len(part)} bytes, shape [{rows}, {cols}] needs {expected}")
     pixels = np.ndarray((rows, cols), _LE_U16, part)  # a view of the part, like np.frombuffer
     if sys.byteorder != "little":  # keep the native dtype for fast maths downstream
         pixels = pixels.astype(np.uint16)
     return pixels
 
 
-def _field(header: dict, name: str, kind: Any) -> Any:
-    """header[name] as `kind` (an int where a float is due is converted), else WireError."""
-    value = header.get(name)
-    if type(value) is kind:  # the usual case, asked first: once per field of every frame
-        return value
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise WireError(f"header field {name!r} is {value!r}")
+def _unit(code: int) -> str:
+    if code >= len(UNITS):
+        raise WireError(f"header's unit code {code} is not one of 0-{len(UNITS) - 1}")
+    return UNITS[code]
+
+
+def _stats(values: tuple, at: int) -> dict:
+    lo, hi, mean, centre, lo_x, lo_y, hi_x, hi_y = values[at:at + 8]
+    return {"min": lo, "max": hi, "mean": mean, "centre": centre, "min_xy": [lo_x, lo_y],
+            "max_xy": [hi_x, hi_y]}
+
+
+def _text(tail: dict, name: str) -> str:
+    value = tail.get(name)
+    if type(value) is not str:
+        raise WireError(f"header field {name!r} is {value!r:.80}")
     return value
 
 
@@ -358,41 +469,8 @@ def _parts(parts: Sequence[Any], topic: bytes, count: int) -> list[Buffer]:
     return buffers
 
 
-# ---------------------------------------------------------------- frames: the three topics
-
-def capture_header(frame: Frame, topic: bytes, shape: Sequence[int]) -> dict:
-    """The header fields every frame message carries (capture's; `shape` of the pixel part):
-    the one place a field added at capture goes on the wire. The raw topic carries capture's
-    own counters, the encoder's topics every stage's."""
-    counters = frame.counters.get("capture", {}) if topic == RAW_TOPIC else frame.counters
-    return {"v": VERSION, "seq": frame.seq, "t": frame.t, "sensor": frame.sensor,
-            "shape": [shape[0], shape[1]], "tlinear": frame.tlinear,
-            "kelvin_per_count": frame.kelvin_per_count, "meaning": frame.meaning,
-            "telemetry": frame.telemetry, "counters": counters}
-
-
-def read_capture(header: dict, topic: bytes, pixels: Optional[np.ndarray]) -> Frame:
-    """capture_header's fields back as a Frame (WireError naming a bad one)."""
-    counters, telemetry = header.get("counters"), header.get("telemetry")
-    if not isinstance(counters, dict):
-        counters = {}
-    return Frame(seq=_field(header, "seq", int), t=_field(header, "t", float),
-                 sensor=_field(header, "sensor", str), pixels=pixels,
-                 tlinear=_field(header, "tlinear", bool),
-                 kelvin_per_count=_field(header, "kelvin_per_count", float),
-                 telemetry=telemetry if isinstance(telemetry, dict) else None,
-                 counters={"capture": counters} if topic == RAW_TOPIC else counters,
-                 meaning=_meaning(header))
-
-
 def _part(pixels: np.ndarray) -> memoryview:
     return memoryview(pixels).cast("B")
-
-
-def _dicts(header: dict, *names: str) -> None:
-    for name in names:
-        if not isinstance(header.get(name), dict):
-            raise WireError(f"header field {name!r} is {header.get(name)!r}")
 
 
 def _annotation(frame: Frame, name: str) -> Any:
@@ -403,35 +481,41 @@ def _annotation(frame: Frame, name: str) -> Any:
 
 
 def pack_raw(frame: Frame) -> list[Buffer]:
-    """capture -> encoder."""
+    """capture -> encoder (ValueError if a field cannot be sent)."""
     pixels = _le_u16(frame.pixels)
-    return [RAW_TOPIC, _dump(capture_header(frame, RAW_TOPIC, pixels.shape)), _part(pixels)]
+    header = _header(RAW_TOPIC, _capture_values(frame, pixels.shape),
+                     {"telemetry": frame.telemetry})
+    return [RAW_TOPIC, header, _part(pixels)]
 
 
 def unpack_raw(parts: Sequence[Any]) -> Frame:
     topic, head, data = _parts(parts, RAW_TOPIC, 3)
-    header = _load(head)
-    return read_capture(header, RAW_TOPIC, _pixels(header, data))
+    values, tail = _read_header(head, RAW_TOPIC)
+    return _capture_frame(values, tail, _pixels(values, data))
 
 
 def pack_thermal(frame: Frame) -> list[Buffer]:
     """encoder -> server: the frame with its measurement (ValueError if it has none)."""
     measured = _annotation(frame, "measurement")
     pixels = _le_u16(frame.pixels)
-    header = capture_header(frame, THERMAL_TOPIC, pixels.shape)
-    header["t_measured"], header["unit"] = measured.t_measured, measured.unit
-    header["stats"], header["regions"] = measured.stats, measured.regions
-    return [THERMAL_TOPIC, _dump(header), _part(pixels), measured.radiometric or b""]
+    values = (*_capture_values(frame, pixels.shape), measured.t_measured,
+              _code(_UNIT_CODES, "unit", measured.unit, frame.seq),
+              *_stats_values(measured.stats, frame.seq))
+    header = _header(THERMAL_TOPIC, values, {"telemetry": frame.telemetry,
+                                             "regions": measured.regions or None})
+    return [THERMAL_TOPIC, header, _part(pixels), measured.radiometric or b""]
 
 
 def unpack_thermal(parts: Sequence[Any]) -> Frame:
     topic, head, data, rad = _parts(parts, THERMAL_TOPIC, 4)
-    header = _load(head)
-    _dicts(header, "stats", "regions")
-    frame = read_capture(header, THERMAL_TOPIC, _pixels(header, data))
-    frame.measurement = Measurement(t_measured=_field(header, "t_measured", float),
-                                    unit=_field(header, "unit", str), stats=header["stats"],
-                                    regions=header["regions"],
+    values, tail = _read_header(head, THERMAL_TOPIC)
+    frame = _capture_frame(values, tail, _pixels(values, data))
+    regions = tail.get("regions", {})
+    if type(regions) is not dict:
+        raise WireError(f"header field 'regions' is {regions!r:.80}")
+    at = _CAPTURE_VALUES
+    frame.measurement = Measurement(t_measured=values[at], unit=_unit(values[at + 1]),
+                                    stats=_stats(values, at + 2), regions=regions,
                                     radiometric=_radiometric(rad, frame.pixels.shape))
     return frame
 
@@ -454,28 +538,25 @@ def pack_image(frame: Frame) -> list[Buffer]:
     """encoder -> server: the frame's picture (ValueError if it has none)."""
     picture = _annotation(frame, "picture")
     picture.pixels = pixels = _le_u16(picture.pixels)
-    header = {**capture_header(frame, IMAGE_TOPIC, pixels.shape),
-              "t_encoded": picture.t_encoded, "width": picture.width, "height": picture.height,
-              "palette": picture.palette, "agc": picture.agc, "unit": picture.unit,
-              "range": list(picture.range), "stats": picture.stats}
-    return [IMAGE_TOPIC, _dump(header), picture.jpeg, _part(pixels)]
+    lo, hi = picture.range
+    values = (*_capture_values(frame, pixels.shape), picture.t_encoded, picture.width,
+              picture.height, _code(_UNIT_CODES, "unit", picture.unit, frame.seq), lo, hi,
+              *_stats_values(picture.stats, frame.seq))
+    header = _header(IMAGE_TOPIC, values, {"telemetry": frame.telemetry,
+                                           "palette": picture.palette, "agc": picture.agc})
+    return [IMAGE_TOPIC, header, picture.jpeg, _part(pixels)]
 
 
 def unpack_image(parts: Sequence[Any]) -> Frame:
     topic, head, jpeg, data = _parts(parts, IMAGE_TOPIC, 4)
-    header = _load(head)
-    rng = header.get("range")
-    if not (isinstance(rng, list) and len(rng) == 2
-            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in rng)):
-        raise WireError(f"header field 'range' is {rng!r}")
-    _dicts(header, "stats")
-    frame = read_capture(header, IMAGE_TOPIC, None)
-    frame.picture = Picture(t_encoded=_field(header, "t_encoded", float), jpeg=bytes(jpeg),
-                            pixels=_pixels(header, data), width=_field(header, "width", int),
-                            height=_field(header, "height", int),
-                            palette=_field(header, "palette", str),
-                            agc=_field(header, "agc", str), unit=_field(header, "unit", str),
-                            range=(float(rng[0]), float(rng[1])), stats=header["stats"])
+    values, tail = _read_header(head, IMAGE_TOPIC)
+    frame = _capture_frame(values, tail, None)
+    at = _CAPTURE_VALUES
+    t_encoded, width, height, unit, lo, hi = values[at:at + 6]
+    frame.picture = Picture(t_encoded=t_encoded, jpeg=bytes(jpeg), pixels=_pixels(values, data),
+                            width=width, height=height, palette=_text(tail, "palette"),
+                            agc=_text(tail, "agc"), unit=_unit(unit), range=(lo, hi),
+                            stats=_stats(values, at + 6))
     return frame
 
 

@@ -7,7 +7,7 @@ Lepton 3 (capture.spi_sim: segments on the camera's own clock, bus time per byte
 lost, long stalls lose sync for >= 185 ms) through the real SpiSource, in real time, in a child
 process pinned to one CPU; a busy-loop process is pinned to the same CPU. This process (on the
 other CPUs) subscribes and reads, from every frame, the camera's frame counter (telemetry row A,
-stamped with the camera's own frame index) and capture's published count:
+stamped with the camera's own frame index) and capture's published count (its seq):
 
     captured fraction = frames published / frames the camera produced meanwhile
 
@@ -133,6 +133,7 @@ def run_mode(mode: str, seconds: float, cpu: int, speed_hz: int, with_hog: bool)
     first = last = None
     received = 0
     marks = []
+    counted = []  # capture's counters, from its statuses in the window (about once a second)
     scheduling = ""
     try:
         start = json.loads(proc.stdout.readline() or "{}")
@@ -147,13 +148,16 @@ def run_mode(mode: str, seconds: float, cpu: int, speed_hz: int, with_hog: bool)
                 continue
             parts = sub.recv_multipart(copy=False)
             if wire.topic_of(parts) == wire.STATUS_TOPIC:
-                scheduling = wire.unpack_status(parts).get("scheduling", scheduling)
+                status = wire.unpack_status(parts)
+                scheduling = status.get("scheduling", scheduling)
+                if time.monotonic() >= measure_from:
+                    counted.append(status["counters"])
                 continue
             if time.monotonic() < measure_from:
                 continue
             frame = wire.unpack_raw(parts)
-            counters = frame.counters["capture"]
-            mark = (frame.telemetry["frame_counter"], counters["published"], counters)
+            # capture numbers the frames it publishes 1, 2, 3...: the seq is its published count
+            mark = (frame.telemetry["frame_counter"], frame.seq)
             first = first or mark
             marks.append(mark)
             received += 1
@@ -180,17 +184,19 @@ def run_mode(mode: str, seconds: float, cpu: int, speed_hz: int, with_hog: bool)
     last = inside[-1] if inside else first
     produced = max(last_frame, last[0]) - first[0] + 1
     published = last[1] - first[1] + 1
-    c0, c1 = first[2], last[2]
+    # The error counts between the first and the last status in the window (a second or so
+    # less than the window); none if fewer than two came.
+    c0, c1 = (counted[0], counted[-1]) if len(counted) > 1 else ({}, {})
     return {
         "mode": mode, "seconds": seconds, "hog": with_hog, "cpu": cpu,
         "scheduling": scheduling or start.get("scheduling", ""),
         "frames_produced": produced, "frames_published": published,
         "frames_received_here": received,
         "captured_fraction": round(published / produced, 5),
-        "dropped_frames": c1["dropped_frames"] - c0["dropped_frames"],
-        "dropped_segments": c1["dropped_segments"] - c0["dropped_segments"],
-        "crc_errors": c1["crc_errors"] - c0["crc_errors"],
-        "resyncs": c1["resyncs"] - c0["resyncs"],
+        "dropped_frames": c1.get("dropped_frames", 0) - c0.get("dropped_frames", 0),
+        "dropped_segments": c1.get("dropped_segments", 0) - c0.get("dropped_segments", 0),
+        "crc_errors": c1.get("crc_errors", 0) - c0.get("crc_errors", 0),
+        "resyncs": c1.get("resyncs", 0) - c0.get("resyncs", 0),
         "camera": stats,
     }
 

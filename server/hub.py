@@ -190,13 +190,8 @@ class Hub:
             self.broadcast_text(protocol.settings_message(settings))
 
     def stage_counters(self) -> dict[str, dict]:
-        """Each stage's counters: its last status's, or the newest frame's where that is newer."""
-        counters = self.health.counters()
-        if self.picture_frame is not None:
-            for name, values in self.picture_frame.counters.items():
-                if isinstance(values, dict):
-                    counters[name] = values
-        return counters
+        """Each stage's counters, as its last status gave them (about once a second)."""
+        return self.health.counters()
 
     # ------------------------------------------------------------ snapshots
 

@@ -44,7 +44,6 @@ def image_frame(seq: int, t: Optional[float] = None, rows: int = 120, cols: int 
     return wire.Frame(
         seq=seq, t=now - 0.03, sensor="lepton3", pixels=pixels, tlinear=tlinear,
         kelvin_per_count=0.01,
-        counters={"capture": {"frames": seq, "discards": 7}, "encoder": {"frames": seq}},
         picture=wire.Picture(
             t_encoded=now, jpeg=jpeg.tobytes(), pixels=pixels, width=cols * side,
             height=rows * side, palette=palette, agc="linear", unit="C" if tlinear else "counts",
@@ -59,7 +58,6 @@ def thermal_frame(seq: int, t: Optional[float] = None) -> wire.Frame:
     return wire.Frame(
         seq=seq, t=image.t, sensor="lepton3", pixels=image.pixels,
         telemetry={"fpa_temp_c": 31.25, "ffc_state": "complete", "uptime_ms": 5},
-        counters=image.counters,
         measurement=wire.Measurement(
             t_measured=image.picture.t_encoded, unit="C", stats=image.picture.stats,
             regions={"door": {"min": 20.0, "max": 30.5, "mean": 22.0, "max_xy": [3, 4]}}))
@@ -124,9 +122,11 @@ class FakeEncoder:
         encoder_state = "paused" if self.paused() else self.encoder_state
         for stage, state in (("capture", self.capture_state), ("encoder", encoder_state)):
             extra = {"settings": dict(self.settings)} if stage == "encoder" else {}
+            counters = {"frames": self.seq, "errors": 0, **({"discards": 7} if stage == "capture"
+                                                             else {})}
             self._pub.send_multipart(wire.pack_status(
                 stage, state, f"{stage} is {state}", t=time.time(), source="sim",
-                counters={"frames": self.seq, "errors": 0}, **extra))
+                counters=counters, **extra))
 
     def paused(self) -> bool:
         counts = self.viewer_counts()

@@ -154,8 +154,9 @@ def test_raw_frames_in_jpegs_with_stats_out(rig):
     assert image.picture.stats["min"] == 20.0 and image.picture.stats["max"] == 30.0
     assert image.picture.stats["max_xy"] == [COLS // 2, 0]
     assert image.picture.range == (20.0, 30.0)
-    assert image.counters["capture"]["frames"] == image.seq
-    assert image.counters["encoder"]["frames"] >= 1
+    # the stages' counters travel in their statuses (frames carry none): capture's forwarded
+    assert client.status("capture")["counters"]["frames"] >= 1
+    assert client.status("encoder")["counters"]["frames"] >= 1
     left, right = halves_colours(image)
     assert looks_like(left, "ironbow", 0) and looks_like(right, "ironbow", 255)
 
@@ -199,7 +200,8 @@ def test_bad_raw_frames_are_counted_and_skipped(rig, tmp_path):
         while time.monotonic() < deadline and got is None:
             pub.send_multipart([b"raw", b"{not json", b"xx"])
             pub.send_multipart([b"raw", good[1], b"short"])
-            nan = good[1].replace(b'"kelvin_per_count":0.01', b'"kelvin_per_count":NaN')
+            block = wire.FRAME_BLOCKS[wire.RAW_TOPIC]
+            nan = block.pack(*block.unpack(good[1])[:-1], float("nan"))  # kelvin_per_count
             pub.send_multipart([b"raw", nan, good[2]])
             assert nan != good[1]
             time.sleep(0.05)  # so the junk is not skipped as stale: it must be read and refused
@@ -216,7 +218,7 @@ def test_bad_raw_frames_are_counted_and_skipped(rig, tmp_path):
             time.sleep(0.1)
         status = client.next(lambda kind, m: kind == "status" and m["stage"] == "encoder"
                              and m["counters"]["errors"] >= 6, timeout=5)
-        assert "NaN is not a number" in status["last_error"]  # refused where the JSON is read
+        assert "raw header holds nan" in status["last_error"]  # refused where it is read
         assert encoder.proc.poll() is None
         assert encoder.proc.poll() is None
     finally:
@@ -241,9 +243,8 @@ def test_slow_encoder_skips_frames_instead_of_queueing(rig):
                         timeout=10)
     assert final.seq == last  # the newest frame is encoded in the end, none older after it
     assert seqs == sorted(seqs) and len(seqs) < (last - first.seq) / 2  # most were skipped
-    assert final.counters["encoder"]["skipped"] > 0
     status = client.status("encoder")
-    assert status["counters"]["skipped"] >= final.counters["encoder"]["skipped"]
+    assert status["counters"]["skipped"] > 0
 
 
 def test_slow_subscriber_finds_a_short_backlog_not_a_queue(rig):
@@ -265,9 +266,9 @@ def test_slow_subscriber_finds_a_short_backlog_not_a_queue(rig):
             newest = wire.unpack_image(parts)
     assert newest is not None and newest.seq >= produced_by, "never caught up with the newest"
     assert drained < 40, f"{drained} messages were waiting"
-    # The encoder itself kept going at full rate: its counters as the newest frame carries them (a
-    # status, once a second, may be dropped again and again at this subscriber's full queue).
-    assert newest.counters["encoder"]["frames"] > 60
+    # The encoder itself kept going at full rate: its counters, in the next status read now that
+    # this subscriber keeps up (before, a status could be dropped again and again at its full queue)
+    assert client.status("encoder")["counters"]["frames"] > 60
 
 
 # ---------------------------------------------------------------- control
@@ -383,9 +384,10 @@ def test_viewers_zero_pauses_and_one_resumes(rig):
     assert measured >= 5  # measurements never pause
     reply = client.ask({"op": "viewers", "count": 1})
     assert reply["ok"] and reply["watched"] is True
-    image = client.next(timeout=5)
-    assert image.counters["encoder"]["unwatched"] > 0  # frames dropped unencoded while paused
-    assert client.status("encoder", "encoding")["counters"]["paused"] is False
+    client.next(timeout=5)
+    counters = client.status("encoder", "encoding")["counters"]
+    assert counters["unwatched"] > 0  # frames dropped unencoded while paused
+    assert counters["paused"] is False
 
 
 def test_nobody_subscribed_to_images_means_paused(rig):
@@ -438,7 +440,9 @@ def test_frames_flow_again_after_encoder_restarts(rig, stages):
     again = stages("encoder", path)
     client.drain()
     image = client.next(lambda kind, m: kind == "image" and m.seq > first.seq)
-    assert image.counters["encoder"]["frames"] < first.seq + 1000
+    # a new encoder's count: of frames made since it started at most (the old one had counted
+    # every frame since the first image it sent)
+    assert client.status("encoder")["counters"]["frames"] <= capture.seq - first.seq
     assert again.stop(signal.SIGTERM) == 0
 
 
@@ -470,7 +474,6 @@ def test_every_frame_is_measured_in_sensor_orientation_watched_or_not(rig):
     assert thermal.measurement.unit == "C" and thermal.measurement.stats["max"] == image.picture.stats["max"]
     x, y = thermal.measurement.stats["max_xy"]
     assert thermal.pixels[y, x] == thermal.pixels.max()
-    assert thermal.counters["capture"]["frames"] >= 1
     client.ask({"op": "viewers", "count": 0})
     client.status("encoder", "paused", timeout=5)
     client.drain()
@@ -491,14 +494,6 @@ def test_thermal_frames_carry_rad1_while_the_server_reports_thermal_viewers(rig)
 
 
 # ---------------------------------------------------------------- hostile input on every socket
-
-def _json_values():
-    from hypothesis import strategies as st
-    scalars = (st.none() | st.booleans() | st.integers(-2**70, 2**70)
-               | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20))
-    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                        | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
-
 
 def _raw_json(value) -> bytes:
     return json.dumps(value).encode()
@@ -552,9 +547,14 @@ def junk_rig(tmp_path, stages):
     capture.close()
 
 
+GOOD_BLOCK = bytes(wire.pack_raw(wire.Frame(seq=1, t=1.0, sensor="lepton3",
+                                             pixels=np.zeros((2, 2), np.uint16)))[1])
+
+
 @pytest.mark.parametrize("parts,why", [
-    ([b"raw", b"[" * 5000, b""], "nested more than"),           # used to be a RecursionError
-    ([b"raw", b'{"v": 1, "seq": 1, "t": ' + b"1" * 400 + b"}", b""], "out of range"),
+    ([b"raw", GOOD_BLOCK + b"[" * 5000, b""], "nested more than"),  # used to be a RecursionError
+    ([b"raw", GOOD_BLOCK + b'{"telemetry": {"t": ' + b"1" * 400 + b"}}", b""], "out of range"),
+    ([b"raw", b'{"v": 1, "seq": 1}', b""], "older flir-stream"),
     ([b"status", b'{"v": 1, "t": 1, "stage": "capture", "state": "x", "counters": {"a": NaN}}'],
      "NaN"),
     ([b"status", b"{" * 5000], "nested more than"),
@@ -577,6 +577,7 @@ def test_one_hostile_frames_message_is_dropped_with_a_reason(junk_rig, parts, wh
 
 def test_fuzzed_control_requests_and_frames_messages_never_stop_the_encoder(junk_rig):
     from hypothesis import HealthCheck, given, settings, strategies as st
+    from fuzz_support import frame_headers, json_values as _json_values
 
     capture, client, encoder = junk_rig
     keys = st.sampled_from([*config.SCHEMA["encoder"], "self", "kwargs", "", "__class__"])
@@ -590,11 +591,8 @@ def test_fuzzed_control_requests_and_frames_messages_never_stop_the_encoder(junk
                         _json_values().map(_raw_json),
                         st.integers(1, 3000).map(lambda n: b"[" * n),
                         st.integers(1, 3000).map(lambda n: b'{"a":' * n))
-    good = json.loads(capture.good()[1])
     header = st.one_of(
-        st.binary(max_size=200), _json_values().map(_raw_json),
-        st.dictionaries(st.sampled_from(sorted(good)), _json_values(), max_size=4)
-        .map(lambda changes: _raw_json({**good, **changes})),
+        frame_headers(bytes(capture.good()[1]), wire.RAW_TOPIC), _json_values().map(_raw_json),
         st.dictionaries(st.sampled_from(["v", "t", "stage", "state", "detail", "counters",
                                          "settings", "source", "x"]), _json_values(), max_size=5)
         .map(lambda d: _raw_json({"v": 1, "t": 1.0, "stage": "capture", "state": "x", **d})))

@@ -59,7 +59,6 @@ def test_simulated_capture_through_encoder(tmp_path, stages, sensor, shape, size
         assert -40 < s["min"] <= s["mean"] <= s["max"] < 200  # a plausible room-temperature scene
         assert image.picture.pixels[s["max_xy"][1], s["max_xy"][0]] == image.picture.pixels.max()
         assert image.picture.range[0] < image.picture.range[1]
-        assert image.counters["capture"] and image.counters["encoder"]["frames"] >= 1
     # the scene moves: not every frame is the same picture
     assert len({image.picture.pixels.tobytes() for image in images}) > 1
     stages_seen = {status["stage"] for status in statuses}

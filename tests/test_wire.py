@@ -1,7 +1,9 @@
 """The wire format between stages: messages come back as they were sent; bad ones raise WireError."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,23 +11,28 @@ import pytest
 from flirstream import radiometric, wire
 
 
+STATS = {"min": 16.85, "max": 16.96, "mean": 16.9, "centre": 16.91, "min_xy": [0, 0],
+         "max_xy": [3, 2]}
+
+
 def thermal(**changes) -> wire.Frame:
     pixels = np.arange(12, dtype=np.uint16).reshape(3, 4) + 29_000
-    measured = dict(t_measured=1.6, unit="C",
-                    stats={"min": 16.85, "max": 16.96, "min_xy": [0, 0], "max_xy": [3, 2]},
+    measured = dict(t_measured=1.6, unit="C", stats=dict(STATS),
                     regions={"kiln": {"min": 16.9, "max": 16.96, "mean": 16.93, "max_xy": [3, 2]}})
-    values = dict(seq=7, t=1.5, sensor="lepton3", pixels=pixels,
-                  telemetry={"frame_counter": 499}, counters={"capture": {"frames": 7}})
+    values = dict(seq=7, t=1.5, sensor="lepton3", pixels=pixels, telemetry={"frame_counter": 499})
     measured.update((k, v) for k, v in changes.items() if k in measured)
     values.update((k, v) for k, v in changes.items() if k not in measured)
     return wire.Frame(**values, measurement=wire.Measurement(**measured))
+
+
+CAPTURE_FIELDS = ("seq", "t", "sensor", "tlinear", "kelvin_per_count", "meaning", "telemetry")
 
 
 def test_thermal_frames_come_back_as_sent():
     sent = thermal()
     got = wire.unpack_thermal([bytes(p) for p in wire.pack_thermal(sent)])
     assert np.array_equal(got.pixels, sent.pixels) and got.pixels.dtype == np.uint16
-    for name in ("seq", "t", "sensor", "tlinear", "kelvin_per_count", "telemetry", "counters"):
+    for name in CAPTURE_FIELDS:
         assert getattr(got, name) == getattr(sent, name), name
     for name in ("t_measured", "unit", "stats", "regions"):
         assert getattr(got.measurement, name) == getattr(sent.measurement, name), name
@@ -55,19 +62,57 @@ def test_a_radiometric_part_that_does_not_fit_the_frame_is_a_wire_error(bad):
         wire.unpack_thermal(parts[:3])
 
 
-@pytest.mark.parametrize("field, value", [("stats", None), ("regions", [1]), ("seq", "7"),
-                                          ("shape", [3, 5]), ("v", 2)])
-def test_bad_thermal_headers_are_wire_errors(field, value):
+def with_values(head: bytes, topic: bytes, **changes) -> bytes:
+    """A frame header with some of its block's values changed (by index: v2=seq, v5=rows...)."""
+    block = wire.FRAME_BLOCKS[topic]
+    values = list(block.unpack_from(head))
+    for name, value in changes.items():
+        values[int(name[1:])] = value
+    return block.pack(*values) + head[block.size:]
+
+
+def thermal_head(change) -> bytes:
+    head = bytes(wire.pack_thermal(thermal())[1])
+    return change(head) if callable(change) else change
+
+
+@pytest.mark.parametrize("change, why", [
+    (lambda h: h[:20], "is 20 bytes, its block alone is"),
+    (b'{"v": 1, "seq": 7}', "JSON: sent by a stage of an older flir-stream"),
+    (lambda h: b"XY" + h[2:], "starts with b'XY'"),
+    (lambda h: h[:2] + bytes([3]) + h[3:], "frame format version 3, this program reads 2"),
+    (lambda h: with_values(h, wire.THERMAL_TOPIC, v4=9), "sensor code 9"),
+    (lambda h: with_values(h, wire.THERMAL_TOPIC, v7=9), "meaning code 9"),
+    (lambda h: with_values(h, wire.THERMAL_TOPIC, v10=9), "unit code 9"),
+    (lambda h: with_values(h, wire.THERMAL_TOPIC, v3=float("nan")), "holds nan"),
+    (lambda h: with_values(h, wire.THERMAL_TOPIC, v12=float("-inf")), "holds -inf"),
+    (lambda h: with_values(h, wire.THERMAL_TOPIC, v6=5), "shape [3, 5] needs 30"),
+    (lambda h: with_values(h, wire.THERMAL_TOPIC, v5=0), "bad shape [0, 4]"),
+    (lambda h: with_values(h, wire.THERMAL_TOPIC, v5=5000), "bad shape [5000, 4]"),
+    (lambda h: h[:wire.FRAME_BLOCKS[wire.THERMAL_TOPIC].size] + b"[1]", "tail is not a JSON object"),
+    (lambda h: h[:wire.FRAME_BLOCKS[wire.THERMAL_TOPIC].size] + b'{"regions": [1]}', "'regions'"),
+    (lambda h: h[:wire.FRAME_BLOCKS[wire.THERMAL_TOPIC].size] + b'{"a": NaN}', "NaN"),
+    (lambda h: h + b"x", "not JSON"),
+])
+def test_bad_thermal_headers_are_wire_errors_naming_the_problem(change, why):
     topic, head, pixels, rad = wire.pack_thermal(thermal())
-    header = json.loads(head)
-    header[field] = value
-    with pytest.raises(wire.WireError):
-        wire.unpack_thermal([topic, json.dumps(header).encode(), bytes(pixels), rad])
+    with pytest.raises(wire.WireError, match=re.escape(why)):
+        wire.unpack_thermal([topic, thermal_head(change), bytes(pixels), rad])
 
 
-def test_a_thermal_frame_with_nan_is_refused_when_sent():
-    with pytest.raises(ValueError):
-        wire.pack_thermal(thermal(stats={"max": float("nan")}))
+@pytest.mark.parametrize("changes, why", [
+    ({"stats": {**STATS, "max": float("nan")}}, "nan in its header"),
+    ({"stats": {**STATS, "mean": float("inf")}}, "inf in its header"),
+    ({"stats": {"min": 1.0}}, "stats"),
+    ({"stats": {**STATS, "max_xy": [-1, 2]}}, "cannot pack its header"),
+    ({"telemetry": {"x": float("nan")}}, "Out of range float"),
+    ({"sensor": "lepton9"}, "sensor 'lepton9' is not one of lepton2, lepton3"),
+    ({"unit": "K"}, "unit 'K' is not one of C, counts"),
+    ({"seq": 2 ** 63}, "cannot pack"),
+])
+def test_a_thermal_frame_the_format_cannot_carry_is_refused_when_sent(changes, why):
+    with pytest.raises(ValueError, match=re.escape(why)):
+        wire.pack_thermal(thermal(**changes))
 
 
 def raw(**changes) -> wire.Frame:
@@ -82,27 +127,20 @@ def raw(**changes) -> wire.Frame:
     ({"tlinear": False}, "raw_counts"), ({"tlinear": False, "meaning": "agc_8bit"}, "agc_8bit"),
     ({"tlinear": True, "kelvin_per_count": 0.1, "meaning": "kelvin_x10"}, "kelvin_x10")])
 def test_raw_frames_say_what_their_pixels_mean(changes, meaning):
-    got = wire.unpack_raw([bytes(p) for p in wire.pack_raw(raw(**changes))])
+    sent = raw(**changes)
+    got = wire.unpack_raw([bytes(p) for p in wire.pack_raw(sent)])
     assert got.meaning == meaning and got.tlinear == (meaning.startswith("kelvin"))
+    for name in CAPTURE_FIELDS:
+        assert getattr(got, name) == getattr(sent, name), name
 
 
-@pytest.mark.parametrize("header_changes, text", [
-    ({"meaning": "celsius"}, "expected one of kelvin_x100"),
+@pytest.mark.parametrize("changes, text", [
+    ({"meaning": "celsius"}, "meaning 'celsius' is not one of kelvin_x100"),
     ({"meaning": "raw_counts", "tlinear": True}, "contradicts tlinear"),
     ({"meaning": "kelvin_x10", "tlinear": False}, "contradicts tlinear")])
-def test_a_meaning_that_is_unknown_or_contradicts_tlinear_is_a_wire_error(header_changes, text):
-    topic, head, pixels = wire.pack_raw(raw())
-    header = {**json.loads(head), **header_changes}
-    with pytest.raises(wire.WireError, match=text):
-        wire.unpack_raw([topic, json.dumps(header).encode(), bytes(pixels)])
-
-
-def test_a_raw_header_of_an_older_capture_without_meaning_is_read_from_tlinear():
-    topic, head, pixels = wire.pack_raw(raw(tlinear=False))
-    header = json.loads(head)
-    del header["meaning"]
-    assert wire.unpack_raw([topic, json.dumps(header).encode(), bytes(pixels)]).meaning == \
-        "raw_counts"
+def test_a_meaning_that_is_unknown_or_contradicts_tlinear_is_refused_when_sent(changes, text):
+    with pytest.raises(ValueError, match=text):
+        wire.pack_raw(raw(**changes))
 
 
 def pictured(**changes) -> wire.Frame:
@@ -110,7 +148,7 @@ def pictured(**changes) -> wire.Frame:
     frame.picture = wire.Picture(
         t_encoded=1.7, jpeg=b"\xff\xd8 a JPEG \xff\xd9", pixels=frame.pixels.T.copy(), width=12,
         height=16, palette="ironbow", agc="linear", unit="C", range=(16.85, 16.96),
-        stats={"min": 16.85, "max": 16.96, "min_xy": [0, 0], "max_xy": [2, 3]}, **changes)
+        stats={**STATS, "max_xy": [2, 3]}, **changes)
     return frame
 
 
@@ -122,24 +160,38 @@ def test_image_frames_come_back_as_sent_with_the_pictures_own_pixels():
     for name in ("t_encoded", "jpeg", "width", "height", "palette", "agc", "unit", "range",
                  "stats"):
         assert getattr(got.picture, name) == getattr(sent.picture, name), name
-    for name in ("seq", "t", "sensor", "tlinear", "kelvin_per_count", "meaning", "telemetry",
-                 "counters"):
+    for name in CAPTURE_FIELDS:
         assert getattr(got, name) == getattr(sent, name), name
 
 
-def test_every_topic_keeps_the_header_keys_older_peers_read():
+@pytest.mark.parametrize("tail, why", [(b"", "'palette' is None"),
+                                       (b'{"palette": "jet", "agc": 3}', "'agc' is 3")])
+def test_an_image_header_without_its_names_is_a_wire_error(tail, why):
+    topic, head, jpeg, pixels = wire.pack_image(pictured())
+    head = bytes(head)[:wire.FRAME_BLOCKS[topic].size] + tail
+    with pytest.raises(wire.WireError, match=re.escape(why)):
+        wire.unpack_image([topic, head, jpeg, bytes(pixels)])
+
+
+def test_a_header_is_its_block_and_a_json_tail_of_the_fields_that_have_a_value():
     frame = pictured()
-    keys = {topic: set(json.loads(parts[1])) for topic, parts in (
-        ("raw", wire.pack_raw(frame)), ("thermal", wire.pack_thermal(frame)),
-        ("image", wire.pack_image(frame)))}
-    capture = {"v", "seq", "t", "sensor", "shape", "tlinear", "kelvin_per_count", "meaning",
-               "telemetry", "counters"}
-    assert keys["raw"] == capture
-    assert keys["thermal"] == capture | {"t_measured", "unit", "stats", "regions"}
-    assert keys["image"] == capture | {"t_encoded", "width", "height", "palette", "agc", "unit",
-                                       "range", "stats"}
-    assert json.loads(wire.pack_raw(frame)[1])["counters"] == {"frames": 7}  # capture's own
-    assert wire.unpack_raw(wire.pack_raw(frame)).counters == {"capture": {"frames": 7}}
+    bare = raw()  # no telemetry
+    bare.measurement = dataclasses.replace(frame.measurement, regions={})
+
+    def tail(topic, parts):
+        head = bytes(parts[1])
+        block = wire.FRAME_BLOCKS[topic]
+        assert head[:3] == wire.FRAME_MAGIC + bytes([wire.FRAME_VERSION])
+        return set(json.loads(head[block.size:])) if len(head) > block.size else set()
+
+    assert tail(wire.RAW_TOPIC, wire.pack_raw(frame)) == {"telemetry"}
+    assert tail(wire.THERMAL_TOPIC, wire.pack_thermal(frame)) == {"telemetry", "regions"}
+    assert tail(wire.IMAGE_TOPIC, wire.pack_image(frame)) == {"telemetry", "palette", "agc"}
+    assert tail(wire.RAW_TOPIC, wire.pack_raw(bare)) == set()  # the block alone
+    assert tail(wire.THERMAL_TOPIC, wire.pack_thermal(bare)) == set()
+    assert wire.unpack_thermal(wire.pack_thermal(bare)).measurement.regions == {}
+    assert wire.unpack_raw(wire.pack_raw(bare)).telemetry is None
+    assert len(wire.pack_raw(bare)[1]) == wire.FRAME_BLOCKS[wire.RAW_TOPIC].size == 33
 
 
 def test_a_frame_without_the_annotation_a_topic_carries_is_refused_when_sent():
