@@ -370,8 +370,8 @@ def _stats_values(stats: dict, seq: int) -> tuple:
 
 def _header(topic: bytes, values: tuple, tail: dict) -> bytes:
     """A frame header: the topic's block, then the JSON tail of the fields that have a value."""
-    for value in values:
-        if type(value) is float and not math.isfinite(value):
+    for value in values:  # (numpy's floats too: a range or a statistic may be one)
+        if isinstance(value, (float, np.floating)) and not math.isfinite(value):
             raise ValueError(f"frame {values[2]}: {value!r} in its header is not a number the "
                              f"wire format carries")
     try:

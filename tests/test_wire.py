@@ -103,6 +103,7 @@ def test_bad_thermal_headers_are_wire_errors_naming_the_problem(change, why):
 @pytest.mark.parametrize("changes, why", [
     ({"stats": {**STATS, "max": float("nan")}}, "nan in its header"),
     ({"stats": {**STATS, "mean": float("inf")}}, "inf in its header"),
+    ({"stats": {**STATS, "centre": np.float32("nan")}}, "nan) in its header"),  # numpy's too
     ({"stats": {"min": 1.0}}, "stats"),
     ({"stats": {**STATS, "max_xy": [-1, 2]}}, "cannot pack its header"),
     ({"telemetry": {"x": float("nan")}}, "Out of range float"),
