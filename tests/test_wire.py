@@ -200,3 +200,27 @@ def test_a_frame_without_the_annotation_a_topic_carries_is_refused_when_sent():
     for pack, name in ((wire.pack_image, "picture"), (wire.pack_thermal, "measurement")):
         with pytest.raises(ValueError, match=f"no {name}"):
             pack(frame)
+
+
+@pytest.mark.parametrize("topic", [wire.RAW_TOPIC, wire.THERMAL_TOPIC, wire.IMAGE_TOPIC])
+def test_any_header_near_a_good_one_is_read_or_refused_with_a_wire_error(topic):
+    from hypothesis import HealthCheck, given, settings
+    from fuzz_support import frame_headers
+
+    pack, unpack = {wire.RAW_TOPIC: (wire.pack_raw, wire.unpack_raw),
+                    wire.THERMAL_TOPIC: (wire.pack_thermal, wire.unpack_thermal),
+                    wire.IMAGE_TOPIC: (wire.pack_image, wire.unpack_image)}[topic]
+    good = [bytes(p) for p in pack(pictured())]
+
+    @settings(max_examples=400, deadline=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(frame_headers(good[1], topic))
+    def one(head):
+        try:
+            frame = unpack([good[0], head, *good[2:]])
+        except wire.WireError:
+            return
+        # what was read can be sent on again as it is (no value the format cannot carry)
+        assert unpack([bytes(p) for p in pack(frame)]).seq == frame.seq
+
+    one()
