@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -185,18 +186,22 @@ def run_mode(mode: str, seconds: float, cpu: int, speed_hz: int, with_hog: bool)
     produced = max(last_frame, last[0]) - first[0] + 1
     published = last[1] - first[1] + 1
     # The error counts between the first and the last status in the window (a second or so
-    # less than the window); none if fewer than two came.
-    c0, c1 = (counted[0], counted[-1]) if len(counted) > 1 else ({}, {})
+    # less than the window); None if fewer than two came.
+    def grew(name: str) -> Optional[int]:
+        if len(counted) < 2:
+            return None
+        return counted[-1].get(name, 0) - counted[0].get(name, 0)
+
     return {
         "mode": mode, "seconds": seconds, "hog": with_hog, "cpu": cpu,
         "scheduling": scheduling or start.get("scheduling", ""),
         "frames_produced": produced, "frames_published": published,
         "frames_received_here": received,
         "captured_fraction": round(published / produced, 5),
-        "dropped_frames": c1.get("dropped_frames", 0) - c0.get("dropped_frames", 0),
-        "dropped_segments": c1.get("dropped_segments", 0) - c0.get("dropped_segments", 0),
-        "crc_errors": c1.get("crc_errors", 0) - c0.get("crc_errors", 0),
-        "resyncs": c1.get("resyncs", 0) - c0.get("resyncs", 0),
+        "dropped_frames": grew("dropped_frames"),
+        "dropped_segments": grew("dropped_segments"),
+        "crc_errors": grew("crc_errors"),
+        "resyncs": grew("resyncs"),
         "camera": stats,
     }
 

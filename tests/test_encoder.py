@@ -439,7 +439,7 @@ def test_frames_flow_again_after_encoder_restarts(rig, stages):
     assert "stopped:" in encoder.log_path.read_text()
     again = stages("encoder", path)
     client.drain()
-    image = client.next(lambda kind, m: kind == "image" and m.seq > first.seq)
+    client.next(lambda kind, m: kind == "image" and m.seq > first.seq)  # frames flow again
     # a new encoder's count: of frames made since it started at most (the old one had counted
     # every frame since the first image it sent)
     assert client.status("encoder")["counters"]["frames"] <= capture.seq - first.seq
