@@ -332,9 +332,10 @@ UNITS = ("C", "counts")
 _CAPTURE_BLOCK = "2sBqdBHHBd"  # magic, version, seq, t, sensor, rows, cols, meaning, kelvin_per_count
 _STATS_BLOCK = "4d4H"  # min, max, mean, centre, min_xy (x, y), max_xy (x, y)
 FRAME_BLOCKS = {RAW_TOPIC: struct.Struct("<" + _CAPTURE_BLOCK),
-           THERMAL_TOPIC: struct.Struct("<" + _CAPTURE_BLOCK + "dB" + _STATS_BLOCK),
-           IMAGE_TOPIC: struct.Struct("<" + _CAPTURE_BLOCK + "dIIBdd" + _STATS_BLOCK)}
-_CAPTURE_VALUES = 9  # values of the capture block; a topic's own follow
+                THERMAL_TOPIC: struct.Struct("<" + _CAPTURE_BLOCK + "dB" + _STATS_BLOCK),
+                IMAGE_TOPIC: struct.Struct("<" + _CAPTURE_BLOCK + "dIIBdd" + _STATS_BLOCK)}
+# values of the capture block (a topic's own follow them)
+_CAPTURE_VALUES = len(FRAME_BLOCKS[RAW_TOPIC].unpack(bytes(FRAME_BLOCKS[RAW_TOPIC].size)))
 _SENSOR_CODES = {name: code for code, name in enumerate(SENSORS)}
 _MEANING_CODES = {name: code for code, name in enumerate(MEANINGS)}
 _UNIT_CODES = {name: code for code, name in enumerate(UNITS)}
@@ -417,15 +418,11 @@ def _capture_frame(values: tuple, tail: dict, pixels: Optional[np.ndarray]) -> F
     """The capture block's values and the tail's telemetry as a Frame (WireError naming a bad
     value)."""
     _, _, seq, t, sensor, _, _, meaning, kelvin_per_count = values[:_CAPTURE_VALUES]
-    if sensor >= len(SENSORS):
-        raise WireError(f"header's sensor code {sensor} is not one of 0-{len(SENSORS) - 1}")
-    if meaning >= len(MEANINGS):
-        raise WireError(f"header's meaning code {meaning} is not one of 0-{len(MEANINGS) - 1}")
     telemetry = tail.get("telemetry")
-    return Frame(seq=seq, t=t, sensor=SENSORS[sensor], pixels=pixels,
+    return Frame(seq=seq, t=t, sensor=_name(SENSORS, "sensor", sensor), pixels=pixels,
                  tlinear=meaning in _KELVIN, kelvin_per_count=kelvin_per_count,
                  telemetry=telemetry if type(telemetry) is dict else None,
-                 meaning=MEANINGS[meaning])
+                 meaning=_name(MEANINGS, "meaning", meaning))
 
 
 def _pixels(values: tuple, part: Buffer) -> np.ndarray:
@@ -441,10 +438,11 @@ def _pixels(values: tuple, part: Buffer) -> np.ndarray:
     return pixels
 
 
-def _unit(code: int) -> str:
-    if code >= len(UNITS):
-        raise WireError(f"header's unit code {code} is not one of 0-{len(UNITS) - 1}")
-    return UNITS[code]
+def _name(names: tuple, what: str, code: int) -> str:
+    """The name a header's code stands for (SENSORS, MEANINGS, UNITS), else WireError."""
+    if code >= len(names):
+        raise WireError(f"header's {what} code {code} is not one of 0-{len(names) - 1}")
+    return names[code]
 
 
 def _stats(values: tuple, at: int) -> dict:
@@ -515,7 +513,8 @@ def unpack_thermal(parts: Sequence[Any]) -> Frame:
     if type(regions) is not dict:
         raise WireError(f"header field 'regions' is {regions!r:.80}")
     at = _CAPTURE_VALUES
-    frame.measurement = Measurement(t_measured=values[at], unit=_unit(values[at + 1]),
+    frame.measurement = Measurement(t_measured=values[at],
+                                    unit=_name(UNITS, "unit", values[at + 1]),
                                     stats=_stats(values, at + 2), regions=regions,
                                     radiometric=_radiometric(rad, frame.pixels.shape))
     return frame
@@ -556,8 +555,8 @@ def unpack_image(parts: Sequence[Any]) -> Frame:
     t_encoded, width, height, unit, lo, hi = values[at:at + 6]
     frame.picture = Picture(t_encoded=t_encoded, jpeg=bytes(jpeg), pixels=_pixels(values, data),
                             width=width, height=height, palette=_text(tail, "palette"),
-                            agc=_text(tail, "agc"), unit=_unit(unit), range=(lo, hi),
-                            stats=_stats(values, at + 6))
+                            agc=_text(tail, "agc"), unit=_name(UNITS, "unit", unit),
+                            range=(lo, hi), stats=_stats(values, at + 6))
     return frame
 
 

@@ -152,7 +152,7 @@ class MetricsPage(Base):
         viewers = hub.viewers_by_transport()
         del viewers["snapshot"]
         states = {name: health.stage(name)["state"] for name in ("capture", "encoder")}
-        counters = hub.stage_counters()
+        counters = health.counters()  # as each stage's last status gave them (once a second)
         extra = self.ctx.watch.gauges() if self.ctx.watch is not None else ()
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.finish(self.ctx.metrics.exposition(viewers, counters, states, extra))

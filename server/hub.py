@@ -189,10 +189,6 @@ class Hub:
             self.settings_version += 1
             self.broadcast_text(protocol.settings_message(settings))
 
-    def stage_counters(self) -> dict[str, dict]:
-        """Each stage's counters, as its last status gave them (about once a second)."""
-        return self.health.counters()
-
     # ------------------------------------------------------------ snapshots
 
     async def fresh_image(self, wait_s: float,
