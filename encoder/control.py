@@ -65,7 +65,7 @@ class Watchers:
     @property
     def radiometric(self) -> bool:
         """The newest viewer report is recent (viewer_count) and has thermal-mode viewers: make
-        their RAD1."""
+        their RAD2."""
         return self._thermal > 0 and self.viewer_count is not None
 
     def wants(self, topic: bytes) -> bool:

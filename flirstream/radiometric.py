@@ -7,22 +7,26 @@
 Lossless by default, and built for what a browser can undo cheaply: DecompressionStream("deflate")
 plus one short loop (web/thermal.js). Layout, all little-endian:
 
-    0  4 bytes  b"RAD1" (format, version 1)
+    0  4 bytes  b"RAD2" (format, version 2)
     4  uint16   rows
     6  uint16   cols
     8  uint16   step: the values sent are round(pixel / step); the receiver multiplies back
    10  ...      zlib stream of the residual planes: rows x cols low bytes, then rows x cols high bytes
 
-A pixel's residual is its value minus the mean of its left and upper neighbours ((a + b) >> 1;
-the first row predicts from the left, the first column from above, the first pixel from 0),
-modulo 2^16, zigzag-mapped (0, -1, 1, -2 ... -> 0, 1, 2, 3 ...) so small residuals of either sign
-have a zero high byte. Split into byte planes the high plane is almost all zeros, which zlib's
-run-length strategy codes in a few hundred bytes, and the low plane holds the sensor's noise.
+A value's residual is it minus the value before it in row-major order (the first: minus 0), plus
+128, modulo 2^16, so residuals of -128..127 have a zero high byte. Split into byte planes the high
+plane is almost all zeros, which deflate codes in a few hundred bytes, and the low plane holds the
+sensor's noise. Undoing it is a running sum: numpy's cumsum here, one loop in the browser.
 
-Why this one, measured on a real Lepton 3 recording (scripts/bench_radiometric.py): 10.1 KB a frame
-(10.8 KB with ISA-L's deflate, below) against 15.7 KB for plain zlib of the 16-bit values and
-~70 KB for today's 640x480 JPEG, in ~0.15 ms on this machine. Predicting from the previous frame would halve it again but needs every
-viewer to get every frame (they skip frames when slow), so each frame stands alone.
+Why this one, measured on a real Lepton 3 recording (scripts/bench_radiometric.py): 11.2 KB a frame
+with ISA-L's deflate (below) against 15.7 KB for plain zlib of the 16-bit values and ~70 KB for
+today's 640x480 JPEG. RAD1 (until December 2026) predicted each pixel from the mean of its left and
+upper neighbours and zigzagged the residual: 10.8 KB, 4 % smaller, but its encode took three times
+the numpy calls (after a frame period's sleep each call costs far more than its arithmetic:
+docs/PERFORMANCE.md, sixth pass) and its decode is a Python loop per pixel, where this one's is a
+cumsum - what lets the encoder send a lossless frame to the server as RAD2 alone, without its
+pixels (flirstream/wire.py). Predicting from the previous frame would halve the size again but
+needs every viewer to get every frame (they skip frames when slow), so each frame stands alone.
 
 `step`: TLinear frames count 0.01 K, five times finer than the sensor's raw counts (~50 mK, about
 its noise), so the same scene costs more: real Lepton 3.5 TLinear images (tCam) take ~18 KB
@@ -40,16 +44,17 @@ try:  # ISA-L (the isal package: wheels for x86_64 and aarch64, so a 64-bit Pi O
 except ImportError:  # e.g. a 32-bit Pi OS: zlib, the same format
     isal_zlib = None
 
-MAGIC = b"RAD1"
+MAGIC = b"RAD2"
 HEADER = struct.Struct("<4sHHH")
-# Z_RLE: only runs (the high plane) and Huffman codes (the noise in the low plane). Measured: as small
-# as level 6's default strategy with Z_FILTERED and ~3x faster; the level does not matter for RLE.
+# Z_RLE: only runs (the high plane) and Huffman codes (the noise in the low plane). Measured (on
+# RAD1's residuals): as small as level 6's default strategy with Z_FILTERED and ~3x faster; the level
+# does not matter for RLE.
 LEVEL = 1
 STRATEGY = zlib.Z_RLE
 # ISA-L's level 1 where it is installed: the same zlib stream format, so the browser's
-# DecompressionStream and decode() below read either. Measured on the real recording, a frame
-# after a frame period's sleep (cold caches, as in the server): 0.10 ms against zlib Z_RLE's
-# 0.21 ms, for 10.8 KB against 10.1 KB (docs/PERFORMANCE.md).
+# DecompressionStream and decode() below read either. Measured on the real recording (RAD1), a
+# frame after a frame period's sleep (cold caches): 0.10 ms against zlib Z_RLE's 0.21 ms, for
+# 10.8 KB against 10.1 KB (docs/PERFORMANCE.md).
 ISAL_LEVEL = 1
 DEFLATE = "isa-l" if isal_zlib is not None else "zlib"
 
@@ -58,27 +63,20 @@ class RadiometricError(ValueError):
     """A payload that is not a radiometric frame this module wrote; str() says why."""
 
 
-def residuals(pixels: np.ndarray) -> np.ndarray:
-    """The zigzagged prediction residuals of a uint16 frame, (rows, cols) uint16.
+OFFSET = 128  # added to each residual: -128..127 -> a zero high byte
 
-    All in uint16, wrapping modulo 2^16 as the format does: the mean of two neighbours without the
-    17th bit is (a & b) + ((a ^ b) >> 1). Every numpy call counts: once per frame, after the loop
-    has slept a frame period with cold caches, each call costs far more than its arithmetic (see
-    docs/PERFORMANCE.md), so this is the fewest calls on the smallest arrays that give these values."""
-    p = np.ascontiguousarray(pixels, np.uint16)
-    z = np.empty_like(p)  # the prediction, then the residual, then its zigzag
-    a, b = p[1:, :-1], p[:-1, 1:]
-    inner = z[1:, 1:]
-    np.bitwise_xor(a, b, out=inner)
-    inner >>= 1
-    inner += a & b
-    z[0, 0] = 0
-    z[0, 1:] = p[0, :-1]
-    z[1:, 0] = p[:-1, 0]
-    np.subtract(p, z, out=z)
-    sign = z.view(np.int16) >> 15  # 0 or -1 (all ones): the residual's sign as a signed 16-bit
-    z <<= 1
-    z ^= sign.view(np.uint16)
+
+def residuals(pixels: np.ndarray) -> np.ndarray:
+    """The residuals of a uint16 frame as the format defines them, flat (rows * cols) uint16.
+
+    All in uint16, wrapping modulo 2^16 as the format does. Every numpy call counts: once per
+    frame, after the loop has slept a frame period with cold caches, each call costs far more than
+    its arithmetic (see docs/PERFORMANCE.md), so this is three calls on the frame."""
+    flat = np.ascontiguousarray(pixels, np.uint16).reshape(-1)
+    z = np.empty_like(flat)
+    np.subtract(flat[1:], flat[:-1], out=z[1:])
+    z[0] = flat[0]
+    z += OFFSET
     return z
 
 
@@ -136,24 +134,25 @@ def read_header(payload: bytes) -> tuple[int, int, int]:
 def decode(payload: bytes) -> np.ndarray:
     """Payload bytes -> the (rows, cols) uint16 frame; RadiometricError if it is not one."""
     rows, cols, step = read_header(payload)
-    try:
-        planes = zlib.decompress(payload[HEADER.size:])
+    n = rows * cols
+    inflater = zlib.decompressobj()
+    try:  # (at most what the frame needs: a peer's payload cannot inflate without bound)
+        planes = inflater.decompress(memoryview(payload)[HEADER.size:], 2 * n + 1)
     except zlib.error as exc:
         raise RadiometricError(f"radiometric frame: {exc}") from None
-    if len(planes) != 2 * rows * cols:
+    if len(planes) > 2 * n:
+        raise RadiometricError(f"radiometric frame: more than {2 * n} bytes of planes, {rows}x{cols} "
+                               f"needs {2 * n}")
+    if len(planes) < 2 * n:
         raise RadiometricError(f"radiometric frame: {len(planes)} bytes of planes, {rows}x{cols} "
-                               f"needs {2 * rows * cols}")
+                               f"needs {2 * n}")
+    if not inflater.eof:
+        raise RadiometricError("radiometric frame: its zlib stream is cut short")
     b = np.frombuffer(planes, np.uint8)
-    z = (b[:rows * cols].astype(np.int32) | (b[rows * cols:].astype(np.int32) << 8)).reshape(rows, cols)
-    d = (z >> 1) ^ -(z & 1)
-    out = np.zeros((rows, cols), np.int32)
-    # Each pixel needs its reconstructed neighbours: row by row, the left-to-right dependency is a
-    # Python loop over columns (fine for a check; the browser does the same in one JS loop).
-    out[0] = np.cumsum(d[0]) & 0xFFFF
-    for y in range(1, rows):
-        up = out[y - 1]
-        row = out[y]
-        row[0] = (up[0] + d[y, 0]) & 0xFFFF
-        for x in range(1, cols):
-            row[x] = (((row[x - 1] + up[x]) >> 1) + d[y, x]) & 0xFFFF
-    return np.minimum(out * step, 0xFFFF).astype(np.uint16)
+    z = b[:n].astype(np.uint16)
+    z |= b[n:].astype(np.uint16) << 8
+    z -= OFFSET
+    values = np.cumsum(z, dtype=np.uint16).reshape(rows, cols)  # (wraps modulo 2^16, as sent)
+    if step > 1:
+        values = np.minimum(values.astype(np.uint32) * step, 0xFFFF).astype(np.uint16)
+    return values

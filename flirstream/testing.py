@@ -427,7 +427,7 @@ class Pipeline:
 def frame_header(message: bytes, check_pixels: bool = False) -> dict:
     """The JSON header of a binary frame message of either mode (server.protocol owns the format;
     ProtocolError if the message does not match its header). `check_pixels`: a thermal-mode
-    message's RAD1 payload is also decoded and must hold the header's shape (RadiometricError)."""
+    message's RAD2 payload is also decoded and must hold the header's shape (RadiometricError)."""
     # (imported here: the harness drives a whole pipeline, it is no part of one)
     from server.protocol import ProtocolError, split_frame, split_thermal
     try:

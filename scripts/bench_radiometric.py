@@ -7,8 +7,9 @@
 For each source (a CPTV / VoSPI / tCam file, or the simulator: see scripts/recordings.py) it prints
 the mean bytes per frame of: the encoder's default picture (640x480 nearest, JPEG q80, ironbow,
 linear AGC), a 160x120 JPEG, and the radiometric frame through several filters and zlib settings,
-with the encode time per frame. flirstream/radiometric.py implements the chosen one ("avg-zz-planes
-rle"), also with its lossy `step`. Writes bench-results/radiometric.json.
+with the encode time per frame. flirstream/radiometric.py implements the chosen one ("raster-off-planes
+rle": RAD2; RAD1 was "avg-zz-planes rle"), also with its lossy `step`. Writes
+bench-results/radiometric.json.
 """
 from __future__ import annotations
 
@@ -36,6 +37,12 @@ def zigzag(d: np.ndarray) -> np.ndarray:
 
 def planes(u: np.ndarray) -> bytes:
     return np.concatenate(((u & 0xFF).astype(np.uint8).ravel(), (u >> 8).astype(np.uint8).ravel())).tobytes()
+
+
+def raster_offset(i):
+    """RAD2's residuals: each value minus the one before it in row-major order, plus 128."""
+    flat = i.ravel()
+    return ((flat - np.concatenate(([0], flat[:-1])) + 128) & 0xFFFF).astype(np.uint16)
 
 
 def left(i):
@@ -70,6 +77,7 @@ FILTERS = {  # name -> frame (int32) -> bytes to compress
     "left-zz-planes": lambda i: planes(zigzag(i - left(i))),
     "grad-zz-planes": lambda i: planes(zigzag(i - gradient(i))),
     "avg-zz-planes": lambda i: planes(zigzag(i - average(i))),
+    "raster-off-planes": lambda i: planes(raster_offset(i)),
 }
 ZLIB = {"L1": (1, zlib.Z_DEFAULT_STRATEGY), "L6": (6, zlib.Z_DEFAULT_STRATEGY),
         "L9": (9, zlib.Z_DEFAULT_STRATEGY), "L6 filtered": (6, zlib.Z_FILTERED),

@@ -5,14 +5,14 @@
 
   bytes     per frame per viewer, on the real Lepton 3 recording and on the simulator: before (the
             /ws JPEG message: header + 640x480 q80 JPEG) and after (the /ws?mode=thermal message:
-            header + lossless RAD1), plus RAD1 with step 2 / 3 for comparison; and the JPEG's PSNR
+            header + lossless RAD2), plus RAD2 with step 2 / 3 for comparison; and the JPEG's PSNR
             against the exact picture (the thermal-mode canvas IS the exact picture: tests/
             test_thermal_js.py checks it pixel for pixel)
   cpu       capture (vospi-file replay of the real recording at 26.5 Hz, every frame unique),
             encoder and server CPU with 1, 10 and 100 viewers, in JPEG mode (the encoder encodes,
             one palette for all) and thermal mode (each viewer its own palette - any of the 4 it
             likes: the server's work does not depend on it - and the encoder measures and makes
-            the RAD1 payload, no JPEG); the 1-thermal-viewer run is the whole pipeline's CPU share,
+            the RAD2 payload, no JPEG); the 1-thermal-viewer run is the whole pipeline's CPU share,
             goal <= 5 % of one core; then this machine's wake-up floor (benchlib/floor.py)
   browser   decode + paint + draw per frame in Chromium at a phone viewport, CPU throttled 1x and
             4x (runs scripts/bench_browser.py), goal < 10 ms at 4x

@@ -6,7 +6,7 @@ with their thread's CPU clock (benchlib/stage_profile.py), cold caches and all.
     scripts/profile_stages.py --replay RECORDING.vospi    (a VoSPI recording as it is)
 
 The pipeline is bench_views.py's CPU share setup: capture replays the real recording (vospi-file,
-26.5 Hz, every frame unique), the encoder measures and makes RAD1, the server sends it to one
+26.5 Hz, every frame unique), the encoder measures and makes RAD2, the server sends it to one
 thermal-mode viewer (--mode jpeg: a JPEG-mode viewer instead). For each stage it prints its main
 thread's CPU in the window (% of one core, microseconds per frame) and for each timed function its
 microseconds per call, calls per frame and microseconds per frame (inclusive of the timed functions

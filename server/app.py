@@ -269,7 +269,7 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
 
 def viewers_request(hub: Hub) -> dict:
     """What the encoder is told of the viewers: how many need its JPEGs, and how many are in
-    thermal mode (it then adds each frame's RAD1 payload for them)."""
+    thermal mode (it then adds each frame's RAD2 payload for them)."""
     return wire.control_request("viewers", count=hub.jpeg_viewers(), thermal=hub.thermal_viewers())
 
 

@@ -6,7 +6,7 @@ so a busy server never falls behind the camera.
 
 The socket's ZMQ_FD is watched by the event loop itself (loop.add_reader), not through zmq.asyncio:
 its poll() costs a future, a timer and four or five trips round the loop per frame, more CPU than
-the rest of a frame's work but the RAD1 encode. ZMQ_FD is edge-triggered: it signals that the
+the rest of a frame's work but the RAD2 encode. ZMQ_FD is edge-triggered: it signals that the
 socket's state may have changed, not that a message waits, and not again for messages that queued
 before the socket was last read. So each wake-up reads while ZMQ_EVENTS says POLLIN, and goes again
 (next time round the loop) if a flood outlasts DRAIN_LIMIT. It asks ZMQ_EVENTS rather than reading

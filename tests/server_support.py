@@ -83,7 +83,7 @@ class FakeEncoder:
     noisy: bool = False  # a noisy picture makes a big JPEG (memory tests)
     send_frames: bool = True
     send_thermal: bool = True  # thermal frames flow paused or not, as the encoder's do
-    # Set: each thermal frame carries its RAD1 at this step, as the encoder's do while the server
+    # Set: each thermal frame carries its RAD2 at this step, as the encoder's do while the server
     # reports thermal-mode viewers (None: without, as before the first such report).
     radiometric_step: Optional[int] = None
     answer_control: bool = True

@@ -36,7 +36,7 @@ def test_each_stage_reports_its_per_frame_functions(tmp_path: Path):
     assert set(stages) == {"capture", "encoder", "server"}
     # each frame passes once through each stage's per-frame path
     once = {"capture": "capture.vospi:FrameAssembler.feed",
-            "encoder": "flirstream.radiometric:encode_frame",  # a thermal-mode viewer: RAD1
+            "encoder": "flirstream.radiometric:encode_frame",  # a thermal-mode viewer: RAD2
             "server": "flirstream.wire:unpack_thermal"}
     for stage, function in once.items():
         f = stages[stage]["functions"][function]

@@ -19,36 +19,31 @@ from flirstream import radiometric
 ])
 def test_round_trip_is_exact(frame):
     payload = radiometric.encode(frame)
-    assert payload[:4] == b"RAD1"
+    assert payload[:4] == b"RAD2"
     got = radiometric.decode(payload)
     assert got.dtype == np.uint16 and got.shape == frame.shape
     np.testing.assert_array_equal(got, frame)
 
 
-def test_planes_are_plain_zlib_of_zigzagged_average_residuals():
+def test_planes_are_plain_zlib_of_offset_residuals_in_row_order():
     # what web/thermal.js relies on: header, then a zlib stream of the low plane and the high plane
     frame = np.array([[100, 102, 101], [99, 104, 100]], np.uint16)
     payload = radiometric.encode(frame)
     assert payload[4:10] == bytes([2, 0, 3, 0, 1, 0])  # rows, cols, step
     planes = zlib.decompress(payload[10:])
-    # residuals: 100-0, 102-100, 101-102 | 99-100, 104-(99+102)//2, 100-(104+101)//2
-    #         -> 100, 2, -1 | -1, 4, -2 -> zigzag 200, 4, 1 | 1, 8, 3
-    assert list(planes) == [200, 4, 1, 1, 8, 3, 0, 0, 0, 0, 0, 0]
+    # residuals in row-major order: 100-0, 102-100, 101-102, 99-101, 104-99, 100-104
+    #         -> 100, 2, -1, -2, 5, -4 -> + 128: 228, 130, 127, 126, 133, 124, all below 256
+    assert list(planes) == [228, 130, 127, 126, 133, 124, 0, 0, 0, 0, 0, 0]
 
 
 def _plain_encode(frame: np.ndarray, step: int) -> bytes:
-    """RAD1 as the module docstring states it, in int32 with nothing clever: what encode() must
+    """RAD2 as the module docstring states it, in int64 with nothing clever: what encode() must
     give byte for byte (its uint16 arithmetic is an optimisation, not another format)."""
-    i = (frame.astype(np.int64) + step // 2) // step
-    pred = np.zeros_like(i)
-    pred[1:, 1:] = (i[1:, :-1] + i[:-1, 1:]) // 2
-    pred[0, 1:] = i[0, :-1]
-    pred[1:, 0] = i[:-1, 0]
-    d = (i - pred) % 65536
-    d = np.where(d >= 32768, d - 65536, d)  # the residual as a signed 16-bit number
-    z = np.where(d >= 0, 2 * d, -2 * d - 1)  # zigzag: 0, -1, 1, -2 ... -> 0, 1, 2, 3 ...
-    planes = np.concatenate([z.ravel() % 256, z.ravel() // 256]).astype(np.uint8).tobytes()
-    return b"RAD1" + np.array([*frame.shape, step], "<u2").tobytes(), planes
+    i = ((frame.astype(np.int64) + step // 2) // step).ravel()
+    before = np.concatenate(([0], i[:-1]))
+    z = (i - before + 128) % 65536
+    planes = np.concatenate([z % 256, z // 256]).astype(np.uint8).tobytes()
+    return b"RAD2" + np.array([*frame.shape, step], "<u2").tobytes(), planes
 
 
 @pytest.mark.parametrize("step", [1, 3, 65535])
@@ -118,10 +113,13 @@ def test_encode_refuses_what_is_not_a_frame(bad):
 
 @pytest.mark.parametrize("payload, words", [
     (b"RAD", "shorter than its header"),
-    (b"JPEG\x01\x00\x01\x00\x01\x00xx", "expected b'RAD1'"),
-    (b"RAD1\x01\x00\x01\x00\x01\x00garbage", "radiometric frame: Error"),
-    (b"RAD1\x02\x00\x02\x00\x01\x00" + zlib.compress(b"\x00" * 6), "6 bytes of planes, 2x2 needs 8"),
-    (b"RAD1\x01\x00\x01\x00\x00\x00" + zlib.compress(b"\x00" * 2), "step 0"),
+    (b"JPEG\x01\x00\x01\x00\x01\x00xx", "expected b'RAD2'"),
+    (b"RAD1\x01\x00\x01\x00\x01\x00" + zlib.compress(b"\x00" * 2), "expected b'RAD2'"),  # older
+    (b"RAD2\x01\x00\x01\x00\x01\x00garbage", "radiometric frame: Error"),
+    (b"RAD2\x02\x00\x02\x00\x01\x00" + zlib.compress(b"\x00" * 6), "6 bytes of planes, 2x2 needs 8"),
+    (b"RAD2\x01\x00\x01\x00\x01\x00" + zlib.compress(b"\x00" * 9), "more than 2 bytes of planes"),
+    (b"RAD2\x01\x00\x01\x00\x01\x00" + zlib.compress(b"\x00" * 2)[:-4], "cut short"),
+    (b"RAD2\x01\x00\x01\x00\x00\x00" + zlib.compress(b"\x00" * 2), "step 0"),
 ])
 def test_decode_names_a_bad_payload(payload, words):
     with pytest.raises(radiometric.RadiometricError, match=words):

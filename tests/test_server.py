@@ -261,7 +261,7 @@ def test_thermal_mode_sends_the_measured_frames_and_the_jpeg_mode_is_unchanged(l
     assert seqs == sorted(set(seqs))
     for header, payload in got:
         want = thermal_frame(header["seq"])
-        # TLinear at 0.01 K: every value within one count (RAD1 step 3)
+        # TLinear at 0.01 K: every value within one count (RAD2 step 3)
         error = radiometric.decode(payload).astype(int) - want.pixels
         assert np.abs(error).max() <= 1
         assert header["shape"] == [120, 160] and header["unit"] == "C" and header["tlinear"]
@@ -282,7 +282,7 @@ def test_thermal_viewers_do_not_count_for_the_encoder(live):
             time.sleep(0.05)
         assert live.encoder.viewer_counts()[-2:] == [0, 0]
         viewers = [r for r in list(live.encoder.requests) if r.get("op") == "viewers"]
-        assert viewers[-1]["thermal"] == 1  # thermal-mode viewers are told apart: RAD1 for them
+        assert viewers[-1]["thermal"] == 1  # thermal-mode viewers are told apart: RAD2 for them
         with live.ws() as jpeg:  # a JPEG client does
             frames(jpeg, 1)
             while live.encoder.viewer_counts()[-1] != 1:
@@ -291,7 +291,7 @@ def test_thermal_viewers_do_not_count_for_the_encoder(live):
 
 
 def test_the_encoders_rad1_goes_out_as_it_came(live):
-    """A thermal frame that carries its RAD1 payload is sent with that payload, not one the
+    """A thermal frame that carries its RAD2 payload is sent with that payload, not one the
     server makes (the FakeEncoder's step 1 against the server's own step 3 for these frames)."""
     live.encoder.radiometric_step = 1
     try:

@@ -1,4 +1,4 @@
-"""server.tuning: the per-frame RAD1 compressor reuses heap pages instead of faulting in new ones;
+"""server.tuning: the per-frame RAD2 compressor reuses heap pages instead of faulting in new ones;
 and the GC freeze after start-up it (like every stage) applies."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 // Thermal mode (/ws?mode=thermal, server/protocol.py): each binary message is a small JSON header
-// and the radiometric frame (RAD1, lossless). This module turns one message into what the viewer
+// and the radiometric frame (RAD2, lossless). This module turns one message into what the viewer
 // shows: this viewer's own picture (web/thermal.js, at sensor resolution), a header in the shape the
 // rest of the page already reads (display orientation: shape, stats with min/max positions, palette,
 // agc, range), and the oriented pixels for the temperature under the pointer (read with frame.js

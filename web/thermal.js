@@ -16,26 +16,19 @@ import { PALETTES } from "./palettes.js";
 import { KELVIN_AT_0C } from "./units.js";
 
 export const MIN_SPAN = 10; // encoder/agc.py: a flat scene is spread over at least this many counts
-const MAGIC = [0x52, 0x41, 0x44, 0x31]; // "RAD1"
+const MAGIC = [0x52, 0x41, 0x44, 0x32]; // "RAD2"
 const HEADER_BYTES = 10;
 
 // ------------------------------------------------------------------ decoding
 
-// The payload's planes (low bytes, then high bytes of the zigzagged residuals) -> the pixels.
-// Each residual is the pixel minus the mean of its left and upper neighbours (see radiometric.py).
+// The payload's planes (low bytes, then high bytes of the residuals) -> the pixels. Each residual is
+// the value minus the one before it in row-major order, plus 128 (see radiometric.py): a running sum.
 export function unfilter(planes, rows, cols) {
   const n = rows * cols;
   const out = new Uint16Array(n);
-  for (let y = 0, i = 0; y < rows; y++) {
-    for (let x = 0; x < cols; x++, i++) {
-      const z = planes[i] | (planes[n + i] << 8);
-      const d = (z >>> 1) ^ -(z & 1);
-      let pred;
-      if (y === 0) pred = x === 0 ? 0 : out[i - 1];
-      else if (x === 0) pred = out[i - cols];
-      else pred = (out[i - 1] + out[i - cols]) >> 1;
-      out[i] = (pred + d) & 0xffff;
-    }
+  for (let i = 0, value = 0; i < n; i++) {
+    value = (value + (planes[i] | (planes[n + i] << 8)) - 128) & 0xffff;
+    out[i] = value;
   }
   return out;
 }
@@ -70,7 +63,7 @@ async function inflate(data) {
 export async function decode(bytes) {
   const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
   if (u8.length < HEADER_BYTES) throw new Error(`radiometric frame: ${u8.length} bytes, shorter than its header`);
-  if (MAGIC.some((b, i) => u8[i] !== b)) throw new Error("radiometric frame: does not start with RAD1");
+  if (MAGIC.some((b, i) => u8[i] !== b)) throw new Error("radiometric frame: does not start with RAD2");
   const rows = u8[4] | (u8[5] << 8);
   const cols = u8[6] | (u8[7] << 8);
   const step = u8[8] | (u8[9] << 8); // values were sent as round(pixel / step)
