@@ -40,7 +40,7 @@ client needs them: MJPEG, mode=jpeg, snapshots).
   It is exactly the encoder's measured frame (wire.Frame and its Measurement), a documented
   projection of it:
   pixels, stats and positions are in SENSOR orientation (before rotate/flip; the viewer orients
-  them for its own view). The payload is flirstream/radiometric.py's RAD1 format: b"RAD1", rows,
+  them for its own view). The payload is flirstream/radiometric.py's RAD2 format: b"RAD2", rows,
   cols, step, then a zlib stream (web/thermal.js decode() undoes it); lossless (step 1) except on
   TLinear frames at 0.01 K, which go in steps of 3 counts (every value within 0.01 K; see
   radiometric.step_for). The encoder makes the payload once per frame while the server tells it
@@ -223,7 +223,7 @@ def _thermal_header(frame: Frame, t_sent: float, defaults: int, rad_bytes: int,
         shown = {k: telemetry[k] for k in THERMAL_TELEMETRY if k in telemetry}
     measured = frame.measurement
     return {"mode": "thermal", **_capture_view(frame), "t_measured": measured.t_measured,
-            "t_sent": t_sent, "shape": list(frame.pixels.shape),
+            "t_sent": t_sent, "shape": list(frame.shape),
             "unit": measured.unit, "stats": measured.stats,
             "regions": measured.regions, "telemetry": shown, "defaults": defaults,
             "rad_bytes": rad_bytes, **({"stale": True} if stale else {})}
@@ -240,7 +240,7 @@ def thermal_payload(frame: Frame, t_sent: float, defaults: int,
 
 
 def split_thermal(message: bytes) -> tuple[dict, bytes]:
-    """(header, RAD1 payload) of a thermal-mode message (what a client does; used by tests)."""
+    """(header, RAD2 payload) of a thermal-mode message (what a client does; used by tests)."""
     if len(message) < 4:
         raise ProtocolError("frame message shorter than its length prefix")
     (n,) = _LENGTH.unpack_from(message)

@@ -48,6 +48,52 @@ def test_a_thermal_frame_carries_its_radiometric_payload():
     assert np.array_equal(radiometric.decode(got.measurement.radiometric), sent.pixels)
 
 
+def test_a_lossless_payload_stands_for_the_pixels_until_they_are_asked_for():
+    sent = thermal()
+    sent.measurement.radiometric = radiometric.encode(sent.pixels)
+    parts = [bytes(p) for p in wire.pack_thermal(sent)]
+    assert parts[2] == b""  # no pixel part: the payload says the same, exactly
+    got = wire.unpack_thermal(parts)
+    assert got.shape == (3, 4) and "_encoded" in vars(got) and vars(got)["_encoded"]  # not decoded
+    assert np.array_equal(got.pixels, sent.pixels) and got.pixels.dtype == np.uint16
+    assert vars(got)["_encoded"] is None  # decoded once, kept
+    again = wire.unpack_thermal([bytes(p) for p in wire.pack_thermal(got)])  # sent on as it came
+    assert np.array_equal(again.pixels, sent.pixels)
+    got.pixels = np.zeros((3, 4), np.uint16)  # set: the payload no longer stands for them
+    assert not got.pixels.any() and got.shape == (3, 4)
+
+
+def test_a_lossy_payload_travels_with_the_pixels():
+    sent = thermal()
+    sent.measurement.radiometric = radiometric.encode(sent.pixels, step=3)  # within 1 count only
+    parts = [bytes(p) for p in wire.pack_thermal(sent)]
+    assert parts[2] == sent.pixels.astype("<u2").tobytes()
+    with pytest.raises(wire.WireError, match="without pixels, and its radiometric part is not lossless"):
+        wire.unpack_thermal(parts[:2] + [b""] + parts[3:])
+
+
+def test_a_thermal_message_with_neither_pixels_nor_payload_is_a_wire_error():
+    parts = [bytes(p) for p in wire.pack_thermal(thermal())]
+    with pytest.raises(wire.WireError, match="pixel part is 0 bytes"):
+        wire.unpack_thermal(parts[:2] + [b""] + parts[3:])
+
+
+def test_a_bad_payload_standing_for_the_pixels_is_a_wire_error_when_they_are_asked_for():
+    sent = thermal()
+    sent.measurement.radiometric = radiometric.encode(sent.pixels)
+    topic, head, pixels, good = [bytes(p) for p in wire.pack_thermal(sent)]
+    got = wire.unpack_thermal([topic, head, pixels, good[:radiometric.HEADER.size] + b"garbage"])
+    with pytest.raises(wire.WireError, match="radiometric part: radiometric frame"):
+        got.pixels
+
+
+def test_a_payload_not_of_the_pixels_shape_is_not_sent():
+    sent = thermal()
+    sent.measurement.radiometric = radiometric.encode(sent.pixels[:, :-1].copy())
+    with pytest.raises(ValueError, match="not of its pixels' shape"):
+        wire.pack_thermal(sent)
+
+
 @pytest.mark.parametrize("bad", [b"RAD", b"JPEG" + bytes(6), "other shape", "step 0"])
 def test_a_radiometric_part_that_does_not_fit_the_frame_is_a_wire_error(bad):
     frame = thermal()
@@ -80,7 +126,8 @@ def thermal_head(change) -> bytes:
     (lambda h: h[:20], "is 20 bytes, its block alone is"),
     (b'{"v": 1, "seq": 7}', "JSON: sent by a stage of an older flir-stream"),
     (lambda h: b"XY" + h[2:], "starts with b'XY'"),
-    (lambda h: h[:2] + bytes([3]) + h[3:], "frame format version 3, this program reads 2"),
+    (lambda h: h[:2] + bytes([wire.FRAME_VERSION + 1]) + h[3:],
+     f"frame format version {wire.FRAME_VERSION + 1}, this program reads {wire.FRAME_VERSION}"),
     (lambda h: with_values(h, wire.THERMAL_TOPIC, v4=9), "sensor code 9"),
     (lambda h: with_values(h, wire.THERMAL_TOPIC, v7=9), "meaning code 9"),
     (lambda h: with_values(h, wire.THERMAL_TOPIC, v10=9), "unit code 9"),
