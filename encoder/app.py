@@ -366,6 +366,7 @@ def run(cfg: configuration.Config, args: Any) -> int:
     log.info("endpoints: %s", configuration.describe(cfg, "endpoints"))
     log.info("settings: %s", configuration.describe(cfg, "encoder"))
     ctx = zmq.Context()
+    links.yielding_io_threads(ctx)
     encoder: Optional[Encoder] = None
     try:
         encoder = Encoder(cfg, ctx)

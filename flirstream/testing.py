@@ -736,6 +736,18 @@ def wait_until(predicate, timeout: float, interval: float = 0.05):
         time.sleep(interval)
 
 
+def thread_policies(pid: int) -> dict[str, set[int]]:
+    """A process's threads by name (comm: "python", "ZMQbg/IO/0" ...) -> their scheduling policies."""
+    policies: dict[str, set[int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            policies.setdefault(name, set()).add(os.sched_getscheduler(int(task.name)))
+        except (OSError, ProcessLookupError):  # the thread ended meanwhile
+            continue
+    return policies
+
+
 def live(pids: list[int]) -> list[int]:
     alive = []
     for pid in pids:

@@ -20,7 +20,7 @@ import zmq.asyncio
 
 import web
 from flirstream import config as configuration
-from flirstream import wire
+from flirstream import links, wire
 from flirstream.binding import BindError, bind_retrying
 from flirstream.config import ConfigError
 
@@ -187,6 +187,7 @@ async def serve(cfg: configuration.Config, request_timeout_s: float = REQUEST_TI
     loop = asyncio.get_running_loop()
     srv = cfg.server
     zctx = zmq.asyncio.Context()
+    links.yielding_io_threads(zctx)
     metrics, health = Metrics(), Health(srv.stale_after_s)
     hub = Hub(metrics, health)
     relay = ControlRelay(zctx, cfg.endpoints.control, on_settings=hub.set_settings)

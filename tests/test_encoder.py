@@ -3,6 +3,7 @@ capture does, subscribes to the images, and talks to the control socket like the
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import zmq
 from conftest import write_config
 from encoder import palettes
 from flirstream import config, links, radiometric, wire
-from flirstream.testing import StandInCapture, tlinear_counts
+from flirstream.testing import StandInCapture, thread_policies, tlinear_counts
 
 ROWS, COLS = 120, 160
 WAIT_S = 15.0  # bound on every wait for the process (start-up on a busy 2-core machine included)
@@ -182,6 +183,14 @@ def test_big_jpegs_are_copied_into_zeromq_not_sent_zero_copy(rig):
     tasks = Path(f"/proc/{encoder.pid}/task")
     names = [(task / "comm").read_text().strip() for task in tasks.iterdir()]
     assert names.count("ZMQbg/IO/0") == 1, names  # the encoder's own context, and no other
+
+
+def test_zeromqs_threads_wait_for_the_encoders_loop_instead_of_preempting_it(rig):
+    _, capture, client, encoder = rig()
+    client.next()
+    policies = thread_policies(encoder.pid)
+    assert policies["ZMQbg/IO/0"] == {os.SCHED_BATCH}, policies  # links.yielding_io_threads
+    assert policies["python"] == {os.SCHED_OTHER}, policies  # the loop itself as it was
 
 
 def test_bad_raw_frames_are_counted_and_skipped(rig, tmp_path):

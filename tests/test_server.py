@@ -3,6 +3,7 @@ encoder), with real HTTP, websocket, raw-socket and browser clients."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import time
@@ -15,7 +16,7 @@ from websockets.sync.client import connect
 
 from conftest import CHROMIUM, Stage, write_config
 from flirstream import config as configuration, wire
-from flirstream.testing import parse_metrics
+from flirstream.testing import parse_metrics, thread_policies
 from flirstream.wire import KELVIN_AT_0C
 from flirstream import radiometric
 from server import protocol
@@ -662,6 +663,12 @@ def _head(port: int, path: str) -> tuple[int, dict, bytes]:
 def test_head_answers_like_get_without_a_body(live, path, kind):
     status, headers, body = _head(live.port, path)
     assert status == 200 and headers["content-type"].startswith(kind) and body == b""
+
+
+def test_zeromqs_threads_wait_for_the_event_loop_instead_of_preempting_it(live):
+    policies = thread_policies(live.stage.pid)
+    assert policies["ZMQbg/IO/0"] == {os.SCHED_BATCH}, policies  # links.yielding_io_threads
+    assert policies["python"] == {os.SCHED_OTHER}, policies
 
 
 def test_flooding_websocket_is_dropped_at_once(live):
