@@ -358,15 +358,19 @@ class FrameAssembler:
             return stop
         index = None
         if n_discard:
-            # The packets between the discards, joined (the sensor sends discards in runs).
+            # The packets between the discards, joined (the sensor sends discards in runs). One
+            # run (the discards all before or after a frame's packets, as usual) is read in place.
             flags = first.translate(_DISCARD_FLAG)  # 1 for a discard, 0 for a packet
-            runs, i = [], flags.find(0)
+            view, runs, i = memoryview(buf), [], flags.find(0)
             while i >= 0:
                 j = flags.find(1, i)
                 j = count if j < 0 else j
-                runs.append(buf[pos + i * PACKET_BYTES:pos + j * PACKET_BYTES])
+                runs.append((pos + i * PACKET_BYTES, pos + j * PACKET_BYTES))
                 i = flags.find(0, j)
-            data, at = b"".join(runs), 0
+            if len(runs) == 1:
+                data, at = buf, runs[0][0]
+            else:
+                data, at = b"".join([view[a:b] for a, b in runs]), 0
         else:
             data, at = buf, pos
         n = count - n_discard
