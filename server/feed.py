@@ -10,7 +10,9 @@ the rest of a frame's work but the RAD2 encode. ZMQ_FD is edge-triggered: it sig
 socket's state may have changed, not that a message waits, and not again for messages that queued
 before the socket was last read. So each wake-up reads while ZMQ_EVENTS says POLLIN, and goes again
 (next time round the loop) if a flood outlasts DRAIN_LIMIT. It asks ZMQ_EVENTS rather than reading
-until EAGAIN: pyzmq's Again exception, once a frame, costs a strerror() and enum look-ups.
+until EAGAIN: pyzmq's Again exception, once a frame, costs a strerror() and enum look-ups. Once
+ZMQ_EVENTS said "nothing", the next message to come (also one that comes while this wake-up's
+messages are handled) makes the FD fire again, so nothing is asked after the handling.
 """
 from __future__ import annotations
 
@@ -77,8 +79,6 @@ class Feed:
             image = newest.get(wire.IMAGE_TOPIC)
             if image is not None:
                 self._one("bad frame message", self._image, image, skipped.get(wire.IMAGE_TOPIC, 0))
-            if not more:  # anything that came while these were handled
-                more = links.has_message(self.sock)
         except zmq.ZMQError as exc:  # socket closed on shutdown
             log.debug("feed stopped: %s", exc)
             self._stop()
