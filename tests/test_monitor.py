@@ -12,10 +12,12 @@ import tornado.netutil
 import tornado.web
 
 from encoder.measure import Meter
+from flirstream import radiometric, wire
 from flirstream.regions import AlarmRule, Region, celsius, measure
 from flirstream.testing import free_port, parse_metrics
 from flirstream.wire import Frame
 from flirstream.testing import tlinear_counts
+from server import snapshots
 from server.alarm_files import AlarmSnapshots
 from server.metrics import Exposition
 from server.monitor import Monitor, reading_of
@@ -48,6 +50,16 @@ def test_readings_are_the_encoders_where_it_sent_them_and_measured_here_otherwis
     assert got["regions"]["hob"] == frame.measurement.regions["hob"]  # the encoder's, as sent
     assert got["regions"]["tap"] == plain["regions"]["tap"]
     assert reading_of(frame, [])["regions"] == {}  # only the regions the monitor knows
+
+
+def test_a_frame_that_came_without_its_pixels_reads_and_saves_as_one_that_came_with_them():
+    sent = thermal(1, 80.0, 1000.0)
+    sent.measurement.radiometric = radiometric.encode(sent.pixels)  # lossless: it stands for them
+    parts = [bytes(p) for p in wire.pack_thermal(sent)]
+    assert parts[2] == b""  # (no pixel part on the wire)
+    got = wire.unpack_thermal(parts)
+    assert reading_of(got, REGIONS.values()) == reading_of(sent, REGIONS.values())  # measured here
+    assert snapshots.tiff(got) == snapshots.tiff(sent)  # an alarm's TIFF: the very same values
 
 
 def test_an_alarm_change_logs_posts_saves_and_is_in_the_state_and_metrics(tmp_path, caplog):
