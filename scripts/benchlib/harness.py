@@ -181,9 +181,11 @@ class Tap(threading.Thread):
         self.lock = threading.Lock()
 
     def run(self) -> None:
-        # wire.py owns the format: the frame as the server gets it, and its payload's size
+        # wire.py owns the format: the frame as the server gets it, and its payload's size (a
+        # thermal frame's pixels, from its shape: decoding them would be work the server does not do)
         unpack, size = {wire.IMAGE_TOPIC: (wire.unpack_image, lambda f: len(f.picture.jpeg)),
-                        wire.THERMAL_TOPIC: (wire.unpack_thermal, lambda f: f.pixels.nbytes)
+                        wire.THERMAL_TOPIC: (wire.unpack_thermal,
+                                             lambda f: 2 * f.shape[0] * f.shape[1])
                         }[self.topic]
         sock = links.subscriber(zmq.Context.instance(), self.endpoint, self.topic, hwm=100)
         try:
