@@ -189,7 +189,9 @@ class Frame:
     """One camera frame from capture to the server: capture's fields and pixels, and what the
     encoder adds to it (measurement, picture). Each topic carries the capture fields and one part
     of the rest: b"raw" the pixels, b"thermal" the pixels and measurement, b"image" the picture
-    (whose own pixels are the display-orientation ones; `pixels` is None on a frame read from it)."""
+    (whose own pixels are the display-orientation ones; `pixels` is None on a frame read from it).
+    A thermal frame that came without its pixel part decodes them from its RAD2 part when first
+    asked for; `shape` does not need them."""
 
     seq: int
     t: float  # capture time, Unix seconds
