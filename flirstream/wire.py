@@ -563,9 +563,9 @@ def pack_thermal(frame: Frame) -> list[Buffer]:
 def unpack_thermal(parts: Sequence[Any]) -> Frame:
     topic, head, data, rad = _parts(parts, THERMAL_TOPIC, 4)
     values, tail = _read_header(head, THERMAL_TOPIC)
-    encoded = _radiometric(rad, _shape(values))
+    encoded, step = _radiometric(rad, _shape(values))
     alone = not len(data) and encoded is not None
-    if alone and radiometric.read_header(encoded)[2] != 1:
+    if alone and step != 1:
         raise WireError("thermal message without pixels, and its radiometric part is not lossless")
     frame = _capture_frame(values, tail, None if alone else _pixels(values, data))
     if alone:
@@ -581,18 +581,19 @@ def unpack_thermal(parts: Sequence[Any]) -> Frame:
     return frame
 
 
-def _radiometric(part: Buffer, shape: tuple) -> Optional[bytes]:
-    """The thermal topic's RAD2 part: None if empty, else its bytes if its header fits the frame."""
+def _radiometric(part: Buffer, shape: tuple) -> tuple[Optional[bytes], int]:
+    """The thermal topic's RAD2 part and its step: (None, 0) if empty, else its bytes if its header
+    fits the frame."""
     payload = bytes(part)
     if not payload:
-        return None
+        return None, 0
     try:
-        rows, cols, _ = radiometric.read_header(payload)
+        rows, cols, step = radiometric.read_header(payload)
     except radiometric.RadiometricError as exc:
         raise WireError(f"radiometric part: {exc}") from None
     if (rows, cols) != tuple(shape):
         raise WireError(f"radiometric part is a {rows}x{cols} frame, the pixels {shape[0]}x{shape[1]}")
-    return payload
+    return payload, step
 
 
 def pack_image(frame: Frame) -> list[Buffer]:
