@@ -38,21 +38,21 @@ _curve: Optional[tuple[bytes, bytes]] = None  # (public, secret) key of this ins
 _curve_endpoints: frozenset = frozenset()  # the endpoints CURVE applies to
 
 
-def yielding_io_threads(ctx: zmq.Context) -> bool:
+def yielding_io_threads(ctx: zmq.Context) -> None:
     """Make the context's I/O threads SCHED_BATCH (ZMQ_THREAD_SCHED_POLICY; before its first
     socket): woken by a frame going in or out, they then wait for the stage's thread to block
     instead of preempting it, once a frame. Measured on the CPU-share pipeline: the encoder's loop
     was preempted 35 times a second (0 after), and the encoder and the server used 0.23 points of a
-    core less together (docs/PERFORMANCE.md, sixth pass). Returns whether the system took it.
-    Not for capture: its loop may run SCHED_FIFO and must hand frames on at once."""
+    core less together (docs/PERFORMANCE.md, sixth pass). Where the system has no such policy or
+    libzmq no such option, the threads stay as they are. Not for capture: its loop may run
+    SCHED_FIFO and must hand frames on at once."""
     policy = getattr(os, "SCHED_BATCH", None)
     if policy is None:  # not Linux
-        return False
+        return
     try:
         ctx.set(zmq.THREAD_SCHED_POLICY, policy)
     except (zmq.ZMQError, AttributeError):  # a libzmq without the option
-        return False
-    return True
+        pass
 
 
 def load_curve_key(path: str) -> tuple[bytes, bytes]:
