@@ -361,7 +361,7 @@ class FrameAssembler:
             # The packets between the discards, joined (the sensor sends discards in runs). One
             # run (the discards all before or after a frame's packets, as usual) is read in place.
             flags = first.translate(_DISCARD_FLAG)  # 1 for a discard, 0 for a packet
-            view, runs, i = memoryview(buf), [], flags.find(0)
+            runs, i = [], flags.find(0)
             while i >= 0:
                 j = flags.find(1, i)
                 j = count if j < 0 else j
@@ -370,6 +370,7 @@ class FrameAssembler:
             if len(runs) == 1:
                 data, at = buf, runs[0][0]
             else:
+                view = memoryview(buf)  # (slices of it are no copies; the join is the one)
                 data, at = b"".join([view[a:b] for a, b in runs]), 0
         else:
             data, at = buf, pos
