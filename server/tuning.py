@@ -1,10 +1,10 @@
 """How the server process uses memory: no heap trimming between frames, no GC walks of start-up.
 
-A RAD1 encode (RAD2 since, the same deflate) with zlib builds a compressor (~400 KB of state: window, hash chains, the pending
-buffer) and frees it ~0.3 ms later. (The encoder now makes each frame's payload while there are
-thermal-mode viewers; the server still encodes the frames that come without, and when this was
-measured it encoded every one.) glibc gives the top of its heap back to the kernel
-whenever more than M_TRIM_THRESHOLD (128 KiB) is free there, so every frame the heap shrank (brk)
+A RAD1 encode (RAD2 since, the same deflate) with zlib builds a compressor (~400 KB of state:
+window, hash chains, the pending buffer) and frees it ~0.3 ms later. (The encoder now makes each
+frame's payload while there are thermal-mode viewers; the server still encodes the frames that come
+without, and when this was measured it encoded every one.) glibc gives the top of its heap back to
+the kernel whenever more than M_TRIM_THRESHOLD (128 KiB) is free there, so every frame the heap shrank (brk)
 and grew again (brk), and the kernel zeroed and faulted in the same pages again: strace on the
 bench's server counted ~3 brk calls and ~50 page faults a frame. A trim threshold of a few MiB
 keeps those pages; a fixed mmap threshold above the compressor's biggest buffer (128 KiB, which
