@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ import zmq
 
 from conftest import write_config
 from encoder import palettes
-from flirstream import config, links, radiometric, wire
+from flirstream import config, radiometric, wire
 from flirstream.testing import StandInCapture, thread_policies, tlinear_counts
 
 ROWS, COLS = 120, 160
@@ -633,12 +634,11 @@ def test_fuzzed_control_requests_and_frames_messages_never_stop_the_encoder(junk
     client.ask({"op": "set", "settings": {"size": "auto"}})  # whatever the fuzz set stays sane
 
 
-def _zmtp_subscriber(endpoint: str) -> "socket.socket":
+def _zmtp_subscriber(endpoint: str) -> socket.socket:
     """A bare TCP connection speaking ZMTP 3.0 as a SUB: what a hostile subscriber can send, without
     a ZeroMQ socket of ours keeping a copy of every subscription (an XSUB would)."""
-    import socket as sockets
     host, port = endpoint[len("tcp://"):].rsplit(":", 1)
-    conn = sockets.create_connection((host, int(port)), timeout=5)
+    conn = socket.create_connection((host, int(port)), timeout=5)
     greeting = b"\xff" + b"\0" * 8 + b"\x7f" + b"\x03\x00" + b"NULL".ljust(20, b"\0") + b"\0" * 32
     ready = b"\x05READY" + b"\x0bSocket-Type" + (3).to_bytes(4, "big") + b"SUB"
     conn.sendall(greeting + bytes([0x04, len(ready)]) + ready)
