@@ -95,6 +95,30 @@ def test_any_client_text_parses_or_raises_protocol_error(text):
         pass
 
 
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=8) | st.integers(-5, 5), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES)
+def test_the_servers_json_is_json_dumps_byte_for_byte(value):
+    # protocol keeps json's C encoder core from call to call (made per call by json.dumps): the
+    # text must be what json.dumps gives, and whatever json.dumps refuses (NaN) it refuses too
+    try:
+        expected = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except ValueError as exc:
+        with pytest.raises(ValueError, match=str(exc)):
+            protocol._json(value)
+    else:
+        assert protocol._json(value) == expected
+        with pytest.raises(TypeError, match="not JSON serializable"):
+            protocol._json({"x": [value, object()]})
+
+
 # ---------------------------------------------------------------- access
 
 def test_basic_auth_password():
