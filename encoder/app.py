@@ -32,6 +32,7 @@ log = logging.getLogger("encoder")
 STATUS_EVERY_S = 1.0
 WAITING_AFTER_S = 2.0  # no frame for this long: status says "waiting"
 POLL_MS = 100  # while frames flow: a gap this long counts as "no frames" (the XPUB is polled again)
+XPUB_EVERY_S = 0.2  # while frames flow: how soon a new subscription (a viewer's topic) is read
 DRAIN_MAX = 256  # messages per drain, so a flood cannot starve control and status
 ERROR_LOG_EVERY_S = 5.0
 RESTART_AGC_AFTER_S = 1.0  # a gap this long between rendered frames starts AGC smoothing afresh
@@ -82,6 +83,7 @@ class Encoder:
         self._status_at = 0.0
         self._framed = False  # the last turn of the loop handled a frame
         self._xpub_polled = False
+        self._xpub_due = 0.0  # while frames flow: when the XPUB's subscriptions are read next
         self._sent = False  # this turn sent on the XPUB (which may take in its commands then)
         self._unread: set = set()  # sockets whose reading stopped at its limit, not when empty
         self.stopping = False
@@ -101,11 +103,11 @@ class Encoder:
         # the sockets whose FD fired, or that the loop used since they last said "nothing".
         # The XPUB's FD is watched only while no frames flow: every frame it sends comes back as
         # a command from ZeroMQ's I/O thread (with SNDHWM 2 each message read lets the writer go
-        # on), so watching it then wakes the loop a second time per frame for nothing. Its
-        # subscriptions are read on every turn while frames flow - before the frames, so a frame
-        # never goes out ahead of the subscription that came before it - i.e. within a frame's
-        # time; POLL_MS without a frame puts its FD back, so a subscription wakes the loop at once
-        # while none flow.
+        # on), so watching it then wakes the loop a second time per frame for nothing. While
+        # frames flow its subscriptions are read every XPUB_EVERY_S, before that turn's frames
+        # (asking ZMQ_EVENTS on every turn cost ~20 us a frame after the sleep), and on every turn
+        # that a frame did not wake; POLL_MS without a frame puts its FD back, so a subscription
+        # wakes the loop at once while none flow.
         self.waiter = select.poll()
         self._fds = {sock.get(zmq.FD): sock for sock in (self.frames, self.control, self.images)}
         self._images_fd = self.images.get(zmq.FD)
@@ -140,7 +142,9 @@ class Encoder:
         while not self.stopping:
             self._framed = self._sent = False
             self._unread = set()
-            if (images in look or not self._xpub_polled) and links.has_message(images):
+            if (images in look or not self._xpub_polled and (
+                    frames not in look or time.monotonic() >= self._xpub_due)) \
+                    and self._subscriptions_waiting():
                 self._guarded(self._subscriptions)
             if control in look and links.has_message(control):
                 self._guarded(self._control)
@@ -157,6 +161,11 @@ class Encoder:
             if look:
                 continue
             look = {fds[fd] for fd, _ in self.waiter.poll(self._timeout_ms()) if fd in fds}
+
+    def _subscriptions_waiting(self) -> bool:
+        """Whether the XPUB holds subscriptions to read (asked now; next due in XPUB_EVERY_S)."""
+        self._xpub_due = time.monotonic() + XPUB_EVERY_S
+        return links.has_message(self.images)
 
     def _poll_xpub(self, polled: bool) -> None:
         """Watch the XPUB's FD (no frames flow) or not (they do: it is asked on every turn)."""
