@@ -168,7 +168,7 @@ class Encoder:
         return links.has_message(self.images)
 
     def _poll_xpub(self, polled: bool) -> None:
-        """Watch the XPUB's FD (no frames flow) or not (they do: it is asked on every turn)."""
+        """Watch the XPUB's FD (no frames flow) or not (they do: it is asked every XPUB_EVERY_S)."""
         if polled != self._xpub_polled:
             if polled:
                 self.waiter.register(self._images_fd, select.POLLIN)
