@@ -233,7 +233,8 @@ def test_region_and_alarm_sections_come_through_the_loader():
     for content, needle in [
             ("[capture]\nsensor = lepton2\n[roi:bed]\nspot = 80, 10\n",
              "my.conf: [roi:bed] spot = '80, 10': expected 'X, Y' with X from 0 to 79"),
-            ("[alarm:hot]\nroi = nowhere\nabove = 50\n", "my.conf: [alarm:hot] roi = 'nowhere': no such region"),
+            ("[alarm:hot]\nroi = nowhere\nabove = 50\n",
+             "my.conf: [alarm:hot] roi = 'nowhere': no such region"),
             ("[alarm:hot]\nabove = warm\n", "my.conf: [alarm:hot] above = 'warm': expected degrees C"),
             ("[mqtt]\nhost = broker\npassword = secret\n", "my.conf: [mqtt] password: expected username")]:
         with pytest.raises(ConfigError) as info:

@@ -1,7 +1,7 @@
 """The benchmark harness: the stages' config (bench_config, for flirstream.testing.Pipeline with
-each=True; replay_config on the real recording, made a VoSPI replay by make_replay), a tap of the encoder's images (Tap), load-generator processes holding viewers
-(LoadGroup), one measured window over them (measure) and a benchmark script run as a child
-(ScriptRun)."""
+each=True; replay_config on the real recording, made a VoSPI replay by make_replay), a tap of the
+encoder's images (Tap), load-generator processes holding viewers (LoadGroup), one measured window
+over them (measure) and a benchmark script run as a child (ScriptRun)."""
 from __future__ import annotations
 
 import json
