@@ -48,7 +48,7 @@ from benchlib.report import machine
 from encoder.measure import Meter
 from encoder.render import Renderer
 from flirstream import wire
-from flirstream.testing import CHROMIUM_ARGS, CHROMIUM, Pipeline, StaticSite, write_json
+from flirstream.testing import CHROMIUM_ARGS, CHROMIUM, STAGES, Pipeline, StaticSite, write_json
 from recordings import load
 from flirstream import radiometric
 from server import protocol
@@ -100,15 +100,22 @@ def message_sizes(spec: str) -> dict:
 
 # ---------------------------------------------------------------- CPU per viewer
 
+MODES = {"thermal": "/ws?mode=thermal", "jpeg": "/ws"}
+
+
 def cpu_runs(replay: Path, clients: list[int], duration: float, workdir: Path,
-             windows: int = 1) -> dict:
+             windows: int = 1, modes: tuple[str, ...] = tuple(MODES),
+             stage_cpus: Optional[str] = None) -> dict:
     """Each mode and viewer count: `windows` windows in a row; the figures are the median
-    window's (by the three stages' total), and every window's total is listed next to them."""
+    window's (by the three stages' total), and every window's total is listed next to them.
+    `stage_cpus`: the three stages run under `taskset -c stage_cpus` (the viewers do not)."""
     out: dict = {}
-    for mode, path in (("thermal", "/ws?mode=thermal"), ("jpeg", "/ws")):
+    wrap = {name: ("taskset", "-c", stage_cpus) for name in STAGES} if stage_cpus else None
+    for mode in modes:
+        path = MODES[mode]
         config = replay_config(workdir, replay)
         runs = []
-        pipe = Pipeline(config, each=True)
+        pipe = Pipeline(config, each=True, wrap=wrap)
         try:
             pipe.wait_listening()
             for n in clients:
@@ -182,7 +189,8 @@ PICTURE_JS = """async ([payloads, jpeg, exact, meta, w, h]) => {
     const data = (c) => c.getContext("2d").getImageData(0, 0, w, h).data;
     const r = data(ref);
     const psnr = (c) => { const d = data(c); let e = 0, n = 0;
-        for (let i = 0; i < d.length; i += 4) for (let k = 0; k < 3; k++) { const x = d[i + k] - r[i + k]; e += x * x; n++; }
+        for (let i = 0; i < d.length; i += 4)
+            for (let k = 0; k < 3; k++) { const x = d[i + k] - r[i + k]; e += x * x; n++; }
         return e === 0 ? Infinity : 10 * Math.log10(255 * 255 / (e / n)); };
     return {thermal_psnr_db: psnr(shown), jpeg_psnr_db: psnr(old),
             png: {thermal: shown.toDataURL(), jpeg: old.toDataURL(), reference: ref.toDataURL()}};
@@ -270,6 +278,10 @@ def main() -> int:
     ap.add_argument("--windows", type=int, help="CPU windows per run, the median reported "
                                                 "(default 3; quick 1)")
     ap.add_argument("--only", default="bytes,cpu,browser,picture", help="bytes, cpu, browser, picture")
+    ap.add_argument("--modes", default="thermal,jpeg", help="cpu: the /ws modes to run (thermal, jpeg)")
+    ap.add_argument("--stage-cpus", metavar="CPUS",
+                    help="cpu: run the three stages under taskset -c CPUS, e.g. 0 (the viewers "
+                         "and the floor's programs stay unpinned)")
     ap.add_argument("--json", default=str(ROOT / "bench-results" / "views.json"))
     args = ap.parse_args()
     real = Path(args.realdata)
@@ -281,6 +293,11 @@ def main() -> int:
     clients = [int(c) for c in (args.clients or ("1,10" if args.quick else "1,10,100")).split(",")]
     only = set(args.only.split(","))
     windows = args.windows or (1 if args.quick else 3)
+    modes = tuple(args.modes.split(","))
+    if not set(modes) <= set(MODES):
+        ap.error(f"--modes {args.modes}: expected thermal and/or jpeg, comma-separated")
+    if args.stage_cpus and not shutil.which("taskset"):
+        ap.error("--stage-cpus needs taskset (util-linux)")
     res: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                  "machine": machine(), "realdata": str(real), "duration_s": duration,
                  "palettes": PALETTES}
@@ -292,7 +309,9 @@ def main() -> int:
         workdir = Path(tempfile.mkdtemp(prefix="flir-views-"))
         try:
             replay = make_replay(real, workdir / "real.vospi")
-            res["cpu"] = cpu_runs(replay, clients, duration, workdir, windows)
+            res["cpu"] = cpu_runs(replay, clients, duration, workdir, windows, modes,
+                                  args.stage_cpus)
+            res["stage_cpus"] = args.stage_cpus
             log("cpu: this machine's wake-up floor")
             res["floor"] = wake_floor(duration)
         finally:
