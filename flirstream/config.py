@@ -336,7 +336,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                         "real-time priority where permitted"),
         "priority": Key(integer(1, 99), "10", "realtime = fifo: the SCHED_FIFO priority"),
         "nice": Key(integer(-20, 19), "0", "nice value of the capture process"),
-        "cpu": Key(cpu_list, "", "pin capture to these CPUs (e.g. 3); empty: any"),
+        "cpu": Key(cpu_list, "", "pin the frame loop thread to these CPUs (e.g. 3); empty: any"),
     },
     "encoder": {
         "palette": Key(choice(*PALETTES), "ironbow", "colour map"),

@@ -13,7 +13,9 @@
             one palette for all) and thermal mode (each viewer its own palette - any of the 4 it
             likes: the server's work does not depend on it - and the encoder measures and makes
             the RAD2 payload, no JPEG); the 1-thermal-viewer run is the whole pipeline's CPU share,
-            goal <= 5 % of one core; then this machine's wake-up floor (benchlib/floor.py)
+            goal <= 5 % of one core; then this machine's wake-up floor (benchlib/floor.py).
+            --modes thermal runs the thermal mode only; --stage-cpus 0 runs the three stages
+            under taskset -c 0 (docs/OPERATIONS.md, "CPU: the stages on one core")
   browser   decode + paint + draw per frame in Chromium at a phone viewport, CPU throttled 1x and
             4x (runs scripts/bench_browser.py), goal < 10 ms at 4x
   picture   the same real frame on a phone-sized canvas (390x292 CSS px at 3x) as the thermal-mode
