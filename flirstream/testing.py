@@ -447,7 +447,9 @@ def frame_header(message: bytes, check_pixels: bool = False) -> dict:
 @dataclass
 class Received:
     frames: int = 0
-    seqs: list = field(default_factory=list)  # (monotonic receive time, seq, capture t)
+    # (monotonic receive time, seq, capture t, stale): stale is the header's "stale" (a frame the
+    # server held longer than stale_after_s, e.g. the newest one sent on connect after a pause)
+    seqs: list = field(default_factory=list)
     texts: list = field(default_factory=list)  # decoded text messages
     connects: int = 0
     closes: list = field(default_factory=list)  # close codes / reasons seen
@@ -517,7 +519,8 @@ class FrameClient:
                 return
             self.got.frames += 1
             if self.keep_seqs:
-                self.got.seqs.append((time.monotonic(), header.get("seq"), header.get("t")))
+                self.got.seqs.append((time.monotonic(), header.get("seq"), header.get("t"),
+                                      bool(header.get("stale"))))
             self.new_frame.set()
         else:
             try:

@@ -88,10 +88,12 @@ def dropped_by_server(clients: list, budget_s: float = 3.0) -> int:
 # ---------------------------------------------------------------- the soak
 
 def seq_gaps(seqs: list) -> int:
-    """Frames missing between consecutive seqs (counting within one connection's numbering)."""
+    """Frames missing between consecutive seqs (FrameClient's). Not after a stale frame: that is
+    the newest frame the server held when the client connected, not a live one (e.g. from before
+    the encoder paused for want of viewers), so the frames between it and the next were never made."""
     gaps = 0
-    for (_, a, _), (_, b, _) in zip(seqs, seqs[1:]):
-        if isinstance(a, int) and isinstance(b, int) and b > a:
+    for (_, a, _, stale), (_, b, _, _) in zip(seqs, seqs[1:]):
+        if not stale and isinstance(a, int) and isinstance(b, int) and b > a:
             gaps += b - a - 1
     return gaps
 

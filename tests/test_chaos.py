@@ -49,7 +49,7 @@ async def _stages_running(pipe: testing.Pipeline, timeout: float, old: dict | No
 
 
 def _frame_after(client: testing.FrameClient, start_index: int, wall: float):
-    for mono, seq, t in client.got.seqs[start_index:]:
+    for mono, seq, t, _ in client.got.seqs[start_index:]:
         if isinstance(t, (int, float)) and t > wall:
             return mono, seq, t
     return None

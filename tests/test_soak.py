@@ -81,3 +81,20 @@ def test_frame_client_checks_both_modes_and_reports_a_bad_frame_without_dropping
     quick = FrameClient("ws://127.0.0.1:1/ws?mode=thermal")
     quick._take(lying)
     assert quick.got.frames == 1 and quick.got.errors == []
+
+
+def test_seq_gaps_count_frames_lost_between_live_frames_not_after_the_stale_one_sent_on_connect():
+    """A viewer that connects after a pause gets the newest frame the server held, marked stale;
+    the frames between it and the next live one were never made, so they are no gap."""
+    from scripts.soak import seq_gaps
+
+    client = FrameClient("ws://127.0.0.1:1/ws")
+    client._take(protocol.frame_payloads(image_frame(5), t_sent=1.0, stale=True).plain)
+    for seq in (40, 41, 43, 44):  # live: 42 lost
+        client._take(protocol.frame_payloads(image_frame(seq), t_sent=2.0).plain)
+    assert [(s[1], s[3]) for s in client.got.seqs] == [
+        (5, True), (40, False), (41, False), (43, False), (44, False)]
+    assert seq_gaps(client.got.seqs) == 1
+    # the same frames all live: the 34 between 5 and 40 count too
+    live = [(t, seq, c, False) for t, seq, c, _ in client.got.seqs]
+    assert seq_gaps(live) == 35
