@@ -103,11 +103,23 @@ JSON_VALUES = st.recursive(
     max_leaves=12)
 
 
+@pytest.mark.parametrize("c_core", [True, False], ids=["c-core", "without-_json"])
 @settings(max_examples=300, deadline=None)
-@given(JSON_VALUES)
-def test_the_servers_json_is_json_dumps_byte_for_byte(value):
+@given(value=JSON_VALUES)
+def test_the_servers_json_is_json_dumps_byte_for_byte(c_core, value):
     # protocol keeps json's C encoder core from call to call (made per call by json.dumps): the
-    # text must be what json.dumps gives, and whatever json.dumps refuses (NaN) it refuses too
+    # text must be what json.dumps gives, and whatever json.dumps refuses (NaN) it refuses too;
+    # also on a Python without the _json module (no C core: JSONEncoder.encode instead)
+    core = protocol._JSON_CORE
+    assert core is not None  # CPython has _json
+    protocol._JSON_CORE = core if c_core else None
+    try:
+        _check_json(value)
+    finally:
+        protocol._JSON_CORE = core
+
+
+def _check_json(value) -> None:
     try:
         expected = json.dumps(value, separators=(",", ":"), allow_nan=False)
     except ValueError as exc:
