@@ -3,9 +3,10 @@
 
 The stream is a run of blocks, each one of: a clean frame; random bytes; a frame with bit flips
 (1-3 CRC-covered bits in a few packets); a frame with packets dropped, duplicated, swapped with a
-neighbour or cut short. After every damaged block comes a clean frame. Every clean frame must be
-found. The
-bytes are fed in random chunk sizes, for Lepton 2 and 3, with and without telemetry.
+neighbour or cut short; or a slip: 1-3 bytes lost in zero-filled discards, then a frame whose
+packet 0 is cut to its first 0-5 bytes (2 lost and 2 kept re-align the stream on an all-zero
+"packet 0" with a valid CRC). After every damaged block comes a clean frame. Every clean frame
+must be found. The bytes are fed in random chunk sizes, for Lepton 2 and 3, with and without telemetry.
 
 Checked: no exception; every frame returned equals a frame that was sent (so none holds a bad
 packet); every clean frame after a damaged block is found. Prints counts; exit status 1 on failure.
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from capture import vospi  # noqa: E402
 from capture.vospi import PACKET_BYTES, FrameAssembler, encode_frame  # noqa: E402
 
-KINDS = ("clean", "random", "flip", "drop", "duplicate", "swap", "cut")
+KINDS = ("clean", "random", "flip", "drop", "duplicate", "swap", "cut", "slip")
 
 
 def digest(image: np.ndarray) -> bytes:
@@ -58,7 +59,14 @@ class Stream:
             data, key = self.frame()
             self.required.append(key)
             return self.discards() + data
-        if kind == "random":
+        if kind == "slip":
+            data, _ = self.frame()
+            lead = bytearray(vospi.discard_packets(int(self.rng.integers(1, 4))))
+            lost = int(self.rng.integers(1, 4))
+            at = int(self.rng.integers(0, len(lead) - lost))
+            del lead[at:at + lost]
+            damaged = bytes(lead) + data[:int(self.rng.integers(0, 6))] + data[PACKET_BYTES:]
+        elif kind == "random":
             damaged = self.rng.integers(0, 256, int(self.rng.integers(1, 6000)),
                                         dtype=np.uint8).tobytes()
         else:

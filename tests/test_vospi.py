@@ -456,3 +456,24 @@ def test_hint_names_the_setting_that_does_not_match_the_camera(stream_as, read_a
         assert asm.hint is None
     else:
         assert expected in asm.hint
+
+
+@pytest.mark.parametrize("sensor", ["lepton2", "lepton3"])
+@pytest.mark.parametrize("lost_in", ["discard", "frame"])
+def test_two_bytes_lost_then_a_packet_0_cut_after_its_id_make_no_false_frame(sensor, lost_in):
+    # 2 bytes lost (in a zero-filled discard, or near the end of the frame before it), then a
+    # packet 0 cut after its 2 ID bytes: 164 bytes lost in all, so the packets after it are in step
+    # again and no CRC fails, and the discard's last 162 zeros plus that ID read as an all-zero
+    # packet 0 with a valid CRC. Taken, it would make a frame of the cut one's rows with its first
+    # packet zeros instead. The frames on either side still come whole.
+    first, cut, last = (image(sensor, seed) for seed in (1, 2, 3))
+    stream = bytearray(encode_frame(first, sensor) + vospi.discard_packets(2))
+    at = len(stream) - (PACKET_BYTES + 40 if lost_in == "discard" else 2 * PACKET_BYTES + 50)
+    del stream[at:at + 2]
+    damaged = encode_frame(cut, sensor)
+    stream += damaged[:2] + damaged[PACKET_BYTES:] + encode_frame(last, sensor)
+    asm = FrameAssembler(sensor)
+    out = asm.feed(bytes(stream))
+    want = ([first] if lost_in == "discard" else []) + [last]
+    assert [f.image.tobytes() for f in out] == [im.tobytes() for im in want]
+    assert asm.counters.crc_errors >= 1  # the all-zero packet, counted as one whose CRC is no proof
