@@ -29,8 +29,10 @@ An all-zero packet is never taken, though its CRC is valid (CRC-16/XMODEM of zer
 last 162 bytes of a zero-filled discard and the 2 ID bytes of a packet 0 cut short after them make
 one, in step with the packets that follow when 2 bytes were lost before it (164 bytes lost in all:
 no CRC fails), and taking it would put a row of zeros in a frame that looks whole. It is counted
-as a CRC error. The cost: a real packet 0 of zero pixels, which no working sensor sends (raw and
-TLinear values are never 0), loses its frame.
+as a CRC error. The cost: a real packet 0 of zero pixels loses its frame. Raw and TLinear values
+are never 0; with the camera's own AGC on, 0 is black, so a frame whose first half-row (Lepton 3;
+a row on a Lepton 2) is all black would be lost (the real AGC-on tCam sample has black pixels, but
+no such packet).
 """
 from __future__ import annotations
 
