@@ -121,9 +121,7 @@ def _refuse_zero_packets(data: bytes, at: int, n: int, found: int, ok: np.ndarra
         i, rest = divmod(found - at, PACKET_BYTES)
         if rest == 0:
             ok[i] = False
-            found = data.find(_ZERO_PACKET, found + PACKET_BYTES, stop)
-        else:
-            found = data.find(_ZERO_PACKET, found + 1, stop)
+        found = data.find(_ZERO_PACKET, at + (i + 1) * PACKET_BYTES, stop)  # the next packet on
 
 
 def packet_crc(packet: bytes) -> int:
@@ -401,7 +399,7 @@ class FrameAssembler:
                              offset=at).reshape(n, PACKET_BYTES)
         words = real.view("<u2")  # the packets' big-endian words read little-endian, as they lie
         ok = packet_crcs(real, _CRC_TABLE_SWAPPED) == words[:, 1]
-        # (a bytes search, ~1 us when there is none, instead of a numpy reduction a feed)
+        # (a bytes search, ~3 us a Lepton 3 frame, instead of a numpy reduction a feed)
         zero = data.find(_ZERO_PACKET, at, at + n * PACKET_BYTES)
         if zero >= 0:
             _refuse_zero_packets(data, at, n, zero, ok)
@@ -429,10 +427,10 @@ class FrameAssembler:
             return pos + int(index[i]) * PACKET_BYTES
 
         def in_step(i: int, floor: int) -> int:
-            """Where the last packet at or before non-discard packet i that is good and not all
-            zeros starts (else the one kept from an earlier call), not before floor."""
+            """Where the last packet at or before non-discard packet i that is good (so not all
+            zeros) starts (else the one kept from an earlier call), not before floor."""
             while i >= 0 and offset(i) >= floor:
-                if ok[i] and real[i].any():
+                if ok[i]:
                     return offset(i)
                 i -= 1
             return max(self._in_step, floor)
