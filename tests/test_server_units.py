@@ -95,7 +95,6 @@ def test_any_client_text_parses_or_raises_protocol_error(text):
         pass
 
 
-
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)

@@ -9,6 +9,7 @@ from pathlib import Path
 from conftest import run_script
 from flirstream import radiometric
 from flirstream.testing import FrameClient
+from scripts.soak import seq_gaps
 from server import protocol
 from server_support import image_frame, thermal_frame
 
@@ -86,8 +87,6 @@ def test_frame_client_checks_both_modes_and_reports_a_bad_frame_without_dropping
 def test_seq_gaps_count_frames_lost_between_live_frames_not_after_the_stale_one_sent_on_connect():
     """A viewer that connects after a pause gets the newest frame the server held, marked stale;
     the frames between it and the next live one were never made, so they are no gap."""
-    from scripts.soak import seq_gaps
-
     client = FrameClient("ws://127.0.0.1:1/ws")
     client._take(protocol.frame_payloads(image_frame(5), t_sent=1.0, stale=True).plain)
     for seq in (40, 41, 43, 44):  # live: 42 lost
