@@ -79,6 +79,7 @@ EMPTY_FILE_RETRY_S = 1.0
 _NOT_DISCARD = bytes(b for b in range(256) if b & 0x0F != 0x0F)
 
 
+
 class FileSource:
     """Replays raw VoSPI bytes (as written by --record): at the sensor's pace or as fast as possible,
     once or in a loop. Pacing counts every packet read: a frame's worth of non-discard packets takes
@@ -92,7 +93,11 @@ class FileSource:
         self.retry_delay = EMPTY_FILE_RETRY_S
         self.loop = loop
         try:
-            self._file = open(path, "rb")
+            # Unbuffered: a frame's read is one read() into the bytes returned (buffered, it was
+            # two, and a copy through the reader's buffer: ~10 us a frame after a frame period's
+            # sleep). A raw read may return less than asked only at the end of a regular file,
+            # and the size check below refuses anything else (a FIFO's size is 0).
+            self._file = open(path, "rb", buffering=0)
         except FileNotFoundError:
             raise ConfigError(f"[capture] source = vospi-file:{path}: no such file") from None
         except OSError as exc:
