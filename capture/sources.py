@@ -79,7 +79,6 @@ EMPTY_FILE_RETRY_S = 1.0
 _NOT_DISCARD = bytes(b for b in range(256) if b & 0x0F != 0x0F)
 
 
-
 class FileSource:
     """Replays raw VoSPI bytes (as written by --record): at the sensor's pace or as fast as possible,
     once or in a loop. Pacing counts every packet read: a frame's worth of non-discard packets takes
