@@ -39,12 +39,6 @@ def planes(u: np.ndarray) -> bytes:
     return np.concatenate(((u & 0xFF).astype(np.uint8).ravel(), (u >> 8).astype(np.uint8).ravel())).tobytes()
 
 
-def raster_offset(i):
-    """RAD2's residuals: each value minus the one before it in row-major order, plus 128."""
-    flat = i.ravel()
-    return ((flat - np.concatenate(([0], flat[:-1])) + 128) & 0xFFFF).astype(np.uint16)
-
-
 def left(i):
     p = np.zeros_like(i)
     p[:, 1:] = i[:, :-1]
@@ -77,7 +71,7 @@ FILTERS = {  # name -> frame (int32) -> bytes to compress
     "left-zz-planes": lambda i: planes(zigzag(i - left(i))),
     "grad-zz-planes": lambda i: planes(zigzag(i - gradient(i))),
     "avg-zz-planes": lambda i: planes(zigzag(i - average(i))),
-    "raster-off-planes": lambda i: planes(raster_offset(i)),
+    "raster-off-planes": lambda i: planes(radiometric.residuals(i.astype(np.uint16))),  # RAD2's
 }
 ZLIB = {"L1": (1, zlib.Z_DEFAULT_STRATEGY), "L6": (6, zlib.Z_DEFAULT_STRATEGY),
         "L9": (9, zlib.Z_DEFAULT_STRATEGY), "L6 filtered": (6, zlib.Z_FILTERED),
