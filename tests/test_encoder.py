@@ -16,11 +16,12 @@ import cv2
 import numpy as np
 import pytest
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from conftest import write_config
 from encoder import palettes
 from flirstream import config, links, radiometric, wire
-from flirstream.testing import StandInCapture, thread_policies, tlinear_counts
+from flirstream.testing import StandInCapture, thread_policies, tlinear_counts, wait_until
 
 ROWS, COLS = 120, 160
 WAIT_S = 15.0  # bound on every wait for the process (start-up on a busy 2-core machine included)
@@ -245,7 +246,8 @@ def test_slow_encoder_skips_frames_instead_of_queueing(rig):
         fps=100, make=noisy,
         encoder={"size": "2560x1920", "interpolation": "lanczos", "quality": "100"})
     first = client.next(timeout=WAIT_S)
-    time.sleep(2)
+    # ~2 s of input (on a slow machine the stand-in publishes later, not fewer)
+    assert wait_until(lambda: capture.seq >= first.seq + 200, WAIT_S), "capture stalled"
     capture.stop()
     last = capture.seq
     seqs = [first.seq]
@@ -265,8 +267,9 @@ def test_slow_subscriber_finds_a_short_backlog_not_a_queue(rig):
     # tcp_rmem allows (32 MB on some hosts), which is the subscriber's backlog, not the encoder's.
     receive_buffer = 64 * 1024
     _, capture, client, encoder = rig(fps=30, rcvhwm=2, rcvbuf=receive_buffer)
-    client.next()
-    time.sleep(3)  # ~90 frames made meanwhile
+    started = client.next().seq
+    # a backlog's worth of frames made while this subscriber does not read (~3 s at 30 fps)
+    assert wait_until(lambda: capture.seq >= started + 90, WAIT_S), "capture stalled"
     produced_by = capture.seq
     # What waited is what was made by now: frames made while this subscriber catches up come
     # meanwhile (more of them on a slower machine) and are not counted; nor are statuses, which
@@ -381,9 +384,11 @@ def test_odd_control_traffic_does_not_stop_the_encoder(rig):
     # an oversized message only costs that peer its connection
     big = client.ctx.socket(zmq.DEALER)
     big.setsockopt(zmq.LINGER, 0)
+    dropped = big.get_monitor_socket(zmq.EVENT_DISCONNECTED)
     big.connect(client.cfg.endpoints.control)
     big.send(b"{" + b" " * 200_000 + b"}")
-    time.sleep(0.3)
+    assert dropped.poll(WAIT_S * 1000), "the peer of an oversized message kept its connection"
+    assert recv_monitor_message(dropped)["event"] == zmq.EVENT_DISCONNECTED
     assert client.ask({"op": "get"})["ok"] is True
     client.drain()
     client.next()  # frames still flow
