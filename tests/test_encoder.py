@@ -265,8 +265,8 @@ def test_slow_subscriber_finds_a_short_backlog_not_a_queue(rig):
     # (without that buffer limit ~77 old messages, 38 frames, would wait here: 3 MB on loopback).
     # This subscriber's own receive buffer is pinned: autotuned, the kernel grows it as far as
     # tcp_rmem allows (32 MB on some hosts), which is the subscriber's backlog, not the encoder's.
-    receive_buffer = 64 * 1024
-    _, capture, client, encoder = rig(fps=30, rcvhwm=2, rcvbuf=receive_buffer)
+    receive_buffer, receive_hwm = 64 * 1024, 2
+    _, capture, client, encoder = rig(fps=30, rcvhwm=receive_hwm, rcvbuf=receive_buffer)
     started = client.next().seq
     # a backlog's worth of frames made while this subscriber does not read (~3 s at 30 fps)
     assert wait_until(lambda: capture.seq >= started + 90, WAIT_S), "capture stalled"
@@ -291,11 +291,11 @@ def test_slow_subscriber_finds_a_short_backlog_not_a_queue(rig):
     assert newest_seq >= produced_by, "never caught up with the newest"
     # The bound, from the configuration: Linux doubles SO_SNDBUF / SO_RCVBUF for its bookkeeping
     # and lets each buffer go one segment (64 KB on loopback) over; the encoder's XPUB queues
-    # 2 * FRAME_HWM messages, this SUB 2, and a message may be cut at each of the four boundaries
-    # between these queues and buffers.
+    # 2 * FRAME_HWM messages, this SUB receive_hwm, and a message may be cut at each of the four
+    # boundaries between these queues and buffers.
     segment = 64 * 1024
     in_kernel = 2 * links.SUBSCRIBER_SEND_BUFFER_BYTES + 2 * receive_buffer + 2 * segment
-    bound = in_kernel // smallest + 4 + 2 * links.FRAME_HWM + 2
+    bound = in_kernel // smallest + 4 + 2 * links.FRAME_HWM + receive_hwm
     assert waited <= bound, f"{waited} frame messages were waiting (bound {bound})"
     # The encoder itself kept going at full rate: its counters, in the next status read now that
     # this subscriber keeps up (before, a status could be dropped again and again at its full queue)
