@@ -137,10 +137,9 @@ def region_from_section(name: str, values: Mapping[str, str], sensor: tuple[int,
     file, section, key and value."""
     section = ROI_PREFIX + name
     _check_name(name, section, where)
-    for key, value in values.items():
-        if key not in ROI_KEYS:
-            raise ConfigError(f"{where}: [{section}] {key} = {value!r}: unknown key "
-                              f"(expected spot or box)")
+    for key in values:
+        if key not in ROI_KEYS:  # its value is not shown: it may be a misspelt secret
+            raise ConfigError(f"{where}: [{section}] {key}: unknown key (expected spot or box)")
     given = [k for k in ROI_KEYS if k in values]
     if len(given) != 1:
         raise ConfigError(f"{where}: [{section}]: expected exactly one of spot = X, Y or "
@@ -183,8 +182,9 @@ def alarm_from_section(name: str, values: Mapping[str, str], regions: Mapping[st
         return ConfigError(f"{where}: [{section}] {key} = {values[key].strip()!r}: {why}")
 
     for key in values:
-        if key not in ALARM_KEYS:
-            raise fail(key, f"unknown key (expected one of {', '.join(ALARM_KEYS)})")
+        if key not in ALARM_KEYS:  # its value is not shown: a misspelt `webhok =` holds a secret
+            raise ConfigError(f"{where}: [{section}] {key}: unknown key "
+                              f"(expected one of {', '.join(ALARM_KEYS)})")
     roi = values.get("roi", "").strip() or None
     if roi is not None and roi not in regions:
         known = ", ".join(sorted(regions)) or "none are defined"

@@ -82,9 +82,9 @@ class MqttSettings:
     def parse(cls, raw: Mapping[str, str], where: str = "setting") -> "MqttSettings":
         """From an [mqtt] section's text values; ConfigError with the usual one line."""
         values: dict[str, Any] = {}
-        for key, value in raw.items():
-            if key not in MQTT_KEYS:
-                raise ConfigError(f"{where}: [mqtt] {key} = {value!r}: unknown key "
+        for key in raw:
+            if key not in MQTT_KEYS:  # its value is not shown: a misspelt `pasword =` is a secret
+                raise ConfigError(f"{where}: [mqtt] {key}: unknown key "
                                   f"(expected one of {', '.join(MQTT_KEYS)})")
         for key, spec in MQTT_KEYS.items():
             value = raw.get(key, spec.default)

@@ -393,7 +393,8 @@ def test_settings_from_the_mqtt_section():
                           ({"host": "a b"}, "x.conf: [mqtt] host = 'a b': expected a broker"),
                           ({"ca_file": "/nonexistent.pem"}, "x.conf: [mqtt] ca_file = "),
                           ({"password": "x"}, "x.conf: [mqtt] password: expected username"),
-                          ({"hots": "x"}, "x.conf: [mqtt] hots = 'x': unknown key")]:
+                          ({"hots": "x"}, "x.conf: [mqtt] hots: unknown key"),
+                          ({"pasword": "Secret"}, "x.conf: [mqtt] pasword: unknown key")]:
         with pytest.raises(ConfigError) as info:
             MqttSettings.parse(raw, "x.conf")
         assert str(info.value).startswith(expected) and "\n" not in str(info.value)

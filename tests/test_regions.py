@@ -72,7 +72,7 @@ def test_coordinates_are_checked_against_the_sensor():
 @pytest.mark.parametrize("text, expected", [
     ("[roi:b]\n", "[roi:b]: expected exactly one of spot"),
     ("[roi:b]\nspot = 1, 1\nbox = 0, 0, 2, 2\n", "[roi:b]: expected exactly one of spot"),
-    ("[roi:b]\ncircle = 1, 1, 3\n", "[roi:b] circle = '1, 1, 3': unknown key"),
+    ("[roi:b]\ncircle = 1, 1, 3\n", "[roi:b] circle: unknown key"),
     ("[roi:two words]\nspot = 1, 1\n", "[roi:two words]: expected a NAME"),
     ("[roi:]\nspot = 1, 1\n", "[roi:]: expected a NAME"),
     ("[alarm:a]\nroi = nowhere\nabove = 3\n", "[alarm:a] roi = 'nowhere': no such region"),
@@ -85,10 +85,18 @@ def test_coordinates_are_checked_against_the_sensor():
     ("[alarm:a]\nabove = 3\nhysteresis = lots\n", "[alarm:a] hysteresis = 'lots': expected a number"),
     ("[alarm:a]\nabove = 3\nwebhook = ftp://h/x\n", "[alarm:a] webhook = 'ftp://h/x': expected an http"),
     ("[alarm:a]\nabove = 3\nwebhook = http://\n", "[alarm:a] webhook = 'http://': expected an http"),
-    ("[alarm:a]\nabove = 3\nemail = me@example.org\n", "[alarm:a] email = 'me@example.org': unknown key"),
+    ("[alarm:a]\nabove = 3\nemail = me@example.org\n", "[alarm:a] email: unknown key"),
 ])
 def test_every_bad_section_gets_one_line_naming_it(text, expected):
     assert expected in error(text)
+
+
+def test_an_unknown_key_in_a_region_or_alarm_is_named_without_its_value():
+    # A misspelt `webhok = http://ha/api/webhook/SECRET` must not print the webhook's secret id.
+    for text in ("[roi:b]\nspot = 1, 1\nsecret = Hunter2\n",
+                 "[alarm:a]\nabove = 3\nwebhok = http://ha:8123/api/webhook/Hunter2\n"):
+        message = error(text)
+        assert "unknown key" in message and "Hunter2" not in message, message
 
 
 def test_regions_from_the_viewer_are_checked_like_the_file():
