@@ -5,6 +5,7 @@ import logging
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -223,6 +224,30 @@ def test_readme_reference_lists_every_key():
     for section, keys in SCHEMA.items():
         for key in keys:
             assert (section, key) in listed, f"README's configuration table lacks [{section}] {key}"
+
+
+def _ini_examples(path: Path) -> list[str]:
+    """The ```ini blocks of a Markdown file that configure flir-stream (not supervisord, systemd)."""
+    blocks = re.findall(r"^ *```ini\n(.*?)^ *```", path.read_text(), re.M | re.S)
+    foreign = ("[supervisord]", "[include]", "[Service]", "[program:")
+    return [textwrap.dedent(b) for b in blocks if not any(f in b for f in foreign)]
+
+
+def test_the_docs_ini_examples_work_when_pasted():
+    # server.conf has no comments after a value (see below): an example that puts one there is
+    # refused (`above = 250 ; °C`) or, worse, taken whole (`token = s3cret ; note` is that token).
+    examples = {path.name: _ini_examples(path) for path in [ROOT / "README.md",
+                                                             *sorted((ROOT / "docs").glob("*.md"))]}
+    assert len(examples["README.md"]) >= 2 and len(examples["SECURITY.md"]) >= 3
+    for name, blocks in examples.items():
+        for block in blocks:
+            for line in block.splitlines():
+                if "=" in line and not line.lstrip().startswith(("#", ";")):
+                    value = line.split("=", 1)[1]
+                    assert not re.search(r"\s[;#]", value), f"{name}: comment after a value: {line}"
+    # The README's regions and alarm, as written, are a configuration the loader takes.
+    cfg = config.loads("".join(examples["README.md"]), name="README.md")
+    assert cfg.alarms["nozzle-hot"].threshold == 250.0 and cfg.alarms["nozzle-hot"].for_s == 10.0
 
 
 def test_region_and_alarm_sections_come_through_the_loader():
