@@ -129,8 +129,17 @@ THERMAL_TELEMETRY = ("fpa_temp_c", "fpa_temp_k", "housing_temp_c", "ffc_state", 
 _LENGTH = struct.Struct(">I")
 
 
+ERROR_TEXT_MAX = 300  # characters of a refusal's text: it quotes the client, and is logged
+
+
 class ProtocolError(ValueError):
-    """A client message that does not follow the protocol; str() is the reply's text."""
+    """A client message that does not follow the protocol; str() is the reply's text, cut to
+    ERROR_TEXT_MAX (a 4 KiB `"op"` quoted whole, 20 times a second, would fill the log)."""
+
+    def __init__(self, text: str) -> None:
+        if len(text) > ERROR_TEXT_MAX:
+            text = text[:ERROR_TEXT_MAX - 1] + "…"
+        super().__init__(text)
 
 
 # ---------------------------------------------------------------- frames

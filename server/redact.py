@@ -13,7 +13,10 @@ import re
 from typing import Iterable
 from urllib.parse import quote, quote_plus
 
-_QUERY_TOKEN = re.compile(r"(?i)(\w*token\w*=)[^&\s'\"#;,)]*")
+# A match starts only where a word starts, and the name is taken possessively: the plain
+# `\w*token\w*=` backtracked from every position of a long word, so one 15,000-character URL
+# (any client can send one: it is logged) took over a second to clean, on the server's event loop.
+_QUERY_TOKEN = re.compile(r"(?i)(?<!\w)(?=\w*token)(\w++=)[^&\s'\"#;,)]*")
 _BASIC = re.compile(r"(?i)(basic\s+)[A-Za-z0-9+/=_-]{4,}")
 
 

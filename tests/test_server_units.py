@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import re
 import logging
+import re
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -135,7 +137,8 @@ def _check_json(value) -> None:
 def test_basic_auth_password():
     header = "Basic " + base64.b64encode(b"anyone:pa:ss").decode()
     assert access.basic_auth_password(header) == "pa:ss"
-    for bad in (None, "", "Basic", "Basic !!!", "Bearer x", "Basic " + base64.b64encode(b"nocolon").decode()):
+    for bad in (None, "", "Basic", "Basic !!!", "Bearer x", "Basic " + base64.b64encode(b"nocolon").decode(),
+                "Basic \xff\xfe"):  # (not ASCII: b64decode's ValueError was a 500 on every URL)
         assert access.basic_auth_password(bad) is None
 
 
@@ -162,6 +165,9 @@ def test_viewer_and_control_tokens():
     ("https://pi.local", "pi.local", (), False),  # the request was plain http
     ("null", "pi.local:8080", (), False),
     ("http://[::1]:8080", "[::1]:8080", (), True),
+    ("http://[", "pi.local:8080", (), False),  # broken IPv6 literals: urlsplit raises
+    ("http://[::1", "[::1]:8080", (), False),
+    ("http://[::1]:8080", "[::1", (), False),
 ])
 def test_origin_rule(origin, host, allowed_list, ok):
     assert access.origin_allowed(origin, host, "http", (8080, 9876), allowed_list) is ok
@@ -677,6 +683,29 @@ def test_redact_takes_out_tokens_right_or_wrong():
     assert clean("404 GET /s3cret%2F%2Bx") == "404 GET /<token>"
     assert clean("Authorization: Basic dXNlcjpzM2NyZXQ=") == "Authorization: Basic <redacted>"
     assert clean("websocket viewer 127.0.0.1 connected") == "websocket viewer 127.0.0.1 connected"
+
+
+def test_redact_takes_time_in_proportion_to_the_line():
+    # Any client can have a long line logged (a 15,000-character path is under the 16 KiB header
+    # limit). The old pattern backtracked from every position: 1.2 s for 15,000 characters,
+    # minutes for these 200,000. Linear, each takes milliseconds; the bound is a hang's, not a speed.
+    code = ("from server.redact import Redact\n"
+            "clean = Redact(['s3cret']).clean\n"
+            "for line in ('A' * 200_000, 'token' * 40_000, 'tokenA' * 33_000, ('a' * 50 + ' ') * 4000,\n"
+            "             'GET /' + 'x' * 200_000 + '?token=abc'):\n"
+            "    out = clean(line)\n"
+            "print(out[-20:])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip().endswith("?token=<redacted>"), done
+
+
+def test_a_refusal_quotes_at_most_a_line_of_the_client():
+    """A 4 KiB `op`, 20 times a second, was quoted whole in the reply and in the log."""
+    with pytest.raises(protocol.ProtocolError) as info:
+        protocol.parse_client(json.dumps({"op": "A" * 4000}))
+    text = str(info.value)
+    assert text.startswith("unknown op 'AAAA") and len(text) == protocol.ERROR_TEXT_MAX, text
+    assert text.endswith("…")
 
 
 def test_hub_fresh_image_newer_than_waits_past_an_older_fresh_picture():
