@@ -17,7 +17,6 @@ host, this machine's name, or one listed in [server] allowed_hosts.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import ipaddress
@@ -37,7 +36,7 @@ def basic_auth_password(authorization: Optional[str]) -> Optional[str]:
         return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text ("Basic \xff")
         return None
     _, sep, password = decoded.partition(":")
     return password if sep else None
@@ -94,14 +93,17 @@ def origin_allowed(origin: str, host_header: str, request_scheme: str, own_ports
     if "*" in allowed:
         return True
     origin = origin.strip()
-    parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return False
-    if origin.lower().rstrip("/") in (a.lower().rstrip("/") for a in allowed):
-        return True
-    o_host, o_port = _host_port(parts.netloc, parts.scheme)
     scheme = "https" if request_scheme in ("https", "wss") else "http"
-    h_host, h_port = _host_port(host_header, scheme)
+    try:  # urlsplit refuses a broken IPv6 literal ("http://[", a Host of "[::1")
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return False
+        if origin.lower().rstrip("/") in (a.lower().rstrip("/") for a in allowed):
+            return True
+        o_host, o_port = _host_port(parts.netloc, parts.scheme)
+        h_host, h_port = _host_port(host_header, scheme)
+    except ValueError:
+        return False
     if parts.scheme != scheme:
         return False
     return o_host == h_host and (o_port == h_port or o_port in set(own_ports))

@@ -4,13 +4,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import urllib.parse
 from typing import Any, Optional
 
 import tornado.ioloop
+import tornado.web
 import tornado.websocket
 
 from . import access, fastwrite, protocol
-from .plumbing import AccessMixin, Context, limit_send_buffer
+from .plumbing import AccessMixin, Context, limit_send_buffer, plain_error
 from .relay import RelayError
 
 log = logging.getLogger("ws")
@@ -49,6 +51,7 @@ def _retrieve(future: Any) -> None:
 
 class WebSocketStream(AccessMixin, tornado.websocket.WebSocketHandler):
     transport = "websocket"
+    write_error = plain_error
 
     def initialize(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -64,13 +67,29 @@ class WebSocketStream(AccessMixin, tornado.websocket.WebSocketHandler):
             return
         try:
             mode = protocol.mode(self.get_query_argument("mode", None))
+        except tornado.web.HTTPError:  # Tornado's only complaint about an argument: not UTF-8
+            self._refuse_request(400, "mode is not valid UTF-8 (expected thermal or jpeg)")
+            return
         except protocol.ProtocolError as exc:
-            self.set_status(400)
-            self.set_header("Content-Type", "text/plain; charset=utf-8")
-            self.finish(f"{exc}\n")
+            self._refuse_request(400, str(exc))
+            return
+        origin = self.request.headers.get("Origin")
+        try:  # Tornado splits it before check_origin, and a broken IPv6 literal raises there
+            urllib.parse.urlsplit(origin or "")
+        except ValueError:
+            self.ctx.metrics.reject("origin")
+            log.warning("403 /ws from %s: Origin %r is not a URL", self.request.remote_ip,
+                        origin[:100])
+            self._refuse_request(403, f"Origin {origin[:100]!r} is not a URL")
             return
         self.feed = "thermal" if mode == "thermal" else "image"
         await super().get(*args, **kwargs)
+
+    def _refuse_request(self, status: int, text: str) -> None:
+        """Answer the upgrade request with `status` and one line of plain text."""
+        self.set_status(status)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(f"{text}\n")
 
     def check_origin(self, origin: str) -> bool:
         if access.origin_allowed(origin, self.request.host, self.request.protocol, self.ctx.ports,
@@ -78,7 +97,8 @@ class WebSocketStream(AccessMixin, tornado.websocket.WebSocketHandler):
             return True
         self.ctx.metrics.reject("origin")
         log.warning("403 /ws from %s: Origin %r is neither this server nor in allowed_origins",
-                    self.request.remote_ip, origin)
+                    self.request.remote_ip, origin[:100])
+        self.set_header("Content-Type", "text/plain; charset=utf-8")  # (Tornado writes the line)
         return False
 
     def get_compression_options(self) -> None:

@@ -81,7 +81,9 @@ def test_api_commands_errors_and_settings_that_survive_a_capture_restart(tmp_pat
     status, reply = post(port, b"op=ffc", {**token, "Content-Type": "text/plain"})
     assert status == 415 and "application/json" in reply["error"]
     status, reply = post(port, b"{not json", token)
-    assert status == 400 and reply["error"] == "the body is not JSON"
+    assert status == 400 and reply["error"].startswith("the body is refused: not JSON"), reply
+    status, reply = post(port, b"[" * 3000, token)  # json.loads: RecursionError, a 500
+    assert status == 400 and "nested more than" in reply["error"], reply
     status, reply = post(port, {"op": "gain", "mode": "medium"}, token)
     assert status == 400 and "mode 'medium'" in reply["error"]
     status, reply = post(port, {"op": "emissivity", "emissivity": 0}, token)

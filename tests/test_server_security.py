@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import re
 import socket
 import ssl
 import subprocess
@@ -505,6 +506,55 @@ def test_a_lone_surrogate_token_is_refused_cleanly(live_factory):
     assert http_get(live.port, "/", headers={"Authorization": "Basic 7aCA"})[0] == 401
     log = live.stage.log()
     assert "Traceback" not in log and "Uncaught" not in log and " ERROR " not in log, log[-2000:]
+
+
+def test_malformed_headers_and_arguments_get_a_plain_refusal(live_factory):
+    """Reviewed: a non-ASCII basic auth header, a broken IPv6 literal in Origin or Host, and a /ws
+    mode that is not UTF-8 were each a 500 with a traceback in the log."""
+    for token in ("", "view"):
+        live = live_factory(token=token)
+        answer = raw_request(live.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                        b"Authorization: Basic \xff\xfe\r\nConnection: close\r\n\r\n")
+        assert answer.split(b"\r\n", 1)[0] == (b"HTTP/1.1 401 Unauthorized" if token
+                                                else b"HTTP/1.1 200 OK"), answer[:200]
+        upgrade = ("GET /ws{query} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n")
+        query = f"?token={token}&" if token else "?"
+        own = f"127.0.0.1:{live.port}"
+        for q, host, origin, status, says in [
+                (query, own, "http://[", 403, b"Origin 'http://[' is not a URL"),
+                (query, own, "http://[::1", 403, b"is not a URL"),
+                (query, "[::1", f"http://{own}", 403, b""),
+                (query + "mode=%ff", own, f"http://{own}", 400, b"mode is not valid UTF-8"),
+                (query + "mode=raw", own, f"http://{own}", 400, b"expected one of"),
+                (query, own, f"http://{own}", 101, b"")]:
+            head, body = _answer(live.port, upgrade.format(query=q, host=host, origin=origin))
+            answer = head + b"\r\n\r\n" + body
+            assert head.startswith(b"HTTP/1.1 %d " % status), (q, host, origin, answer[:300])
+            assert says in body, (q, host, origin, answer[:300])
+            assert status == 101 or b"text/plain" in head, (q, host, origin, answer[:300])
+        log = live.stage.log()
+        assert "Traceback" not in log and "Uncaught" not in log and " ERROR " not in log, log[-3000:]
+
+
+def _answer(port: int, request: str) -> tuple[bytes, bytes]:
+    """(head, body) of the answer to a raw request: the body by its Content-Length, none for 101
+    (the connection stays open either way: keep-alive, or the websocket)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(request.encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            assert chunk, data
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = re.search(rb"(?im)^content-length: *(\d+)", head)
+        while length and len(body) < int(length.group(1)):
+            chunk = s.recv(4096)
+            assert chunk, data
+            body += chunk
+    return head, body
 
 
 def _status_with_host(port: int, request: str) -> int:
