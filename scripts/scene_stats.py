@@ -45,7 +45,8 @@ def stats(frames: np.ndarray, fps: float) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sources", nargs="+", help="file path, sim or sim-smooth")
+    parser.add_argument("sources", nargs="+",
+                        help="a CPTV, VoSPI or tCam file, or sim, sim-raw, sim-still or sim-smooth")
     parser.add_argument("--frames", type=int, default=119, help="frames from the simulator")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()

@@ -95,6 +95,9 @@ def test_the_systemd_unit_is_valid_for_systemd(tmp_path):
     program = Path(sysconfig.get_path("scripts")) / "flir-stream"
     unit = (ROOT / "scripts" / "flir-stream.service").read_text()
     assert "ExecStart=/opt/flir-stream/.venv/bin/flir-stream run --config " in unit
+    directives = [line.strip() for line in unit.splitlines() if not line.startswith("#")]
+    # [capture] realtime = fifo needs LimitRTPRIO=, and RestrictRealtime=yes would refuse it anyway
+    assert "LimitRTPRIO=20" in directives and "RestrictRealtime=yes" not in directives
     copy = tmp_path / "flir-stream.service"
     copy.write_text(unit.replace("/opt/flir-stream/.venv/bin/flir-stream", str(program)))
     result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True,
