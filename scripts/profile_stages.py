@@ -62,13 +62,16 @@ def profile(replay: Path, workdir: Path, duration: float, mode: str,
         try:
             group.wait_ready()
             time.sleep(2.0)  # past start-up: the encoder knows of the viewer, caches are filled
-            received0 = metrics(pipe).get(RECEIVED)
+            # The server's frame count is read inside the stages' windows, so that every frame
+            # it counts went through each stage within its window (and "per frame" means per
+            # frame the viewer got; under load capture may make frames the others skip).
             for stage in pipe.each.values():
                 os.kill(stage.pid, signal.SIGUSR1)
+            received0 = metrics(pipe).get(RECEIVED)
             time.sleep(duration)
+            received1 = metrics(pipe).get(RECEIVED)
             for stage in pipe.each.values():
                 os.kill(stage.pid, signal.SIGUSR2)
-            received1 = metrics(pipe).get(RECEIVED)
             deadline = time.monotonic() + 10
             while not all(p.exists() for p in outs.values()) and time.monotonic() < deadline:
                 time.sleep(0.05)  # (each stage writes its file from its signal handler)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import struct
 import time
@@ -273,6 +274,13 @@ def test_hostile_clients_do_not_disturb_a_normal_viewer(tmp_path: Path):
         assert outcome["closed"] != "no", (name, outcome)
         assert b"101 Switching" not in outcome["answer"] or name == "ws_then_garbage", (name, outcome)
     flood = phases["control_flood"][2]
-    assert all(f["close"] == 1008 for f in flood), flood
+    # The server closes a flooder with 1008 and drops it ABORT_AFTER_S later. The drop resets the
+    # connection (the flood is still unread), and a reset makes the client's kernel discard a close
+    # frame the client had not read yet: a client starved that long sees no code (None), only the
+    # connection gone. So the 1008s are counted where they are decided, in the server's log.
+    assert all(f["close"] in (1008, None) for f in flood), flood
+    refused = re.findall(r"websocket \S+ sends more than \d+ messages a second: closing \(1008\)",
+                         pipe.log())
+    assert len(refused) == len(flood), (flood, refused)
 
     assert code == 0 and leftovers == []

@@ -34,13 +34,17 @@ def test_each_stage_reports_its_per_frame_functions(tmp_path: Path):
     assert result["mode"] == "thermal" and result["frames"] >= 3 * 26.5 * 0.5, result["frames"]
     stages = result["stages"]
     assert set(stages) == {"capture", "encoder", "server"}
-    # each frame passes once through each stage's per-frame path
+    # Every frame the viewer got passed through each stage's per-frame path, once: at least one
+    # call per frame (the server counts its frames inside the stages' windows), and no more than
+    # the replay's 26.5 frames a second (a loaded machine may skip frames after capture, so a
+    # ratio to the server's frames could exceed 1 without anything called twice).
     once = {"capture": "capture.vospi:FrameAssembler.feed",
             "encoder": "flirstream.radiometric:encode_frame",  # a thermal-mode viewer: RAD2
             "server": "flirstream.wire:unpack_thermal"}
     for stage, function in once.items():
         f = stages[stage]["functions"][function]
-        assert 0.8 <= f["calls_per_frame"] <= 1.2, (stage, f)
+        calls_per_s = f["calls_per_frame"] * result["frames"] / result["duration_s"]
+        assert f["calls_per_frame"] >= 0.9 and calls_per_s < 26.5 * 1.5, (stage, f, calls_per_s)
         assert 0 < f["us_per_call"] < stages[stage]["main_thread_us_per_frame"], (stage, f)
     # nobody watches JPEGs: the encoder renders none
     assert stages["encoder"]["functions"]["encoder.app:Encoder._publish"]["calls_per_frame"] == 0
