@@ -25,7 +25,7 @@ from .cci import Lepton, LeptonCCI
 from .cci_sim import SimulatedCCI
 from .reader import Deduper, Reader
 from .sources import make_source, source_kind
-from .vospi import FrameAssembler
+from .vospi import CRC_CHECK, FrameAssembler
 
 log = logging.getLogger("capture")
 
@@ -68,8 +68,8 @@ def run(config: configuration.Config, args: argparse.Namespace) -> int:
             control_sock.close(linger=0)
             raise
         log.info("publishing frames on %s, camera control on %s; source=%s record=%s; camera: %s; "
-                 "[capture] %s", endpoint, config.endpoints.camera, source.name, record or "-",
-                 camera.identity["model"] or camera.why,
+                 "packet CRCs: %s; [capture] %s", endpoint, config.endpoints.camera, source.name,
+                 record or "-", camera.identity["model"] or camera.why, CRC_CHECK,
                  configuration.describe(config, "capture"))
         thread = control.ControlThread(control_sock, camera, stop)
         thread.start()

@@ -13,10 +13,11 @@ Lepton 3: 4 packets (A, B, C, reserved) -> 244 per frame, so every segment has 6
 segment boundaries fall in the middle of image rows (footer: segment 4 packets 57..60 are telemetry).
 
 How the assembler works: each feed() views the complete packets as an (n, 164) array, checks all
-CRCs at once (a per-position lookup table, since the CRC is linear in the bytes), and finds whole
-segments with a few array operations (a segment is Q consecutive good packets numbered 0..Q-1). A
-short Python loop then joins segments into frames. The unfinished tail (a partial segment, and the
-segments of an unfinished frame) is kept for the next feed().
+CRCs at once (capture/_vospi_crc.c where it was compiled, else a per-position lookup table, since
+the CRC is linear in the bytes), and finds whole segments with a few array operations (a segment is
+Q consecutive good packets numbered 0..Q-1). A short Python loop then joins segments into frames.
+The unfinished tail (a partial segment, and the segments of an unfinished frame) is kept for the
+next feed().
 
 If several packets in a row fail their CRC the byte stream is probably misaligned (a lost or extra
 byte). The assembler then hunts byte by byte for the next packet with a valid CRC, from just after
@@ -111,6 +112,26 @@ def packet_crcs(packets: np.ndarray, table: np.ndarray = _CRC_TABLE) -> np.ndarr
     """The CRC each packet of an (n, 164) uint8 array should carry (computed, not read)."""
     index = packets + _CRC_OFFSETS  # uint8 + uint16 arrays -> uint16
     return np.bitwise_xor.reduce(table.take(index), axis=1)
+
+
+try:  # the same check compiled (setup.py builds it where it can), one call a read
+    from ._vospi_crc import check as _compiled_check
+except ImportError:
+    _compiled_check = None
+
+CRC_CHECK = ("compiled (capture/_vospi_crc.c)" if _compiled_check else
+             "numpy table (capture/_vospi_crc.c not built: installing needs a C compiler and "
+             "Python's headers, Debian's python3-dev)")
+
+
+def packets_ok(data: bytes, at: int, count: int, compiled: bool = True) -> np.ndarray:
+    """For each of the `count` packets at byte `at` of data: does its CRC field hold its CRC?
+    (A writable bool array; compiled=False uses the numpy table even where the C check is.)"""
+    if compiled and _compiled_check is not None:
+        return np.frombuffer(_compiled_check(data, at, count), dtype=bool)
+    real = np.frombuffer(data, dtype=np.uint8, count=count * PACKET_BYTES,
+                         offset=at).reshape(count, PACKET_BYTES)
+    return packet_crcs(real, _CRC_TABLE_SWAPPED) == real.view("<u2")[:, 1]
 
 
 def _refuse_zero_packets(data: bytes, at: int, n: int, found: int, ok: np.ndarray) -> None:
@@ -398,7 +419,7 @@ class FrameAssembler:
         real = np.frombuffer(data, dtype=np.uint8, count=n * PACKET_BYTES,
                              offset=at).reshape(n, PACKET_BYTES)
         words = real.view("<u2")  # the packets' big-endian words read little-endian, as they lie
-        ok = packet_crcs(real, _CRC_TABLE_SWAPPED) == words[:, 1]
+        ok = packets_ok(data, at, n)
         # (a bytes search, ~3 us a Lepton 3 frame, instead of a numpy reduction a feed)
         zero = data.find(_ZERO_PACKET, at, at + n * PACKET_BYTES)
         if zero >= 0:

@@ -87,6 +87,9 @@ def main() -> int:
         "lepton3_frame_telemetry": (lambda asm=FrameAssembler("lepton3", "footer"): asm.feed(l3t), 1),
         "lepton2_frame": (lambda asm=FrameAssembler("lepton2"): asm.feed(l2), 1),
         "lepton3_crc_only": (lambda: vospi.packet_crcs(packets), 1),
+        # the assembler's check: capture/_vospi_crc.c where built (vospi.CRC_CHECK), the table
+        "lepton3_crc_check": (lambda: vospi.packets_ok(l3, 0, 240), 1),
+        "lepton3_crc_check_numpy": (lambda: vospi.packets_ok(l3, 0, 240, compiled=False), 1),
         "lepton3_stream_fed_24_packets": (feeder(24), 8),
         "lepton3_stream_fed_72_packets": (feeder(72), 8),
         "lepton3_per_packet_python_loop": (lambda: per_packet_loop(l3), 1),
@@ -107,7 +110,8 @@ def main() -> int:
           f"({1000 / best:.0f} frames/s on one core; the sensor sends 26.5), "
           f"{ratio:.1f}x the per-packet loop")
     report = {"benchmark": "vospi", "quick": args.quick, "python": platform.python_version(),
-              "numpy": np.__version__, "machine": platform.machine(), "cpus": os.cpu_count(),
+              "numpy": np.__version__, "crc_check": vospi.CRC_CHECK,
+              "machine": platform.machine(), "cpus": os.cpu_count(),
               "results": results}
     print(f"wrote {write_json(args.json, report)}")
     return 0
