@@ -62,26 +62,26 @@ static void check_packets(const uint8_t *packet, Py_ssize_t count, char *out)
 static PyObject *check(PyObject *self, PyObject *args)
 {
     Py_buffer view;
-    Py_ssize_t at, count;
-    if (!PyArg_ParseTuple(args, "y*nn:check", &view, &at, &count))
+    if (!PyArg_ParseTuple(args, "y*:check", &view))
         return NULL;
-    if (at < 0 || count < 0 || at > view.len || count > (view.len - at) / PACKET_BYTES) {
-        PyErr_Format(PyExc_ValueError, "%zd packets at byte %zd do not fit in %zd bytes",
-                     count, at, view.len);
+    if (view.len % PACKET_BYTES) {
+        PyErr_Format(PyExc_ValueError, "%zd bytes are not whole %d-byte packets", view.len,
+                     PACKET_BYTES);
         PyBuffer_Release(&view);
         return NULL;
     }
+    Py_ssize_t count = view.len / PACKET_BYTES;
     PyObject *flags = PyByteArray_FromStringAndSize(NULL, count);
     if (flags != NULL)
-        check_packets((const uint8_t *)view.buf + at, count, PyByteArray_AS_STRING(flags));
+        check_packets((const uint8_t *)view.buf, count, PyByteArray_AS_STRING(flags));
     PyBuffer_Release(&view);
     return flags;
 }
 
 static PyMethodDef methods[] = {
     {"check", check, METH_VARARGS,
-     "check(data, at, count) -> bytearray: 1 for each of the count 164-byte packets at byte `at`\n"
-     "of data whose CRC field holds its CRC, else 0."},
+     "check(packets) -> bytearray: for each 164-byte packet of the C-contiguous buffer, 1 if\n"
+     "its CRC field holds its CRC, else 0."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -124,14 +124,12 @@ CRC_CHECK = ("compiled (capture/_vospi_crc.c)" if _compiled_check else
              "Python's headers, Debian's python3-dev)")
 
 
-def packets_ok(data: bytes, at: int, count: int, compiled: bool = True) -> np.ndarray:
-    """For each of the `count` packets at byte `at` of data: does its CRC field hold its CRC?
-    (A writable bool array; compiled=False uses the numpy table even where the C check is.)"""
+def packets_ok(packets: np.ndarray, compiled: bool = True) -> np.ndarray:
+    """For each packet of an (n, 164) uint8 array: does its CRC field hold its CRC? (A writable
+    bool array; compiled=False uses the numpy table even where the C check is.)"""
     if compiled and _compiled_check is not None:
-        return np.frombuffer(_compiled_check(data, at, count), dtype=bool)
-    real = np.frombuffer(data, dtype=np.uint8, count=count * PACKET_BYTES,
-                         offset=at).reshape(count, PACKET_BYTES)
-    return packet_crcs(real, _CRC_TABLE_SWAPPED) == real.view("<u2")[:, 1]
+        return np.frombuffer(_compiled_check(packets), dtype=bool)
+    return packet_crcs(packets, _CRC_TABLE_SWAPPED) == packets.view("<u2")[:, 1]
 
 
 def _refuse_zero_packets(data: bytes, at: int, n: int, found: int, ok: np.ndarray) -> None:
@@ -419,7 +417,7 @@ class FrameAssembler:
         real = np.frombuffer(data, dtype=np.uint8, count=n * PACKET_BYTES,
                              offset=at).reshape(n, PACKET_BYTES)
         words = real.view("<u2")  # the packets' big-endian words read little-endian, as they lie
-        ok = packets_ok(data, at, n)
+        ok = packets_ok(real)
         # (a bytes search, ~3 us a Lepton 3 frame, instead of a numpy reduction a feed)
         zero = data.find(_ZERO_PACKET, at, at + n * PACKET_BYTES)
         if zero >= 0:

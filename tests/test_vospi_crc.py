@@ -2,7 +2,6 @@
 assembler giving the same frames and counters with either."""
 from __future__ import annotations
 
-import binascii
 import shutil
 import sysconfig
 from pathlib import Path
@@ -26,10 +25,16 @@ def expected(data: bytes, at: int, count: int) -> list[bool]:
     return out
 
 
+def as_packets(data: bytes, at: int = 0, count: int = -1) -> np.ndarray:
+    count = (len(data) - at) // PACKET_BYTES if count < 0 else count
+    return np.frombuffer(data, np.uint8, count=count * PACKET_BYTES, offset=at).reshape(
+        count, PACKET_BYTES)
+
+
 def with_valid_crcs(rng: np.random.Generator, count: int) -> bytearray:
     packets = rng.integers(0, 256, (count, PACKET_BYTES), dtype=np.uint8)
     for row in packets:
-        crc = binascii.crc_hqx(bytes((row[0] & 0x0F, row[1], 0, 0)) + row[4:].tobytes(), 0)
+        crc = vospi.packet_crc(row.tobytes())
         row[2], row[3] = crc >> 8, crc & 0xFF
     return bytearray(packets.tobytes())
 
@@ -58,10 +63,10 @@ def test_each_check_agrees_with_binascii_on_good_and_damaged_packets(compiled):
     data = bytes(data)
     want = expected(data, 0, 203)
     assert 60 < want.count(False) < 80
-    got = vospi.packets_ok(data, 0, 203, compiled)
+    got = vospi.packets_ok(as_packets(data), compiled)
     assert got.dtype == bool and got.flags.writeable
     assert got.tolist() == want
-    assert vospi.packets_ok(data, 5 * PACKET_BYTES + 0, 9, compiled).tolist() == want[5:14]
+    assert vospi.packets_ok(as_packets(data, 5 * PACKET_BYTES, 9), compiled).tolist() == want[5:14]
 
 
 @settings(max_examples=150, deadline=None)
@@ -71,17 +76,20 @@ def test_the_checks_agree_on_any_bytes(data, at):
     count = (len(data) - at) // PACKET_BYTES
     want = expected(data, at, count)
     for compiled in CHECKS:
-        assert vospi.packets_ok(data, at, count, compiled).tolist() == want
+        assert vospi.packets_ok(as_packets(data, at, count), compiled).tolist() == want
 
 
 @pytest.mark.skipif(vospi._compiled_check is None, reason="capture/_vospi_crc.c not built here "
                     "(test_the_compiled_check_is_built_wherever_it_can_be says why that is right)")
-def test_the_compiled_check_refuses_packets_past_the_end():
-    data = bytes(3 * PACKET_BYTES)
-    assert vospi._compiled_check(data, PACKET_BYTES, 2) == bytearray(b"\x01\x01")
-    for at, count in ((0, 4), (1, 3), (-1, 1), (PACKET_BYTES, -1), (10 * PACKET_BYTES, 0)):
-        with pytest.raises(ValueError, match="do not fit"):
-            vospi._compiled_check(data, at, count)
+def test_the_compiled_check_refuses_what_is_not_whole_packets_in_a_row():
+    packets = np.zeros((4, PACKET_BYTES), np.uint8)
+    assert vospi._compiled_check(packets) == bytearray(b"\x01" * 4)
+    assert vospi._compiled_check(packets[1:3]) == bytearray(b"\x01\x01")
+    for size in (1, PACKET_BYTES - 1, 3 * PACKET_BYTES + 1):
+        with pytest.raises(ValueError, match="not whole 164-byte packets"):
+            vospi._compiled_check(bytes(size))
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        vospi._compiled_check(packets[::2])
 
 
 def test_the_assembler_gives_the_same_frames_and_counters_with_the_numpy_table(monkeypatch):
